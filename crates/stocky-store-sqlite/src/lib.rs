@@ -1,1 +1,276 @@
+//! Embedded SQLite storage for the hub (and later the edge): the stock ledger, the
+//! materialised on-hand stock, and the transactional event log.
+//!
+//! Writes go through one [`sequencer`] thread that owns the only write connection and
+//! group-commits every command waiting in its bounded queue in one transaction; reads use a
+//! small pool of read-only connections (WAL lets them run beside the writer).
+//!
+//! Invariants:
+//! - a change, its ledger movements and its event are committed in one transaction;
+//! - event ids of a tenant's stream are gap-free and increasing, assigned by the writer;
+//! - events are handed to the [`EventSink`] only after their commit, in id order;
+//! - a refused command writes nothing.
 
+mod reader;
+mod schema;
+mod sequencer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use stocky_core::stock::{BusinessValidator, Rejection, StockCommand};
+use tokio::sync::{mpsc, oneshot};
+
+pub use reader::{ReplayPage, Snapshot, StockRow, StoredEvent};
+
+/// Storage failures (the database, not the caller, is at fault).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("schema: {0}")]
+    Schema(String),
+    #[error("cannot open {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("storage task failed: {0}")]
+    Task(String),
+}
+
+/// Why a submitted command was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// A business rule refused it; nothing changed.
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    /// The store could not apply it (I/O error, shutting down); nothing changed.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Who sent a command and where it applies.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub tenant: Arc<str>,
+    pub site: Arc<str>,
+    /// The gateway connection that sent it (0 for REST); its echo becomes an `ack`.
+    pub connection: u64,
+    pub client_id: Arc<str>,
+    /// Idempotency key: a command whose `op_id` was applied before is not applied again.
+    pub op_id: Option<String>,
+}
+
+/// A committed event, handed to the [`EventSink`] after commit, with its frames encoded
+/// once for everyone.
+#[derive(Debug, Clone)]
+pub struct CommittedEvent {
+    pub tenant: Arc<str>,
+    pub site: Arc<str>,
+    pub id: u64,
+    pub origin_connection: u64,
+    /// What every other entitled client receives.
+    pub frame: String,
+    /// What the sender receives in place of `frame`.
+    pub ack: String,
+}
+
+/// Where committed events go (the gateway's fan-out). Called on the writer thread in
+/// commit order; must not block. Returns how many connections the event was handed to.
+pub trait EventSink: Send + Sync + 'static {
+    fn publish(&self, event: CommittedEvent) -> usize;
+}
+
+/// A command's result.
+#[derive(Debug, Clone)]
+pub enum Applied {
+    /// Committed as event `id`; `data` is the event's `data` JSON (lines + resulting stock).
+    New {
+        id: u64,
+        epoch: Arc<str>,
+        data: String,
+        sent_to: usize,
+    },
+    /// Its `op_id` was applied before as event `id`; nothing changed now. `ack` is the
+    /// acknowledgement frame to send to a WebSocket sender.
+    Duplicate {
+        id: u64,
+        epoch: Arc<str>,
+        ack: String,
+    },
+}
+
+impl Applied {
+    pub fn id(&self) -> u64 {
+        match self {
+            Applied::New { id, .. } | Applied::Duplicate { id, .. } => *id,
+        }
+    }
+}
+
+/// Tuning knobs; [`Default`] holds the documented defaults.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Events kept in the log per tenant (older ones need a full refresh).
+    pub event_retention: u64,
+    /// Age after which events leave the log.
+    pub event_ttl: Duration,
+    /// Commands that may wait for the writer; senders wait when it is full.
+    pub queue_capacity: usize,
+    /// Most commands group-committed in one transaction.
+    pub max_batch: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            event_retention: 10_000,
+            event_ttl: Duration::from_secs(600),
+            queue_capacity: 4096,
+            max_batch: 512,
+        }
+    }
+}
+
+/// The head of a tenant's stream: its epoch and last assigned id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamHead {
+    pub tenant: Arc<str>,
+    pub epoch: Arc<str>,
+    pub head: u64,
+}
+
+/// Handle to an open store. Cheap to clone.
+#[derive(Clone)]
+pub struct SqliteStore {
+    jobs: mpsc::Sender<sequencer::Job>,
+    reads: reader::ReadPool,
+    path: Arc<PathBuf>,
+}
+
+/// Joins the writer thread once every handle's queue is drained; see [`SqliteStore::open`].
+pub struct WriterGuard(Option<std::thread::JoinHandle<()>>);
+
+impl WriterGuard {
+    /// Blocks until the writer has committed everything queued before the last
+    /// [`SqliteStore`] handle was dropped.
+    pub fn join(mut self) {
+        if let Some(handle) = self.0.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating if needed) the database at `path` and starts its
+    /// writer thread. Returns the store, the writer guard (join it after dropping every
+    /// store handle to finish pending commits) and every stream's head.
+    pub fn open(
+        path: &Path,
+        options: StoreOptions,
+        sink: Arc<dyn EventSink>,
+        validator: Option<Arc<dyn BusinessValidator>>,
+    ) -> Result<(Self, WriterGuard, Vec<StreamHead>), StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Open {
+                path: dir.to_owned(),
+                source,
+            })?;
+        }
+        let mut conn = rusqlite::Connection::open(path)?;
+        schema::configure(&conn, false)?;
+        schema::migrate(&mut conn)?;
+        let heads = sequencer::bootstrap(&conn)?;
+        let (jobs, rx) = mpsc::channel(options.queue_capacity.max(1));
+        let writer = sequencer::spawn(conn, rx, options, sink, validator, &heads)?;
+        let store = SqliteStore {
+            jobs,
+            reads: reader::ReadPool::new(path.to_owned()),
+            path: Arc::new(path.to_owned()),
+        };
+        Ok((store, WriterGuard(Some(writer)), heads))
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Queues `command` for the writer and waits for its commit (or refusal).
+    pub async fn submit(
+        &self,
+        command: StockCommand,
+        origin: Origin,
+    ) -> Result<Applied, SubmitError> {
+        let (reply, rx) = oneshot::channel();
+        self.jobs
+            .send(sequencer::Job::Command {
+                command,
+                origin,
+                reply,
+            })
+            .await
+            .map_err(|_| SubmitError::Unavailable("the writer is shut down".into()))?;
+        rx.await
+            .map_err(|_| SubmitError::Unavailable("the writer stopped before answering".into()))?
+    }
+
+    /// Asks the writer to drop events beyond retention or TTL now (it also does so by itself
+    /// after writes). Returns without waiting.
+    pub fn prune_soon(&self) {
+        let _ = self.jobs.try_send(sequencer::Job::Prune);
+    }
+
+    /// Events of `tenant` after `after`, at most `limit`, with the stream's bounds, read in
+    /// one snapshot.
+    pub async fn replay(
+        &self,
+        tenant: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<ReplayPage, StoreError> {
+        let tenant = tenant.to_owned();
+        self.reads
+            .run(move |c| reader::replay(c, &tenant, after, limit))
+            .await
+    }
+
+    /// All stock of a site together with the event id it reflects, read in one snapshot.
+    pub async fn snapshot(&self, tenant: &str, site: &str) -> Result<Snapshot, StoreError> {
+        let (tenant, site) = (tenant.to_owned(), site.to_owned());
+        self.reads
+            .run(move |c| reader::snapshot(c, &tenant, &site))
+            .await
+    }
+
+    /// One product's stock row, if it has one.
+    pub async fn stock_of(
+        &self,
+        tenant: &str,
+        site: &str,
+        product: i64,
+    ) -> Result<Option<StockRow>, StoreError> {
+        let (tenant, site) = (tenant.to_owned(), site.to_owned());
+        self.reads
+            .run(move |c| reader::stock_of(c, &tenant, &site, product))
+            .await
+    }
+
+    /// Sum of a product's ledger movements (for audits and tests: must equal its stock).
+    pub async fn ledger_sum(
+        &self,
+        tenant: &str,
+        site: &str,
+        product: i64,
+    ) -> Result<i64, StoreError> {
+        let (tenant, site) = (tenant.to_owned(), site.to_owned());
+        self.reads
+            .run(move |c| reader::ledger_sum(c, &tenant, &site, product))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,115 @@
+//! Connection set-up and embedded migrations.
+//!
+//! Pragmas follow seed 003 (§4.1): WAL journal, `synchronous = NORMAL`, foreign keys on,
+//! incremental auto-vacuum. Migrations are plain SQL, applied in order inside one
+//! transaction each, and tracked with `PRAGMA user_version`; a database written by a newer
+//! Stocky (a higher version than this binary knows) is refused rather than guessed at.
+
+use rusqlite::Connection;
+
+use crate::StoreError;
+
+/// Each entry upgrades the schema from version `index` to `index + 1`.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE tenants (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+CREATE TABLE sites (
+    tenant_id   TEXT NOT NULL REFERENCES tenants(id),
+    id          TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+) WITHOUT ROWID;
+-- One event stream per tenant: `head` is the last id assigned, `epoch` changes only when
+-- the log is lost or replaced.
+CREATE TABLE streams (
+    tenant_id   TEXT PRIMARY KEY REFERENCES tenants(id),
+    epoch       TEXT NOT NULL,
+    head        INTEGER NOT NULL
+);
+-- Materialised on-hand stock: always equal to the sum of the product's movements.
+CREATE TABLE stock (
+    tenant_id     TEXT NOT NULL,
+    site_id       TEXT NOT NULL,
+    product_id    INTEGER NOT NULL,
+    on_hand       INTEGER NOT NULL,
+    updated_at    INTEGER NOT NULL,
+    last_event_id INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, site_id, product_id),
+    FOREIGN KEY (tenant_id, site_id) REFERENCES sites(tenant_id, id)
+) WITHOUT ROWID;
+-- The append-only ledger: never updated, never deleted.
+CREATE TABLE movements (
+    id            TEXT PRIMARY KEY,
+    tenant_id     TEXT NOT NULL,
+    site_id       TEXT NOT NULL,
+    product_id    INTEGER NOT NULL,
+    delta         INTEGER NOT NULL,
+    kind          TEXT NOT NULL,
+    reason        TEXT,
+    origin_client TEXT,
+    origin_op     TEXT,
+    event_id      INTEGER NOT NULL,
+    client_time   INTEGER,
+    server_time   INTEGER NOT NULL
+);
+CREATE INDEX movements_by_product ON movements (tenant_id, site_id, product_id);
+-- The transactional event log (outbox): written with the change, pruned by retention.
+CREATE TABLE events (
+    tenant_id   TEXT NOT NULL,
+    id          INTEGER NOT NULL,
+    site_id     TEXT NOT NULL,
+    event       TEXT NOT NULL,
+    data        TEXT NOT NULL,
+    client_id   TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+) WITHOUT ROWID;
+-- Idempotency keys of applied commands (`opId`, `Idempotency-Key`).
+CREATE TABLE applied_ops (
+    tenant_id   TEXT NOT NULL,
+    op_id       TEXT NOT NULL,
+    event_id    INTEGER NOT NULL,
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, op_id)
+) WITHOUT ROWID;
+"#];
+
+/// Applies seed 003's pragmas to a fresh connection.
+pub(crate) fn configure(conn: &Connection, read_only: bool) -> Result<(), StoreError> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    if read_only {
+        conn.execute_batch("PRAGMA query_only = ON;")?;
+        return Ok(());
+    }
+    // auto_vacuum only takes effect before the first table exists, so it comes first.
+    conn.execute_batch(
+        "PRAGMA auto_vacuum = INCREMENTAL;
+         PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = NORMAL;
+         PRAGMA foreign_keys = ON;",
+    )?;
+    Ok(())
+}
+
+/// Brings the schema up to date; returns the version now in force.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<usize, StoreError> {
+    let current: usize =
+        conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    if current > MIGRATIONS.len() {
+        return Err(StoreError::Schema(format!(
+            "database schema version {current} is newer than this binary supports ({}); upgrade Stocky",
+            MIGRATIONS.len()
+        )));
+    }
+    for (version, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (version + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(MIGRATIONS.len())
+}
