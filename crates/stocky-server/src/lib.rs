@@ -1,1 +1,220 @@
+//! The gateway shared by hub and edge: REST, the WebSocket protocol and the fan-out, over
+//! a store.
+//!
+//! [`Hub::start`] opens the store, binds the listener and serves until [`Hub::stop`] (or
+//! the shutdown token) — then it stops accepting, lets every WebSocket session deliver what
+//! its in-flight commands produced and close with a "reconnect" reason, waits for the
+//! writer to commit everything still queued, and returns.
+//!
+//! Every task the hub spawns is tracked in [`AppState::tasks`] and watches
+//! [`AppState::shutdown`].
 
+pub mod config;
+pub mod error;
+pub mod fanout;
+pub mod rest;
+pub mod ws;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderValue, Method};
+use axum::routing::get;
+use axum::Router;
+use stocky_core::stock::BusinessValidator;
+use stocky_core::DEFAULT_TENANT;
+use stocky_store_sqlite::{SqliteStore, StoreError};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+pub use config::HubConfig;
+use fanout::{Fanout, Stream};
+
+/// Why the hub could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error("cannot open the database: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("invalid CORS origin {0:?}")]
+    CorsOrigin(String),
+    #[error("server failed: {0}")]
+    Serve(std::io::Error),
+    #[error("internal task failed: {0}")]
+    Task(String),
+}
+
+/// Shared state of every request and connection. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: SqliteStore,
+    pub fanout: Arc<Fanout>,
+    pub config: Arc<HubConfig>,
+    pub shutdown: CancellationToken,
+    pub tasks: TaskTracker,
+    next_connection: Arc<AtomicU64>,
+}
+
+impl AppState {
+    /// A fresh connection number (never 0, which marks REST-originated commands).
+    pub fn next_connection_id(&self) -> u64 {
+        self.next_connection.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The default tenant's stream (it exists from the first start).
+    pub fn default_stream(&self) -> Arc<Stream> {
+        self.fanout
+            .stream(DEFAULT_TENANT)
+            .expect("the default tenant's stream is created at bootstrap")
+    }
+}
+
+/// A running hub.
+pub struct Hub {
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    run: JoinHandle<Result<(), HubError>>,
+}
+
+impl Hub {
+    /// Opens the store and starts serving. Returns once the listener is bound.
+    pub async fn start(config: HubConfig) -> Result<Hub, HubError> {
+        Self::start_with(config, None).await
+    }
+
+    /// Like [`Hub::start`], with a custom business validator (seed 000's `setValidator`).
+    pub async fn start_with(
+        config: HubConfig,
+        validator: Option<Arc<dyn BusinessValidator>>,
+    ) -> Result<Hub, HubError> {
+        let cors = cors_layer(&config.cors_origins)?;
+        let fanout = Arc::new(Fanout::new(config.send_queue));
+        let db_path = config.database_path();
+        let store_options = config.store.clone();
+        let sink = fanout.clone();
+        let (store, writer, heads) = tokio::task::spawn_blocking(move || {
+            SqliteStore::open(&db_path, store_options, sink, validator)
+        })
+        .await
+        .map_err(|e| HubError::Task(e.to_string()))??;
+        fanout.add_streams(&heads);
+
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| HubError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(HubError::Serve)?;
+        let shutdown = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let state = AppState {
+            store,
+            fanout,
+            config: Arc::new(config),
+            shutdown: shutdown.clone(),
+            tasks: tasks.clone(),
+            next_connection: Arc::new(AtomicU64::new(1)),
+        };
+        tasks.spawn(prune_ticker(state.clone()));
+
+        let app = Router::new()
+            .merge(rest::routes())
+            .route(&state.config.ws_path, get(ws::upgrade))
+            .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+            .layer(cors)
+            .with_state(state.clone());
+        let grace = state.config.shutdown_grace;
+        let stop = shutdown.clone();
+        let run = tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await;
+            tasks.close();
+            if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+                tracing::warn!("shutdown: some connections did not finish within {grace:?}");
+            }
+            // Releasing the last store handle lets the writer drain its queue and stop.
+            drop(state);
+            tokio::task::spawn_blocking(move || writer.join())
+                .await
+                .map_err(|e| HubError::Task(e.to_string()))?;
+            served.map_err(HubError::Serve)
+        });
+        Ok(Hub {
+            addr,
+            shutdown,
+            run,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A token that stops the hub when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops gracefully and waits until everything pending is committed.
+    pub async fn stop(self) -> Result<(), HubError> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+
+    /// Waits until the hub has stopped (after its token was cancelled).
+    pub async fn wait(self) -> Result<(), HubError> {
+        self.run.await.map_err(|e| HubError::Task(e.to_string()))?
+    }
+}
+
+/// Asks the writer to prune the event log now and then, so the TTL holds on an idle hub.
+async fn prune_ticker(state: AppState) {
+    let period = (state.config.store.event_ttl / 4).clamp(
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(30),
+    );
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            _ = tick.tick() => state.store.prune_soon(),
+        }
+    }
+}
+
+fn cors_layer(origins: &[String]) -> Result<CorsLayer, HubError> {
+    let layer = CorsLayer::new()
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::PATCH,
+            Method::OPTIONS,
+        ])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            header::HeaderName::from_static("idempotency-key"),
+        ]);
+    if origins.iter().any(|o| o == "*") {
+        return Ok(layer.allow_origin(AllowOrigin::any()));
+    }
+    let values = origins
+        .iter()
+        .map(|o| HeaderValue::from_str(o).map_err(|_| HubError::CorsOrigin(o.clone())))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(layer.allow_origin(values).allow_credentials(true))
+}

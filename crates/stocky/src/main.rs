@@ -1,1 +1,159 @@
-fn main() {}
+//! `stocky`: one binary for every tier. Today: `stocky hub`, the cloud hub on embedded
+//! SQLite.
+//!
+//! Settings come from defaults, then environment variables (seed 000's names where it
+//! names them), then flags; `stocky hub --help` lists them all.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use stocky_server::{Hub, HubConfig};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "stocky",
+    version,
+    about = "Real-time inventory sync for shops and restaurants"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the cloud hub: REST + WebSocket on embedded SQLite.
+    Hub(HubArgs),
+}
+
+#[derive(Args)]
+struct HubArgs {
+    /// Address to listen on.
+    #[arg(long, env = "HOST", default_value = "127.0.0.1")]
+    host: IpAddr,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, env = "PORT", default_value_t = 3000)]
+    port: u16,
+    /// Directory for the database and other state.
+    #[arg(long, env = "STOCKY_DATA_DIR", default_value = "./stocky-data")]
+    data_dir: PathBuf,
+    /// SQLite database file [default: <data-dir>/stocky.db].
+    #[arg(long, env = "DB_PATH")]
+    db_path: Option<PathBuf>,
+    /// WebSocket path.
+    #[arg(long, env = "WS_PATH", default_value = "/ws")]
+    ws_path: String,
+    /// Allowed browser origins, comma-separated (`*` for any).
+    #[arg(
+        long,
+        env = "CORS_ORIGINS",
+        value_delimiter = ',',
+        default_value = "http://localhost:3000,http://localhost:4321,http://localhost:5173"
+    )]
+    cors_origins: Vec<String>,
+    /// Events kept in the log for resume; older gaps get a full refresh.
+    #[arg(long, env = "STOCKY_EVENT_RETENTION", default_value_t = 10_000)]
+    event_retention: u64,
+    /// Seconds an event stays in the log for resume.
+    #[arg(long, env = "STOCKY_EVENT_TTL_SECS", default_value_t = 600)]
+    event_ttl_secs: u64,
+    /// Seconds between server pings; a connection silent for a whole period is dropped.
+    #[arg(long, env = "STOCKY_PING_INTERVAL_SECS", default_value_t = 30)]
+    ping_interval_secs: u64,
+    /// Events a connection may fall behind before it is disconnected to resync.
+    #[arg(long, env = "STOCKY_SEND_QUEUE", default_value_t = 4096)]
+    send_queue: usize,
+    /// Largest WebSocket message accepted, in bytes.
+    #[arg(long, env = "STOCKY_MAX_MESSAGE_BYTES", default_value_t = 128 * 1024)]
+    max_message_bytes: usize,
+    /// Largest HTTP request body accepted, in bytes.
+    #[arg(long, env = "STOCKY_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    max_body_bytes: usize,
+}
+
+impl HubArgs {
+    fn into_config(self) -> anyhow::Result<HubConfig> {
+        if !self.ws_path.starts_with('/') {
+            bail!("WS_PATH must start with '/', got {:?}", self.ws_path);
+        }
+        if self.event_retention == 0
+            || self.event_ttl_secs == 0
+            || self.ping_interval_secs == 0
+            || self.send_queue == 0
+        {
+            bail!("event retention, event TTL, ping interval and send queue must all be positive");
+        }
+        let mut config = HubConfig::for_data_dir(self.data_dir);
+        config.listen = SocketAddr::new(self.host, self.port);
+        config.db_path = self.db_path;
+        config.ws_path = self.ws_path;
+        config.cors_origins = self
+            .cors_origins
+            .into_iter()
+            .map(|o| o.trim().to_owned())
+            .filter(|o| !o.is_empty())
+            .collect();
+        config.store.event_retention = self.event_retention;
+        config.store.event_ttl = Duration::from_secs(self.event_ttl_secs);
+        config.ping_interval = Duration::from_secs(self.ping_interval_secs);
+        config.send_queue = self.send_queue;
+        config.max_message_bytes = self.max_message_bytes;
+        config.max_body_bytes = self.max_body_bytes;
+        Ok(config)
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Hub(args) => run_hub(args.into_config()?).await,
+    }
+}
+
+async fn run_hub(config: HubConfig) -> anyhow::Result<()> {
+    let ws_path = config.ws_path.clone();
+    let db = config.database_path();
+    let hub = Hub::start(config).await.context("starting the hub")?;
+    let addr = hub.local_addr();
+    println!("Stocky hub listening on http://{addr}");
+    println!("  WebSocket: ws://{addr}{ws_path}");
+    println!("  REST API:  http://{addr}/api/stock");
+    println!("  Database:  {}", db.display());
+    let stop = hub.shutdown_token();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested; finishing pending commits");
+        stop.cancel();
+    });
+    hub.wait().await.context("hub stopped with an error")?;
+    tracing::info!("hub stopped cleanly");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,74 @@
+//! Settings of a running hub: where it listens, where it keeps data, and its limits.
+//!
+//! The binary fills this from flags, environment and defaults; tests build it directly
+//! with [`HubConfig::for_data_dir`]. Every limit here is enforced somewhere and named in
+//! the error a client sees when it trips.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use stocky_store_sqlite::StoreOptions;
+
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// Address to listen on (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Directory for the database and anything else the hub keeps.
+    pub data_dir: PathBuf,
+    /// SQLite file; defaults to `<data_dir>/stocky.db` (seed 000's `DB_PATH`).
+    pub db_path: Option<PathBuf>,
+    /// WebSocket path (seed 000's `WS_PATH`).
+    pub ws_path: String,
+    /// Allowed browser origins (seed 000's `CORS_ORIGINS`); `*` allows any.
+    pub cors_origins: Vec<String>,
+    /// Event log retention, group commit, writer queue.
+    pub store: StoreOptions,
+    /// Server WebSocket ping period; a connection silent for a whole period after a ping
+    /// is dropped (seed 000's dead-connection cleanup, seed 001's 30 s heartbeat).
+    pub ping_interval: Duration,
+    /// Events a connection may fall behind the live stream before it is disconnected
+    /// with a resync reason (the bound of every per-connection queue).
+    pub send_queue: usize,
+    /// Largest WebSocket message accepted as a command; larger ones get `stock:error`.
+    pub max_message_bytes: usize,
+    /// Largest HTTP body accepted; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// A socket write that takes longer than this drops the connection.
+    pub write_timeout: Duration,
+    /// How long shutdown waits for connections to finish before giving up on them.
+    pub shutdown_grace: Duration,
+}
+
+impl HubConfig {
+    /// Defaults for a hub keeping its data in `data_dir`, listening on 127.0.0.1:3000.
+    pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            data_dir: data_dir.into(),
+            db_path: None,
+            ws_path: "/ws".into(),
+            cors_origins: [
+                "http://localhost:3000",
+                "http://localhost:4321",
+                "http://localhost:5173",
+            ]
+            .map(String::from)
+            .to_vec(),
+            store: StoreOptions::default(),
+            ping_interval: Duration::from_secs(30),
+            send_queue: 4096,
+            max_message_bytes: 128 * 1024,
+            max_body_bytes: 1024 * 1024,
+            write_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+
+    /// The SQLite database file in use.
+    pub fn database_path(&self) -> PathBuf {
+        self.db_path
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("stocky.db"))
+    }
+}

@@ -1,0 +1,163 @@
+//! Seed 000's REST API for stock: commands (`POST /api/stock/{update,add,subtract,sync}`),
+//! server status, and reads of the current state.
+//!
+//! Commands take the same path as WebSocket ones — the writer, then the fan-out — so every
+//! WebSocket client sees REST changes live. An `Idempotency-Key` header makes a retried
+//! command a no-op that answers like the original.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use stocky_core::protocol::MAX_OP_ID_LEN;
+use stocky_core::stock::{Rejection, StockCommand, StockOp, MAX_PRODUCT_ID};
+use stocky_core::time::{iso8601, now_millis};
+use stocky_core::{DEFAULT_SITE, DEFAULT_TENANT};
+use stocky_store_sqlite::{Applied, Origin, StockRow};
+
+use crate::error::{ApiError, ApiJson};
+use crate::AppState;
+
+/// Client id that REST-originated events carry.
+pub const REST_CLIENT_ID: &str = "rest";
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/stock", get(list_stock))
+        .route("/api/stock/status", get(status))
+        .route(
+            "/api/stock/update",
+            post(|s, h, b| command(s, h, b, StockOp::Update)),
+        )
+        .route(
+            "/api/stock/add",
+            post(|s, h, b| command(s, h, b, StockOp::Add)),
+        )
+        .route(
+            "/api/stock/subtract",
+            post(|s, h, b| command(s, h, b, StockOp::Subtract)),
+        )
+        .route(
+            "/api/stock/sync",
+            post(|s, h, b| command(s, h, b, StockOp::Sync)),
+        )
+        .route("/api/stock/{product_id}", get(one_product))
+        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+}
+
+async fn command(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<Value>,
+    op: StockOp,
+) -> Result<Json<Value>, ApiError> {
+    let field = op.rest_field();
+    let Value::Object(body) = body else {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            format!("body must be a JSON object with {field:?}"),
+        ));
+    };
+    let command = StockCommand::parse(op, field, body.get(field))
+        .map_err(|e| ApiError::bad_request("invalid_data", e.0))?;
+    let lines = command.lines.len();
+    let op_id = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => match v.to_str() {
+            Ok(s) if !s.is_empty() && s.len() <= MAX_OP_ID_LEN => Some(s.to_owned()),
+            _ => {
+                return Err(ApiError::bad_request(
+                    "invalid_idempotency_key",
+                    format!("Idempotency-Key must be visible ASCII, 1 to {MAX_OP_ID_LEN} bytes"),
+                ))
+            }
+        },
+    };
+    let origin = Origin {
+        tenant: DEFAULT_TENANT.into(),
+        site: DEFAULT_SITE.into(),
+        connection: 0,
+        client_id: REST_CLIENT_ID.into(),
+        op_id,
+    };
+    let applied = state.store.submit(command, origin).await?;
+    let mut response = json!({"success": true, field: lines, "id": applied.id()});
+    match applied {
+        Applied::New {
+            epoch,
+            data,
+            sent_to,
+            ..
+        } => {
+            response["sentTo"] = json!(sent_to);
+            response["epoch"] = json!(&*epoch);
+            response["data"] = serde_json::from_str(&data).unwrap_or(Value::Null);
+        }
+        Applied::Duplicate { epoch, .. } => {
+            response["sentTo"] = json!(0);
+            response["epoch"] = json!(&*epoch);
+            response["duplicate"] = json!(true);
+        }
+    }
+    Ok(Json(response))
+}
+
+async fn status(State(state): State<AppState>) -> Json<Value> {
+    let stream = state.default_stream();
+    Json(json!({
+        "connectedClients": state.fanout.connected(),
+        "timestamp": iso8601(now_millis()),
+        "lastEventId": stream.head(),
+        "epoch": &*stream.epoch,
+    }))
+}
+
+fn stock_json(row: &StockRow) -> Value {
+    json!({
+        "productId": row.product_id,
+        "stock": row.on_hand,
+        "updatedAt": iso8601(row.updated_at),
+        "lastEventId": row.last_event_id,
+    })
+}
+
+async fn list_stock(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let snapshot = state.store.snapshot(DEFAULT_TENANT, DEFAULT_SITE).await?;
+    let data: Vec<Value> = snapshot.stock.iter().map(stock_json).collect();
+    Ok(Json(json!({
+        "data": data,
+        "count": data.len(),
+        "lastEventId": snapshot.head,
+        "epoch": snapshot.epoch,
+        "timestamp": iso8601(now_millis()),
+    })))
+}
+
+async fn one_product(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let product_id = raw
+        .parse::<i64>()
+        .ok()
+        .filter(|id| (1..=MAX_PRODUCT_ID).contains(id))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_product_id",
+                format!("productId must be a positive integer, got {raw:?}"),
+            )
+        })?;
+    match state
+        .store
+        .stock_of(DEFAULT_TENANT, DEFAULT_SITE, product_id)
+        .await?
+    {
+        Some(row) => Ok(Json(stock_json(&row))),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "product_not_found",
+            Rejection::UnknownProduct { product_id }.to_string(),
+        )),
+    }
+}

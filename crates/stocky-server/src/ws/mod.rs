@@ -1,0 +1,55 @@
+//! The WebSocket endpoint (`WS_PATH`, default `/ws`): upgrade, then one [`session`] task per
+//! connection.
+//!
+//! `?lastEventId=N` (optionally with `&epoch=…`) resumes: the session replays what was
+//! missed right after `welcome`, exactly as a later `request_sync` would.
+
+mod session;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use crate::error::ApiError;
+use crate::AppState;
+
+/// Read buffer per connection: small, so that idle connections stay cheap.
+const READ_BUFFER: usize = 4 * 1024;
+/// Bytes collected before a write reaches the socket; a writer flushes once per batch.
+const WRITE_BUFFER: usize = 16 * 1024;
+/// Hard cap on an incoming message; above the command limit so that a too-large command
+/// gets a `stock:error` instead of a dropped connection.
+const HARD_MESSAGE_CAP: usize = 4 * 1024 * 1024;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectParams {
+    last_event_id: Option<String>,
+    epoch: Option<String>,
+}
+
+pub async fn upgrade(
+    State(state): State<AppState>,
+    Query(params): Query<ConnectParams>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let resume = match params.last_event_id.as_deref().map(str::parse::<u64>) {
+        None => None,
+        Some(Ok(id)) => Some((id, params.epoch)),
+        Some(Err(_)) => {
+            return ApiError::bad_request(
+                "invalid_last_event_id",
+                "lastEventId must be a non-negative integer",
+            )
+            .into_response()
+        }
+    };
+    let max_message = HARD_MESSAGE_CAP.max(state.config.max_message_bytes + 1024);
+    let tracker = state.tasks.clone();
+    ws.read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_message_size(max_message)
+        .max_frame_size(max_message)
+        .on_upgrade(move |socket| tracker.track_future(session::run(socket, state, resume)))
+}
