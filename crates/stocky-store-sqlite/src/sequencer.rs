@@ -35,6 +35,13 @@ pub(crate) enum Job {
     Prune,
 }
 
+/// A command waiting in the current batch, with the channel its answer goes to.
+type Queued = (
+    StockCommand,
+    Origin,
+    oneshot::Sender<Result<Applied, SubmitError>>,
+);
+
 /// How often the writer prunes the event log at most.
 const PRUNE_EVERY: Duration = Duration::from_secs(1);
 
@@ -152,14 +159,7 @@ impl Writer {
         tracing::debug!("writer: queue closed, all pending commands committed");
     }
 
-    fn commit_batch(
-        &mut self,
-        batch: &mut Vec<(
-            StockCommand,
-            Origin,
-            oneshot::Sender<Result<Applied, SubmitError>>,
-        )>,
-    ) {
+    fn commit_batch(&mut self, batch: &mut Vec<Queued>) {
         let mut staged_heads: HashMap<Arc<str>, (Arc<str>, u64)> = HashMap::new();
         let mut outcomes = Vec::with_capacity(batch.len());
         let began = self.conn.execute_batch("BEGIN IMMEDIATE");

@@ -1,0 +1,223 @@
+//! Test harness: a real hub on port 0 with a temp data dir, real WebSocket and HTTP clients.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use stocky_server::{Hub, HubConfig};
+use tempfile::TempDir;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub struct TestHub {
+    pub hub: Option<Hub>,
+    pub dir: TempDir,
+    pub http: String,
+    pub ws: String,
+    pub client: reqwest::Client,
+}
+
+pub fn config(dir: &TempDir) -> HubConfig {
+    let mut config = HubConfig::for_data_dir(dir.path());
+    config.listen = "127.0.0.1:0".parse().expect("valid address");
+    config
+}
+
+impl TestHub {
+    pub async fn start() -> Result<Self> {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut HubConfig)) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let mut config = config(&dir);
+        tweak(&mut config);
+        Self::start_in(dir, config).await
+    }
+
+    pub async fn start_in(dir: TempDir, config: HubConfig) -> Result<Self> {
+        let hub = Hub::start(config).await?;
+        let addr = hub.local_addr();
+        Ok(TestHub {
+            hub: Some(hub),
+            dir,
+            http: format!("http://{addr}"),
+            ws: format!("ws://{addr}/ws"),
+            client: reqwest::Client::new(),
+        })
+    }
+
+    /// Stops the hub gracefully, keeping the data dir for a restart.
+    pub async fn stop(&mut self) -> Result<()> {
+        if let Some(hub) = self.hub.take() {
+            hub.stop().await?;
+        }
+        Ok(())
+    }
+
+    pub async fn connect(&self) -> Result<Client> {
+        Client::connect(&self.ws).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Result<(u16, Value)> {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.http))
+            .json(&body)
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        Ok((status, response.json().await?))
+    }
+
+    pub async fn get(&self, path: &str) -> Result<(u16, Value)> {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.http))
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        Ok((status, response.json().await?))
+    }
+
+    pub async fn stock(&self, product: i64) -> Result<i64> {
+        let (status, body) = self.get(&format!("/api/stock/{product}")).await?;
+        if status != 200 {
+            bail!("GET stock {product}: {status} {body}");
+        }
+        body["stock"]
+            .as_i64()
+            .ok_or_else(|| anyhow!("no stock in {body}"))
+    }
+}
+
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub client_id: String,
+    pub welcome: Value,
+}
+
+/// How a connection ended.
+#[derive(Debug)]
+pub enum Ended {
+    Closed(Option<(CloseCode, String)>),
+    Broken(String),
+}
+
+impl Client {
+    pub async fn connect(url: &str) -> Result<Self> {
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .with_context(|| format!("connecting to {url}"))?;
+        Self::after_handshake(ws).await
+    }
+
+    /// Connects with a 4 KiB socket receive buffer, so that a client that stops reading
+    /// pushes back on the server quickly.
+    pub async fn connect_small_buffer(url: &str) -> Result<Self> {
+        let addr = url
+            .trim_start_matches("ws://")
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .parse()?;
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.set_recv_buffer_size(4096)?;
+        let tcp = socket.connect(addr).await?;
+        let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(tcp)).await?;
+        Self::after_handshake(ws).await
+    }
+
+    async fn after_handshake(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Result<Self> {
+        let mut client = Client {
+            ws,
+            client_id: String::new(),
+            welcome: Value::Null,
+        };
+        let welcome = client.recv().await?;
+        if welcome["type"] != "welcome" {
+            bail!("expected welcome, got {welcome}");
+        }
+        client.client_id = welcome["clientId"].as_str().unwrap_or_default().to_owned();
+        client.welcome = welcome;
+        Ok(client)
+    }
+
+    pub async fn send(&mut self, value: Value) -> Result<()> {
+        self.ws.send(Message::text(value.to_string())).await?;
+        Ok(())
+    }
+
+    pub async fn send_raw(&mut self, text: &str) -> Result<()> {
+        self.ws.send(Message::text(text.to_owned())).await?;
+        Ok(())
+    }
+
+    /// Next JSON message (control frames skipped), within [`WAIT`].
+    pub async fn recv(&mut self) -> Result<Value> {
+        tokio::time::timeout(WAIT, self.next_json())
+            .await
+            .context("timed out waiting for a message")?
+    }
+
+    async fn next_json(&mut self) -> Result<Value> {
+        loop {
+            match self.ws.next().await {
+                Some(Ok(Message::Text(text))) => return Ok(serde_json::from_str(&text)?),
+                Some(Ok(Message::Close(frame))) => bail!("connection closed: {frame:?}"),
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => bail!("connection broken: {e}"),
+                None => bail!("connection ended"),
+            }
+        }
+    }
+
+    /// Asserts that nothing arrives within `quiet`.
+    pub async fn expect_silence(&mut self, quiet: Duration) -> Result<()> {
+        match tokio::time::timeout(quiet, self.next_json()).await {
+            Err(_) => Ok(()),
+            Ok(Ok(v)) => bail!("expected silence, got {v}"),
+            Ok(Err(e)) => bail!("expected silence, got {e}"),
+        }
+    }
+
+    /// Reads until the connection ends; returns how, and how many text frames came first.
+    pub async fn until_end(&mut self) -> Result<(Ended, usize)> {
+        let mut texts = 0;
+        let ended = tokio::time::timeout(WAIT * 2, async {
+            loop {
+                match self.ws.next().await {
+                    Some(Ok(Message::Text(_))) => texts += 1,
+                    Some(Ok(Message::Close(frame))) => {
+                        return Ended::Closed(frame.map(|f| (f.code, f.reason.to_string())));
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Ended::Broken(e.to_string()),
+                    None => return Ended::Broken("ended".into()),
+                }
+            }
+        })
+        .await
+        .context("connection did not end")?;
+        Ok((ended, texts))
+    }
+
+    /// Sends a command and returns its ack (or error), skipping other clients' events.
+    pub async fn command(&mut self, event: &str, data: Value) -> Result<Value> {
+        self.send(serde_json::json!({"event": event, "data": data}))
+            .await?;
+        loop {
+            let message = self.recv().await?;
+            if message["type"] == "ack" || message["event"] == "stock:error" {
+                return Ok(message);
+            }
+        }
+    }
+}
