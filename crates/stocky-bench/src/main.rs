@@ -1,1 +1,408 @@
-fn main() {}
+//! `stocky-bench`: load generators behind BENCHMARKS.md.
+//!
+//! Each scenario starts a fresh `stocky hub` process (a temp data dir, port 0), drives it
+//! over real sockets from this process, and prints its figures together with the CPU
+//! seconds each side used. Runs repeat `--runs` times; the median is what BENCHMARKS.md
+//! quotes. Build the hub first: `cargo build --release`.
+
+mod hub;
+mod wire;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use hub::{own_cpu_secs, HubProcess};
+use tokio::task::JoinSet;
+use wire::{Kind, WsClient};
+
+#[derive(Parser)]
+#[command(about = "Load generators for the Stocky hub")]
+struct Cli {
+    /// The stocky binary to benchmark.
+    #[arg(long, default_value = "target/release/stocky")]
+    hub: String,
+    /// Repetitions per scenario (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand, Clone, Copy)]
+enum Scenario {
+    /// Deliveries per second: `events` commands fanned out to `subscribers` connections.
+    Fanout {
+        #[arg(long, default_value_t = 10_000)]
+        subscribers: usize,
+        #[arg(long, default_value_t = 200)]
+        events: usize,
+    },
+    /// Latency from a command's send to its arrival at each of `subscribers` clients.
+    Latency {
+        #[arg(long, default_value_t = 1000)]
+        subscribers: usize,
+        #[arg(long, default_value_t = 300)]
+        commands: usize,
+        #[arg(long, default_value_t = 10)]
+        interval_ms: u64,
+    },
+    /// Committed commands per second from `clients` pipelining `window` commands each.
+    Commands {
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        #[arg(long, default_value_t = 32)]
+        window: usize,
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
+    /// Time to replay `events` missed events to a reconnecting client.
+    Replay {
+        #[arg(long, default_value_t = 10_000)]
+        events: usize,
+    },
+    /// Hub resident memory per idle connection.
+    Idle {
+        #[arg(long, default_value_t = 10_000)]
+        connections: usize,
+    },
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    if !std::path::Path::new(&cli.hub).exists() {
+        bail!("{} not found: run `cargo build --release` first", cli.hub);
+    }
+    let mut figures = Vec::new();
+    for run in 1..=cli.runs.max(1) {
+        let figure = match cli.scenario {
+            Scenario::Fanout {
+                subscribers,
+                events,
+            } => fanout(&cli.hub, subscribers, events).await?,
+            Scenario::Latency {
+                subscribers,
+                commands,
+                interval_ms,
+            } => {
+                latency(
+                    &cli.hub,
+                    subscribers,
+                    commands,
+                    Duration::from_millis(interval_ms),
+                )
+                .await?
+            }
+            Scenario::Commands {
+                clients,
+                window,
+                seconds,
+            } => commands(&cli.hub, clients, window, Duration::from_secs(seconds)).await?,
+            Scenario::Replay { events } => replay(&cli.hub, events).await?,
+            Scenario::Idle { connections } => idle(&cli.hub, connections).await?,
+        };
+        println!("run {run}: {}", figure.line);
+        figures.push(figure);
+    }
+    figures.sort_by(|a, b| a.value.total_cmp(&b.value));
+    println!("median: {}", figures[figures.len() / 2].line);
+    Ok(())
+}
+
+/// One run's headline value (for the median) and its printed line.
+struct Figure {
+    value: f64,
+    line: String,
+}
+
+/// CPU seconds used by the hub and by this process between two points.
+struct Cpu {
+    hub0: f64,
+    own0: f64,
+}
+
+impl Cpu {
+    fn start(hub: &HubProcess) -> Result<Self> {
+        Ok(Cpu {
+            hub0: hub.cpu_secs()?,
+            own0: own_cpu_secs()?,
+        })
+    }
+
+    fn used(&self, hub: &HubProcess) -> Result<(f64, f64)> {
+        Ok((hub.cpu_secs()? - self.hub0, own_cpu_secs()? - self.own0))
+    }
+}
+
+/// Opens `n` connections (at most 256 handshakes at a time), each past its `welcome`.
+async fn open_many(addr: &str, n: usize) -> Result<Vec<WsClient>> {
+    let mut clients = Vec::with_capacity(n);
+    let mut pending = JoinSet::new();
+    let mut started = 0;
+    while clients.len() < n {
+        while started < n && pending.len() < 256 {
+            let addr = addr.to_owned();
+            pending.spawn(async move {
+                let mut client = WsClient::connect(&addr, "/ws").await?;
+                match client.next().await? {
+                    Some(Kind::Welcome) => anyhow::Ok(client),
+                    other => bail!("expected welcome, got {other:?}"),
+                }
+            });
+            started += 1;
+        }
+        let joined = pending.join_next().await.context("connections pending")?;
+        clients.push(joined??);
+    }
+    Ok(clients)
+}
+
+fn add_command(product: usize) -> Vec<u8> {
+    format!(r#"{{"event":"stock:add","data":[{{"productId":{product},"quantity":1}}]}}"#)
+        .into_bytes()
+}
+
+/// Reads a client's frames until `want` events arrived; returns when each arrived.
+async fn receive_events(mut client: WsClient, want: usize) -> Result<(WsClient, Vec<Instant>)> {
+    let mut arrivals = Vec::with_capacity(want);
+    while arrivals.len() < want {
+        match client.next().await? {
+            Some(Kind::Event) => arrivals.push(Instant::now()),
+            Some(_) => {}
+            None => bail!("connection ended after {} of {want} events", arrivals.len()),
+        }
+    }
+    Ok((client, arrivals))
+}
+
+/// Reads a publisher's acks in the background so that it never lags.
+fn drain_acks(mut client: WsClient, want: usize) -> tokio::task::JoinHandle<Result<usize>> {
+    tokio::spawn(async move {
+        let mut acks = 0;
+        while acks < want {
+            match client.next().await? {
+                Some(Kind::Ack) => acks += 1,
+                Some(Kind::Error) => bail!("a command was refused"),
+                Some(_) => {}
+                None => bail!("publisher connection ended"),
+            }
+        }
+        Ok(acks)
+    })
+}
+
+async fn fanout(bin: &str, subscribers: usize, events: usize) -> Result<Figure> {
+    let hub = HubProcess::start(
+        bin,
+        &[("STOCKY_SEND_QUEUE", (events * 2).max(4096).to_string())],
+    )?;
+    let subs = open_many(&hub.addr, subscribers).await?;
+    let (mut send, recv) = WsClient::connect(&hub.addr, "/ws").await?.split()?;
+    let mut tasks = JoinSet::new();
+    for sub in subs {
+        tasks.spawn(receive_events(sub, events));
+    }
+    let acks = drain_acks(recv, events);
+    let cpu = Cpu::start(&hub)?;
+    let t0 = Instant::now();
+    let commands: Vec<Vec<u8>> = (0..events).map(|i| add_command(i % 100 + 1)).collect();
+    for chunk in commands.chunks(20) {
+        let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
+        send.send_many(&refs).await?;
+    }
+    let mut last = t0;
+    let mut keep = Vec::with_capacity(subscribers);
+    while let Some(joined) = tasks.join_next().await {
+        let (client, arrivals) = joined??;
+        last = last.max(*arrivals.last().context("no arrivals")?);
+        keep.push(client);
+    }
+    let (hub_cpu, own_cpu) = cpu.used(&hub)?;
+    acks.await??;
+    let secs = (last - t0).as_secs_f64();
+    let deliveries = (subscribers * events) as f64;
+    let rate = deliveries / secs;
+    Ok(Figure {
+        value: rate,
+        line: format!(
+            "{subscribers} subscribers × {events} events: {:.0} deliveries/s in {secs:.3} s; CPU hub {hub_cpu:.2} s \
+             ({:.0} ns/delivery), bench {own_cpu:.2} s ({:.0} ns/delivery)",
+            rate,
+            hub_cpu * 1e9 / deliveries,
+            own_cpu * 1e9 / deliveries
+        ),
+    })
+}
+
+async fn latency(
+    bin: &str,
+    subscribers: usize,
+    commands: usize,
+    interval: Duration,
+) -> Result<Figure> {
+    let hub = HubProcess::start(bin, &[])?;
+    let subs = open_many(&hub.addr, subscribers).await?;
+    let mut tasks = JoinSet::new();
+    for sub in subs {
+        tasks.spawn(receive_events(sub, commands));
+    }
+    let (mut send, recv) = WsClient::connect(&hub.addr, "/ws").await?.split()?;
+    let acks = drain_acks(recv, commands);
+    let cpu = Cpu::start(&hub)?;
+    let mut sent_at = Vec::with_capacity(commands);
+    let mut tick = tokio::time::interval(interval);
+    for i in 0..commands {
+        tick.tick().await;
+        sent_at.push(Instant::now());
+        send.send_text(&add_command(i % 100 + 1)).await?;
+    }
+    let mut micros = Vec::with_capacity(subscribers * commands);
+    let mut keep = Vec::with_capacity(subscribers);
+    while let Some(joined) = tasks.join_next().await {
+        let (client, arrivals) = joined??;
+        micros.extend(
+            arrivals
+                .iter()
+                .zip(&sent_at)
+                .map(|(a, s)| (*a - *s).as_micros() as u64),
+        );
+        keep.push(client);
+    }
+    let (hub_cpu, own_cpu) = cpu.used(&hub)?;
+    drop(acks);
+    micros.sort_unstable();
+    let pct =
+        |p: f64| micros[((micros.len() as f64 * p) as usize).min(micros.len() - 1)] as f64 / 1000.0;
+    let p99 = pct(0.99);
+    Ok(Figure {
+        value: p99,
+        line: format!(
+            "{commands} commands to {subscribers} subscribers every {interval:?}: p50 {:.2} ms, p99 {p99:.2} ms, \
+             max {:.2} ms; CPU hub {hub_cpu:.2} s, bench {own_cpu:.2} s",
+            pct(0.5),
+            *micros.last().unwrap_or(&0) as f64 / 1000.0
+        ),
+    })
+}
+
+/// Runs `clients` connections each keeping `window` commands in flight until `until`
+/// elapses or `limit` commands were acknowledged in total; returns acks.
+async fn pipeline(
+    addr: &str,
+    clients: usize,
+    window: usize,
+    until: Duration,
+    limit: usize,
+) -> Result<usize> {
+    let issued = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + until;
+    let mut tasks = JoinSet::new();
+    for c in 0..clients {
+        let (addr, issued) = (addr.to_owned(), issued.clone());
+        tasks.spawn(async move {
+            let mut client = WsClient::connect(&addr, "/ws").await?;
+            let (mut in_flight, mut acks, mut seq) = (0usize, 0usize, c * 7919);
+            let take =
+                || issued.fetch_add(1, Ordering::Relaxed) < limit && Instant::now() < deadline;
+            loop {
+                while in_flight < window && take() {
+                    seq += 1;
+                    client.send_text(&add_command(seq % 1000 + 1)).await?;
+                    in_flight += 1;
+                }
+                if in_flight == 0 {
+                    return anyhow::Ok(acks);
+                }
+                match client.next().await? {
+                    Some(Kind::Ack) => (acks, in_flight) = (acks + 1, in_flight - 1),
+                    Some(Kind::Error) => bail!("a command was refused"),
+                    Some(_) => {}
+                    None => bail!("connection ended"),
+                }
+            }
+        });
+    }
+    let mut total = 0;
+    while let Some(joined) = tasks.join_next().await {
+        total += joined??;
+    }
+    Ok(total)
+}
+
+async fn commands(bin: &str, clients: usize, window: usize, duration: Duration) -> Result<Figure> {
+    let hub = HubProcess::start(bin, &[])?;
+    let cpu = Cpu::start(&hub)?;
+    let t0 = Instant::now();
+    let acked = pipeline(&hub.addr, clients, window, duration, usize::MAX).await?;
+    let secs = t0.elapsed().as_secs_f64();
+    let (hub_cpu, own_cpu) = cpu.used(&hub)?;
+    let rate = acked as f64 / secs;
+    Ok(Figure {
+        value: rate,
+        line: format!(
+            "{clients} clients × {window} in flight: {rate:.0} commands/s ({acked} in {secs:.2} s); \
+             CPU hub {hub_cpu:.2} s, bench {own_cpu:.2} s"
+        ),
+    })
+}
+
+async fn replay(bin: &str, events: usize) -> Result<Figure> {
+    let hub = HubProcess::start(
+        bin,
+        &[("STOCKY_EVENT_RETENTION", events.max(10_000).to_string())],
+    )?;
+    let acked = pipeline(&hub.addr, 1, 64, Duration::from_secs(600), events).await?;
+    if acked != events {
+        bail!("populated {acked} of {events} events");
+    }
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let t0 = Instant::now();
+        let mut client = WsClient::connect(&hub.addr, "/ws?lastEventId=0").await?;
+        let mut replayed = 0;
+        loop {
+            match client.next().await? {
+                Some(Kind::Event) => replayed += 1,
+                Some(Kind::SyncComplete) => break,
+                Some(Kind::FullRefresh) => bail!("got a full refresh instead of a replay"),
+                Some(_) => {}
+                None => bail!("connection ended during replay"),
+            }
+        }
+        if replayed != events {
+            bail!("replayed {replayed} of {events}");
+        }
+        times.push(t0.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    Ok(Figure {
+        value: median,
+        line: format!(
+            "replay of {events} events: median {median:.1} ms (min {:.1}, max {:.1})",
+            times[0], times[4]
+        ),
+    })
+}
+
+async fn idle(bin: &str, connections: usize) -> Result<Figure> {
+    let hub = HubProcess::start(bin, &[])?;
+    let warm = open_many(&hub.addr, 10).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = hub.rss_kib()?;
+    let clients = open_many(&hub.addr, connections).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = hub.rss_kib()?;
+    let per = (after.saturating_sub(before)) as f64 * 1024.0 / connections as f64;
+    drop((warm, clients));
+    Ok(Figure {
+        value: per,
+        line: format!(
+            "{connections} idle connections: hub RSS {before} KiB → {after} KiB, {:.1} KiB per connection",
+            per / 1024.0
+        ),
+    })
+}

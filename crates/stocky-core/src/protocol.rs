@@ -291,24 +291,41 @@ pub fn encode_error(
 
 /// `{"type":"welcome","clientId","lastEventId","epoch","timestamp"}`.
 pub fn encode_welcome(client_id: &str, head: u64, epoch: &str, now_ms: i64) -> String {
-    control(&serde_json::json!({
-        "type": "welcome",
-        "clientId": client_id,
-        "lastEventId": head,
-        "epoch": epoch,
-        "timestamp": iso8601(now_ms),
-    }))
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Welcome<'a> {
+        r#type: &'static str,
+        client_id: &'a str,
+        last_event_id: u64,
+        epoch: &'a str,
+        timestamp: String,
+    }
+    to_json(&Welcome {
+        r#type: "welcome",
+        client_id,
+        last_event_id: head,
+        epoch,
+        timestamp: iso8601(now_ms),
+    })
 }
 
 /// `{"type":"sync_complete","lastEventId","epoch","replayed"}`: the replay is over and
 /// live events follow.
 pub fn encode_sync_complete(last_event_id: u64, epoch: &str, replayed: usize) -> String {
-    control(&serde_json::json!({
-        "type": "sync_complete",
-        "lastEventId": last_event_id,
-        "epoch": epoch,
-        "replayed": replayed,
-    }))
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct SyncComplete<'a> {
+        r#type: &'static str,
+        last_event_id: u64,
+        epoch: &'a str,
+        replayed: usize,
+    }
+    to_json(&SyncComplete {
+        r#type: "sync_complete",
+        last_event_id,
+        epoch,
+        replayed,
+    })
 }
 
 /// One product in a `full_refresh` snapshot or a stock listing.
@@ -350,11 +367,7 @@ pub fn encode_full_refresh(
 
 /// `{"type":"pong","timestamp"}`.
 pub fn encode_pong(now_ms: i64) -> String {
-    control(&serde_json::json!({"type": "pong", "timestamp": iso8601(now_ms)}))
-}
-
-fn control(value: &Value) -> String {
-    value.to_string()
+    format!(r#"{{"type":"pong","timestamp":"{}"}}"#, iso8601(now_ms))
 }
 
 fn to_json<T: Serialize>(value: &T) -> String {
@@ -446,11 +459,29 @@ mod tests {
                 "data":[{"productId":1,"quantity":5,"stock":6}],"clientId":"client_1_x",
                 "timestamp":"2025-10-09T10:30:00.000Z","scope":{"tenantId":"t","siteId":"s"}})
         );
-        let ack: Value = serde_json::from_str(&encode_ack(&parts, None, false)).unwrap();
+        let ack_text = encode_ack(&parts, None, false);
+        assert!(
+            ack_text.starts_with(r#"{"type":"ack""#),
+            "type leads: {ack_text}"
+        );
+        let ack: Value = serde_json::from_str(&ack_text).unwrap();
         assert_eq!(
             (ack["type"].as_str(), ack["id"].as_u64()),
             (Some("ack"), Some(154))
         );
         assert!(ack.get("duplicate").is_none());
+    }
+
+    #[test]
+    fn control_frames_lead_with_their_type() {
+        for frame in [
+            encode_welcome("c", 1, "e", 0),
+            encode_sync_complete(1, "e", 0),
+            encode_full_refresh("r", "e", 1, &[], 0),
+            encode_pong(0),
+        ] {
+            assert!(frame.starts_with(r#"{"type":""#), "{frame}");
+            serde_json::from_str::<Value>(&frame).unwrap();
+        }
     }
 }

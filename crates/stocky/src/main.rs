@@ -4,6 +4,7 @@
 //! Settings come from defaults, then environment variables (seed 000's names where it
 //! names them), then flags; `stocky hub --help` lists them all.
 
+use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -125,10 +126,16 @@ async fn run_hub(config: HubConfig) -> anyhow::Result<()> {
     let db = config.database_path();
     let hub = Hub::start(config).await.context("starting the hub")?;
     let addr = hub.local_addr();
-    println!("Stocky hub listening on http://{addr}");
-    println!("  WebSocket: ws://{addr}{ws_path}");
-    println!("  REST API:  http://{addr}/api/stock");
-    println!("  Database:  {}", db.display());
+    // Written with errors ignored: a closed stdout must not take the hub down.
+    let banner = format!(
+        "Stocky hub listening on http://{addr}\n  WebSocket: ws://{addr}{ws_path}\n  \
+         REST API:  http://{addr}/api/stock\n  Database:  {}\n",
+        db.display()
+    );
+    let mut stdout = std::io::stdout();
+    let _ = stdout
+        .write_all(banner.as_bytes())
+        .and_then(|()| stdout.flush());
     let stop = hub.shutdown_token();
     tokio::spawn(async move {
         wait_for_signal().await;
