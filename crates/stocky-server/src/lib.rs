@@ -22,6 +22,7 @@ use std::sync::Arc;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue, Method};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::Router;
 use stocky_core::stock::BusinessValidator;
 use stocky_core::DEFAULT_TENANT;
@@ -130,12 +131,20 @@ impl Hub {
         let app = Router::new()
             .merge(rest::routes())
             .route(&state.config.ws_path, get(ws::upgrade))
+            .fallback(rest::not_found)
             .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
             .layer(cors)
             .with_state(state.clone());
         let grace = state.config.shutdown_grace;
         let stop = shutdown.clone();
         let run = tokio::spawn(async move {
+            // Writers flush once per batch on purpose; Nagle would only hold the last frame
+            // of a batch back until the peer's delayed ACK (~40 ms).
+            let listener = listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                }
+            });
             let served = axum::serve(listener, app)
                 .with_graceful_shutdown(stop.cancelled_owned())
                 .await;

@@ -46,6 +46,15 @@ pub fn routes() -> Router<AppState> {
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
 }
 
+/// Unknown paths get the error envelope too, not an empty body.
+pub async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no route for {}", uri.path()),
+    )
+}
+
 async fn command(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -582,3 +582,64 @@ async fn retried_commands_with_an_op_id_apply_once() -> Result<()> {
     assert_eq!(hub.stock(1).await?, 5);
     Ok(())
 }
+
+/// Seed 000's `setValidator`: custom rules run on the writer, against current stock.
+struct NoBulkSales;
+
+impl stocky_core::stock::BusinessValidator for NoBulkSales {
+    fn validate(
+        &self,
+        command: &stocky_core::stock::StockCommand,
+        stock: &mut dyn stocky_core::stock::StockView,
+    ) -> Result<(), String> {
+        for line in &command.lines {
+            let on_hand = stock.on_hand(line.product_id).unwrap_or(0);
+            if command.op == stocky_core::stock::StockOp::Subtract && line.amount * 2 > on_hand {
+                return Err(format!(
+                    "no sale may take half of product {} ({on_hand} on hand)",
+                    line.product_id
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_custom_validator_refuses_commands_before_they_apply() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let config = support::config(&dir);
+    let hub =
+        stocky_server::Hub::start_with(config, Some(std::sync::Arc::new(NoBulkSales))).await?;
+    let url = format!("ws://{}/ws", hub.local_addr());
+    let mut a = Client::connect(&url).await?;
+    a.command("stock:update", json!([{"productId":1,"stock":10}]))
+        .await?;
+    let refused = a
+        .command("stock:subtract", json!([{"productId":1,"quantity":6}]))
+        .await?;
+    assert_eq!(refused["data"]["error"], "Validation failed");
+    assert_eq!(refused["data"]["code"], "rejected_by_validator");
+    assert_eq!(
+        refused["data"]["reason"],
+        "no sale may take half of product 1 (10 on hand)"
+    );
+    let ack = a
+        .command("stock:subtract", json!([{"productId":1,"quantity":4}]))
+        .await?;
+    assert_eq!(ack["id"], 2);
+    assert_eq!(ack["data"], json!([{"productId":1,"quantity":4,"stock":6}]));
+    hub.stop().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn unknown_routes_get_the_error_envelope() -> Result<()> {
+    let hub = TestHub::start().await?;
+    let (status, body) = hub.get("/api/nothing").await?;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    Ok(())
+}
