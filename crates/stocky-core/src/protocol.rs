@@ -217,7 +217,9 @@ pub fn encode_event(p: &EventParts<'_>) -> String {
     })
 }
 
-/// `{"type":"ack",…}`: what the sender gets in place of its own event's echo.
+/// `{"type":"ack",…}`: what the sender gets in place of its own event's echo. The event
+/// name travels as `command`, not `event`, so that a seed 000 client — which dispatches on
+/// `event` — never mistakes its own change for a broadcast (echo prevention).
 pub fn encode_ack(p: &EventParts<'_>, op_id: Option<&str>, duplicate: bool) -> String {
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
@@ -227,7 +229,7 @@ pub fn encode_ack(p: &EventParts<'_>, op_id: Option<&str>, duplicate: bool) -> S
         ids: [u64; 1],
         prev: u64,
         epoch: &'a str,
-        event: &'a str,
+        command: &'a str,
         data: &'a RawValue,
         client_id: &'a str,
         timestamp: String,
@@ -242,7 +244,7 @@ pub fn encode_ack(p: &EventParts<'_>, op_id: Option<&str>, duplicate: bool) -> S
         ids: [p.id],
         prev: p.prev,
         epoch: p.epoch,
-        event: p.event,
+        command: p.event,
         data: raw(p.data),
         client_id: p.client_id,
         timestamp: iso8601(p.timestamp_ms),
@@ -253,10 +255,8 @@ pub fn encode_ack(p: &EventParts<'_>, op_id: Option<&str>, duplicate: bool) -> S
 
 /// Seed 000's `stock:error`, sent to the command's sender only.
 pub fn encode_error(
-    error: &str,
-    code: &str,
-    reason: &str,
-    original_event: Option<&str>,
+    e: &ProtocolError,
+    op_id: Option<&str>,
     client_id: &str,
     now_ms: i64,
 ) -> String {
@@ -267,6 +267,8 @@ pub fn encode_error(
         reason: &'a str,
         original_event: Option<&'a str>,
         code: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        op_id: Option<&'a str>,
     }
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
@@ -279,10 +281,11 @@ pub fn encode_error(
     to_json(&Frame {
         event: "stock:error",
         data: Data {
-            error,
-            reason,
-            original_event,
-            code,
+            error: e.error,
+            reason: &e.reason,
+            original_event: e.original_event.as_deref(),
+            code: e.code,
+            op_id,
         },
         timestamp: iso8601(now_ms),
         client_id,
@@ -470,6 +473,11 @@ mod tests {
             (Some("ack"), Some(154))
         );
         assert!(ack.get("duplicate").is_none());
+        assert!(
+            ack.get("event").is_none(),
+            "a seed 000 client must not treat its ack as an event"
+        );
+        assert_eq!(ack["command"], "stock:add");
     }
 
     #[test]

@@ -564,6 +564,16 @@ async fn retried_commands_with_an_op_id_apply_once() -> Result<()> {
         (Some(2), Some(2))
     );
     assert_eq!(again["duplicate"], true);
+    assert_eq!(again["opId"], "sale-1");
+    a.send(
+        json!({"event":"stock:subtract","data":[{"productId":1,"quantity":99}],"opId":"sale-big"}),
+    )
+    .await?;
+    let refused = a.recv().await?;
+    assert_eq!(
+        (refused["event"].as_str(), refused["data"]["opId"].as_str()),
+        (Some("stock:error"), Some("sale-big"))
+    );
     let response = hub
         .client
         .post(format!("{}/api/stock/subtract", hub.http))

@@ -60,7 +60,10 @@ pub mod close {
 /// The connection is over (closed by either side or broken).
 struct End;
 
-type Pending = Pin<Box<dyn Future<Output = (&'static str, Result<Applied, SubmitError>)> + Send>>;
+/// A command waiting for the writer: its event name and `opId` (for the error, if any) and
+/// the writer's answer.
+type Answer = (&'static str, Option<String>, Result<Applied, SubmitError>);
+type Pending = Pin<Box<dyn Future<Output = Answer> + Send>>;
 
 struct Session {
     socket: WebSocket,
@@ -188,14 +191,11 @@ impl Session {
     }
 
     async fn send_error(&mut self, e: ProtocolError) -> Result<(), End> {
-        let frame = encode_error(
-            e.error,
-            e.code,
-            &e.reason,
-            e.original_event.as_deref(),
-            &self.client_id,
-            now_millis(),
-        );
+        self.send_error_for(e, None).await
+    }
+
+    async fn send_error_for(&mut self, e: ProtocolError, op_id: Option<&str>) -> Result<(), End> {
+        let frame = encode_error(&e, op_id, &self.client_id, now_millis());
         self.send_text(frame).await
     }
 
@@ -304,20 +304,18 @@ impl Session {
                     site: DEFAULT_SITE.into(),
                     connection: self.connection,
                     client_id: self.client_id.clone(),
-                    op_id,
+                    op_id: op_id.clone(),
                 };
                 self.in_flight.push_back(Box::pin(async move {
-                    (event, store.submit(command, origin).await)
+                    let answer = store.submit(command, origin).await;
+                    (event, op_id, answer)
                 }));
                 Ok(())
             }
         }
     }
 
-    async fn on_result(
-        &mut self,
-        (event, result): (&'static str, Result<Applied, SubmitError>),
-    ) -> Result<(), End> {
+    async fn on_result(&mut self, (event, op_id, result): Answer) -> Result<(), End> {
         let error = match result {
             // The ack arrives through the live stream, in the event's position.
             Ok(Applied::New { .. }) => return Ok(()),
@@ -333,13 +331,14 @@ impl Session {
             }
         };
         let (error, code, reason) = error;
-        self.send_error(ProtocolError {
+        let original_event = Some(event.into());
+        let refusal = ProtocolError {
             error,
             code,
             reason,
-            original_event: Some(event.into()),
-        })
-        .await
+            original_event,
+        };
+        self.send_error_for(refusal, op_id.as_deref()).await
     }
 
     async fn on_heartbeat(&mut self) -> Result<(), End> {
