@@ -23,27 +23,17 @@ use crate::AppState;
 pub const REST_CLIENT_ID: &str = "rest";
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
+    let mut router = Router::new()
         .route("/api/stock", get(list_stock))
         .route("/api/stock/status", get(status))
-        .route(
-            "/api/stock/update",
-            post(|s, h, b| command(s, h, b, StockOp::Update)),
-        )
-        .route(
-            "/api/stock/add",
-            post(|s, h, b| command(s, h, b, StockOp::Add)),
-        )
-        .route(
-            "/api/stock/subtract",
-            post(|s, h, b| command(s, h, b, StockOp::Subtract)),
-        )
-        .route(
-            "/api/stock/sync",
-            post(|s, h, b| command(s, h, b, StockOp::Sync)),
-        )
         .route("/api/stock/{product_id}", get(one_product))
-        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/health", get(|| async { Json(json!({"status": "ok"})) }));
+    // POST /api/stock/update, /add, /subtract, /sync
+    for op in StockOp::ALL {
+        let path = format!("/api/stock/{}", op.kind());
+        router = router.route(&path, post(move |s, h, b| command(s, h, b, op)));
+    }
+    router
 }
 
 /// Unknown paths get the error envelope too, not an empty body.
