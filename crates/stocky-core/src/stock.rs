@@ -227,6 +227,16 @@ pub enum Rejection {
     /// A custom [`BusinessValidator`] refused the command.
     #[error("{0}")]
     Custom(String),
+    /// A document write's version precondition (`If-Match`, `version`) does not hold.
+    #[error("version conflict on record {id:?}: expected version {expected}, current is {}", actual.map_or("absent".to_string(), |v| v.to_string()))]
+    VersionConflict {
+        id: String,
+        expected: i64,
+        actual: Option<i64>,
+    },
+    /// The record (or database) a write needs does not exist.
+    #[error("{what} not found")]
+    NotFound { what: String },
 }
 
 impl Rejection {
@@ -237,6 +247,8 @@ impl Rejection {
             Rejection::UnknownProduct { .. } => "product_not_found",
             Rejection::Overflow { .. } => "stock_overflow",
             Rejection::Custom(_) => "rejected_by_validator",
+            Rejection::VersionConflict { .. } => "version_conflict",
+            Rejection::NotFound { .. } => "not_found",
         }
     }
 
@@ -246,7 +258,9 @@ impl Rejection {
             Rejection::InsufficientStock { product_id, .. }
             | Rejection::UnknownProduct { product_id }
             | Rejection::Overflow { product_id } => Some(*product_id),
-            Rejection::Custom(_) => None,
+            Rejection::Custom(_)
+            | Rejection::VersionConflict { .. }
+            | Rejection::NotFound { .. } => None,
         }
     }
 }
@@ -487,4 +501,75 @@ mod tests {
         }
         assert_eq!(state, ledger);
     }
+}
+
+/// One ledger movement as a backup carries it (`_stock` database, `movements` store).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LedgerEntry {
+    /// The movement's UUID: restoring the same movement twice is a no-op.
+    pub id: String,
+    pub site: String,
+    pub product_id: ProductId,
+    pub delta: i64,
+    pub kind: String,
+    pub reason: Option<String>,
+    pub origin_client: Option<String>,
+    pub origin_op: Option<String>,
+    pub server_time: i64,
+}
+
+/// Parses the `movements` of a `_stock` backup; every problem is found before anything is
+/// written.
+pub fn parse_ledger(movements: Option<&Value>) -> Result<Vec<LedgerEntry>, InvalidCommand> {
+    let fail = |msg: String| InvalidCommand(msg);
+    let Some(Value::Array(items)) = movements else {
+        return Err(fail(
+            "backup.movements must be an array of ledger movements".into(),
+        ));
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let at = format!("backup.movements[{i}]");
+            let Value::Object(o) = item else {
+                return Err(fail(format!("{at} must be an object")));
+            };
+            let text = |k: &str| o.get(k).and_then(Value::as_str).map(str::to_owned);
+            let required = |k: &str| {
+                text(k)
+                    .filter(|s| !s.is_empty())
+                    .ok_or_else(|| fail(format!("{at}.{k} is required")))
+            };
+            let id = required("id")?;
+            if id.len() > 64 {
+                return Err(fail(format!("{at}.id is too long")));
+            }
+            let product_id = integer(o.get("productId"), 1, MAX_PRODUCT_ID)
+                .map_err(|w| fail(format!("{at}.productId {w}")))?;
+            let delta = o
+                .get("delta")
+                .and_then(Value::as_i64)
+                .filter(|d| d.abs() <= MAX_AMOUNT)
+                .ok_or_else(|| {
+                    fail(format!(
+                        "{at}.delta must be an integer of at most {MAX_AMOUNT} in size"
+                    ))
+                })?;
+            let server_time = text("serverTime")
+                .and_then(|t| crate::time::parse_iso8601(&t))
+                .ok_or_else(|| fail(format!("{at}.serverTime must be an ISO-8601 timestamp")))?;
+            Ok(LedgerEntry {
+                id,
+                site: text("siteId").unwrap_or_else(|| crate::DEFAULT_SITE.to_owned()),
+                product_id,
+                delta,
+                kind: required("kind")?,
+                reason: text("reason"),
+                origin_client: text("originClient"),
+                origin_op: text("originOp"),
+                server_time,
+            })
+        })
+        .collect()
 }

@@ -34,6 +34,8 @@ pub struct HubConfig {
     pub max_message_bytes: usize,
     /// Largest HTTP body accepted; larger ones get 413.
     pub max_body_bytes: usize,
+    /// Largest body accepted by backup restore and compare (backups are big); 413 above.
+    pub max_restore_bytes: usize,
     /// A socket write that takes longer than this drops the connection.
     pub write_timeout: Duration,
     /// How long shutdown waits for connections to finish before giving up on them.
@@ -60,6 +62,7 @@ impl HubConfig {
             send_queue: 4096,
             max_message_bytes: 128 * 1024,
             max_body_bytes: 1024 * 1024,
+            max_restore_bytes: 64 * 1024 * 1024,
             write_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
         }

@@ -42,7 +42,10 @@ impl From<Rejection> for ApiError {
     fn from(r: Rejection) -> Self {
         let status = match r {
             Rejection::UnknownProduct { .. } => StatusCode::NOT_FOUND,
-            Rejection::InsufficientStock { .. } => StatusCode::CONFLICT,
+            Rejection::InsufficientStock { .. } | Rejection::VersionConflict { .. } => {
+                StatusCode::CONFLICT
+            }
+            Rejection::NotFound { .. } => StatusCode::NOT_FOUND,
             Rejection::Overflow { .. } | Rejection::Custom(_) => StatusCode::UNPROCESSABLE_ENTITY,
         };
         ApiError::new(status, r.code(), r.to_string())

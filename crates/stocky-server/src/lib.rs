@@ -129,7 +129,7 @@ impl Hub {
         tasks.spawn(prune_ticker(state.clone()));
 
         let app = Router::new()
-            .merge(rest::routes())
+            .merge(rest::routes(state.config.max_restore_bytes))
             .route(&state.config.ws_path, get(ws::upgrade))
             .fallback(rest::not_found)
             .layer(DefaultBodyLimit::max(state.config.max_body_bytes))

@@ -11,6 +11,7 @@
 //! - events are handed to the [`EventSink`] only after their commit, in id order;
 //! - a refused command writes nothing.
 
+mod documents;
 mod reader;
 mod schema;
 mod sequencer;
@@ -19,7 +20,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use stocky_core::stock::{BusinessValidator, Rejection, StockCommand};
+use stocky_core::documents::DocWrite;
+use stocky_core::stock::{BusinessValidator, LedgerEntry, Rejection, StockCommand};
 use tokio::sync::{mpsc, oneshot};
 
 pub use reader::{ReplayPage, Snapshot, StockRow, StoredEvent};
@@ -83,6 +85,29 @@ pub trait EventSink: Send + Sync + 'static {
     fn publish(&self, event: CommittedEvent) -> usize;
 }
 
+/// A write for the writer: each one commits with exactly one event.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// A seed 000 stock command.
+    Stock(StockCommand),
+    /// A document write, restore or database drop.
+    Documents(DocWrite),
+    /// Ledger movements from a `_stock` backup; stock is recomputed from the ledger.
+    RestoreLedger(Vec<LedgerEntry>),
+}
+
+impl From<StockCommand> for Command {
+    fn from(c: StockCommand) -> Self {
+        Command::Stock(c)
+    }
+}
+
+impl From<DocWrite> for Command {
+    fn from(w: DocWrite) -> Self {
+        Command::Documents(w)
+    }
+}
+
 /// A command's result.
 #[derive(Debug, Clone)]
 pub enum Applied {
@@ -92,6 +117,8 @@ pub enum Applied {
         epoch: Arc<str>,
         data: String,
         sent_to: usize,
+        /// Counts that are not part of the event (ledger restores).
+        summary: Option<serde_json::Value>,
     },
     /// Its `op_id` was applied before as event `id`; nothing changed now. `ack` is the
     /// acknowledgement frame to send to a WebSocket sender.
@@ -109,6 +136,12 @@ impl Applied {
         }
     }
 }
+
+/// Records per store, and deleted ids per store, of a database dump.
+pub type Dump = (
+    std::collections::BTreeMap<String, Vec<serde_json::Value>>,
+    std::collections::BTreeMap<String, Vec<String>>,
+);
 
 /// Tuning knobs; [`Default`] holds the documented defaults.
 #[derive(Debug, Clone)]
@@ -201,9 +234,10 @@ impl SqliteStore {
     /// Queues `command` for the writer and waits for its commit (or refusal).
     pub async fn submit(
         &self,
-        command: StockCommand,
+        command: impl Into<Command>,
         origin: Origin,
     ) -> Result<Applied, SubmitError> {
+        let command = command.into();
         let (reply, rx) = oneshot::channel();
         self.jobs
             .send(sequencer::Job::Command {
@@ -256,6 +290,100 @@ impl SqliteStore {
         self.reads
             .run(move |c| reader::stock_of(c, &tenant, &site, product))
             .await
+    }
+
+    /// Live records of a store, oldest first.
+    pub async fn documents(
+        &self,
+        tenant: &str,
+        db: &str,
+        store: &str,
+    ) -> Result<Vec<serde_json::Value>, StoreError> {
+        let (tenant, db, store) = (tenant.to_owned(), db.to_owned(), store.to_owned());
+        self.reads
+            .run(move |c| documents::list(c, &tenant, &db, &store))
+            .await
+    }
+
+    /// One live record.
+    pub async fn document(
+        &self,
+        tenant: &str,
+        db: &str,
+        store: &str,
+        id: &str,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        let (tenant, db, store, id) = (
+            tenant.to_owned(),
+            db.to_owned(),
+            store.to_owned(),
+            id.to_owned(),
+        );
+        self.reads
+            .run(move |c| documents::get(c, &tenant, &db, &store, &id))
+            .await
+    }
+
+    /// Changes after `since_ms` (live records and tombstones with `"_deleted": true`).
+    pub async fn documents_since(
+        &self,
+        tenant: &str,
+        db: &str,
+        store: &str,
+        since_ms: i64,
+    ) -> Result<Vec<serde_json::Value>, StoreError> {
+        let (tenant, db, store) = (tenant.to_owned(), db.to_owned(), store.to_owned());
+        self.reads
+            .run(move |c| documents::since(c, &tenant, &db, &store, since_ms))
+            .await
+    }
+
+    /// Seed 000's store statistics as of `now_ms`.
+    pub async fn document_stats(
+        &self,
+        tenant: &str,
+        db: &str,
+        store: &str,
+        now_ms: i64,
+    ) -> Result<serde_json::Value, StoreError> {
+        let (tenant, db, store) = (tenant.to_owned(), db.to_owned(), store.to_owned());
+        self.reads
+            .run(move |c| documents::stats(c, &tenant, &db, &store, now_ms))
+            .await
+    }
+
+    /// Every database → store → live record count.
+    pub async fn databases(
+        &self,
+        tenant: &str,
+    ) -> Result<
+        std::collections::BTreeMap<String, std::collections::BTreeMap<String, i64>>,
+        StoreError,
+    > {
+        let tenant = tenant.to_owned();
+        self.reads
+            .run(move |c| documents::databases(c, &tenant))
+            .await
+    }
+
+    /// A database's live records per store (changed after `since_ms` when given), and the
+    /// ids deleted after `since_ms`.
+    pub async fn dump(
+        &self,
+        tenant: &str,
+        db: &str,
+        since_ms: Option<i64>,
+    ) -> Result<Dump, StoreError> {
+        let (tenant, db) = (tenant.to_owned(), db.to_owned());
+        self.reads
+            .run(move |c| documents::dump(c, &tenant, &db, since_ms))
+            .await
+    }
+
+    /// The tenant's whole stock ledger in the `_stock` backup format.
+    pub async fn ledger(&self, tenant: &str) -> Result<Vec<serde_json::Value>, StoreError> {
+        let tenant = tenant.to_owned();
+        self.reads.run(move |c| documents::ledger(c, &tenant)).await
     }
 
     /// Sum of a product's ledger movements (for audits and tests: must equal its stock).

@@ -10,7 +10,8 @@ use rusqlite::Connection;
 use crate::StoreError;
 
 /// Each entry upgrades the schema from version `index` to `index + 1`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE tenants (
     id          TEXT PRIMARY KEY,
     name        TEXT NOT NULL,
@@ -76,7 +77,26 @@ CREATE TABLE applied_ops (
     created_at  INTEGER NOT NULL,
     PRIMARY KEY (tenant_id, op_id)
 ) WITHOUT ROWID;
-"#];
+"#,
+    r#"
+-- JSON document collections (seed 000's /api/sync/:db/:store). `body` holds the client's
+-- fields; id, timestamps and version are columns. A deleted record stays as a tombstone
+-- (`deleted_at` set, body '{}') so that `since` can report the deletion.
+CREATE TABLE documents (
+    tenant_id   TEXT NOT NULL,
+    db          TEXT NOT NULL,
+    store       TEXT NOT NULL,
+    id          TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    version     INTEGER NOT NULL,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    deleted_at  INTEGER,
+    PRIMARY KEY (tenant_id, db, store, id)
+) WITHOUT ROWID;
+CREATE INDEX documents_by_update ON documents (tenant_id, db, store, updated_at);
+"#,
+];
 
 /// Applies seed 003's pragmas to a fresh connection.
 pub(crate) fn configure(conn: &Connection, read_only: bool) -> Result<(), StoreError> {

@@ -22,13 +22,14 @@ use stocky_core::{DEFAULT_SITE, DEFAULT_TENANT};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    Applied, CommittedEvent, EventSink, Origin, StoreError, StoreOptions, StreamHead, SubmitError,
+    documents, Applied, Command, CommittedEvent, EventSink, Origin, StoreError, StoreOptions,
+    StreamHead, SubmitError,
 };
 
 /// Work for the writer.
 pub(crate) enum Job {
     Command {
-        command: StockCommand,
+        command: Command,
         origin: Origin,
         reply: oneshot::Sender<Result<Applied, SubmitError>>,
     },
@@ -37,7 +38,7 @@ pub(crate) enum Job {
 
 /// A command waiting in the current batch, with the channel its answer goes to.
 type Queued = (
-    StockCommand,
+    Command,
     Origin,
     oneshot::Sender<Result<Applied, SubmitError>>,
 );
@@ -120,6 +121,7 @@ enum Staged {
         event: CommittedEvent,
         epoch: Arc<str>,
         data: String,
+        summary: Option<serde_json::Value>,
     },
     Done(Result<Applied, SubmitError>),
 }
@@ -188,7 +190,12 @@ impl Writer {
         self.streams.extend(staged_heads);
         for ((_, _, reply), outcome) in batch.drain(..).zip(outcomes) {
             let answer = match outcome {
-                Staged::New { event, epoch, data } => {
+                Staged::New {
+                    event,
+                    epoch,
+                    data,
+                    summary,
+                } => {
                     let id = event.id;
                     let sent_to = self.sink.publish(event);
                     Ok(Applied::New {
@@ -196,6 +203,7 @@ impl Writer {
                         epoch,
                         data,
                         sent_to,
+                        summary,
                     })
                 }
                 Staged::Done(answer) => answer,
@@ -207,7 +215,7 @@ impl Writer {
     /// Runs one command inside a savepoint of the open transaction.
     fn stage(
         &mut self,
-        command: &StockCommand,
+        command: &Command,
         origin: &Origin,
         now: i64,
         heads: &mut HashMap<Arc<str>, (Arc<str>, u64)>,
@@ -231,7 +239,7 @@ impl Writer {
 
     fn apply(
         &mut self,
-        command: &StockCommand,
+        command: &Command,
         origin: &Origin,
         now: i64,
         heads: &mut HashMap<Arc<str>, (Arc<str>, u64)>,
@@ -261,84 +269,25 @@ impl Writer {
             }
         }
 
-        let conn = &self.conn;
-        let mut lookup = conn
-            .prepare_cached("SELECT on_hand FROM stock WHERE tenant_id = ?1 AND site_id = ?2 AND product_id = ?3")
-            .map_err(unavailable)?;
-        let mut read_error = None;
-        let mut view = |product: i64| -> Option<i64> {
-            match lookup
-                .query_row(params![&*origin.tenant, &*origin.site, product], |r| {
-                    r.get(0)
-                })
-                .optional()
-            {
-                Ok(v) => v,
-                Err(e) => {
-                    read_error.get_or_insert(e);
-                    None
-                }
+        let id = head + 1;
+        let (event_name, data, summary) = match command {
+            Command::Stock(stock) => (
+                stock.op.event_name(),
+                self.apply_stock(stock, origin, id, now)?,
+                None,
+            ),
+            Command::Documents(write) => {
+                let data = documents::apply(&self.conn, &origin.tenant, write, now)?;
+                (write.event_name(), data.to_string(), None)
+            }
+            Command::RestoreLedger(entries) => {
+                let mut result =
+                    documents::restore_ledger(&self.conn, &origin.tenant, entries, id, now)?;
+                let levels = result["data"].take();
+                ("stock:sync", levels.to_string(), Some(result))
             }
         };
-        if let Some(validator) = &self.validator {
-            validator
-                .validate(command, &mut view)
-                .map_err(|reason| SubmitError::Rejected(Rejection::Custom(reason)))?;
-        }
-        let planned = plan(command, &mut view);
-        drop(lookup);
-        if let Some(e) = read_error {
-            return Err(unavailable(e));
-        }
-        let movements = planned?;
-
-        let id = head + 1;
-        let kind = command.op.kind();
-        {
-            let mut insert_movement = conn
-                .prepare_cached(
-                    "INSERT INTO movements (id, tenant_id, site_id, product_id, delta, kind, origin_client,
-                        origin_op, event_id, server_time) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                )
-                .map_err(unavailable)?;
-            let mut upsert_stock = conn
-                .prepare_cached(
-                    "INSERT INTO stock (tenant_id, site_id, product_id, on_hand, updated_at, last_event_id)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                     ON CONFLICT (tenant_id, site_id, product_id) DO UPDATE SET
-                        on_hand = excluded.on_hand, updated_at = excluded.updated_at,
-                        last_event_id = excluded.last_event_id",
-                )
-                .map_err(unavailable)?;
-            for m in &movements {
-                insert_movement
-                    .execute(params![
-                        uuid::Uuid::new_v4().to_string(),
-                        &*origin.tenant,
-                        &*origin.site,
-                        m.product_id,
-                        m.delta,
-                        kind,
-                        &*origin.client_id,
-                        origin.op_id.as_deref(),
-                        id as i64,
-                        now
-                    ])
-                    .map_err(unavailable)?;
-                upsert_stock
-                    .execute(params![
-                        &*origin.tenant,
-                        &*origin.site,
-                        m.product_id,
-                        m.after,
-                        now,
-                        id as i64
-                    ])
-                    .map_err(unavailable)?;
-            }
-        }
-        let data = stock_event_data(command.op, &movements);
-        let event_name = command.op.event_name();
+        let conn = &self.conn;
         conn.prepare_cached(
             "INSERT INTO events (tenant_id, id, site_id, event, data, client_id, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -386,7 +335,97 @@ impl Writer {
             frame: encode_event(&parts),
             ack: encode_ack(&parts, origin.op_id.as_deref(), false),
         };
-        Ok(Staged::New { event, epoch, data })
+        Ok(Staged::New {
+            event,
+            epoch,
+            data,
+            summary,
+        })
+    }
+
+    /// Validates a stock command against current stock and writes its movements and the
+    /// resulting stock; returns the event's `data`.
+    fn apply_stock(
+        &self,
+        command: &StockCommand,
+        origin: &Origin,
+        id: u64,
+        now: i64,
+    ) -> Result<String, SubmitError> {
+        let unavailable = |e: rusqlite::Error| SubmitError::Unavailable(e.to_string());
+        let conn = &self.conn;
+        let mut lookup = conn
+            .prepare_cached("SELECT on_hand FROM stock WHERE tenant_id = ?1 AND site_id = ?2 AND product_id = ?3")
+            .map_err(unavailable)?;
+        let mut read_error = None;
+        let mut view = |product: i64| -> Option<i64> {
+            match lookup
+                .query_row(params![&*origin.tenant, &*origin.site, product], |r| {
+                    r.get(0)
+                })
+                .optional()
+            {
+                Ok(v) => v,
+                Err(e) => {
+                    read_error.get_or_insert(e);
+                    None
+                }
+            }
+        };
+        if let Some(validator) = &self.validator {
+            validator
+                .validate(command, &mut view)
+                .map_err(|reason| SubmitError::Rejected(Rejection::Custom(reason)))?;
+        }
+        let planned = plan(command, &mut view);
+        drop(lookup);
+        if let Some(e) = read_error {
+            return Err(unavailable(e));
+        }
+        let movements = planned?;
+        let kind = command.op.kind();
+        let mut insert_movement = conn
+            .prepare_cached(
+                "INSERT INTO movements (id, tenant_id, site_id, product_id, delta, kind, origin_client,
+                    origin_op, event_id, server_time) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )
+            .map_err(unavailable)?;
+        let mut upsert_stock = conn
+            .prepare_cached(
+                "INSERT INTO stock (tenant_id, site_id, product_id, on_hand, updated_at, last_event_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (tenant_id, site_id, product_id) DO UPDATE SET
+                    on_hand = excluded.on_hand, updated_at = excluded.updated_at,
+                    last_event_id = excluded.last_event_id",
+            )
+            .map_err(unavailable)?;
+        for m in &movements {
+            insert_movement
+                .execute(params![
+                    uuid::Uuid::new_v4().to_string(),
+                    &*origin.tenant,
+                    &*origin.site,
+                    m.product_id,
+                    m.delta,
+                    kind,
+                    &*origin.client_id,
+                    origin.op_id.as_deref(),
+                    id as i64,
+                    now
+                ])
+                .map_err(unavailable)?;
+            upsert_stock
+                .execute(params![
+                    &*origin.tenant,
+                    &*origin.site,
+                    m.product_id,
+                    m.after,
+                    now,
+                    id as i64
+                ])
+                .map_err(unavailable)?;
+        }
+        Ok(stock_event_data(command.op, &movements))
     }
 
     fn applied_op(&self, tenant: &str, op_id: &str) -> rusqlite::Result<Option<u64>> {

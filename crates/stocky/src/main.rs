@@ -74,6 +74,9 @@ struct HubArgs {
     /// Largest HTTP request body accepted, in bytes.
     #[arg(long, env = "STOCKY_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     max_body_bytes: usize,
+    /// Largest backup accepted by restore and compare, in bytes.
+    #[arg(long, env = "STOCKY_MAX_RESTORE_BYTES", default_value_t = 64 * 1024 * 1024)]
+    max_restore_bytes: usize,
 }
 
 impl HubArgs {
@@ -104,6 +107,7 @@ impl HubArgs {
         config.send_queue = self.send_queue;
         config.max_message_bytes = self.max_message_bytes;
         config.max_body_bytes = self.max_body_bytes;
+        config.max_restore_bytes = self.max_restore_bytes;
         Ok(config)
     }
 }

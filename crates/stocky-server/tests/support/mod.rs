@@ -77,6 +77,27 @@ impl TestHub {
         Ok((status, response.json().await?))
     }
 
+    /// Any method, optional JSON body and extra headers.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Result<(u16, Value)> {
+        let method = reqwest::Method::from_bytes(method.as_bytes())?;
+        let mut request = self.client.request(method, format!("{}{path}", self.http));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        Ok((status, response.json().await?))
+    }
+
     pub async fn get(&self, path: &str) -> Result<(u16, Value)> {
         let response = self
             .client

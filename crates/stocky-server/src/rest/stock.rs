@@ -10,39 +10,26 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use stocky_core::protocol::MAX_OP_ID_LEN;
 use stocky_core::stock::{Rejection, StockCommand, StockOp, MAX_PRODUCT_ID};
 use stocky_core::time::{iso8601, now_millis};
 use stocky_core::{DEFAULT_SITE, DEFAULT_TENANT};
-use stocky_store_sqlite::{Applied, Origin, StockRow};
+use stocky_store_sqlite::{Applied, StockRow};
 
+use super::rest_origin;
 use crate::error::{ApiError, ApiJson};
 use crate::AppState;
-
-/// Client id that REST-originated events carry.
-pub const REST_CLIENT_ID: &str = "rest";
 
 pub fn routes() -> Router<AppState> {
     let mut router = Router::new()
         .route("/api/stock", get(list_stock))
         .route("/api/stock/status", get(status))
-        .route("/api/stock/{product_id}", get(one_product))
-        .route("/health", get(|| async { Json(json!({"status": "ok"})) }));
+        .route("/api/stock/{product_id}", get(one_product));
     // POST /api/stock/update, /add, /subtract, /sync
     for op in StockOp::ALL {
         let path = format!("/api/stock/{}", op.kind());
         router = router.route(&path, post(move |s, h, b| command(s, h, b, op)));
     }
     router
-}
-
-/// Unknown paths get the error envelope too, not an empty body.
-pub async fn not_found(uri: axum::http::Uri) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        format!("no route for {}", uri.path()),
-    )
 }
 
 async fn command(
@@ -61,25 +48,7 @@ async fn command(
     let command = StockCommand::parse(op, field, body.get(field))
         .map_err(|e| ApiError::bad_request("invalid_data", e.0))?;
     let lines = command.lines.len();
-    let op_id = match headers.get("idempotency-key") {
-        None => None,
-        Some(v) => match v.to_str() {
-            Ok(s) if !s.is_empty() && s.len() <= MAX_OP_ID_LEN => Some(s.to_owned()),
-            _ => {
-                return Err(ApiError::bad_request(
-                    "invalid_idempotency_key",
-                    format!("Idempotency-Key must be visible ASCII, 1 to {MAX_OP_ID_LEN} bytes"),
-                ))
-            }
-        },
-    };
-    let origin = Origin {
-        tenant: DEFAULT_TENANT.into(),
-        site: DEFAULT_SITE.into(),
-        connection: 0,
-        client_id: REST_CLIENT_ID.into(),
-        op_id,
-    };
+    let origin = rest_origin(&headers)?;
     let applied = state.store.submit(command, origin).await?;
     let mut response = json!({"success": true, field: lines, "id": applied.id()});
     match applied {

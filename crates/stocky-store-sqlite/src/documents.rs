@@ -1,0 +1,602 @@
+//! Document collections and backups on SQLite: the writes the writer thread applies
+//! (inside its transaction, with the event) and the reads the read pool serves.
+//!
+//! Invariants: `version` increases by one on every change of a record, tombstones included;
+//! a restore or a bulk write is part of one transaction, so it applies whole or not at all.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::{json, Map, Value};
+use stocky_core::documents::{BackupRecord, DocWrite, MergeStrategy, Restore};
+use stocky_core::stock::{LedgerEntry, Rejection};
+use stocky_core::time::iso8601;
+
+use crate::{StoreError, SubmitError};
+
+/// A stored record's columns.
+struct Row {
+    body: String,
+    version: i64,
+    created_at: i64,
+    updated_at: i64,
+    deleted: bool,
+}
+
+fn unavailable(e: rusqlite::Error) -> SubmitError {
+    SubmitError::Unavailable(e.to_string())
+}
+
+fn rejected(r: Rejection) -> SubmitError {
+    SubmitError::Rejected(r)
+}
+
+fn read_row(
+    conn: &Connection,
+    tenant: &str,
+    db: &str,
+    store: &str,
+    id: &str,
+) -> rusqlite::Result<Option<Row>> {
+    conn.prepare_cached(
+        "SELECT body, version, created_at, updated_at, deleted_at IS NOT NULL FROM documents
+         WHERE tenant_id = ?1 AND db = ?2 AND store = ?3 AND id = ?4",
+    )?
+    .query_row(params![tenant, db, store, id], |r| {
+        Ok(Row {
+            body: r.get(0)?,
+            version: r.get(1)?,
+            created_at: r.get(2)?,
+            updated_at: r.get(3)?,
+            deleted: r.get(4)?,
+        })
+    })
+    .optional()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_row(
+    conn: &Connection,
+    tenant: &str,
+    db: &str,
+    store: &str,
+    id: &str,
+    body: &str,
+    version: i64,
+    created_at: i64,
+    updated_at: i64,
+    deleted_at: Option<i64>,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO documents (tenant_id, db, store, id, body, version, created_at, updated_at, deleted_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+         ON CONFLICT (tenant_id, db, store, id) DO UPDATE SET body = excluded.body,
+            version = excluded.version, created_at = excluded.created_at,
+            updated_at = excluded.updated_at, deleted_at = excluded.deleted_at",
+    )?
+    .execute(params![tenant, db, store, id, body, version, created_at, updated_at, deleted_at])?;
+    Ok(())
+}
+
+/// Renders a record: the client's fields plus `id`, `created_at`, `updated_at`, `version`.
+pub(crate) fn render(
+    id: &str,
+    body: &str,
+    version: i64,
+    created_at: i64,
+    updated_at: i64,
+) -> Value {
+    let mut object = match serde_json::from_str::<Value>(body) {
+        Ok(Value::Object(map)) => map,
+        _ => Map::new(),
+    };
+    object.insert("id".into(), json!(id));
+    object.insert("created_at".into(), json!(iso8601(created_at)));
+    object.insert("updated_at".into(), json!(iso8601(updated_at)));
+    object.insert("version".into(), json!(version));
+    Value::Object(object)
+}
+
+fn tombstone(id: &str, version: i64, updated_at: i64) -> Value {
+    json!({"id": id, "version": version, "updated_at": iso8601(updated_at), "_deleted": true})
+}
+
+fn check_version(
+    id: &str,
+    expected: Option<i64>,
+    current: Option<&Row>,
+) -> Result<(), SubmitError> {
+    let Some(expected) = expected else {
+        return Ok(());
+    };
+    let actual = current.filter(|r| !r.deleted).map(|r| r.version);
+    if actual == Some(expected) {
+        Ok(())
+    } else {
+        Err(rejected(Rejection::VersionConflict {
+            id: id.to_owned(),
+            expected,
+            actual,
+        }))
+    }
+}
+
+/// Applies a document write in the open transaction; returns the event's `data`.
+pub(crate) fn apply(
+    conn: &Connection,
+    tenant: &str,
+    write: &DocWrite,
+    now: i64,
+) -> Result<Value, SubmitError> {
+    match write {
+        DocWrite::Upsert { db, store, records } => {
+            let (mut created, mut updated, mut out) = (0, 0, Vec::with_capacity(records.len()));
+            for (id, fields) in records {
+                let id = id
+                    .clone()
+                    .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+                let current = read_row(conn, tenant, db, store, &id).map_err(unavailable)?;
+                let (record, was_live) = put(conn, tenant, db, store, &id, fields, current, now)?;
+                if was_live {
+                    updated += 1;
+                } else {
+                    created += 1;
+                }
+                out.push(record);
+            }
+            Ok(
+                json!({"db": db, "store": store, "records": out, "created": created, "updated": updated}),
+            )
+        }
+        DocWrite::Put {
+            db,
+            store,
+            id,
+            fields,
+            if_version,
+        } => {
+            let current = read_row(conn, tenant, db, store, id).map_err(unavailable)?;
+            check_version(id, *if_version, current.as_ref())?;
+            let (record, was_live) = put(conn, tenant, db, store, id, fields, current, now)?;
+            let (created, updated) = if was_live { (0, 1) } else { (1, 0) };
+            Ok(
+                json!({"db": db, "store": store, "records": [record], "created": created, "updated": updated}),
+            )
+        }
+        DocWrite::Patch {
+            db,
+            store,
+            id,
+            fields,
+            if_version,
+        } => {
+            let current = read_row(conn, tenant, db, store, id)
+                .map_err(unavailable)?
+                .filter(|r| !r.deleted);
+            let Some(row) = current else {
+                return Err(rejected(Rejection::NotFound {
+                    what: format!("record {id:?} in {db}/{store}"),
+                }));
+            };
+            check_version(id, *if_version, Some(&row))?;
+            let mut merged = match serde_json::from_str::<Value>(&row.body) {
+                Ok(Value::Object(map)) => map,
+                _ => Map::new(),
+            };
+            merged.extend(fields.iter().map(|(k, v)| (k.clone(), v.clone())));
+            let body = Value::Object(merged).to_string();
+            let version = row.version + 1;
+            write_row(
+                conn,
+                tenant,
+                db,
+                store,
+                id,
+                &body,
+                version,
+                row.created_at,
+                now,
+                None,
+            )
+            .map_err(unavailable)?;
+            let record = render(id, &body, version, row.created_at, now);
+            Ok(json!({"db": db, "store": store, "records": [record], "created": 0, "updated": 1}))
+        }
+        DocWrite::Delete {
+            db,
+            store,
+            id,
+            if_version,
+        } => {
+            let current = read_row(conn, tenant, db, store, id)
+                .map_err(unavailable)?
+                .filter(|r| !r.deleted);
+            let Some(row) = current else {
+                return Err(rejected(Rejection::NotFound {
+                    what: format!("record {id:?} in {db}/{store}"),
+                }));
+            };
+            check_version(id, *if_version, Some(&row))?;
+            let version = row.version + 1;
+            write_row(
+                conn,
+                tenant,
+                db,
+                store,
+                id,
+                "{}",
+                version,
+                row.created_at,
+                now,
+                Some(now),
+            )
+            .map_err(unavailable)?;
+            Ok(json!({"db": db, "store": store, "records": [tombstone(id, version, now)]}))
+        }
+        DocWrite::Restore(restore) => self::restore(conn, tenant, restore, now),
+        DocWrite::DropDatabase { db } => {
+            let live: i64 = conn
+                .query_row(
+                    "SELECT COUNT(*) FROM documents WHERE tenant_id = ?1 AND db = ?2 AND deleted_at IS NULL",
+                    params![tenant, db],
+                    |r| r.get(0),
+                )
+                .map_err(unavailable)?;
+            let removed = conn
+                .execute(
+                    "DELETE FROM documents WHERE tenant_id = ?1 AND db = ?2",
+                    params![tenant, db],
+                )
+                .map_err(unavailable)?;
+            if removed == 0 {
+                return Err(rejected(Rejection::NotFound {
+                    what: format!("database {db:?}"),
+                }));
+            }
+            Ok(json!({"db": db, "deleted": live}))
+        }
+    }
+}
+
+/// Creates or replaces one record; returns it and whether a live record was replaced.
+#[allow(clippy::too_many_arguments)]
+fn put(
+    conn: &Connection,
+    tenant: &str,
+    db: &str,
+    store: &str,
+    id: &str,
+    fields: &Map<String, Value>,
+    current: Option<Row>,
+    now: i64,
+) -> Result<(Value, bool), SubmitError> {
+    let body = Value::Object(fields.clone()).to_string();
+    let (version, created_at, was_live) = match &current {
+        Some(row) if !row.deleted => (row.version + 1, row.created_at, true),
+        Some(row) => (row.version + 1, now, false),
+        None => (1, now, false),
+    };
+    write_row(
+        conn, tenant, db, store, id, &body, version, created_at, now, None,
+    )
+    .map_err(unavailable)?;
+    Ok((render(id, &body, version, created_at, now), was_live))
+}
+
+fn restore(
+    conn: &Connection,
+    tenant: &str,
+    restore: &Restore,
+    now: i64,
+) -> Result<Value, SubmitError> {
+    let db = &restore.db;
+    if restore.overwrite {
+        conn.execute(
+            "DELETE FROM documents WHERE tenant_id = ?1 AND db = ?2",
+            params![tenant, db],
+        )
+        .map_err(unavailable)?;
+    }
+    let (mut restored, mut updated, mut skipped) = (0, 0, 0);
+    for (store, records) in &restore.stores {
+        for record in records {
+            let current = read_row(conn, tenant, db, store, &record.id).map_err(unavailable)?;
+            let live = current.as_ref().filter(|r| !r.deleted);
+            let take = match (live, restore.strategy) {
+                (None, _) => true,
+                (Some(_), MergeStrategy::Force) => true,
+                (Some(_), MergeStrategy::Skip) => false,
+                // An undated backup record never counts as newer.
+                (Some(row), MergeStrategy::Newer) => {
+                    record.updated_at.is_some_and(|t| t > row.updated_at)
+                }
+            };
+            if !take {
+                skipped += 1;
+                continue;
+            }
+            if live.is_some() {
+                updated += 1;
+            } else {
+                restored += 1;
+            }
+            write_restored(conn, tenant, db, store, record, current.as_ref(), now)
+                .map_err(unavailable)?;
+        }
+    }
+    let stores: Vec<&String> = restore.stores.keys().collect();
+    Ok(
+        json!({"db": db, "stores": stores, "restored": restored, "updated": updated, "skipped": skipped}),
+    )
+}
+
+/// Writes a backup record, keeping its timestamps; its version never goes backwards.
+fn write_restored(
+    conn: &Connection,
+    tenant: &str,
+    db: &str,
+    store: &str,
+    record: &BackupRecord,
+    current: Option<&Row>,
+    now: i64,
+) -> rusqlite::Result<()> {
+    let body = Value::Object(record.fields.clone()).to_string();
+    let floor = current.map_or(1, |r| r.version + 1);
+    let version = record.version.unwrap_or(1).max(floor);
+    let updated_at = record.updated_at.unwrap_or(now);
+    let created_at = record.created_at.unwrap_or(updated_at);
+    write_row(
+        conn, tenant, db, store, &record.id, &body, version, created_at, updated_at, None,
+    )
+}
+
+/// Appends ledger movements (skipping ones already present), recomputes the stock of every
+/// product they touch from the whole ledger, and returns the resulting levels per site.
+pub(crate) fn restore_ledger(
+    conn: &Connection,
+    tenant: &str,
+    entries: &[LedgerEntry],
+    event_id: u64,
+    now: i64,
+) -> Result<Value, SubmitError> {
+    let mut inserted = 0;
+    let mut touched = std::collections::BTreeSet::new();
+    for e in entries {
+        let site_known: bool = conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM sites WHERE tenant_id = ?1 AND id = ?2)",
+                params![tenant, e.site],
+                |r| r.get(0),
+            )
+            .map_err(unavailable)?;
+        if !site_known {
+            return Err(rejected(Rejection::NotFound {
+                what: format!("site {:?} of movement {}", e.site, e.id),
+            }));
+        }
+        inserted += conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO movements (id, tenant_id, site_id, product_id, delta, kind, reason,
+                    origin_client, origin_op, event_id, server_time)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    e.id,
+                    tenant,
+                    e.site,
+                    e.product_id,
+                    e.delta,
+                    e.kind,
+                    e.reason,
+                    e.origin_client,
+                    e.origin_op,
+                    event_id as i64,
+                    e.server_time
+                ])
+            })
+            .map_err(unavailable)?;
+        touched.insert((e.site.clone(), e.product_id));
+    }
+    let mut levels = Vec::with_capacity(touched.len());
+    for (site, product) in touched {
+        let sum: i64 = conn
+            .query_row(
+                "SELECT COALESCE(SUM(delta), 0) FROM movements WHERE tenant_id = ?1 AND site_id = ?2 AND product_id = ?3",
+                params![tenant, site, product],
+                |r| r.get(0),
+            )
+            .map_err(unavailable)?;
+        conn.execute(
+            "INSERT INTO stock (tenant_id, site_id, product_id, on_hand, updated_at, last_event_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (tenant_id, site_id, product_id) DO UPDATE SET on_hand = excluded.on_hand,
+                updated_at = excluded.updated_at, last_event_id = excluded.last_event_id",
+            params![tenant, site, product, sum, now, event_id as i64],
+        )
+        .map_err(unavailable)?;
+        levels.push(json!({"productId": product, "stock": sum, "siteId": site}));
+    }
+    Ok(json!({"data": levels, "restored": inserted, "skipped": entries.len() - inserted}))
+}
+
+// ---- reads --------------------------------------------------------------------------
+
+/// Live records of a store, oldest first.
+pub(crate) fn list(
+    conn: &mut Connection,
+    tenant: &str,
+    db: &str,
+    store: &str,
+) -> Result<Vec<Value>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, body, version, created_at, updated_at FROM documents
+         WHERE tenant_id = ?1 AND db = ?2 AND store = ?3 AND deleted_at IS NULL ORDER BY created_at, id",
+    )?;
+    let rows = stmt.query_map(params![tenant, db, store], |r| {
+        Ok(render(
+            &r.get::<_, String>(0)?,
+            &r.get::<_, String>(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+        ))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// One live record.
+pub(crate) fn get(
+    conn: &mut Connection,
+    tenant: &str,
+    db: &str,
+    store: &str,
+    id: &str,
+) -> Result<Option<Value>, StoreError> {
+    Ok(read_row(conn, tenant, db, store, id)?
+        .filter(|r| !r.deleted)
+        .map(|r| render(id, &r.body, r.version, r.created_at, r.updated_at)))
+}
+
+/// Every change after `since` (ms): live records and tombstones, in update order.
+pub(crate) fn since(
+    conn: &mut Connection,
+    tenant: &str,
+    db: &str,
+    store: &str,
+    since: i64,
+) -> Result<Vec<Value>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, body, version, created_at, updated_at, deleted_at IS NOT NULL FROM documents
+         WHERE tenant_id = ?1 AND db = ?2 AND store = ?3 AND updated_at > ?4 ORDER BY updated_at, id",
+    )?;
+    let rows = stmt.query_map(params![tenant, db, store, since], |r| {
+        let id: String = r.get(0)?;
+        Ok(if r.get::<_, bool>(5)? {
+            tombstone(&id, r.get(2)?, r.get(4)?)
+        } else {
+            render(
+                &id,
+                &r.get::<_, String>(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+            )
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Seed 000's store statistics.
+pub(crate) fn stats(
+    conn: &mut Connection,
+    tenant: &str,
+    db: &str,
+    store: &str,
+    now: i64,
+) -> Result<Value, StoreError> {
+    let day = 86_400_000;
+    conn.prepare_cached(
+        "SELECT COUNT(*), SUM(updated_at > ?4), SUM(updated_at > ?5), MIN(created_at), MAX(updated_at)
+         FROM documents WHERE tenant_id = ?1 AND db = ?2 AND store = ?3 AND deleted_at IS NULL",
+    )?
+    .query_row(params![tenant, db, store, now - day, now - 7 * day], |r| {
+        let time = |v: Option<i64>| v.map(iso8601);
+        Ok(json!({
+            "total": r.get::<_, i64>(0)?,
+            "updatedLast24h": r.get::<_, Option<i64>>(1)?.unwrap_or(0),
+            "updatedLast7d": r.get::<_, Option<i64>>(2)?.unwrap_or(0),
+            "oldestRecord": time(r.get(3)?),
+            "newestRecord": time(r.get(4)?),
+        }))
+    })
+    .map_err(StoreError::from)
+}
+
+/// Every database with its stores and live record counts.
+pub(crate) fn databases(
+    conn: &mut Connection,
+    tenant: &str,
+) -> Result<BTreeMap<String, BTreeMap<String, i64>>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT db, store, SUM(deleted_at IS NULL) FROM documents WHERE tenant_id = ?1 GROUP BY db, store ORDER BY db, store",
+    )?;
+    let mut out: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+    let rows = stmt.query_map(params![tenant], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })?;
+    for row in rows {
+        let (db, store, count) = row?;
+        out.entry(db).or_default().insert(store, count);
+    }
+    Ok(out)
+}
+
+/// A database's records per store: live ones updated after `since` (all when `None`), and
+/// the ids deleted after `since`.
+pub(crate) fn dump(
+    conn: &mut Connection,
+    tenant: &str,
+    db: &str,
+    since: Option<i64>,
+) -> Result<(BTreeMap<String, Vec<Value>>, BTreeMap<String, Vec<String>>), StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT store, id, body, version, created_at, updated_at, deleted_at IS NOT NULL FROM documents
+         WHERE tenant_id = ?1 AND db = ?2 AND updated_at > ?3 ORDER BY store, created_at, id",
+    )?;
+    let mut live: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    let mut deleted: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let rows = stmt.query_map(params![tenant, db, since.unwrap_or(i64::MIN)], |r| {
+        let store: String = r.get(0)?;
+        let id: String = r.get(1)?;
+        let record = (!r.get::<_, bool>(6)?)
+            .then(|| {
+                Ok::<_, rusqlite::Error>(render(
+                    &id,
+                    &r.get::<_, String>(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })
+            .transpose()?;
+        Ok((store, id, record))
+    })?;
+    for row in rows {
+        match row? {
+            (store, _, Some(record)) => live.entry(store).or_default().push(record),
+            (store, id, None) if since.is_some() => deleted.entry(store).or_default().push(id),
+            (store, _, None) => {
+                live.entry(store).or_default();
+            }
+        }
+    }
+    Ok((live, deleted))
+}
+
+/// The whole ledger of a tenant, oldest first, in the `_stock` backup format.
+pub(crate) fn ledger(conn: &mut Connection, tenant: &str) -> Result<Vec<Value>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, site_id, product_id, delta, kind, reason, origin_client, origin_op, event_id, server_time
+         FROM movements WHERE tenant_id = ?1 ORDER BY server_time, event_id, rowid",
+    )?;
+    let rows = stmt.query_map(params![tenant], |r| {
+        Ok(json!({
+            "id": r.get::<_, String>(0)?,
+            "siteId": r.get::<_, String>(1)?,
+            "productId": r.get::<_, i64>(2)?,
+            "delta": r.get::<_, i64>(3)?,
+            "kind": r.get::<_, String>(4)?,
+            "reason": r.get::<_, Option<String>>(5)?,
+            "originClient": r.get::<_, Option<String>>(6)?,
+            "originOp": r.get::<_, Option<String>>(7)?,
+            "eventId": r.get::<_, i64>(8)?,
+            "serverTime": iso8601(r.get(9)?),
+        }))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
