@@ -543,7 +543,7 @@ pub(crate) fn dump(
     tenant: &str,
     db: &str,
     since: Option<i64>,
-) -> Result<(BTreeMap<String, Vec<Value>>, BTreeMap<String, Vec<String>>), StoreError> {
+) -> Result<crate::Dump, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT store, id, body, version, created_at, updated_at, deleted_at IS NOT NULL FROM documents
          WHERE tenant_id = ?1 AND db = ?2 AND updated_at > ?3 ORDER BY store, created_at, id",

@@ -237,7 +237,7 @@ impl SqliteStore {
         command: impl Into<Command>,
         origin: Origin,
     ) -> Result<Applied, SubmitError> {
-        let command = command.into();
+        let command = Box::new(command.into());
         let (reply, rx) = oneshot::channel();
         self.jobs
             .send(sequencer::Job::Command {

@@ -29,7 +29,7 @@ use crate::{
 /// Work for the writer.
 pub(crate) enum Job {
     Command {
-        command: Command,
+        command: Box<Command>,
         origin: Origin,
         reply: oneshot::Sender<Result<Applied, SubmitError>>,
     },
@@ -38,7 +38,7 @@ pub(crate) enum Job {
 
 /// A command waiting in the current batch, with the channel its answer goes to.
 type Queued = (
-    Command,
+    Box<Command>,
     Origin,
     oneshot::Sender<Result<Applied, SubmitError>>,
 );
