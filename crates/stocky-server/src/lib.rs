@@ -9,6 +9,7 @@
 //! Every task the hub spawns is tracked in [`AppState::tasks`] and watches
 //! [`AppState::shutdown`].
 
+pub mod backup;
 pub mod config;
 pub mod error;
 pub mod fanout;

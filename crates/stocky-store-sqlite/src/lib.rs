@@ -292,6 +292,12 @@ impl SqliteStore {
             .await
     }
 
+    /// A tenant stream's committed `(epoch, head)`.
+    pub async fn stream_head(&self, tenant: &str) -> Result<(String, u64), StoreError> {
+        let tenant = tenant.to_owned();
+        self.reads.run(move |c| reader::head(c, &tenant)).await
+    }
+
     /// Live records of a store, oldest first.
     pub async fn documents(
         &self,
@@ -398,6 +404,47 @@ impl SqliteStore {
             .run(move |c| reader::ledger_sum(c, &tenant, &site, product))
             .await
     }
+}
+
+/// Copies the database at `source` into a new file `target` with SQLite's online backup
+/// API — consistent even while a hub is writing — and gives the copy a fresh epoch, so
+/// clients of a hub started from it resync instead of mixing two histories. `progress`
+/// gets (pages copied, total pages).
+pub fn snapshot(
+    source: &Path,
+    target: &Path,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<(), StoreError> {
+    if target.exists() {
+        return Err(StoreError::Open {
+            path: target.to_owned(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "the snapshot file already exists",
+            ),
+        });
+    }
+    let src =
+        rusqlite::Connection::open_with_flags(source, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    schema::configure(&src, true)?;
+    let mut dst = rusqlite::Connection::open(target)?;
+    {
+        let backup = rusqlite::backup::Backup::new(&src, &mut dst)?;
+        loop {
+            let more = backup.step(256)?;
+            let p = backup.progress();
+            progress((p.pagecount - p.remaining) as u64, p.pagecount as u64);
+            match more {
+                rusqlite::backup::StepResult::Done => break,
+                rusqlite::backup::StepResult::More => {}
+                // The source is busy (a writer holds a lock): wait a little and go on.
+                _ => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    }
+    dst.execute("UPDATE streams SET epoch = ?1", [sequencer::new_epoch()])?;
+    dst.execute_batch("PRAGMA journal_mode = WAL;")?;
+    Ok(())
 }
 
 #[cfg(test)]

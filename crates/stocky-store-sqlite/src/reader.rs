@@ -121,6 +121,14 @@ fn stream_head(tx: &rusqlite::Transaction<'_>, tenant: &str) -> Result<(String, 
     .ok_or_else(|| StoreError::Schema(format!("tenant {tenant:?} has no event stream")))
 }
 
+/// The stream's `(epoch, head)` as committed.
+pub(crate) fn head(conn: &mut Connection, tenant: &str) -> Result<(String, u64), StoreError> {
+    let tx = conn.transaction()?;
+    let head = stream_head(&tx, tenant)?;
+    tx.finish()?;
+    Ok(head)
+}
+
 pub(crate) fn replay(
     conn: &mut Connection,
     tenant: &str,

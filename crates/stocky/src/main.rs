@@ -1,5 +1,5 @@
 //! `stocky`: one binary for every tier. Today: `stocky hub`, the cloud hub on embedded
-//! SQLite.
+//! SQLite, and `stocky backup | restore | snapshot` for its data.
 //!
 //! Settings come from defaults, then environment variables (seed 000's names where it
 //! names them), then flags; `stocky hub --help` lists them all.
@@ -13,6 +13,8 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use stocky_server::{Hub, HubConfig};
 use tracing_subscriber::EnvFilter;
+
+mod backup;
 
 #[derive(Parser)]
 #[command(
@@ -29,6 +31,81 @@ struct Cli {
 enum Command {
     /// Run the cloud hub: REST + WebSocket on embedded SQLite.
     Hub(HubArgs),
+    /// Back up every database (documents and the `_stock` ledger) into one JSON file.
+    Backup(BackupArgs),
+    /// Restore a backup file (or one database backup) into a hub or a data directory.
+    Restore(RestoreArgs),
+    /// Copy the whole SQLite database consistently (online backup API), for disaster
+    /// recovery: a hub can start from the copy with `--db-path`.
+    Snapshot(SnapshotArgs),
+}
+
+/// Where backup and restore work: a running hub, or a data directory directly.
+#[derive(Args)]
+struct Source {
+    /// A running hub's base URL, e.g. http://127.0.0.1:3000 (default: work offline).
+    #[arg(long)]
+    url: Option<String>,
+    /// Data directory to work on offline.
+    #[arg(long, env = "STOCKY_DATA_DIR", default_value = "./stocky-data")]
+    data_dir: PathBuf,
+    /// SQLite database file [default: <data-dir>/stocky.db].
+    #[arg(long, env = "DB_PATH")]
+    db_path: Option<PathBuf>,
+}
+
+impl Source {
+    fn database(&self) -> PathBuf {
+        self.db_path
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("stocky.db"))
+    }
+
+    fn target(&self, create: bool) -> anyhow::Result<backup::Target> {
+        match &self.url {
+            Some(url) => Ok(backup::Target::hub(url)),
+            None => backup::Target::offline(&self.database(), create),
+        }
+    }
+}
+
+#[derive(Args)]
+struct BackupArgs {
+    #[command(flatten)]
+    source: Source,
+    /// Output file [default: stocky-backup-<timestamp>.json].
+    #[arg(long, short)]
+    out: Option<PathBuf>,
+    /// Only these databases (repeatable; `_stock` is the ledger).
+    #[arg(long = "db")]
+    databases: Vec<String>,
+}
+
+#[derive(Args)]
+struct RestoreArgs {
+    /// The backup file.
+    file: PathBuf,
+    #[command(flatten)]
+    source: Source,
+    /// How records present on both sides are merged.
+    #[arg(long, value_parser = ["newer", "force", "skip"])]
+    merge_strategy: Option<String>,
+    /// Remove each database's current records first.
+    #[arg(long)]
+    overwrite: bool,
+}
+
+#[derive(Args)]
+struct SnapshotArgs {
+    /// Data directory of the database to copy.
+    #[arg(long, env = "STOCKY_DATA_DIR", default_value = "./stocky-data")]
+    data_dir: PathBuf,
+    /// SQLite database file [default: <data-dir>/stocky.db].
+    #[arg(long, env = "DB_PATH")]
+    db_path: Option<PathBuf>,
+    /// The snapshot file to create (must not exist).
+    #[arg(long, short)]
+    out: PathBuf,
 }
 
 #[derive(Args)]
@@ -122,6 +199,31 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Hub(args) => run_hub(args.into_config()?).await,
+        Command::Backup(args) => {
+            let out = args.out.unwrap_or_else(|| {
+                PathBuf::from(format!(
+                    "stocky-backup-{}.json",
+                    stocky_core::time::now_millis()
+                ))
+            });
+            backup::run_backup(args.source.target(false)?, &args.databases, &out).await
+        }
+        Command::Restore(args) => {
+            let target = args.source.target(true)?;
+            backup::run_restore(
+                target,
+                &args.file,
+                args.merge_strategy.as_deref(),
+                args.overwrite,
+            )
+            .await
+        }
+        Command::Snapshot(args) => {
+            let db = args
+                .db_path
+                .unwrap_or_else(|| args.data_dir.join("stocky.db"));
+            backup::run_snapshot(&db, &args.out)
+        }
     }
 }
 
