@@ -7,7 +7,7 @@
 //! restore also accepts one seed 000 database backup (`{"database","backup",…}`).
 
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
@@ -270,7 +270,7 @@ pub async fn run_restore(
 }
 
 /// A consistent copy of the whole database, usable as a hub's `--db-path`.
-pub fn run_snapshot(db_path: &Path, out: &PathBuf) -> Result<()> {
+pub fn run_snapshot(db_path: &Path, out: &Path) -> Result<()> {
     let mut progress: Option<Progress> = None;
     stocky_store_sqlite::snapshot(db_path, out, |done, total| {
         let bar = progress.get_or_insert_with(|| Progress::new("snapshot", total));
