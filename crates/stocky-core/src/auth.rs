@@ -1,0 +1,289 @@
+//! Who may do what: roles, the role × action table, access tokens (JWT, HS256) and the
+//! event → module map that routes events to connections (seed 002).
+//!
+//! Everything here is pure: the server supplies secrets, clocks and storage.
+
+use std::collections::HashMap;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+/// A user's or key's role, from most to least powerful.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Owner,
+    Admin,
+    Manager,
+    Cashier,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Owner, Role::Admin, Role::Manager, Role::Cashier];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Admin => "admin",
+            Role::Manager => "manager",
+            Role::Cashier => "cashier",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Role> {
+        Self::ALL.into_iter().find(|r| r.as_str() == text)
+    }
+
+    /// Owners and admins see every site of their tenant and admin-only events.
+    pub fn is_admin(self) -> bool {
+        matches!(self, Role::Owner | Role::Admin)
+    }
+}
+
+/// Everything a credential can be asked to do. See [`allows`] and `docs/security.md`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Read stock, status, document collections; receive events.
+    Read,
+    /// `stock:subtract`: sell.
+    Sell,
+    /// `stock:add`: receive goods, returns.
+    ReceiveStock,
+    /// `stock:update`, `stock:sync`: set absolute stock (counts, corrections).
+    SetStock,
+    /// Create, change and delete documents (catalog, customers, …).
+    WriteDocuments,
+    /// Read full and incremental backups.
+    ReadBackups,
+    /// Restore, compare and delete databases.
+    RestoreBackups,
+    /// Create and list users and sites; create and revoke API keys.
+    ManageAccess,
+}
+
+/// The role × action table: owner and admin may do everything; a manager runs a shop
+/// (stock, catalog, backups to read); a cashier sells and reads.
+pub fn allows(role: Role, action: Action) -> bool {
+    use Action::*;
+    match role {
+        Role::Owner | Role::Admin => true,
+        Role::Manager => matches!(
+            action,
+            Read | Sell | ReceiveStock | SetStock | WriteDocuments | ReadBackups
+        ),
+        Role::Cashier => matches!(action, Read | Sell),
+    }
+}
+
+/// The claims of an access token: seed 003's `{userId, tenantId, sedeId, role, exp}` plus
+/// the enabled modules and the session it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Claims {
+    pub user_id: String,
+    pub tenant_id: String,
+    /// Home site; `None` means every site of the tenant.
+    pub site_id: Option<String>,
+    pub role: Role,
+    /// Enabled modules; `None` means all.
+    pub modules: Option<Vec<String>>,
+    /// Session id: logout revokes it.
+    pub sid: String,
+    /// Expiry, seconds since the Unix epoch.
+    pub exp: i64,
+    pub iat: i64,
+}
+
+/// Why a token was not accepted (deliberately coarse: callers answer 401 without detail).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("malformed token")]
+    Malformed,
+    #[error("bad signature")]
+    BadSignature,
+    #[error("token expired")]
+    Expired,
+}
+
+const HEADER: &str = r#"{"alg":"HS256","typ":"JWT"}"#;
+
+fn mac(secret: &[u8]) -> Hmac<Sha256> {
+    Hmac::<Sha256>::new_from_slice(secret).expect("HMAC accepts keys of any length")
+}
+
+/// Signs `claims` as a compact JWT (HS256).
+pub fn sign(claims: &Claims, secret: &[u8]) -> String {
+    let payload = serde_json::to_vec(claims).expect("claims serialise");
+    let signing_input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(HEADER),
+        URL_SAFE_NO_PAD.encode(payload)
+    );
+    let mut m = mac(secret);
+    m.update(signing_input.as_bytes());
+    let signature = URL_SAFE_NO_PAD.encode(m.finalize().into_bytes());
+    format!("{signing_input}.{signature}")
+}
+
+/// Verifies a JWT's signature (constant time) and expiry against `now_secs`.
+pub fn verify(token: &str, secret: &[u8], now_secs: i64) -> Result<Claims, TokenError> {
+    let mut parts = token.split('.');
+    let (Some(header), Some(payload), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(TokenError::Malformed);
+    };
+    let signature = URL_SAFE_NO_PAD
+        .decode(signature)
+        .map_err(|_| TokenError::Malformed)?;
+    let mut m = mac(secret);
+    m.update(header.as_bytes());
+    m.update(b".");
+    m.update(payload.as_bytes());
+    m.verify_slice(&signature)
+        .map_err(|_| TokenError::BadSignature)?;
+    let header = URL_SAFE_NO_PAD
+        .decode(header)
+        .map_err(|_| TokenError::Malformed)?;
+    let header: serde_json::Value =
+        serde_json::from_slice(&header).map_err(|_| TokenError::Malformed)?;
+    if header["alg"] != "HS256" {
+        return Err(TokenError::Malformed);
+    }
+    let payload = URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|_| TokenError::Malformed)?;
+    let claims: Claims = serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)?;
+    if claims.exp <= now_secs {
+        return Err(TokenError::Expired);
+    }
+    Ok(claims)
+}
+
+/// Which module an event belongs to (seed 002's `events.config`), and which events only
+/// owners and admins receive (seed 001's `SALE_CREATED`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleMap {
+    modules: HashMap<String, String>,
+    admin_only: Vec<String>,
+}
+
+impl Default for ModuleMap {
+    /// Seed 002's example map, plus Stocky's own event families.
+    fn default() -> Self {
+        let pairs = [
+            ("order_created", "orders"),
+            ("order_updated", "orders"),
+            ("transaction_approved", "transactions"),
+            ("transaction_failed", "transactions"),
+            ("chat_message", "chat"),
+            ("SALE_CREATED", "sales"),
+            ("stock:*", "inventory"),
+            ("sync:*", "documents"),
+            ("backup:*", "documents"),
+        ];
+        ModuleMap {
+            modules: pairs
+                .iter()
+                .map(|(e, m)| (e.to_string(), m.to_string()))
+                .collect(),
+            admin_only: vec!["SALE_CREATED".into()],
+        }
+    }
+}
+
+impl ModuleMap {
+    /// Adds or replaces entries (`event` may be a family like `stock:*`).
+    pub fn with(mut self, entries: impl IntoIterator<Item = (String, String)>) -> Self {
+        self.modules.extend(entries);
+        self
+    }
+
+    /// The module of `event`: an exact entry, else its family (`stock:*`), else none
+    /// (an event without a module reaches every connection its scope allows).
+    pub fn module_of(&self, event: &str) -> Option<&str> {
+        if let Some(m) = self.modules.get(event) {
+            return Some(m);
+        }
+        let family = event.split_once(':').map(|(f, _)| format!("{f}:*"))?;
+        self.modules.get(&family).map(String::as_str)
+    }
+
+    pub fn admin_only(&self, event: &str) -> bool {
+        self.admin_only.iter().any(|e| e == event)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(exp: i64) -> Claims {
+        Claims {
+            user_id: "u1".into(),
+            tenant_id: "t1".into(),
+            site_id: Some("s1".into()),
+            role: Role::Cashier,
+            modules: Some(vec!["inventory".into()]),
+            sid: "sess".into(),
+            exp,
+            iat: 0,
+        }
+    }
+
+    #[test]
+    fn tokens_round_trip_and_fail_closed() {
+        let token = sign(&claims(2000), b"secret");
+        assert_eq!(verify(&token, b"secret", 1000).unwrap(), claims(2000));
+        assert_eq!(
+            verify(&token, b"other", 1000),
+            Err(TokenError::BadSignature)
+        );
+        assert_eq!(verify(&token, b"secret", 2000), Err(TokenError::Expired));
+        let mut parts: Vec<&str> = token.split('.').collect();
+        let forged = URL_SAFE_NO_PAD.encode(
+            serde_json::to_vec(&Claims {
+                role: Role::Owner,
+                ..claims(2000)
+            })
+            .unwrap(),
+        );
+        parts[1] = &forged;
+        assert_eq!(
+            verify(&parts.join("."), b"secret", 1000),
+            Err(TokenError::BadSignature)
+        );
+        assert_eq!(verify("a.b", b"secret", 0), Err(TokenError::Malformed));
+    }
+
+    #[test]
+    fn role_table() {
+        assert!(allows(Role::Cashier, Action::Sell) && allows(Role::Cashier, Action::Read));
+        for action in [
+            Action::SetStock,
+            Action::WriteDocuments,
+            Action::ManageAccess,
+            Action::RestoreBackups,
+        ] {
+            assert!(!allows(Role::Cashier, action), "{action:?}");
+        }
+        assert!(
+            allows(Role::Manager, Action::SetStock) && !allows(Role::Manager, Action::ManageAccess)
+        );
+        assert!(allows(Role::Admin, Action::RestoreBackups));
+    }
+
+    #[test]
+    fn module_map_uses_exact_entries_then_families() {
+        let map = ModuleMap::default();
+        assert_eq!(map.module_of("order_created"), Some("orders"));
+        assert_eq!(map.module_of("stock:subtract"), Some("inventory"));
+        assert_eq!(map.module_of("unmapped"), None);
+        assert!(map.admin_only("SALE_CREATED"));
+        let custom = map.with([("stock:*".to_string(), "warehouse".to_string())]);
+        assert_eq!(custom.module_of("stock:add"), Some("warehouse"));
+    }
+}
