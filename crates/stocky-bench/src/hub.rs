@@ -5,6 +5,9 @@ use std::process::{Child, Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 
+/// The credential the bench's hubs accept (the WebSocket path carries it).
+pub const ADMIN_TOKEN: &str = "stocky-bench";
+
 pub struct HubProcess {
     child: Child,
     pub addr: String,
@@ -35,6 +38,9 @@ impl HubProcess {
             .args(["hub", "--port", "0", "--data-dir"])
             .arg(&dir)
             .env("STOCKY_PING_INTERVAL_SECS", "3600")
+            .env("STOCKY_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("STOCKY_RATE_LIMIT", "0")
+            .env("STOCKY_RATE_LIMIT_IP", "0")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());

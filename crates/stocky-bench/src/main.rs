@@ -112,6 +112,9 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
+/// The WebSocket path with the bench hub's admin token (see [`hub::ADMIN_TOKEN`]).
+const WS: &str = "/ws?token=stocky-bench";
+
 /// One run's headline value (for the median) and its printed line.
 struct Figure {
     value: f64,
@@ -146,10 +149,10 @@ async fn open_many(addr: &str, n: usize) -> Result<Vec<WsClient>> {
         while started < n && pending.len() < 256 {
             let addr = addr.to_owned();
             pending.spawn(async move {
-                let mut client = WsClient::connect(&addr, "/ws").await?;
-                match client.next().await? {
-                    Some(Kind::Welcome) => anyhow::Ok(client),
-                    other => bail!("expected welcome, got {other:?}"),
+                let mut client = WsClient::connect(&addr, WS).await?;
+                match (client.next().await?, client.next().await?) {
+                    (Some(Kind::Welcome), Some(Kind::AuthSuccess)) => anyhow::Ok(client),
+                    other => bail!("expected welcome and auth_success, got {other:?}"),
                 }
             });
             started += 1;
@@ -200,7 +203,7 @@ async fn fanout(bin: &str, subscribers: usize, events: usize) -> Result<Figure> 
         &[("STOCKY_SEND_QUEUE", (events * 2).max(4096).to_string())],
     )?;
     let subs = open_many(&hub.addr, subscribers).await?;
-    let (mut send, recv) = WsClient::connect(&hub.addr, "/ws").await?.split()?;
+    let (mut send, recv) = WsClient::connect(&hub.addr, WS).await?.split()?;
     let mut tasks = JoinSet::new();
     for sub in subs {
         tasks.spawn(receive_events(sub, events));
@@ -249,7 +252,7 @@ async fn latency(
     for sub in subs {
         tasks.spawn(receive_events(sub, commands));
     }
-    let (mut send, recv) = WsClient::connect(&hub.addr, "/ws").await?.split()?;
+    let (mut send, recv) = WsClient::connect(&hub.addr, WS).await?.split()?;
     let acks = drain_acks(recv, commands);
     let cpu = Cpu::start(&hub)?;
     let mut sent_at = Vec::with_capacity(commands);
@@ -303,7 +306,7 @@ async fn pipeline(
     for c in 0..clients {
         let (addr, issued) = (addr.to_owned(), issued.clone());
         tasks.spawn(async move {
-            let mut client = WsClient::connect(&addr, "/ws").await?;
+            let mut client = WsClient::connect(&addr, WS).await?;
             let (mut in_flight, mut acks, mut seq) = (0usize, 0usize, c * 7919);
             let take =
                 || issued.fetch_add(1, Ordering::Relaxed) < limit && Instant::now() < deadline;
@@ -361,7 +364,7 @@ async fn replay(bin: &str, events: usize) -> Result<Figure> {
     let mut times = Vec::new();
     for _ in 0..5 {
         let t0 = Instant::now();
-        let mut client = WsClient::connect(&hub.addr, "/ws?lastEventId=0").await?;
+        let mut client = WsClient::connect(&hub.addr, &format!("{WS}&lastEventId=0")).await?;
         let mut replayed = 0;
         loop {
             match client.next().await? {

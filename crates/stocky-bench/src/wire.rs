@@ -17,6 +17,7 @@ pub enum Kind {
     SyncComplete,
     FullRefresh,
     Welcome,
+    AuthSuccess,
     /// Anything else: an event frame.
     Event,
     /// A WebSocket control frame (ping, pong, close).
@@ -27,12 +28,13 @@ fn classify(opcode: u8, payload: &[u8]) -> Kind {
     if opcode >= 8 {
         return Kind::Control;
     }
-    const PREFIXES: [(&[u8], Kind); 5] = [
+    const PREFIXES: [(&[u8], Kind); 6] = [
         (b"{\"type\":\"ack\"", Kind::Ack),
         (b"{\"event\":\"stock:error\"", Kind::Error),
         (b"{\"type\":\"sync_complete\"", Kind::SyncComplete),
         (b"{\"type\":\"full_refresh\"", Kind::FullRefresh),
         (b"{\"type\":\"welcome\"", Kind::Welcome),
+        (b"{\"type\":\"auth_success\"", Kind::AuthSuccess),
     ];
     PREFIXES
         .iter()

@@ -64,6 +64,16 @@ pub enum Action {
     ManageAccess,
 }
 
+/// What a stock command needs the role to allow.
+pub fn stock_action(op: crate::stock::StockOp) -> Action {
+    use crate::stock::StockOp;
+    match op {
+        StockOp::Subtract => Action::Sell,
+        StockOp::Add => Action::ReceiveStock,
+        StockOp::Update | StockOp::Sync => Action::SetStock,
+    }
+}
+
 /// The role × action table: owner and admin may do everything; a manager runs a shop
 /// (stock, catalog, backups to read); a cashier sells and reads.
 pub fn allows(role: Role, action: Action) -> bool {

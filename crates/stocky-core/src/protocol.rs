@@ -33,6 +33,11 @@ pub enum ClientMessage {
     },
     /// Application-level keep-alive for browsers (answered with `pong`).
     Ping,
+    /// Seed 001's handshake: `{"type":"auth","token":"…","deviceId":"…"}`.
+    Auth {
+        token: String,
+        device_id: Option<String>,
+    },
 }
 
 /// Why a client message was refused before reaching the writer: the `error` and `reason`
@@ -110,6 +115,27 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, ProtocolError> 
     }
     match obj.get("type").and_then(Value::as_str) {
         Some("ping") => Ok(ClientMessage::Ping),
+        Some("auth") => {
+            let token = obj
+                .get("token")
+                .and_then(Value::as_str)
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| {
+                    ProtocolError::new(
+                        "Invalid message format",
+                        "invalid_format",
+                        "auth needs a \"token\" string",
+                    )
+                })?;
+            let device_id = obj
+                .get("deviceId")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            Ok(ClientMessage::Auth {
+                token: token.to_owned(),
+                device_id,
+            })
+        }
         Some("request_sync") => {
             let last_event_id = match obj.get("lastEventId") {
                 None | Some(Value::Null) => 0,
@@ -130,7 +156,7 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, ProtocolError> 
         Some(other) => Err(ProtocolError::new(
             "Invalid message format",
             "unknown_type",
-            format!("unknown message type {other:?}; expected request_sync or ping"),
+            format!("unknown message type {other:?}; expected auth, request_sync or ping"),
         )),
         None => Err(ProtocolError::new(
             "Invalid message format",
@@ -292,23 +318,76 @@ pub fn encode_error(
     })
 }
 
-/// `{"type":"welcome","clientId","lastEventId","epoch","timestamp"}`.
-pub fn encode_welcome(client_id: &str, head: u64, epoch: &str, now_ms: i64) -> String {
+/// `{"type":"welcome","clientId","lastEventId","epoch","timestamp"}`; before
+/// authentication the stream is not known yet, so `lastEventId` and `epoch` are absent and
+/// `authRequired` is true.
+pub fn encode_welcome(client_id: &str, stream: Option<(u64, &str)>, now_ms: i64) -> String {
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
     struct Welcome<'a> {
         r#type: &'static str,
         client_id: &'a str,
-        last_event_id: u64,
-        epoch: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        last_event_id: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        epoch: Option<&'a str>,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        auth_required: bool,
         timestamp: String,
     }
     to_json(&Welcome {
         r#type: "welcome",
         client_id,
+        last_event_id: stream.map(|(head, _)| head),
+        epoch: stream.map(|(_, epoch)| epoch),
+        auth_required: stream.is_none(),
+        timestamp: iso8601(now_ms),
+    })
+}
+
+/// Who a connection authenticated as (`auth_success`).
+#[derive(Serialize, Debug, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthInfo<'a> {
+    pub user_id: &'a str,
+    pub tenant_id: &'a str,
+    pub site_id: Option<&'a str>,
+    pub role: &'a str,
+    pub modules: Option<&'a [String]>,
+    pub device_id: &'a str,
+    /// When the session ends (the token's expiry), ISO 8601.
+    pub expires_at: Option<String>,
+}
+
+/// `{"type":"auth_success",…,"lastEventId","epoch"}` (seed 001).
+pub fn encode_auth_success(info: &AuthInfo<'_>, head: u64, epoch: &str) -> String {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Frame<'a> {
+        r#type: &'static str,
+        #[serde(flatten)]
+        info: &'a AuthInfo<'a>,
+        last_event_id: u64,
+        epoch: &'a str,
+    }
+    to_json(&Frame {
+        r#type: "auth_success",
+        info,
         last_event_id: head,
         epoch,
-        timestamp: iso8601(now_ms),
+    })
+}
+
+/// `{"type":"auth_error","error"}` (seed 001); the server closes with 1008 after it.
+pub fn encode_auth_error(error: &str) -> String {
+    #[derive(Serialize)]
+    struct Frame<'a> {
+        r#type: &'static str,
+        error: &'a str,
+    }
+    to_json(&Frame {
+        r#type: "auth_error",
+        error,
     })
 }
 
@@ -483,7 +562,9 @@ mod tests {
     #[test]
     fn control_frames_lead_with_their_type() {
         for frame in [
-            encode_welcome("c", 1, "e", 0),
+            encode_welcome("c", Some((1, "e")), 0),
+            encode_welcome("c", None, 0),
+            encode_auth_error("nope"),
             encode_sync_complete(1, "e", 0),
             encode_full_refresh("r", "e", 1, &[], 0),
             encode_pong(0),

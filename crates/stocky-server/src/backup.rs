@@ -20,7 +20,6 @@ use stocky_core::documents::{
 };
 use stocky_core::stock::parse_ledger;
 use stocky_core::time::{iso8601, now_millis, parse_iso8601};
-use stocky_core::DEFAULT_TENANT;
 use stocky_store_sqlite::{Applied, Command, Origin, SqliteStore};
 
 use crate::error::ApiError;
@@ -45,9 +44,9 @@ fn not_found(db: &str) -> ApiError {
 }
 
 /// `GET /api/backup`: every database with its stores and record counts, `_stock` last.
-pub async fn list(store: &SqliteStore) -> Result<Value, ApiError> {
-    let databases = store.databases(DEFAULT_TENANT).await?;
-    let ledger = store.ledger(DEFAULT_TENANT).await?.len();
+pub async fn list(store: &SqliteStore, tenant: &str) -> Result<Value, ApiError> {
+    let databases = store.databases(tenant).await?;
+    let ledger = store.ledger(tenant).await?.len();
     let mut out: Vec<Value> = databases
         .iter()
         .map(|(name, stores)| {
@@ -67,14 +66,15 @@ pub async fn list(store: &SqliteStore) -> Result<Value, ApiError> {
 /// `deleted` map of store → ids removed after it).
 pub async fn backup_of(
     store: &SqliteStore,
+    tenant: &str,
     db: &str,
     since: Option<i64>,
 ) -> Result<Value, ApiError> {
     database_name(db)?;
     let now = iso8601(now_millis());
-    let (epoch, head) = store.stream_head(DEFAULT_TENANT).await?;
+    let (epoch, head) = store.stream_head(tenant).await?;
     let (backup, deleted) = if db == STOCK_DB {
-        let mut movements = store.ledger(DEFAULT_TENANT).await?;
+        let mut movements = store.ledger(tenant).await?;
         if let Some(since) = since {
             movements.retain(|m| {
                 m["serverTime"]
@@ -88,7 +88,7 @@ pub async fn backup_of(
             BTreeMap::new(),
         )
     } else {
-        let (backup, deleted) = store.dump(DEFAULT_TENANT, db, since).await?;
+        let (backup, deleted) = store.dump(tenant, db, since).await?;
         if since.is_none() && backup.is_empty() {
             return Err(not_found(db));
         }
@@ -166,7 +166,12 @@ pub async fn restore(
 }
 
 /// Compares a backup with the current contents of `db`, per store.
-pub async fn compare(store: &SqliteStore, db: &str, body: &Value) -> Result<Value, ApiError> {
+pub async fn compare(
+    store: &SqliteStore,
+    tenant: &str,
+    db: &str,
+    body: &Value,
+) -> Result<Value, ApiError> {
     database_name(db)?;
     if db == STOCK_DB {
         return Err(ApiError::bad_request(
@@ -176,7 +181,7 @@ pub async fn compare(store: &SqliteStore, db: &str, body: &Value) -> Result<Valu
     }
     let backup = parse_backup_stores(body.get("backup"))
         .map_err(|e| ApiError::bad_request("invalid_backup", e.0))?;
-    let (current, _) = store.dump(DEFAULT_TENANT, db, None).await?;
+    let (current, _) = store.dump(tenant, db, None).await?;
     let mut names: Vec<&String> = backup.keys().chain(current.keys()).collect();
     names.sort();
     names.dedup();

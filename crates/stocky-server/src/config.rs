@@ -40,6 +40,49 @@ pub struct HubConfig {
     pub write_timeout: Duration,
     /// How long shutdown waits for connections to finish before giving up on them.
     pub shutdown_grace: Duration,
+    /// Access-token signing secret (`JWT_SECRET`); generated and kept in the data dir
+    /// when absent.
+    pub jwt_secret: Option<Secret>,
+    /// `STOCKY_ADMIN_TOKEN`: accepted as an owner API key of the default tenant.
+    pub admin_token: Option<Secret>,
+    /// Open access without credentials (owner of the default tenant); only on loopback.
+    pub dev: bool,
+    /// Access-token (and so WebSocket session) lifetime.
+    pub access_ttl: Duration,
+    /// Refresh-token lifetime.
+    pub refresh_ttl: Duration,
+    /// What a second connection of the same user and device does (seed 002).
+    pub session_policy: SessionPolicy,
+    /// Event → module entries added to (or replacing) seed 002's default map.
+    pub module_overrides: Vec<(String, String)>,
+    /// How long a WebSocket may stay unauthenticated.
+    pub auth_timeout: Duration,
+    /// Requests allowed per credential per `rate_window` (0 = unlimited).
+    pub rate_per_credential: u32,
+    /// Requests allowed per client IP per `rate_window` (0 = unlimited).
+    pub rate_per_ip: u32,
+    pub rate_window: Duration,
+    /// Failed logins allowed per email and per IP per `rate_window`.
+    pub login_failures: u32,
+}
+
+/// A secret setting: never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// One connection per user and device (seed 002).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionPolicy {
+    /// The newer connection wins; the older is closed with a reason.
+    Replace,
+    /// The newer connection is refused while the older is open.
+    Reject,
 }
 
 impl HubConfig {
@@ -65,6 +108,18 @@ impl HubConfig {
             max_restore_bytes: 64 * 1024 * 1024,
             write_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
+            jwt_secret: None,
+            admin_token: None,
+            dev: false,
+            access_ttl: Duration::from_secs(3600),
+            refresh_ttl: Duration::from_secs(30 * 86_400),
+            session_policy: SessionPolicy::Replace,
+            module_overrides: Vec::new(),
+            auth_timeout: Duration::from_secs(10),
+            rate_per_credential: 6000,
+            rate_per_ip: 12_000,
+            rate_window: Duration::from_secs(60),
+            login_failures: 5,
         }
     }
 

@@ -78,6 +78,19 @@ impl From<SubmitError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(what) => {
+                return ApiError::new(StatusCode::CONFLICT, "conflict", what)
+            }
+            StoreError::NotFound(what) => {
+                return ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!("{what} not found"),
+                )
+            }
+            _ => {}
+        }
         tracing::error!(error = %e, "read failed");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -13,20 +13,70 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use axum::extract::ws::Utf8Bytes;
+use stocky_core::protocol::{encode_ack, encode_event, EventParts, Scope};
 use stocky_store_sqlite::{CommittedEvent, EventSink, StreamHead};
 use tokio::sync::broadcast;
 
-/// A committed event as connections receive it.
+/// A committed event as connections receive it: encoded once with `prev = id - 1` (what
+/// a connection entitled to every event sees), and re-encoded at most once per other
+/// `prev` — in practice once per audience whose routing skips events.
 #[derive(Debug)]
 pub struct LiveEvent {
     pub id: u64,
     pub site: Arc<str>,
+    pub event: &'static str,
     pub origin_connection: u64,
-    pub frame: Utf8Bytes,
-    pub ack: Utf8Bytes,
+    committed: CommittedEvent,
+    frame: Utf8Bytes,
+    ack: Utf8Bytes,
+    /// Frames for other `prev` values; short-lived (the event leaves the ring soon).
+    variants: Mutex<Vec<(u64, Utf8Bytes)>>,
+}
+
+impl LiveEvent {
+    fn parts(&self, prev: u64) -> EventParts<'_> {
+        let c = &self.committed;
+        EventParts {
+            id: c.id,
+            prev,
+            epoch: &c.epoch,
+            event: c.event,
+            data: &c.data,
+            client_id: &c.client_id,
+            timestamp_ms: c.timestamp_ms,
+            scope: Scope {
+                tenant_id: &c.tenant,
+                site_id: &c.site,
+            },
+        }
+    }
+
+    /// The event frame for a connection whose previous event was `prev`.
+    pub fn frame_after(&self, prev: u64) -> Utf8Bytes {
+        if prev + 1 == self.id {
+            return self.frame.clone();
+        }
+        let Ok(mut variants) = self.variants.lock() else {
+            return encode_event(&self.parts(prev)).into();
+        };
+        if let Some((_, frame)) = variants.iter().find(|(p, _)| *p == prev) {
+            return frame.clone();
+        }
+        let frame: Utf8Bytes = encode_event(&self.parts(prev)).into();
+        variants.push((prev, frame.clone()));
+        frame
+    }
+
+    /// The sender's ack, for a connection whose previous event was `prev`.
+    pub fn ack_after(&self, prev: u64) -> Utf8Bytes {
+        if prev + 1 == self.id {
+            return self.ack.clone();
+        }
+        encode_ack(&self.parts(prev), self.committed.op_id.as_deref(), false).into()
+    }
 }
 
 /// One tenant's live stream.
@@ -34,6 +84,7 @@ pub struct Stream {
     pub tenant: Arc<str>,
     pub epoch: Arc<str>,
     head: AtomicU64,
+    connections: AtomicUsize,
     tx: broadcast::Sender<Arc<LiveEvent>>,
 }
 
@@ -41,6 +92,17 @@ impl Stream {
     /// Last id published on this stream.
     pub fn head(&self) -> u64 {
         self.head.load(Ordering::Acquire)
+    }
+
+    /// Open WebSocket connections of this tenant.
+    pub fn connected(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    /// Counts a connection for as long as the guard lives.
+    pub fn connection_guard(self: &Arc<Self>) -> ConnectionGuard {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+        ConnectionGuard(self.clone())
     }
 
     /// A receiver of every event published from now on.
@@ -51,7 +113,6 @@ impl Stream {
 
 pub struct Fanout {
     streams: RwLock<HashMap<Arc<str>, Arc<Stream>>>,
-    connections: AtomicUsize,
     capacity: usize,
 }
 
@@ -60,7 +121,6 @@ impl Fanout {
     pub fn new(capacity: usize) -> Self {
         Self {
             streams: RwLock::default(),
-            connections: AtomicUsize::new(0),
             capacity: capacity.max(1),
         }
     }
@@ -68,38 +128,44 @@ impl Fanout {
     /// Opens a live stream for each head (called once the store is open, before any
     /// command can be submitted).
     pub fn add_streams(&self, heads: &[StreamHead]) {
-        let Ok(mut streams) = self.streams.write() else {
-            return;
-        };
         for h in heads {
-            let (tx, _) = broadcast::channel(self.capacity);
-            let stream = Stream {
-                tenant: h.tenant.clone(),
-                epoch: h.epoch.clone(),
-                head: AtomicU64::new(h.head),
-                tx,
-            };
-            streams.insert(h.tenant.clone(), Arc::new(stream));
+            self.stream_or_insert(h);
         }
+    }
+
+    /// The tenant's stream, created from `head` if it has none yet (tenants created while
+    /// the hub runs). Whoever comes first — the writer publishing, or a connection that
+    /// read the head from the database — creates it; the other one joins it.
+    pub fn stream_or_insert(&self, head: &StreamHead) -> Arc<Stream> {
+        if let Some(stream) = self.stream(&head.tenant) {
+            return stream;
+        }
+        let mut streams = self
+            .streams
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        streams
+            .entry(head.tenant.clone())
+            .or_insert_with(|| {
+                let (tx, _) = broadcast::channel(self.capacity);
+                Arc::new(Stream {
+                    tenant: head.tenant.clone(),
+                    epoch: head.epoch.clone(),
+                    head: AtomicU64::new(head.head),
+                    connections: AtomicUsize::new(0),
+                    tx,
+                })
+            })
+            .clone()
     }
 
     pub fn stream(&self, tenant: &str) -> Option<Arc<Stream>> {
         self.streams.read().ok()?.get(tenant).cloned()
     }
-
-    /// Number of open WebSocket connections.
-    pub fn connected(&self) -> usize {
-        self.connections.load(Ordering::Relaxed)
-    }
-
-    /// Counts a connection for as long as the guard lives.
-    pub fn connection_guard(self: &Arc<Self>) -> ConnectionGuard {
-        self.connections.fetch_add(1, Ordering::Relaxed);
-        ConnectionGuard(self.clone())
-    }
 }
 
-pub struct ConnectionGuard(Arc<Fanout>);
+/// Counts a connection on its tenant's stream for as long as it lives.
+pub struct ConnectionGuard(Arc<Stream>);
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
@@ -109,18 +175,25 @@ impl Drop for ConnectionGuard {
 
 impl EventSink for Fanout {
     fn publish(&self, event: CommittedEvent) -> usize {
-        let Some(stream) = self.stream(&event.tenant) else {
-            tracing::error!(tenant = %event.tenant, "fan-out: event for a tenant without a stream");
-            return 0;
-        };
+        let stream = self.stream_or_insert(&StreamHead {
+            tenant: event.tenant.clone(),
+            epoch: event.epoch.clone(),
+            head: event.id - 1,
+        });
         stream.head.store(event.id, Ordering::Release);
         let origin = event.origin_connection;
+        let mut event = event;
+        let frame = std::mem::take(&mut event.frame).into();
+        let ack = std::mem::take(&mut event.ack).into();
         let live = LiveEvent {
             id: event.id,
-            site: event.site,
+            site: event.site.clone(),
+            event: event.event,
             origin_connection: origin,
-            frame: event.frame.into(),
-            ack: event.ack.into(),
+            committed: event,
+            frame,
+            ack,
+            variants: Mutex::new(Vec::new()),
         };
         let receivers = stream.tx.send(Arc::new(live)).unwrap_or(0);
         // The sender's own connection gets an ack, not the event.

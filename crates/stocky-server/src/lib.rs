@@ -9,10 +9,12 @@
 //! Every task the hub spawns is tracked in [`AppState::tasks`] and watches
 //! [`AppState::shutdown`].
 
+pub mod auth;
 pub mod backup;
 pub mod config;
 pub mod error;
 pub mod fanout;
+pub mod limits;
 pub mod rest;
 pub mod ws;
 
@@ -34,8 +36,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use auth::Authenticator;
 pub use config::HubConfig;
 use fanout::{Fanout, Stream};
+use limits::Limiter;
+use stocky_core::auth::ModuleMap;
 
 /// Why the hub could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +58,8 @@ pub enum HubError {
     Serve(std::io::Error),
     #[error("internal task failed: {0}")]
     Task(String),
+    #[error("invalid configuration: {0}")]
+    Config(String),
 }
 
 /// Shared state of every request and connection. Cheap to clone.
@@ -63,7 +70,18 @@ pub struct AppState {
     pub config: Arc<HubConfig>,
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
+    pub auth: Arc<Authenticator>,
+    pub registry: Arc<ws::Registry>,
+    pub limits: Arc<Limits>,
     next_connection: Arc<AtomicU64>,
+}
+
+/// The hub's abuse limiters.
+pub struct Limits {
+    pub per_credential: Limiter,
+    pub per_ip: Limiter,
+    pub login_per_email: Limiter,
+    pub login_per_ip: Limiter,
 }
 
 impl AppState {
@@ -78,11 +96,28 @@ impl AppState {
             .stream(DEFAULT_TENANT)
             .expect("the default tenant's stream is created at bootstrap")
     }
+
+    /// A tenant's live stream, opened from the database for tenants created after start.
+    pub async fn tenant_stream(&self, tenant: &Arc<str>) -> Result<Arc<Stream>, StoreError> {
+        if let Some(stream) = self.fanout.stream(tenant) {
+            return Ok(stream);
+        }
+        let (epoch, head) = self.store.stream_head(tenant).await?;
+        Ok(self
+            .fanout
+            .stream_or_insert(&stocky_store_sqlite::StreamHead {
+                tenant: tenant.clone(),
+                epoch: epoch.into(),
+                head,
+            }))
+    }
 }
 
 /// A running hub.
 pub struct Hub {
     addr: SocketAddr,
+    /// Set on the very first start: the owner account created, and its password.
+    pub initial_owner: Option<(String, String)>,
     shutdown: CancellationToken,
     run: JoinHandle<Result<(), HubError>>,
 }
@@ -99,6 +134,23 @@ impl Hub {
         validator: Option<Arc<dyn BusinessValidator>>,
     ) -> Result<Hub, HubError> {
         let cors = cors_layer(&config.cors_origins)?;
+        if config.dev && !config.listen.ip().is_loopback() {
+            return Err(HubError::Config(format!(
+                "dev mode opens access without credentials and is only allowed on a loopback address, not {}",
+                config.listen.ip()
+            )));
+        }
+        let secret = auth::load_or_create_secret(
+            &config.data_dir,
+            config.jwt_secret.as_ref().map(|s| s.0.as_str()),
+        )
+        .map_err(|e| HubError::Config(format!("JWT secret: {e}")))?;
+        let authenticator = Authenticator::new(
+            secret,
+            config.admin_token.as_ref().map(|s| s.0.clone()),
+            config.dev,
+            ModuleMap::default().with(config.module_overrides.clone()),
+        );
         let fanout = Arc::new(Fanout::new(config.send_queue));
         let db_path = config.database_path();
         let store_options = config.store.clone();
@@ -109,6 +161,7 @@ impl Hub {
         .await
         .map_err(|e| HubError::Task(e.to_string()))??;
         fanout.add_streams(&heads);
+        let initial_owner = bootstrap_owner(&store).await?;
 
         let listener = TcpListener::bind(config.listen)
             .await
@@ -119,18 +172,27 @@ impl Hub {
         let addr = listener.local_addr().map_err(HubError::Serve)?;
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
+        let limits = Limits {
+            per_credential: Limiter::new(config.rate_per_credential, config.rate_window),
+            per_ip: Limiter::new(config.rate_per_ip, config.rate_window),
+            login_per_email: Limiter::new(config.login_failures, config.rate_window),
+            login_per_ip: Limiter::new(config.login_failures.saturating_mul(4), config.rate_window),
+        };
         let state = AppState {
             store,
             fanout,
             config: Arc::new(config),
             shutdown: shutdown.clone(),
             tasks: tasks.clone(),
+            auth: Arc::new(authenticator),
+            registry: Arc::default(),
+            limits: Arc::new(limits),
             next_connection: Arc::new(AtomicU64::new(1)),
         };
         tasks.spawn(prune_ticker(state.clone()));
 
         let app = Router::new()
-            .merge(rest::routes(state.config.max_restore_bytes))
+            .merge(rest::routes(&state))
             .route(&state.config.ws_path, get(ws::upgrade))
             .fallback(rest::not_found)
             .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
@@ -146,6 +208,7 @@ impl Hub {
                     tracing::debug!(error = %e, "cannot set TCP_NODELAY");
                 }
             });
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             let served = axum::serve(listener, app)
                 .with_graceful_shutdown(stop.cancelled_owned())
                 .await;
@@ -162,6 +225,7 @@ impl Hub {
         });
         Ok(Hub {
             addr,
+            initial_owner,
             shutdown,
             run,
         })
@@ -187,6 +251,42 @@ impl Hub {
     pub async fn wait(self) -> Result<(), HubError> {
         self.run.await.map_err(|e| HubError::Task(e.to_string()))?
     }
+}
+
+/// On the very first start (no users at all), creates the owner of the default tenant
+/// with a random password, returned once so the binary can print how to log in.
+async fn bootstrap_owner(store: &SqliteStore) -> Result<Option<(String, String)>, HubError> {
+    if store.accounts(|a| a.count_users()).await? > 0 {
+        return Ok(None);
+    }
+    let email = "owner@stocky.local".to_string();
+    let password = auth::random_token("")[..20].to_string();
+    let hash = {
+        let password = password.clone();
+        tokio::task::spawn_blocking(move || auth::hash_password(&password))
+            .await
+            .map_err(|e| HubError::Task(e.to_string()))?
+            .map_err(|e| HubError::Config(e.message))?
+    };
+    let account = stocky_store_sqlite::Account {
+        id: random_id(),
+        tenant: DEFAULT_TENANT.into(),
+        role: stocky_core::auth::Role::Owner,
+        site: None,
+        modules: None,
+    };
+    let login = email.clone();
+    store
+        .accounts(move |a| a.create_user(&account, &login, &hash))
+        .await?;
+    Ok(Some((email, password)))
+}
+
+/// A random id (128 bits, hex).
+pub fn random_id() -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("the OS random source is available");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Asks the writer to prune the event log now and then, so the TTL holds on an idle hub.
@@ -218,6 +318,8 @@ fn cors_layer(origins: &[String]) -> Result<CorsLayer, HubError> {
             header::CONTENT_TYPE,
             header::AUTHORIZATION,
             header::HeaderName::from_static("idempotency-key"),
+            header::HeaderName::from_static("if-match"),
+            header::HeaderName::from_static("x-api-key"),
         ]);
     if origins.iter().any(|o| o == "*") {
         return Ok(layer.allow_origin(AllowOrigin::any()));

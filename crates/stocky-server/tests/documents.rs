@@ -90,7 +90,7 @@ async fn records_get_ids_timestamps_versions_and_flow_live() -> Result<()> {
     assert_eq!(status, 404);
 
     // Document events resume like stock events.
-    let mut back = Client::connect(&format!("{}?lastEventId=2", hub.ws)).await?;
+    let mut back = Client::connect(&format!("{}&lastEventId=2", hub.ws)).await?;
     assert_eq!(back.recv().await?["data"]["records"][0]["version"], 3);
     assert_eq!(back.recv().await?["event"], "sync:delete");
     assert_eq!(back.recv().await?["type"], "sync_complete");

@@ -281,7 +281,7 @@ async fn resume_replays_exactly_the_missed_events() -> Result<()> {
             .command("stock:add", json!([{"productId":1,"quantity":i}]))
             .await?;
     }
-    let mut back = Client::connect(&format!("{}?lastEventId=3&epoch={epoch}", hub.ws)).await?;
+    let mut back = Client::connect(&format!("{}&lastEventId=3&epoch={epoch}", hub.ws)).await?;
     for id in 4..=8 {
         let event = back.recv().await?;
         assert_eq!(
@@ -337,7 +337,7 @@ async fn a_gap_older_than_the_log_gets_a_full_refresh() -> Result<()> {
     // Pruning runs on the writer at most once a second; wait until the log has dropped id 2.
     let mut refreshed = None;
     for _ in 0..50 {
-        let mut c = Client::connect(&format!("{}?lastEventId=1", hub.ws)).await?;
+        let mut c = Client::connect(&format!("{}&lastEventId=1", hub.ws)).await?;
         let first = c.recv().await?;
         if first["type"] == "full_refresh" {
             refreshed = Some((first, c.recv().await?));
@@ -365,13 +365,13 @@ async fn a_gap_older_than_the_log_gets_a_full_refresh() -> Result<()> {
 
     // A different epoch (the log was replaced) also means a full refresh.
     let mut c = Client::connect(&format!(
-        "{}?lastEventId={head}&epoch=somethingelse",
+        "{}&lastEventId={head}&epoch=somethingelse",
         hub.ws
     ))
     .await?;
     assert_eq!(c.recv().await?["type"], "full_refresh");
     // So does an id from the future.
-    let mut c = Client::connect(&format!("{}?lastEventId=999999", hub.ws)).await?;
+    let mut c = Client::connect(&format!("{}&lastEventId=999999", hub.ws)).await?;
     assert_eq!(c.recv().await?["type"], "full_refresh");
     Ok(())
 }
@@ -396,7 +396,7 @@ async fn ids_epoch_and_stock_survive_a_restart() -> Result<()> {
     let hub = TestHub::start_in(dir, config).await?;
     assert_eq!(hub.stock(1).await?, 25);
     assert_eq!(hub.stock(2).await?, 7);
-    let mut b = Client::connect(&format!("{}?lastEventId=1", hub.ws)).await?;
+    let mut b = Client::connect(&format!("{}&lastEventId=1", hub.ws)).await?;
     assert_eq!(b.welcome["epoch"], epoch);
     assert_eq!(b.welcome["lastEventId"], 2);
     assert_eq!(b.recv().await?["id"], 2);
@@ -621,7 +621,7 @@ async fn a_custom_validator_refuses_commands_before_they_apply() -> Result<()> {
     let config = support::config(&dir);
     let hub =
         stocky_server::Hub::start_with(config, Some(std::sync::Arc::new(NoBulkSales))).await?;
-    let url = format!("ws://{}/ws", hub.local_addr());
+    let url = format!("ws://{}/ws?token={}", hub.local_addr(), support::ADMIN);
     let mut a = Client::connect(&url).await?;
     a.command("stock:update", json!([{"productId":1,"stock":10}]))
         .await?;

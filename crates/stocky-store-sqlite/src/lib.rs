@@ -11,6 +11,7 @@
 //! - events are handed to the [`EventSink`] only after their commit, in id order;
 //! - a refused command writes nothing.
 
+mod accounts;
 mod documents;
 mod reader;
 mod schema;
@@ -24,6 +25,7 @@ use stocky_core::documents::DocWrite;
 use stocky_core::stock::{BusinessValidator, LedgerEntry, Rejection, StockCommand};
 use tokio::sync::{mpsc, oneshot};
 
+pub use accounts::{Account, Listed, Session, UserLogin};
 pub use reader::{ReplayPage, Snapshot, StockRow, StoredEvent};
 
 /// Storage failures (the database, not the caller, is at fault).
@@ -40,6 +42,12 @@ pub enum StoreError {
     },
     #[error("storage task failed: {0}")]
     Task(String),
+    /// The thing to create exists already.
+    #[error("{0}")]
+    Conflict(String),
+    /// The thing referred to does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
 }
 
 /// Why a submitted command was not applied.
@@ -72,8 +80,16 @@ pub struct CommittedEvent {
     pub tenant: Arc<str>,
     pub site: Arc<str>,
     pub id: u64,
+    pub epoch: Arc<str>,
+    /// The event name (`stock:add`, `sync:upsert`, …): routing uses it.
+    pub event: &'static str,
+    /// The event's `data` JSON, for frames encoded with another `prev`.
+    pub data: Arc<str>,
+    pub client_id: Arc<str>,
+    pub op_id: Option<String>,
+    pub timestamp_ms: i64,
     pub origin_connection: u64,
-    /// What every other entitled client receives.
+    /// What every other entitled client receives (with `prev = id - 1`).
     pub frame: String,
     /// What the sender receives in place of `frame`.
     pub ack: String,
@@ -180,6 +196,8 @@ pub struct StreamHead {
 pub struct SqliteStore {
     jobs: mpsc::Sender<sequencer::Job>,
     reads: reader::ReadPool,
+    /// Read-write connections for account data (writes that carry no event).
+    aux: reader::ReadPool,
     path: Arc<PathBuf>,
 }
 
@@ -220,7 +238,8 @@ impl SqliteStore {
         let writer = sequencer::spawn(conn, rx, options, sink, validator, &heads)?;
         let store = SqliteStore {
             jobs,
-            reads: reader::ReadPool::new(path.to_owned()),
+            reads: reader::ReadPool::new(path.to_owned(), true),
+            aux: reader::ReadPool::new(path.to_owned(), false),
             path: Arc::new(path.to_owned()),
         };
         Ok((store, WriterGuard(Some(writer)), heads))
@@ -290,6 +309,16 @@ impl SqliteStore {
         self.reads
             .run(move |c| reader::stock_of(c, &tenant, &site, product))
             .await
+    }
+
+    /// Runs account operations (tenants, sites, users, keys, sessions) on a read-write
+    /// connection off the async threads.
+    pub async fn accounts<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Accounts<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.aux.run(move |c| f(&mut Accounts(c))).await
     }
 
     /// A tenant stream's committed `(epoch, head)`.
@@ -445,6 +474,85 @@ pub fn snapshot(
     dst.execute("UPDATE streams SET epoch = ?1", [sequencer::new_epoch()])?;
     dst.execute_batch("PRAGMA journal_mode = WAL;")?;
     Ok(())
+}
+
+/// Account operations on one connection; see [`SqliteStore::accounts`].
+pub struct Accounts<'c>(&'c mut rusqlite::Connection);
+
+impl Accounts<'_> {
+    pub fn create_tenant(&mut self, id: &str, name: &str) -> Result<(), StoreError> {
+        accounts::create_tenant(self.0, id, name)
+    }
+    pub fn list_tenants(&mut self) -> Result<Vec<(String, String)>, StoreError> {
+        accounts::list_tenants(self.0)
+    }
+    pub fn create_site(&mut self, tenant: &str, id: &str, name: &str) -> Result<(), StoreError> {
+        accounts::create_site(self.0, tenant, id, name)
+    }
+    pub fn site_exists(&mut self, tenant: &str, site: &str) -> Result<bool, StoreError> {
+        accounts::site_exists(self.0, tenant, site)
+    }
+    pub fn list_sites(&mut self, tenant: &str) -> Result<Vec<(String, String)>, StoreError> {
+        accounts::list_sites(self.0, tenant)
+    }
+    pub fn create_user(
+        &mut self,
+        account: &Account,
+        email: &str,
+        password_hash: &str,
+    ) -> Result<(), StoreError> {
+        accounts::create_user(self.0, account, email, password_hash)
+    }
+    pub fn user_by_email(&mut self, email: &str) -> Result<Option<UserLogin>, StoreError> {
+        accounts::user_by_email(self.0, email)
+    }
+    pub fn count_users(&mut self) -> Result<i64, StoreError> {
+        accounts::count_users(self.0)
+    }
+    pub fn list_users(&mut self, tenant: &str) -> Result<Vec<Listed>, StoreError> {
+        accounts::list_users(self.0, tenant)
+    }
+    pub fn create_api_key(
+        &mut self,
+        account: &Account,
+        name: &str,
+        key_hash: &str,
+    ) -> Result<(), StoreError> {
+        accounts::create_api_key(self.0, account, name, key_hash)
+    }
+    pub fn api_key(&mut self, key_hash: &str) -> Result<Option<Account>, StoreError> {
+        accounts::api_key(self.0, key_hash)
+    }
+    pub fn list_api_keys(&mut self, tenant: &str) -> Result<Vec<Listed>, StoreError> {
+        accounts::list_api_keys(self.0, tenant)
+    }
+    pub fn revoke_api_key(&mut self, tenant: &str, id: &str) -> Result<bool, StoreError> {
+        accounts::revoke_api_key(self.0, tenant, id)
+    }
+    pub fn create_session(
+        &mut self,
+        id: &str,
+        account: &Account,
+        device: Option<&str>,
+        refresh_hash: &str,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        accounts::create_session(self.0, id, account, device, refresh_hash, expires_at)
+    }
+    pub fn rotate_session(
+        &mut self,
+        refresh_hash: &str,
+        new_hash: &str,
+        now: i64,
+    ) -> Result<Option<Session>, StoreError> {
+        accounts::rotate_session(self.0, refresh_hash, new_hash, now)
+    }
+    pub fn session_active(&mut self, id: &str) -> Result<bool, StoreError> {
+        accounts::session_active(self.0, id)
+    }
+    pub fn revoke_session(&mut self, id: &str) -> Result<bool, StoreError> {
+        accounts::revoke_session(self.0, id)
+    }
 }
 
 #[cfg(test)]

@@ -19,13 +19,16 @@ const POOL_KEEP: usize = 4;
 pub(crate) struct ReadPool {
     path: Arc<PathBuf>,
     idle: Arc<Mutex<Vec<Connection>>>,
+    read_only: bool,
 }
 
 impl ReadPool {
-    pub(crate) fn new(path: PathBuf) -> Self {
+    /// A pool of `query_only` connections, or (`read_only: false`) of read-write ones.
+    pub(crate) fn new(path: PathBuf, read_only: bool) -> Self {
         Self {
             path: Arc::new(path),
             idle: Arc::new(Mutex::new(Vec::new())),
+            read_only,
         }
     }
 
@@ -46,7 +49,7 @@ impl ReadPool {
                 Some(conn) => conn,
                 None => {
                     let conn = Connection::open(&*pool.path)?;
-                    schema::configure(&conn, true)?;
+                    schema::configure(&conn, pool.read_only)?;
                     conn
                 }
             };

@@ -96,6 +96,52 @@ CREATE TABLE documents (
 ) WITHOUT ROWID;
 CREATE INDEX documents_by_update ON documents (tenant_id, db, store, updated_at);
 "#,
+    r#"
+-- People and machines. Emails are unique across the hub (login needs no tenant name).
+-- `site_id` NULL means every site of the tenant; `modules` NULL means every module.
+CREATE TABLE users (
+    id            TEXT PRIMARY KEY,
+    tenant_id     TEXT NOT NULL REFERENCES tenants(id),
+    email         TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    password_hash TEXT NOT NULL,
+    role          TEXT NOT NULL,
+    site_id       TEXT,
+    modules       TEXT,
+    created_at    INTEGER NOT NULL,
+    disabled_at   INTEGER
+);
+CREATE TABLE devices (
+    tenant_id   TEXT NOT NULL REFERENCES tenants(id),
+    id          TEXT NOT NULL,
+    site_id     TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+) WITHOUT ROWID;
+-- API keys are stored as SHA-256 hashes; the key itself is shown once, at creation.
+CREATE TABLE api_keys (
+    id          TEXT PRIMARY KEY,
+    tenant_id   TEXT NOT NULL REFERENCES tenants(id),
+    name        TEXT NOT NULL,
+    key_hash    TEXT NOT NULL UNIQUE,
+    role        TEXT NOT NULL,
+    site_id     TEXT,
+    modules     TEXT,
+    created_at  INTEGER NOT NULL,
+    revoked_at  INTEGER
+);
+-- Login sessions: the refresh token (hashed) and whether the session was logged out.
+CREATE TABLE sessions (
+    id            TEXT PRIMARY KEY,
+    tenant_id     TEXT NOT NULL,
+    user_id       TEXT NOT NULL REFERENCES users(id),
+    device_id     TEXT,
+    refresh_hash  TEXT NOT NULL UNIQUE,
+    created_at    INTEGER NOT NULL,
+    expires_at    INTEGER NOT NULL,
+    revoked_at    INTEGER
+);
+"#,
 ];
 
 /// Applies seed 003's pragmas to a fresh connection.

@@ -250,12 +250,16 @@ impl Writer {
             .or_else(|| self.streams.get(&origin.tenant))
         {
             Some(state) => state.clone(),
-            None => {
-                return Err(SubmitError::Unavailable(format!(
-                    "tenant {:?} has no event stream",
-                    origin.tenant
-                )));
-            }
+            // A tenant created after start (e.g. by `stocky admin`): load its stream once.
+            None => match self.load_stream(&origin.tenant).map_err(unavailable)? {
+                Some(state) => state,
+                None => {
+                    return Err(SubmitError::Unavailable(format!(
+                        "tenant {:?} has no event stream",
+                        origin.tenant
+                    )));
+                }
+            },
         };
         if let Some(op_id) = &origin.op_id {
             if let Some(id) = self
@@ -331,6 +335,12 @@ impl Writer {
             tenant: origin.tenant.clone(),
             site: origin.site.clone(),
             id,
+            epoch: epoch.clone(),
+            event: event_name,
+            data: Arc::from(data.as_str()),
+            client_id: origin.client_id.clone(),
+            op_id: origin.op_id.clone(),
+            timestamp_ms: now,
             origin_connection: origin.connection,
             frame: encode_event(&parts),
             ack: encode_ack(&parts, origin.op_id.as_deref(), false),
@@ -426,6 +436,26 @@ impl Writer {
                 .map_err(unavailable)?;
         }
         Ok(stock_event_data(command.op, &movements))
+    }
+
+    fn load_stream(&mut self, tenant: &Arc<str>) -> rusqlite::Result<Option<(Arc<str>, u64)>> {
+        let found = self
+            .conn
+            .query_row(
+                "SELECT epoch, head FROM streams WHERE tenant_id = ?1",
+                params![&**tenant],
+                |r| {
+                    Ok((
+                        Arc::<str>::from(r.get::<_, String>(0)?),
+                        r.get::<_, i64>(1)? as u64,
+                    ))
+                },
+            )
+            .optional()?;
+        if let Some(state) = &found {
+            self.streams.insert(tenant.clone(), state.clone());
+        }
+        Ok(found)
     }
 
     fn applied_op(&self, tenant: &str, op_id: &str) -> rusqlite::Result<Option<u64>> {

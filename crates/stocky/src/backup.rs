@@ -13,7 +13,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use stocky_core::time::{iso8601, now_millis};
-use stocky_core::{DEFAULT_SITE, DEFAULT_TENANT};
+use stocky_core::DEFAULT_SITE;
 use stocky_server::backup;
 use stocky_store_sqlite::{
     CommittedEvent, EventSink, Origin, SqliteStore, StoreOptions, WriterGuard,
@@ -24,10 +24,12 @@ pub enum Target {
     Hub {
         url: String,
         client: reqwest::Client,
+        token: Option<String>,
     },
     Offline {
         store: SqliteStore,
         writer: WriterGuard,
+        tenant: String,
     },
 }
 
@@ -41,15 +43,18 @@ impl EventSink for NoListeners {
 }
 
 impl Target {
-    pub fn hub(url: &str) -> Self {
+    /// A running hub; `token` is sent as `Authorization: Bearer` (an admin's access token
+    /// or API key, or `STOCKY_ADMIN_TOKEN`).
+    pub fn hub(url: &str, token: Option<String>) -> Self {
         Target::Hub {
             url: url.trim_end_matches('/').to_owned(),
             client: reqwest::Client::new(),
+            token,
         }
     }
 
     /// Opens a data directory's database; `create` allows a new one (to restore into).
-    pub fn offline(db_path: &Path, create: bool) -> Result<Self> {
+    pub fn offline(db_path: &Path, tenant: &str, create: bool) -> Result<Self> {
         if !create && !db_path.exists() {
             bail!("no database at {}", db_path.display());
         }
@@ -60,12 +65,16 @@ impl Target {
             None,
         )
         .with_context(|| format!("opening {}", db_path.display()))?;
-        Ok(Target::Offline { store, writer })
+        Ok(Target::Offline {
+            store,
+            writer,
+            tenant: tenant.to_owned(),
+        })
     }
 
     /// Waits for offline writes to be committed.
     pub async fn finish(self) -> Result<()> {
-        if let Target::Offline { store, writer } = self {
+        if let Target::Offline { store, writer, .. } = self {
             drop(store);
             tokio::task::spawn_blocking(move || writer.join()).await?;
         }
@@ -74,9 +83,8 @@ impl Target {
 
     async fn get(&self, path: &str) -> Result<Value> {
         match self {
-            Target::Hub { url, client } => {
-                let response = client
-                    .get(format!("{url}{path}"))
+            Target::Hub { url, client, token } => {
+                let response = authorized(client.get(format!("{url}{path}")), token)
                     .send()
                     .await
                     .with_context(|| format!("GET {url}{path}"))?;
@@ -89,7 +97,7 @@ impl Target {
     async fn databases(&self) -> Result<Vec<String>> {
         let listing = match self {
             Target::Hub { .. } => self.get("/api/backup").await?,
-            Target::Offline { store, .. } => backup::list(store).await?,
+            Target::Offline { store, tenant, .. } => backup::list(store, tenant).await?,
         };
         Ok(listing["databases"]
             .as_array()
@@ -102,25 +110,26 @@ impl Target {
     async fn backup(&self, db: &str) -> Result<Value> {
         match self {
             Target::Hub { .. } => self.get(&format!("/api/backup/{db}")).await,
-            Target::Offline { store, .. } => Ok(backup::backup_of(store, db, None).await?),
+            Target::Offline { store, tenant, .. } => {
+                Ok(backup::backup_of(store, tenant, db, None).await?)
+            }
         }
     }
 
     async fn restore(&self, db: &str, body: &Value) -> Result<Value> {
         match self {
-            Target::Hub { url, client } => {
+            Target::Hub { url, client, token } => {
                 let endpoint = format!("{url}/api/backup/{db}/restore");
-                let response = client
-                    .post(&endpoint)
+                let response = authorized(client.post(&endpoint), token)
                     .json(body)
                     .send()
                     .await
                     .with_context(|| format!("POST {endpoint}"))?;
                 answer(response).await
             }
-            Target::Offline { store, .. } => {
+            Target::Offline { store, tenant, .. } => {
                 let origin = Origin {
-                    tenant: DEFAULT_TENANT.into(),
+                    tenant: tenant.as_str().into(),
                     site: DEFAULT_SITE.into(),
                     connection: 0,
                     client_id: "cli".into(),
@@ -129,6 +138,13 @@ impl Target {
                 Ok(backup::restore(store, origin, db, body).await?)
             }
         }
+    }
+}
+
+fn authorized(request: reqwest::RequestBuilder, token: &Option<String>) -> reqwest::RequestBuilder {
+    match token {
+        Some(token) => request.bearer_auth(token),
+        None => request,
     }
 }
 

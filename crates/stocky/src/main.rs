@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
+use stocky_server::config::{Secret, SessionPolicy};
 use stocky_server::{Hub, HubConfig};
 use tracing_subscriber::EnvFilter;
 
@@ -46,6 +47,12 @@ struct Source {
     /// A running hub's base URL, e.g. http://127.0.0.1:3000 (default: work offline).
     #[arg(long)]
     url: Option<String>,
+    /// Credential for `--url`: an admin's access token or API key.
+    #[arg(long, env = "STOCKY_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Tenant to work on offline.
+    #[arg(long, default_value = "default")]
+    tenant: String,
     /// Data directory to work on offline.
     #[arg(long, env = "STOCKY_DATA_DIR", default_value = "./stocky-data")]
     data_dir: PathBuf,
@@ -63,8 +70,8 @@ impl Source {
 
     fn target(&self, create: bool) -> anyhow::Result<backup::Target> {
         match &self.url {
-            Some(url) => Ok(backup::Target::hub(url)),
-            None => backup::Target::offline(&self.database(), create),
+            Some(url) => Ok(backup::Target::hub(url, self.token.clone())),
+            None => backup::Target::offline(&self.database(), &self.tenant, create),
         }
     }
 }
@@ -154,6 +161,39 @@ struct HubArgs {
     /// Largest backup accepted by restore and compare, in bytes.
     #[arg(long, env = "STOCKY_MAX_RESTORE_BYTES", default_value_t = 64 * 1024 * 1024)]
     max_restore_bytes: usize,
+    /// Secret that signs access tokens [default: generated once into <data-dir>/jwt-secret].
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+    /// A token accepted as an owner API key of the default tenant (automation, tests).
+    #[arg(long, env = "STOCKY_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Open access without credentials (owner of the default tenant); loopback only.
+    #[arg(long, env = "STOCKY_DEV")]
+    dev: bool,
+    /// Access-token lifetime in seconds (a WebSocket session ends with its token).
+    #[arg(long, env = "STOCKY_ACCESS_TTL_SECS", default_value_t = 3600)]
+    access_ttl_secs: u64,
+    /// Refresh-token lifetime in seconds.
+    #[arg(long, env = "STOCKY_REFRESH_TTL_SECS", default_value_t = 30 * 86_400)]
+    refresh_ttl_secs: u64,
+    /// A second WebSocket of the same user and device: `replace` the older or `reject` it.
+    #[arg(long, env = "STOCKY_SESSION_POLICY", default_value = "replace", value_parser = ["replace", "reject"])]
+    session_policy: String,
+    /// Event → module entries over seed 002's default map, e.g. `stock:*=warehouse,order_created=orders`.
+    #[arg(long, env = "STOCKY_MODULE_MAP", value_delimiter = ',')]
+    module_map: Vec<String>,
+    /// Requests per credential per rate window (0 = unlimited).
+    #[arg(long, env = "STOCKY_RATE_LIMIT", default_value_t = 6000)]
+    rate_limit: u32,
+    /// Requests per client IP per rate window (0 = unlimited).
+    #[arg(long, env = "STOCKY_RATE_LIMIT_IP", default_value_t = 12_000)]
+    rate_limit_ip: u32,
+    /// Length of the rate-limit window in seconds.
+    #[arg(long, env = "STOCKY_RATE_WINDOW_SECS", default_value_t = 60)]
+    rate_window_secs: u64,
+    /// Failed logins allowed per email per rate window.
+    #[arg(long, env = "STOCKY_LOGIN_FAILURES", default_value_t = 5)]
+    login_failures: u32,
 }
 
 impl HubArgs {
@@ -185,6 +225,33 @@ impl HubArgs {
         config.max_message_bytes = self.max_message_bytes;
         config.max_body_bytes = self.max_body_bytes;
         config.max_restore_bytes = self.max_restore_bytes;
+        config.jwt_secret = self.jwt_secret.map(Secret);
+        config.admin_token = self.admin_token.map(Secret);
+        config.dev = self.dev;
+        config.access_ttl = Duration::from_secs(self.access_ttl_secs.max(1));
+        config.refresh_ttl = Duration::from_secs(self.refresh_ttl_secs.max(1));
+        config.session_policy = if self.session_policy == "reject" {
+            SessionPolicy::Reject
+        } else {
+            SessionPolicy::Replace
+        };
+        config.module_overrides = self
+            .module_map
+            .iter()
+            .filter(|entry| !entry.trim().is_empty())
+            .map(|entry| {
+                entry
+                    .split_once('=')
+                    .map(|(event, module)| (event.trim().to_owned(), module.trim().to_owned()))
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("STOCKY_MODULE_MAP entries are event=module, got {entry:?}")
+                    })
+            })
+            .collect::<anyhow::Result<_>>()?;
+        config.rate_per_credential = self.rate_limit;
+        config.rate_per_ip = self.rate_limit_ip;
+        config.rate_window = Duration::from_secs(self.rate_window_secs.max(1));
+        config.login_failures = self.login_failures;
         Ok(config)
     }
 }
@@ -233,11 +300,19 @@ async fn run_hub(config: HubConfig) -> anyhow::Result<()> {
     let hub = Hub::start(config).await.context("starting the hub")?;
     let addr = hub.local_addr();
     // Written with errors ignored: a closed stdout must not take the hub down.
-    let banner = format!(
+    let mut banner = format!(
         "Stocky hub listening on http://{addr}\n  WebSocket: ws://{addr}{ws_path}\n  \
          REST API:  http://{addr}/api/stock\n  Database:  {}\n",
         db.display()
     );
+    // Shown once, on stdout (not in the logs): the first owner's credentials.
+    if let Some((email, password)) = &hub.initial_owner {
+        banner.push_str(&format!(
+            "First start: created the owner account {email} with password {password}\n  \
+             Log in: curl -X POST http://{addr}/api/auth/login -H 'Content-Type: application/json' \
+             -d '{{\"email\":\"{email}\",\"password\":\"{password}\"}}'\n"
+        ));
+    }
     let mut stdout = std::io::stdout();
     let _ = stdout
         .write_all(banner.as_bytes())

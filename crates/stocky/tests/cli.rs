@@ -7,11 +7,14 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
 
+/// The owner credential the test hubs accept.
+const ADMIN: &str = "cli-test-admin";
+
 #[tokio::test]
 async fn sigterm_closes_sockets_with_a_reconnect_reason_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_stocky"))
-        .args(["hub", "--port", "0", "--data-dir"])
+        .args(["hub", "--port", "0", "--admin-token", ADMIN, "--data-dir"])
         .arg(dir.path())
         .env_remove("PORT")
         .env_remove("DB_PATH")
@@ -27,7 +30,9 @@ async fn sigterm_closes_sockets_with_a_reconnect_reason_and_exits_zero() {
     let ws_url = ws_line.split_whitespace().last().unwrap().to_owned();
     assert!(ws_url.ends_with("/ws"), "{ws_line}");
 
-    let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("{ws_url}?token={ADMIN}"))
+        .await
+        .unwrap();
     let welcome = ws.next().await.unwrap().unwrap();
     assert!(welcome.to_text().unwrap().contains("\"welcome\""));
 
@@ -68,7 +73,7 @@ struct HubProcess {
 impl HubProcess {
     fn start(args: &[&std::ffi::OsStr]) -> HubProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_stocky"))
-            .args(["hub", "--port", "0"])
+            .args(["hub", "--port", "0", "--admin-token", ADMIN])
             .args(args)
             .env_remove("PORT")
             .env_remove("DB_PATH")
@@ -87,7 +92,11 @@ impl HubProcess {
     }
 
     async fn get(&self, path: &str) -> serde_json::Value {
-        reqwest::get(format!("{}{path}", self.http))
+        let client = reqwest::Client::new();
+        client
+            .get(format!("{}{path}", self.http))
+            .bearer_auth(ADMIN)
+            .send()
             .await
             .unwrap()
             .json()
@@ -99,6 +108,7 @@ impl HubProcess {
         let client = reqwest::Client::new();
         client
             .post(format!("{}{path}", self.http))
+            .bearer_auth(ADMIN)
             .json(&body)
             .send()
             .await
@@ -163,6 +173,8 @@ async fn backup_restore_and_snapshot_from_the_command_line() {
         OsStr::new("backup"),
         OsStr::new("--url"),
         OsStr::new(&hub.http),
+        OsStr::new("--token"),
+        OsStr::new(ADMIN),
         OsStr::new("--out"),
         file.as_os_str(),
     ]);

@@ -3,14 +3,16 @@
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde_json::Value;
 use stocky_core::time::parse_iso8601;
 
 use super::rest_origin;
+use crate::auth::Principal;
 use crate::backup;
 use crate::error::{ApiError, ApiJson};
 use crate::AppState;
+use stocky_core::auth::Action;
 
 pub fn routes(max_restore_bytes: usize) -> Router<AppState> {
     Router::new()
@@ -27,21 +29,31 @@ pub fn routes(max_restore_bytes: usize) -> Router<AppState> {
         )
 }
 
-async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(backup::list(&state.store).await?))
+async fn list(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> Result<Json<Value>, ApiError> {
+    p.require(Action::ReadBackups)?;
+    Ok(Json(backup::list(&state.store, &p.tenant).await?))
 }
 
 async fn full(
     State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
     Path(db): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(backup::backup_of(&state.store, &db, None).await?))
+    p.require(Action::ReadBackups)?;
+    Ok(Json(
+        backup::backup_of(&state.store, &p.tenant, &db, None).await?,
+    ))
 }
 
 async fn incremental(
     State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
     Path((db, since)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
+    p.require(Action::ReadBackups)?;
     let since_ms = parse_iso8601(&since).ok_or_else(|| {
         ApiError::bad_request(
             "invalid_timestamp",
@@ -49,35 +61,50 @@ async fn incremental(
         )
     })?;
     Ok(Json(
-        backup::backup_of(&state.store, &db, Some(since_ms)).await?,
+        backup::backup_of(&state.store, &p.tenant, &db, Some(since_ms)).await?,
     ))
 }
 
 async fn restore(
     State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
     Path(db): Path<String>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
     Ok(Json(
-        backup::restore(&state.store, rest_origin(&headers)?, &db, &body).await?,
+        backup::restore(&state.store, restoring(&p, &headers)?, &db, &body).await?,
     ))
 }
 
 async fn compare(
     State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
     Path(db): Path<String>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(backup::compare(&state.store, &db, &body).await?))
+    p.require(Action::RestoreBackups)?;
+    Ok(Json(
+        backup::compare(&state.store, &p.tenant, &db, &body).await?,
+    ))
 }
 
 async fn drop_database(
     State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
     Path(db): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     Ok(Json(
-        backup::drop_database(&state.store, rest_origin(&headers)?, &db).await?,
+        backup::drop_database(&state.store, restoring(&p, &headers)?, &db).await?,
     ))
+}
+
+/// The origin of a restore or drop, after checking the caller may do it.
+fn restoring(
+    p: &Principal,
+    headers: &axum::http::HeaderMap,
+) -> Result<stocky_store_sqlite::Origin, ApiError> {
+    p.require(Action::RestoreBackups)?;
+    rest_origin(p, headers)
 }

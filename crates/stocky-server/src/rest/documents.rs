@@ -8,16 +8,17 @@
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde_json::{json, Map, Value};
 use stocky_core::documents::{check_id, check_name, client_fields, parse_bulk, DocWrite};
 use stocky_core::time::{iso8601, now_millis, parse_iso8601};
-use stocky_core::DEFAULT_TENANT;
 use stocky_store_sqlite::Applied;
 
 use super::rest_origin;
+use crate::auth::Principal;
 use crate::error::{ApiError, ApiJson};
 use crate::AppState;
+use stocky_core::auth::Action;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -43,10 +44,12 @@ fn id_of(id: &str) -> Result<(), ApiError> {
 /// Submits a write and returns the event id and the event's data.
 async fn write(
     state: &AppState,
+    p: &Principal,
     headers: &HeaderMap,
     write: DocWrite,
 ) -> Result<(u64, Value, bool), ApiError> {
-    match state.store.submit(write, rest_origin(headers)?).await? {
+    p.require(Action::WriteDocuments)?;
+    match state.store.submit(write, rest_origin(p, headers)?).await? {
         Applied::New { id, data, .. } => Ok((
             id,
             serde_json::from_str(&data).unwrap_or(Value::Null),
@@ -58,10 +61,11 @@ async fn write(
 
 async fn list(
     State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
     Path((db, store)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     names(&db, &store)?;
-    let data = state.store.documents(DEFAULT_TENANT, &db, &store).await?;
+    let data = state.store.documents(&p.tenant, &db, &store).await?;
     Ok(Json(
         json!({"count": data.len(), "data": data, "timestamp": iso8601(now_millis())}),
     ))
@@ -69,15 +73,12 @@ async fn list(
 
 async fn one(
     State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
     Path((db, store, id)): Path<(String, String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     names(&db, &store)?;
     id_of(&id)?;
-    match state
-        .store
-        .document(DEFAULT_TENANT, &db, &store, &id)
-        .await?
-    {
+    match state.store.document(&p.tenant, &db, &store, &id).await? {
         Some(record) => Ok(Json(
             json!({"data": record, "timestamp": iso8601(now_millis())}),
         )),
@@ -91,6 +92,7 @@ async fn one(
 
 async fn bulk(
     State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
     Path((db, store)): Path<(String, String)>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
@@ -98,8 +100,13 @@ async fn bulk(
     names(&db, &store)?;
     let records = parse_bulk(&body).map_err(|e| ApiError::bad_request("invalid_data", e.0))?;
     let synced = records.len();
-    let (event_id, data, duplicate) =
-        write(&state, &headers, DocWrite::Upsert { db, store, records }).await?;
+    let (event_id, data, duplicate) = write(
+        &state,
+        &p,
+        &headers,
+        DocWrite::Upsert { db, store, records },
+    )
+    .await?;
     Ok(Json(json!({
         "success": true,
         "synced": synced,
@@ -148,6 +155,7 @@ fn object(body: Value) -> Result<Map<String, Value>, ApiError> {
 
 async fn single(
     state: AppState,
+    p: Principal,
     headers: HeaderMap,
     (db, store, id): (String, String, String),
     body: Value,
@@ -175,7 +183,7 @@ async fn single(
             if_version,
         }
     };
-    let (event_id, data, duplicate) = write(&state, &headers, command).await?;
+    let (event_id, data, duplicate) = write(&state, &p, &headers, command).await?;
     Ok(Json(json!({
         "success": true,
         "data": data["records"][0],
@@ -188,24 +196,27 @@ async fn single(
 
 async fn put(
     State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
     Path(path): Path<(String, String, String)>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
-    single(state, headers, path, body, false).await
+    single(state, p, headers, path, body, false).await
 }
 
 async fn patch(
     State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
     Path(path): Path<(String, String, String)>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
-    single(state, headers, path, body, true).await
+    single(state, p, headers, path, body, true).await
 }
 
 async fn delete(
     State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
     Path((db, store, id)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
@@ -217,6 +228,7 @@ async fn delete(
     };
     let (event_id, _, duplicate) = write(
         &state,
+        &p,
         &headers,
         DocWrite::Delete {
             db,
@@ -237,6 +249,7 @@ async fn delete(
 
 async fn since(
     State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
     Path((db, store, timestamp)): Path<(String, String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     names(&db, &store)?;
@@ -248,7 +261,7 @@ async fn since(
     })?;
     let data = state
         .store
-        .documents_since(DEFAULT_TENANT, &db, &store, since_ms)
+        .documents_since(&p.tenant, &db, &store, since_ms)
         .await?;
     Ok(Json(json!({
         "count": data.len(),
@@ -260,13 +273,14 @@ async fn since(
 
 async fn stats(
     State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
     Path((db, store)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     names(&db, &store)?;
     let now = now_millis();
     let mut stats = state
         .store
-        .document_stats(DEFAULT_TENANT, &db, &store, now)
+        .document_stats(&p.tenant, &db, &store, now)
         .await?;
     stats["timestamp"] = json!(iso8601(now));
     Ok(Json(stats))

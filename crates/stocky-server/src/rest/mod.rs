@@ -1,32 +1,51 @@
-//! The REST API: seed 000's stock endpoints, document collections and backups, plus health.
+//! The REST API: seed 000's stock endpoints, document collections and backups, login and
+//! administration, plus health.
 //!
-//! Writes take the same path as WebSocket commands — the writer, then the fan-out — so
-//! every WebSocket client sees REST changes live. An `Idempotency-Key` header makes a
-//! retried write a no-op that answers like the original.
+//! Every `/api` route needs credentials (see [`crate::auth`]) except login, refresh and
+//! health; each handler checks the caller's role for its action and works inside the
+//! caller's tenant only. Writes take the same path as WebSocket commands — the writer,
+//! then the fan-out — so every WebSocket client sees REST changes live. An
+//! `Idempotency-Key` header makes a retried write a no-op that answers like the original.
 
+mod admin;
 mod backup;
 mod documents;
+mod login;
 mod stock;
 
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::get;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use stocky_core::protocol::MAX_OP_ID_LEN;
-use stocky_core::{DEFAULT_SITE, DEFAULT_TENANT};
 use stocky_store_sqlite::Origin;
 
+use crate::auth::{self, Principal};
 use crate::error::ApiError;
 use crate::AppState;
 
 /// Client id that REST-originated events carry.
 pub const REST_CLIENT_ID: &str = "rest";
 
-pub fn routes(max_restore_bytes: usize) -> Router<AppState> {
-    Router::new()
+pub fn routes(state: &AppState) -> Router<AppState> {
+    let protected = Router::new()
         .merge(stock::routes())
         .merge(documents::routes())
-        .merge(backup::routes(max_restore_bytes))
+        .merge(backup::routes(state.config.max_restore_bytes))
+        .merge(admin::routes())
+        .route("/api/auth/logout", post(login::logout))
+        .route("/api/auth/me", get(login::me))
+        .route_layer(middleware::from_fn_with_state(state.clone(), rate_limit))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require));
+    Router::new()
+        .merge(protected)
+        .route("/api/auth/login", post(login::login))
+        .route("/api/auth/refresh", post(login::refresh))
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
 }
 
@@ -39,8 +58,42 @@ pub async fn not_found(uri: axum::http::Uri) -> ApiError {
     )
 }
 
-/// The origin of a REST write, with its `Idempotency-Key` if it has one.
-fn rest_origin(headers: &HeaderMap) -> Result<Origin, ApiError> {
+/// 429 with `Retry-After` (whole seconds, at least 1).
+pub fn too_many(retry_after: std::time::Duration) -> Response {
+    let secs = retry_after.as_secs().max(1);
+    let error = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!("too many requests; retry in {secs} s"),
+    );
+    (
+        error.status,
+        [(header::RETRY_AFTER, secs.to_string())],
+        error,
+    )
+        .into_response()
+}
+
+/// Counts the request against its credential and its client IP.
+async fn rate_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let limits = &state.limits;
+    if let Some(principal) = request.extensions().get::<Principal>() {
+        let key = format!("{}/{}", principal.tenant, principal.id);
+        if let Err(retry) = limits.per_credential.hit(&key) {
+            return too_many(retry);
+        }
+    }
+    if let Some(ConnectInfo(addr)) = request.extensions().get::<ConnectInfo<SocketAddr>>() {
+        if let Err(retry) = limits.per_ip.hit(&addr.ip().to_string()) {
+            return too_many(retry);
+        }
+    }
+    next.run(request).await
+}
+
+/// The origin of a REST write: the caller's tenant and home site, with its
+/// `Idempotency-Key` if it has one.
+fn rest_origin(principal: &Principal, headers: &HeaderMap) -> Result<Origin, ApiError> {
     let op_id = match headers.get("idempotency-key") {
         None => None,
         Some(v) => match v.to_str() {
@@ -54,8 +107,8 @@ fn rest_origin(headers: &HeaderMap) -> Result<Origin, ApiError> {
         },
     };
     Ok(Origin {
-        tenant: DEFAULT_TENANT.into(),
-        site: DEFAULT_SITE.into(),
+        tenant: principal.tenant.clone(),
+        site: principal.home_site(),
         connection: 0,
         client_id: REST_CLIENT_ID.into(),
         op_id,

@@ -8,14 +8,15 @@
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde_json::{json, Value};
+use stocky_core::auth::stock_action;
 use stocky_core::stock::{Rejection, StockCommand, StockOp, MAX_PRODUCT_ID};
 use stocky_core::time::{iso8601, now_millis};
-use stocky_core::{DEFAULT_SITE, DEFAULT_TENANT};
 use stocky_store_sqlite::{Applied, StockRow};
 
 use super::rest_origin;
+use crate::auth::Principal;
 use crate::error::{ApiError, ApiJson};
 use crate::AppState;
 
@@ -27,17 +28,19 @@ pub fn routes() -> Router<AppState> {
     // POST /api/stock/update, /add, /subtract, /sync
     for op in StockOp::ALL {
         let path = format!("/api/stock/{}", op.kind());
-        router = router.route(&path, post(move |s, h, b| command(s, h, b, op)));
+        router = router.route(&path, post(move |s, e, h, b| command(s, e, h, b, op)));
     }
     router
 }
 
 async fn command(
     State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
     op: StockOp,
 ) -> Result<Json<Value>, ApiError> {
+    p.require(stock_action(op))?;
     let field = op.rest_field();
     let Value::Object(body) = body else {
         return Err(ApiError::bad_request(
@@ -48,7 +51,7 @@ async fn command(
     let command = StockCommand::parse(op, field, body.get(field))
         .map_err(|e| ApiError::bad_request("invalid_data", e.0))?;
     let lines = command.lines.len();
-    let origin = rest_origin(&headers)?;
+    let origin = rest_origin(&p, &headers)?;
     let applied = state.store.submit(command, origin).await?;
     let mut response = json!({"success": true, field: lines, "id": applied.id()});
     match applied {
@@ -71,14 +74,17 @@ async fn command(
     Ok(Json(response))
 }
 
-async fn status(State(state): State<AppState>) -> Json<Value> {
-    let stream = state.default_stream();
-    Json(json!({
-        "connectedClients": state.fanout.connected(),
+async fn status(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> Result<Json<Value>, ApiError> {
+    let stream = state.tenant_stream(&p.tenant).await?;
+    Ok(Json(json!({
+        "connectedClients": stream.connected(),
         "timestamp": iso8601(now_millis()),
         "lastEventId": stream.head(),
         "epoch": &*stream.epoch,
-    }))
+    })))
 }
 
 fn stock_json(row: &StockRow) -> Value {
@@ -90,8 +96,11 @@ fn stock_json(row: &StockRow) -> Value {
     })
 }
 
-async fn list_stock(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let snapshot = state.store.snapshot(DEFAULT_TENANT, DEFAULT_SITE).await?;
+async fn list_stock(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> Result<Json<Value>, ApiError> {
+    let snapshot = state.store.snapshot(&p.tenant, &p.home_site()).await?;
     let data: Vec<Value> = snapshot.stock.iter().map(stock_json).collect();
     Ok(Json(json!({
         "data": data,
@@ -104,6 +113,7 @@ async fn list_stock(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
 
 async fn one_product(
     State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
     Path(raw): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let product_id = raw
@@ -118,7 +128,7 @@ async fn one_product(
         })?;
     match state
         .store
-        .stock_of(DEFAULT_TENANT, DEFAULT_SITE, product_id)
+        .stock_of(&p.tenant, &p.home_site(), product_id)
         .await?
     {
         Some(row) => Ok(Json(stock_json(&row))),

@@ -2,15 +2,24 @@
 //! connection.
 //!
 //! `?lastEventId=N` (optionally with `&epoch=…`) resumes: the session replays what was
-//! missed right after `welcome`, exactly as a later `request_sync` would.
+//! missed right after authentication, exactly as a later `request_sync` would.
+//! Credentials: `?token=…`, an `Authorization`/`X-API-Key` header, or an `auth` message
+//! after `welcome`; `?deviceId=…` names the device for the one-connection-per-user rule.
 
+mod registry;
 mod session;
+
+pub use registry::Registry;
 
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+use axum::http::HeaderMap;
+use session::{Connect, PreAuth};
+
+use crate::auth::credential;
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -27,11 +36,14 @@ const HARD_MESSAGE_CAP: usize = 4 * 1024 * 1024;
 pub struct ConnectParams {
     last_event_id: Option<String>,
     epoch: Option<String>,
+    token: Option<String>,
+    device_id: Option<String>,
 }
 
 pub async fn upgrade(
     State(state): State<AppState>,
     Query(params): Query<ConnectParams>,
+    headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
     let resume = match params.last_event_id.as_deref().map(str::parse::<u64>) {
@@ -45,11 +57,27 @@ pub async fn upgrade(
             .into_response()
         }
     };
+    let pre_auth = match params
+        .token
+        .filter(|t| !t.is_empty())
+        .or_else(|| credential(&headers))
+    {
+        None => PreAuth::Missing,
+        Some(token) => match state.auth.authenticate(&state.store, &token).await {
+            Ok(principal) => PreAuth::Authenticated(principal),
+            Err(_) => PreAuth::Invalid,
+        },
+    };
+    let connect = Connect {
+        pre_auth,
+        resume,
+        device: params.device_id,
+    };
     let max_message = HARD_MESSAGE_CAP.max(state.config.max_message_bytes + 1024);
     let tracker = state.tasks.clone();
     ws.read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
         .max_message_size(max_message)
         .max_frame_size(max_message)
-        .on_upgrade(move |socket| tracker.track_future(session::run(socket, state, resume)))
+        .on_upgrade(move |socket| tracker.track_future(session::run(socket, state, connect)))
 }

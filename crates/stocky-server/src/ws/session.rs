@@ -19,18 +19,20 @@ use std::sync::Arc;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::stream::FuturesOrdered;
 use futures_util::{SinkExt, StreamExt};
+use stocky_core::auth::stock_action;
 use stocky_core::protocol::{
-    encode_error, encode_event, encode_full_refresh, encode_pong, encode_sync_complete,
-    encode_welcome, parse_client_message, ClientMessage, EventParts, ProtocolError, Scope,
-    StockLevel,
+    encode_auth_error, encode_auth_success, encode_error, encode_event, encode_full_refresh,
+    encode_pong, encode_sync_complete, encode_welcome, parse_client_message, AuthInfo,
+    ClientMessage, EventParts, ProtocolError, Scope, StockLevel,
 };
-use stocky_core::time::now_millis;
-use stocky_core::DEFAULT_SITE;
+use stocky_core::time::{iso8601, now_millis};
 use stocky_store_sqlite::{Applied, Origin, SubmitError};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::broadcast::Receiver;
 use tokio::time::{interval_at, timeout, Duration, Instant, MissedTickBehavior};
 
+use super::registry::Slot;
+use crate::auth::{Kind, Principal};
 use crate::fanout::{LiveEvent, Stream};
 use crate::AppState;
 
@@ -49,6 +51,12 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 pub mod close {
     /// Server restarting or shutting down: reconnect (with `lastEventId`).
     pub const SERVICE_RESTART: u16 = 1012;
+    /// Authentication failed or is missing (seed 000's `close(1008, 'Token inválido')`).
+    pub const POLICY: u16 = 1008;
+    /// The access token expired: refresh it, then reconnect.
+    pub const TOKEN_EXPIRED: u16 = 4001;
+    /// A newer connection of the same user and device took over.
+    pub const REPLACED: u16 = 4002;
     /// The connection fell too far behind: reconnect with `lastEventId` to resync.
     pub const RESYNC: u16 = 4000;
     /// A message above the hard size cap.
@@ -68,41 +76,199 @@ type Pending = Pin<Box<dyn Future<Output = Answer> + Send>>;
 struct Session {
     socket: WebSocket,
     state: AppState,
+    principal: Principal,
     stream: Arc<Stream>,
     live: Receiver<Arc<LiveEvent>>,
     connection: u64,
     client_id: Arc<str>,
+    /// Highest event id dealt with (delivered, or skipped by routing).
     cursor: u64,
+    /// The `prev` of the next frame: the last id this client was told about (an event it
+    /// received, or the `lastEventId` of a `welcome`/`auth_success`/`sync_complete`/
+    /// `full_refresh`), so that `prev != lastEventId` means a real gap.
+    last_sent: u64,
     /// Something arrived since the last heartbeat.
     alive: bool,
     /// Frames were fed since the last flush.
     dirty: bool,
     in_flight: FuturesOrdered<Pending>,
+    /// This connection's one-per-user-and-device slot (none for admin tokens and dev).
+    slot: Option<Slot>,
 }
 
-pub(super) async fn run(socket: WebSocket, state: AppState, resume: Option<(u64, Option<String>)>) {
-    let _counted = state.fanout.connection_guard();
-    let stream = state.default_stream();
-    // Subscribe before reading the head: every event after `cursor` reaches `live`.
-    let live = stream.subscribe();
-    let cursor = stream.head();
+/// What the upgrade request already established about the caller.
+pub(super) enum PreAuth {
+    /// A valid `?token=` or `Authorization` header.
+    Authenticated(Principal),
+    /// A credential was given and is not valid.
+    Invalid,
+    /// No credential: the client must send `auth` (or the hub is in dev mode).
+    Missing,
+}
+
+/// Connection parameters from the upgrade request.
+pub(super) struct Connect {
+    pub pre_auth: PreAuth,
+    pub resume: Option<(u64, Option<String>)>,
+    pub device: Option<String>,
+}
+
+pub(super) async fn run(mut socket: WebSocket, state: AppState, connect: Connect) {
     let client_id: Arc<str> = new_client_id().into();
     let connection = state.next_connection_id();
     tracing::debug!(%client_id, connection, "ws: connected");
+    let Some((principal, device, welcomed)) = handshake(
+        &mut socket,
+        &state,
+        &client_id,
+        connect.pre_auth,
+        connect.device,
+    )
+    .await
+    else {
+        return;
+    };
+    let slot = match principal.kind {
+        Kind::User | Kind::ApiKey => {
+            let key = (
+                principal.tenant.clone(),
+                principal.id.clone(),
+                device.clone(),
+            );
+            match state
+                .registry
+                .claim(key, connection, state.config.session_policy)
+            {
+                Some(slot) => Some(slot),
+                None => {
+                    refuse(
+                        &mut socket,
+                        "already connected from this device (one connection per user and device)",
+                    )
+                    .await;
+                    return;
+                }
+            }
+        }
+        Kind::AdminToken | Kind::Dev => None,
+    };
+    let stream = match state.tenant_stream(&principal.tenant).await {
+        Ok(stream) => stream,
+        Err(e) => {
+            tracing::error!(error = %e, "ws: cannot open the tenant's stream");
+            refuse(&mut socket, "the tenant's event stream is unavailable").await;
+            return;
+        }
+    };
+    let _counted = stream.connection_guard();
+    // Subscribe before reading the head: every event after `cursor` reaches `live`.
+    let live = stream.subscribe();
+    let cursor = stream.head();
     let mut session = Session {
         socket,
         state,
+        principal,
         stream,
         live,
         connection,
         client_id,
         cursor,
+        last_sent: cursor,
         alive: true,
         dirty: false,
         in_flight: FuturesOrdered::new(),
+        slot,
     };
-    let _ = session.serve(resume).await;
+    let _ = session.serve(connect.resume, &device, welcomed).await;
     tracing::debug!(client_id = %session.client_id, "ws: disconnected");
+}
+
+/// Sends `auth_error` and closes with 1008 (policy violation).
+async fn refuse(socket: &mut WebSocket, error: &str) {
+    let _ = timeout(CLOSE_TIMEOUT, async {
+        socket
+            .feed(Message::Text(encode_auth_error(error).into()))
+            .await?;
+        let frame = CloseFrame {
+            code: close::POLICY,
+            reason: Utf8Bytes::from(truncate(error.to_owned())),
+        };
+        socket.feed(Message::Close(Some(frame))).await?;
+        socket.flush().await
+    })
+    .await;
+}
+
+/// Establishes who is connected: from the upgrade request, or from an `auth` message
+/// within `auth_timeout` (only `auth` and `ping` are processed before that). Returns the
+/// principal, the device id and whether `welcome` was already sent.
+async fn handshake(
+    socket: &mut WebSocket,
+    state: &AppState,
+    client_id: &str,
+    pre_auth: PreAuth,
+    device: Option<String>,
+) -> Option<(Principal, String, bool)> {
+    let device_or_default = |d: Option<String>| {
+        d.filter(|d| !d.is_empty())
+            .unwrap_or_else(|| "default".into())
+    };
+    match pre_auth {
+        PreAuth::Authenticated(principal) => {
+            return Some((principal, device_or_default(device), false))
+        }
+        PreAuth::Invalid => {
+            refuse(socket, "invalid credentials").await;
+            return None;
+        }
+        PreAuth::Missing => {
+            if let Some(dev) = state.auth.anonymous() {
+                return Some((dev, device_or_default(device), false));
+            }
+        }
+    }
+    let welcome = encode_welcome(client_id, None, now_millis());
+    socket.send(Message::Text(welcome.into())).await.ok()?;
+    let deadline = Instant::now() + state.config.auth_timeout;
+    loop {
+        let text = match tokio::time::timeout_at(deadline, socket.recv()).await {
+            Err(_) => {
+                refuse(
+                    socket,
+                    "authentication timeout: send {\"type\":\"auth\",\"token\":…} first",
+                )
+                .await;
+                return None;
+            }
+            Ok(Some(Ok(Message::Text(text)))) => text,
+            Ok(Some(Ok(Message::Close(_)) | Err(_)) | None) => return None,
+            Ok(Some(Ok(_))) => continue,
+        };
+        let reply = match parse_client_message(text.as_str()) {
+            Ok(ClientMessage::Auth { token, device_id }) => {
+                return match state.auth.authenticate(&state.store, &token).await {
+                    Ok(principal) => {
+                        Some((principal, device_or_default(device_id.or(device)), true))
+                    }
+                    Err(_) => {
+                        refuse(socket, "invalid credentials").await;
+                        None
+                    }
+                };
+            }
+            Ok(ClientMessage::Ping) => encode_pong(now_millis()),
+            Ok(_) | Err(_) => {
+                let e = ProtocolError {
+                    error: "Unauthorized",
+                    code: "unauthorized",
+                    reason: "authenticate first: send {\"type\":\"auth\",\"token\":…}".into(),
+                    original_event: None,
+                };
+                encode_error(&e, None, client_id, now_millis())
+            }
+        };
+        socket.send(Message::Text(reply.into())).await.ok()?;
+    }
 }
 
 /// `client_<ms>_<random>`, as seed 000's examples show.
@@ -117,20 +283,51 @@ fn new_client_id() -> String {
 }
 
 impl Session {
-    async fn serve(&mut self, resume: Option<(u64, Option<String>)>) -> Result<(), End> {
-        let welcome = encode_welcome(
-            &self.client_id,
-            self.cursor,
-            &self.stream.epoch,
-            now_millis(),
-        );
-        self.send(Message::Text(welcome.into())).await?;
+    async fn serve(
+        &mut self,
+        resume: Option<(u64, Option<String>)>,
+        device: &str,
+        welcomed: bool,
+    ) -> Result<(), End> {
+        if !welcomed {
+            let welcome = encode_welcome(
+                &self.client_id,
+                Some((self.cursor, &self.stream.epoch)),
+                now_millis(),
+            );
+            self.send_text(welcome).await?;
+        }
+        let p = &self.principal;
+        let info = AuthInfo {
+            user_id: &p.id,
+            tenant_id: &p.tenant,
+            site_id: p.site.as_deref(),
+            role: p.role.as_str(),
+            modules: p.modules.as_deref(),
+            device_id: device,
+            expires_at: p.expires_at.map(|s| iso8601(s * 1000)),
+        };
+        let success = encode_auth_success(&info, self.cursor, &self.stream.epoch);
+        self.send_text(success).await?;
         if let Some((after, epoch)) = resume {
             self.sync(after, epoch).await?;
         }
         self.flush().await?;
 
         let shutdown = self.state.shutdown.clone();
+        let replaced = self
+            .slot
+            .as_ref()
+            .map(|s| s.replaced.clone())
+            .unwrap_or_default();
+        let expiry = self.principal.expires_at.map(|secs| {
+            let left = (secs * 1000 - now_millis()).max(0) as u64;
+            Instant::now() + Duration::from_millis(left)
+        });
+        let expired = tokio::time::sleep_until(
+            expiry.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365)),
+        );
+        tokio::pin!(expired);
         let period = self.state.config.ping_interval;
         let mut heartbeat = interval_at(Instant::now() + period, period);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -138,6 +335,12 @@ impl Session {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return self.finish().await,
+                _ = replaced.cancelled() => {
+                    return self.close(close::REPLACED, "replaced by a newer connection of the same user and device".into()).await;
+                }
+                _ = &mut expired, if expiry.is_some() => {
+                    return self.close(close::TOKEN_EXPIRED, "token expired: refresh it and reconnect".into()).await;
+                }
                 received = self.live.recv() => self.on_live(received).await?,
                 Some(done) = self.in_flight.next(), if !self.in_flight.is_empty() => self.on_result(done).await?,
                 _ = heartbeat.tick() => self.on_heartbeat().await?,
@@ -222,13 +425,23 @@ impl Session {
         if event.id <= self.cursor {
             return Ok(());
         }
+        let own = event.origin_connection == self.connection;
+        // The sender always gets its ack; others only what their routing allows.
+        if !own
+            && !self
+                .principal
+                .receives(&self.state.auth.modules, event.event, &event.site)
+        {
+            return Ok(());
+        }
         self.cursor = event.id;
-        let text = if event.origin_connection == self.connection {
-            &event.ack
+        let prev = std::mem::replace(&mut self.last_sent, event.id);
+        let text = if own {
+            event.ack_after(prev)
         } else {
-            &event.frame
+            event.frame_after(prev)
         };
-        self.send(Message::Text(text.clone())).await
+        self.send(Message::Text(text)).await
     }
 
     async fn lagged(&mut self) -> Result<(), End> {
@@ -296,12 +509,30 @@ impl Session {
                 last_event_id,
                 epoch,
             }) => self.sync(last_event_id, epoch).await,
+            Ok(ClientMessage::Auth { .. }) => {
+                self.send_error(ProtocolError {
+                    error: "Invalid message format",
+                    code: "already_authenticated",
+                    reason: "this connection is already authenticated".into(),
+                    original_event: None,
+                })
+                .await
+            }
             Ok(ClientMessage::Command { command, op_id }) => {
                 let event = command.op.event_name();
+                if let Err(denied) = self.principal.require(stock_action(command.op)) {
+                    let refusal = ProtocolError {
+                        error: "Forbidden",
+                        code: "forbidden",
+                        reason: denied.message,
+                        original_event: Some(event.into()),
+                    };
+                    return self.send_error_for(refusal, op_id.as_deref()).await;
+                }
                 let store = self.state.store.clone();
                 let origin = Origin {
                     tenant: self.stream.tenant.clone(),
-                    site: DEFAULT_SITE.into(),
+                    site: self.principal.home_site(),
                     connection: self.connection,
                     client_id: self.client_id.clone(),
                     op_id: op_id.clone(),
@@ -358,6 +589,7 @@ impl Session {
     async fn sync(&mut self, after: u64, epoch: Option<String>) -> Result<(), End> {
         let tenant = self.stream.tenant.clone();
         let mut from = after;
+        let mut prev = after;
         let mut replayed = 0;
         let stale_epoch = epoch.as_deref().is_some_and(|e| e != &*self.stream.epoch);
         if stale_epoch {
@@ -387,10 +619,16 @@ impl Session {
                     break;
                 }
                 let full_page = page.events.len() == REPLAY_PAGE;
+                let auth = self.state.auth.clone();
+                let routes = &auth.modules;
                 for event in &page.events {
+                    from = event.id;
+                    if !self.principal.receives(routes, &event.event, &event.site) {
+                        continue;
+                    }
                     let frame = encode_event(&EventParts {
                         id: event.id,
-                        prev: event.id - 1,
+                        prev,
                         epoch: &page.epoch,
                         event: &event.event,
                         data: &event.data,
@@ -401,8 +639,8 @@ impl Session {
                             site_id: &event.site,
                         },
                     });
+                    prev = event.id;
                     self.send_text(frame).await?;
-                    from = event.id;
                     replayed += 1;
                 }
                 self.cursor = self.cursor.max(from);
@@ -412,6 +650,7 @@ impl Session {
                 }
             }
         }
+        self.last_sent = self.cursor;
         let done = encode_sync_complete(self.cursor, &self.stream.epoch, replayed);
         self.send_text(done).await
     }
@@ -420,7 +659,7 @@ impl Session {
         let snapshot = match self
             .state
             .store
-            .snapshot(&self.stream.tenant, DEFAULT_SITE)
+            .snapshot(&self.stream.tenant, &self.principal.home_site())
             .await
         {
             Ok(snapshot) => snapshot,
@@ -443,6 +682,7 @@ impl Session {
             })
             .collect();
         self.cursor = self.cursor.max(snapshot.head);
+        self.last_sent = self.cursor;
         let frame = encode_full_refresh(
             reason,
             &snapshot.epoch,

@@ -24,10 +24,27 @@ pub struct TestHub {
     pub client: reqwest::Client,
 }
 
+/// The owner credential every test hub accepts (`STOCKY_ADMIN_TOKEN`).
+pub const ADMIN: &str = "test-admin-token";
+
 pub fn config(dir: &TempDir) -> HubConfig {
     let mut config = HubConfig::for_data_dir(dir.path());
     config.listen = "127.0.0.1:0".parse().expect("valid address");
+    config.admin_token = Some(stocky_server::config::Secret(ADMIN.into()));
     config
+}
+
+/// An HTTP client that sends `token` on every request.
+pub fn client_with(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().expect("a valid header"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("a client")
 }
 
 impl TestHub {
@@ -49,8 +66,8 @@ impl TestHub {
             hub: Some(hub),
             dir,
             http: format!("http://{addr}"),
-            ws: format!("ws://{addr}/ws"),
-            client: reqwest::Client::new(),
+            ws: format!("ws://{addr}/ws?token={ADMIN}"),
+            client: client_with(ADMIN),
         })
     }
 
@@ -123,6 +140,8 @@ pub struct Client {
     pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     pub client_id: String,
     pub welcome: Value,
+    /// `auth_success` (when the URL carried a token).
+    pub auth: Value,
 }
 
 /// How a connection ended.
@@ -161,12 +180,20 @@ impl Client {
             ws,
             client_id: String::new(),
             welcome: Value::Null,
+            auth: Value::Null,
         };
         let welcome = client.recv().await?;
         if welcome["type"] != "welcome" {
             bail!("expected welcome, got {welcome}");
         }
         client.client_id = welcome["clientId"].as_str().unwrap_or_default().to_owned();
+        if welcome["authRequired"] != true {
+            let auth = client.recv().await?;
+            if auth["type"] != "auth_success" {
+                bail!("expected auth_success, got {auth}");
+            }
+            client.auth = auth;
+        }
         client.welcome = welcome;
         Ok(client)
     }

@@ -1,0 +1,214 @@
+//! Administration inside the caller's tenant: sites, users and API keys
+//! (`/api/admin/…`, role owner or admin). An admin cannot create an owner; API keys are
+//! shown once, at creation, and stored hashed.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get};
+use axum::{Extension, Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use stocky_core::auth::{Action, Role};
+use stocky_core::documents::check_name;
+use stocky_store_sqlite::Account;
+
+use crate::auth::{digest, hash_password, random_token, Principal, API_KEY_PREFIX};
+use crate::error::{ApiError, ApiJson};
+use crate::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/admin/sites", get(list_sites).post(create_site))
+        .route("/api/admin/users", get(list_users).post(create_user))
+        .route("/api/admin/api-keys", get(list_keys).post(create_key))
+        .route("/api/admin/api-keys/{id}", delete(revoke_key))
+}
+
+#[derive(Deserialize)]
+pub struct SiteBody {
+    id: String,
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GrantBody {
+    /// Email (users) or a label (keys).
+    #[serde(alias = "email")]
+    name: String,
+    password: Option<String>,
+    role: String,
+    site_id: Option<String>,
+    modules: Option<Vec<String>>,
+}
+
+/// Checks and builds the account a grant describes, inside the caller's tenant.
+fn account_for(caller: &Principal, body: &GrantBody) -> Result<Account, ApiError> {
+    let role = Role::parse(&body.role).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_role",
+            "role must be owner, admin, manager or cashier",
+        )
+    })?;
+    if role == Role::Owner && caller.role != Role::Owner {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "only an owner may grant the owner role",
+        ));
+    }
+    if let Some(site) = &body.site_id {
+        check_name("site", site).map_err(|e| ApiError::bad_request("invalid_name", e.0))?;
+    }
+    Ok(Account {
+        id: crate::random_id(),
+        tenant: caller.tenant.to_string(),
+        role,
+        site: body.site_id.clone(),
+        modules: body.modules.clone(),
+    })
+}
+
+async fn list_sites(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> Result<Json<Value>, ApiError> {
+    p.require(Action::Read)?;
+    let tenant = p.tenant.to_string();
+    let sites = state.store.accounts(move |a| a.list_sites(&tenant)).await?;
+    let sites: Vec<Value> = sites
+        .into_iter()
+        .filter(|(id, _)| p.sees_site(id))
+        .map(|(id, name)| json!({"id": id, "name": name}))
+        .collect();
+    Ok(Json(json!({"data": sites})))
+}
+
+async fn create_site(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    ApiJson(body): ApiJson<SiteBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    p.require(Action::ManageAccess)?;
+    check_name("site", &body.id).map_err(|e| ApiError::bad_request("invalid_name", e.0))?;
+    let name = body.name.unwrap_or_else(|| body.id.clone());
+    let (tenant, id, label) = (p.tenant.to_string(), body.id.clone(), name.clone());
+    state
+        .store
+        .accounts(move |a| a.create_site(&tenant, &id, &label))
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": body.id, "name": name})),
+    ))
+}
+
+async fn list_users(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> Result<Json<Value>, ApiError> {
+    p.require(Action::ManageAccess)?;
+    let tenant = p.tenant.to_string();
+    Ok(Json(
+        json!({"data": state.store.accounts(move |a| a.list_users(&tenant)).await?}),
+    ))
+}
+
+async fn create_user(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    ApiJson(body): ApiJson<GrantBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    p.require(Action::ManageAccess)?;
+    let account = account_for(&p, &body)?;
+    let email = body.name.trim().to_lowercase();
+    if !email.contains('@') || email.len() > 254 {
+        return Err(ApiError::bad_request(
+            "invalid_email",
+            "email must be an email address",
+        ));
+    }
+    let password = body.password.clone().unwrap_or_default();
+    if password.chars().count() < 8 {
+        return Err(ApiError::bad_request(
+            "weak_password",
+            "password must have at least 8 characters",
+        ));
+    }
+    let hash = tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+        })??;
+    let (created, login) = (account.clone(), email.clone());
+    state
+        .store
+        .accounts(move |a| a.create_user(&created, &login, &hash))
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            json!({"userId": account.id, "email": email, "role": account.role, "siteId": account.site, "modules": account.modules}),
+        ),
+    ))
+}
+
+async fn list_keys(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> Result<Json<Value>, ApiError> {
+    p.require(Action::ManageAccess)?;
+    let tenant = p.tenant.to_string();
+    Ok(Json(
+        json!({"data": state.store.accounts(move |a| a.list_api_keys(&tenant)).await?}),
+    ))
+}
+
+async fn create_key(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    ApiJson(body): ApiJson<GrantBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    p.require(Action::ManageAccess)?;
+    let account = account_for(&p, &body)?;
+    let key = random_token(API_KEY_PREFIX);
+    let (created, name, hash) = (account.clone(), body.name.clone(), digest(&key));
+    state
+        .store
+        .accounts(move |a| a.create_api_key(&created, &name, &hash))
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "id": account.id,
+            "name": body.name,
+            "key": key,
+            "role": account.role,
+            "siteId": account.site,
+            "modules": account.modules,
+            "note": "store this key now: it is not shown again",
+        })),
+    ))
+}
+
+async fn revoke_key(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    p.require(Action::ManageAccess)?;
+    let tenant = p.tenant.to_string();
+    let key = id.clone();
+    if !state
+        .store
+        .accounts(move |a| a.revoke_api_key(&tenant, &key))
+        .await?
+    {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("API key {id:?} not found"),
+        ));
+    }
+    Ok(Json(json!({"success": true, "id": id})))
+}

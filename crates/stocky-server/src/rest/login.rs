@@ -1,0 +1,186 @@
+//! `POST /api/auth/login`, `/refresh`, `/logout` and `GET /api/auth/me`.
+//!
+//! Login checks an argon2 password hash (on a blocking thread) and opens a session: an
+//! access token (JWT carrying `{userId, tenantId, siteId, role, modules, sid, exp}`) and a
+//! refresh token (stored hashed, rotated on every use). Logout revokes the session, which
+//! also invalidates its access tokens. Failed logins are throttled per email and per IP;
+//! every failure says the same thing.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use stocky_core::auth::{sign, Claims};
+use stocky_core::time::{iso8601, now_millis};
+use stocky_store_sqlite::Account;
+
+use super::too_many;
+use crate::auth::{self, digest, password_matches, random_token, unauthorized, Principal};
+use crate::error::{ApiError, ApiJson};
+use crate::AppState;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginBody {
+    email: String,
+    password: String,
+    device_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefreshBody {
+    refresh_token: String,
+}
+
+/// A new access token for `account` in session `sid`, and the answer that carries it.
+fn issue(state: &AppState, account: &Account, sid: &str, refresh_token: &str) -> Value {
+    let now = now_millis() / 1000;
+    let exp = now + state.config.access_ttl.as_secs() as i64;
+    let claims = Claims {
+        user_id: account.id.clone(),
+        tenant_id: account.tenant.clone(),
+        site_id: account.site.clone(),
+        role: account.role,
+        modules: account.modules.clone(),
+        sid: sid.to_owned(),
+        exp,
+        iat: now,
+    };
+    json!({
+        "accessToken": sign(&claims, state.auth.jwt_secret()),
+        "refreshToken": refresh_token,
+        "tokenType": "Bearer",
+        "expiresIn": state.config.access_ttl.as_secs(),
+        "expiresAt": iso8601(exp * 1000),
+        "user": {
+            "userId": account.id,
+            "tenantId": account.tenant,
+            "siteId": account.site,
+            "role": account.role,
+            "modules": account.modules,
+        },
+    })
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    ApiJson(body): ApiJson<LoginBody>,
+) -> Result<Json<Value>, Response> {
+    let email = body.email.trim().to_lowercase();
+    let ip = addr.ip().to_string();
+    let limits = &state.limits;
+    if let Err(retry) = limits
+        .login_per_email
+        .blocked(&email)
+        .and(limits.login_per_ip.blocked(&ip))
+    {
+        return Err(too_many(retry));
+    }
+    let lookup = email.clone();
+    let user = state
+        .store
+        .accounts(move |a| a.user_by_email(&lookup))
+        .await
+        .map_err(|e| ApiError::from(e).into_response())?;
+    let password = body.password;
+    let checked = tokio::task::spawn_blocking(move || match user {
+        Some(user) if password_matches(&password, &user.password_hash) => Some(user),
+        Some(_) => None,
+        // Spend the same time on unknown emails, so timing does not reveal which exist.
+        None => {
+            let _ = password_matches(&password, DUMMY_HASH);
+            None
+        }
+    })
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            e.to_string(),
+        )
+        .into_response()
+    })?;
+    let Some(user) = checked else {
+        let _ = limits.login_per_email.hit(&email);
+        let _ = limits.login_per_ip.hit(&ip);
+        tracing::info!("login failed");
+        return Err(unauthorized().into_response());
+    };
+    limits.login_per_email.reset(&email);
+    let sid = crate::random_id();
+    let refresh = random_token("rt_");
+    let expires = now_millis() + state.config.refresh_ttl.as_millis() as i64;
+    let (account, device, sid_in, refresh_hash) = (
+        user.account.clone(),
+        body.device_id,
+        sid.clone(),
+        digest(&refresh),
+    );
+    state
+        .store
+        .accounts(move |a| {
+            a.create_session(&sid_in, &account, device.as_deref(), &refresh_hash, expires)
+        })
+        .await
+        .map_err(|e| ApiError::from(e).into_response())?;
+    Ok(Json(issue(&state, &user.account, &sid, &refresh)))
+}
+
+/// An argon2 hash of a random string, checked against for unknown emails.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$7Bm0CyWOVsVHB3SPe0ZaQqLPtm5AQLG1qTz3oYWShJs";
+
+pub async fn refresh(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<RefreshBody>,
+) -> Result<Json<Value>, ApiError> {
+    let old = digest(&body.refresh_token);
+    let refresh = random_token("rt_");
+    let new = digest(&refresh);
+    let now = now_millis();
+    let session = state
+        .store
+        .accounts(move |a| a.rotate_session(&old, &new, now))
+        .await?;
+    let session = session.ok_or_else(unauthorized)?;
+    Ok(Json(issue(&state, &session.account, &session.id, &refresh)))
+}
+
+pub async fn logout(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Json<Value>, ApiError> {
+    let Some(sid) = principal.session.clone() else {
+        return Err(ApiError::bad_request(
+            "not_a_session",
+            "only a login session can log out; revoke API keys instead",
+        ));
+    };
+    state
+        .store
+        .accounts(move |a| a.revoke_session(&sid))
+        .await?;
+    Ok(Json(json!({"success": true})))
+}
+
+pub async fn me(Extension(p): Extension<Principal>) -> Json<Value> {
+    let kind = match p.kind {
+        auth::Kind::User => "user",
+        auth::Kind::ApiKey => "api_key",
+        auth::Kind::AdminToken => "admin_token",
+        auth::Kind::Dev => "dev",
+    };
+    Json(json!({
+        "userId": &*p.id,
+        "tenantId": &*p.tenant,
+        "siteId": p.site.as_deref(),
+        "role": p.role,
+        "modules": p.modules.as_deref(),
+        "kind": kind,
+    }))
+}
