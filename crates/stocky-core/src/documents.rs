@@ -33,6 +33,29 @@ fn invalid<T>(message: impl Into<String>) -> Result<T, Invalid> {
     Err(Invalid(message.into()))
 }
 
+/// Checks the name of an application event published through `POST /api/events`:
+/// `[A-Za-z0-9_.:-]{1,64}`, and not one of the hub's own families (`stock:`, `sync:`,
+/// `backup:`), which only the hub emits.
+pub fn check_event_name(name: &str) -> Result<(), Invalid> {
+    let charset = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b));
+    if !charset {
+        return invalid(format!(
+            "event type {name:?} must be 1 to 64 letters, digits, '_', '.', ':' or '-'"
+        ));
+    }
+    if ["stock:", "sync:", "backup:"]
+        .iter()
+        .any(|p| name.starts_with(p))
+    {
+        return invalid(format!("event type {name:?} is reserved for the hub"));
+    }
+    Ok(())
+}
+
 /// Checks a database or store name (`what` names it in the message).
 pub fn check_name(what: &str, name: &str) -> Result<(), Invalid> {
     let ok = !name.is_empty()

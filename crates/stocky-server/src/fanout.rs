@@ -27,7 +27,7 @@ use tokio::sync::broadcast;
 pub struct LiveEvent {
     pub id: u64,
     pub site: Arc<str>,
-    pub event: &'static str,
+    pub event: Arc<str>,
     pub origin_connection: u64,
     committed: CommittedEvent,
     frame: Utf8Bytes,
@@ -43,7 +43,7 @@ impl LiveEvent {
             id: c.id,
             prev,
             epoch: &c.epoch,
-            event: c.event,
+            event: &c.event,
             data: &c.data,
             client_id: &c.client_id,
             timestamp_ms: c.timestamp_ms,
@@ -188,7 +188,7 @@ impl EventSink for Fanout {
         let live = LiveEvent {
             id: event.id,
             site: event.site.clone(),
-            event: event.event,
+            event: event.event.clone(),
             origin_connection: origin,
             committed: event,
             frame,

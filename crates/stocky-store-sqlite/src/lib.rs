@@ -82,7 +82,7 @@ pub struct CommittedEvent {
     pub id: u64,
     pub epoch: Arc<str>,
     /// The event name (`stock:add`, `sync:upsert`, …): routing uses it.
-    pub event: &'static str,
+    pub event: Arc<str>,
     /// The event's `data` JSON, for frames encoded with another `prev`.
     pub data: Arc<str>,
     pub client_id: Arc<str>,
@@ -110,6 +110,12 @@ pub enum Command {
     Documents(DocWrite),
     /// Ledger movements from a `_stock` backup; stock is recomputed from the ledger.
     RestoreLedger(Vec<LedgerEntry>),
+    /// An application event (seed 001's `SALE_CREATED`, seed 002's `order_created`, …)
+    /// put on the log as it is, for routing to entitled connections.
+    Publish {
+        event: String,
+        data: serde_json::Value,
+    },
 }
 
 impl From<StockCommand> for Command {

@@ -245,12 +245,12 @@ impl Writer {
         heads: &mut HashMap<Arc<str>, (Arc<str>, u64)>,
     ) -> Result<Staged, SubmitError> {
         let unavailable = |e: rusqlite::Error| SubmitError::Unavailable(e.to_string());
-        let (epoch, head) = match heads
-            .get(&origin.tenant)
-            .or_else(|| self.streams.get(&origin.tenant))
-        {
+        // The head comes from the database (inside this write transaction) the first time a
+        // batch touches a tenant: another process (an offline `stocky restore`, a second
+        // hub on the same file) may have appended events since, and reusing their ids would
+        // fail every later commit.
+        let (epoch, head) = match heads.get(&origin.tenant) {
             Some(state) => state.clone(),
-            // A tenant created after start (e.g. by `stocky admin`): load its stream once.
             None => match self.load_stream(&origin.tenant).map_err(unavailable)? {
                 Some(state) => state,
                 None => {
@@ -274,7 +274,7 @@ impl Writer {
         }
 
         let id = head + 1;
-        let (event_name, data, summary) = match command {
+        let (event_name, data, summary): (&str, String, _) = match command {
             Command::Stock(stock) => (
                 stock.op.event_name(),
                 self.apply_stock(stock, origin, id, now)?,
@@ -290,6 +290,7 @@ impl Writer {
                 let levels = result["data"].take();
                 ("stock:sync", levels.to_string(), Some(result))
             }
+            Command::Publish { event, data } => (event.as_str(), data.to_string(), None),
         };
         let conn = &self.conn;
         conn.prepare_cached(
@@ -336,7 +337,7 @@ impl Writer {
             site: origin.site.clone(),
             id,
             epoch: epoch.clone(),
-            event: event_name,
+            event: Arc::from(event_name),
             data: Arc::from(data.as_str()),
             client_id: origin.client_id.clone(),
             op_id: origin.op_id.clone(),

@@ -42,6 +42,22 @@ impl EventSink for NoListeners {
     }
 }
 
+/// Opens a data directory's database without a hub (no live clients to notify);
+/// `create` allows a new one.
+pub fn open_offline(db_path: &Path, create: bool) -> Result<(SqliteStore, WriterGuard)> {
+    if !create && !db_path.exists() {
+        bail!("no database at {}", db_path.display());
+    }
+    let (store, writer, _) = SqliteStore::open(
+        db_path,
+        StoreOptions::default(),
+        Arc::new(NoListeners),
+        None,
+    )
+    .with_context(|| format!("opening {}", db_path.display()))?;
+    Ok((store, writer))
+}
+
 impl Target {
     /// A running hub; `token` is sent as `Authorization: Bearer` (an admin's access token
     /// or API key, or `STOCKY_ADMIN_TOKEN`).
@@ -55,16 +71,7 @@ impl Target {
 
     /// Opens a data directory's database; `create` allows a new one (to restore into).
     pub fn offline(db_path: &Path, tenant: &str, create: bool) -> Result<Self> {
-        if !create && !db_path.exists() {
-            bail!("no database at {}", db_path.display());
-        }
-        let (store, writer, _) = SqliteStore::open(
-            db_path,
-            StoreOptions::default(),
-            Arc::new(NoListeners),
-            None,
-        )
-        .with_context(|| format!("opening {}", db_path.display()))?;
+        let (store, writer) = open_offline(db_path, create)?;
         Ok(Target::Offline {
             store,
             writer,

@@ -15,6 +15,7 @@ use stocky_server::config::{Secret, SessionPolicy};
 use stocky_server::{Hub, HubConfig};
 use tracing_subscriber::EnvFilter;
 
+mod admin;
 mod backup;
 
 #[derive(Parser)]
@@ -39,6 +40,20 @@ enum Command {
     /// Copy the whole SQLite database consistently (online backup API), for disaster
     /// recovery: a hub can start from the copy with `--db-path`.
     Snapshot(SnapshotArgs),
+    /// Manage tenants, sites, users and API keys of a data directory.
+    Admin(AdminArgs),
+}
+
+#[derive(Args)]
+struct AdminArgs {
+    /// Data directory to work on.
+    #[arg(long, env = "STOCKY_DATA_DIR", default_value = "./stocky-data")]
+    data_dir: PathBuf,
+    /// SQLite database file [default: <data-dir>/stocky.db].
+    #[arg(long, env = "DB_PATH")]
+    db_path: Option<PathBuf>,
+    #[command(subcommand)]
+    command: admin::AdminCommand,
 }
 
 /// Where backup and restore work: a running hub, or a data directory directly.
@@ -284,6 +299,12 @@ async fn main() -> anyhow::Result<()> {
                 args.overwrite,
             )
             .await
+        }
+        Command::Admin(args) => {
+            let db = args
+                .db_path
+                .unwrap_or_else(|| args.data_dir.join("stocky.db"));
+            admin::run(&db, args.command).await
         }
         Command::Snapshot(args) => {
             let db = args

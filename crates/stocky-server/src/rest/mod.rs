@@ -10,6 +10,7 @@
 mod admin;
 mod backup;
 mod documents;
+mod events;
 mod login;
 mod stock;
 
@@ -38,6 +39,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(documents::routes())
         .merge(backup::routes(state.config.max_restore_bytes))
         .merge(admin::routes())
+        .merge(events::routes())
         .route("/api/auth/logout", post(login::logout))
         .route("/api/auth/me", get(login::me))
         .route_layer(middleware::from_fn_with_state(state.clone(), rate_limit))

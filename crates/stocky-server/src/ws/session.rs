@@ -430,7 +430,7 @@ impl Session {
         if !own
             && !self
                 .principal
-                .receives(&self.state.auth.modules, event.event, &event.site)
+                .receives(&self.state.auth.modules, &event.event, &event.site)
         {
             return Ok(());
         }

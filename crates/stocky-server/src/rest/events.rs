@@ -1,0 +1,97 @@
+//! `POST /api/events`: publish an application event (seed 001's `SALE_CREATED`, seed 002's
+//! `order_created`, `chat_message`, …) on the tenant's log. It is committed, numbered and
+//! resumable like every other event, and routed by site and by the module map — the
+//! event bus of seed 001 with the log's guarantees.
+//!
+//! Body: `{"type": "order_created", "data": {…}, "siteId": "s1"}` (`siteId` defaults to the
+//! caller's home site and must be one it sees). Role: manager or above.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::{Extension, Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use stocky_core::auth::Action;
+use stocky_core::documents::{check_event_name, check_name};
+use stocky_store_sqlite::{Applied, Command};
+
+use super::rest_origin;
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiJson};
+use crate::AppState;
+
+/// Largest `data` accepted, serialised.
+const MAX_DATA_BYTES: usize = 64 * 1024;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/api/events", post(publish))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PublishBody {
+    #[serde(alias = "event")]
+    r#type: String,
+    #[serde(default)]
+    data: Value,
+    site_id: Option<String>,
+}
+
+async fn publish(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<PublishBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    p.require(Action::WriteDocuments)?;
+    check_event_name(&body.r#type).map_err(|e| ApiError::bad_request("invalid_event", e.0))?;
+    if body.data.to_string().len() > MAX_DATA_BYTES {
+        return Err(ApiError::bad_request(
+            "invalid_event",
+            format!("data is larger than {MAX_DATA_BYTES} bytes"),
+        ));
+    }
+    let mut origin = rest_origin(&p, &headers)?;
+    if let Some(site) = body.site_id {
+        check_name("site", &site).map_err(|e| ApiError::bad_request("invalid_name", e.0))?;
+        if !p.sees_site(&site) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("site {site:?} is not yours"),
+            ));
+        }
+        let (tenant, id) = (p.tenant.to_string(), site.clone());
+        if !state
+            .store
+            .accounts(move |a| a.site_exists(&tenant, &id))
+            .await?
+        {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("site {site:?} not found"),
+            ));
+        }
+        origin.site = site.into();
+    }
+    let applied = state
+        .store
+        .submit(
+            Command::Publish {
+                event: body.r#type,
+                data: body.data,
+            },
+            origin,
+        )
+        .await?;
+    let (id, sent_to, duplicate) = match applied {
+        Applied::New { id, sent_to, .. } => (id, sent_to, false),
+        Applied::Duplicate { id, .. } => (id, 0, true),
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"success": true, "id": id, "sentTo": sent_to, "duplicate": duplicate})),
+    ))
+}

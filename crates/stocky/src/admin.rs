@@ -1,0 +1,225 @@
+//! `stocky admin …`: tenants, sites, users and API keys, offline against a data directory
+//! (the same store code the hub uses; safe while a hub runs on it). Secrets are printed
+//! once — generated passwords and API keys — and stored only hashed.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use stocky_core::auth::Role;
+use stocky_core::documents::check_name;
+use stocky_server::auth::{digest, hash_password, random_token, API_KEY_PREFIX};
+use stocky_store_sqlite::{Account, Listed};
+
+use crate::backup::open_offline;
+
+#[derive(Subcommand)]
+pub enum AdminCommand {
+    /// Create a tenant (with its `default` site and event stream).
+    TenantCreate {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List tenants.
+    TenantList,
+    /// Create a site (shop, sede) in a tenant.
+    SiteCreate {
+        id: String,
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List a tenant's sites.
+    SiteList {
+        #[arg(long, default_value = "default")]
+        tenant: String,
+    },
+    /// Create a user; prints a generated password unless `--password` is given.
+    UserCreate {
+        #[arg(long)]
+        email: String,
+        #[command(flatten)]
+        grant: Grant,
+        #[arg(long, env = "STOCKY_NEW_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+    },
+    /// List a tenant's users.
+    UserList {
+        #[arg(long, default_value = "default")]
+        tenant: String,
+    },
+    /// Create an API key for a machine (POS, edge, integration); prints it once.
+    KeyCreate {
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        grant: Grant,
+    },
+    /// List a tenant's API keys (never the keys themselves).
+    KeyList {
+        #[arg(long, default_value = "default")]
+        tenant: String,
+    },
+    /// Revoke an API key by id.
+    KeyRevoke {
+        id: String,
+        #[arg(long, default_value = "default")]
+        tenant: String,
+    },
+}
+
+/// What a user or key is allowed.
+#[derive(clap::Args)]
+pub struct Grant {
+    #[arg(long, default_value = "default")]
+    tenant: String,
+    /// owner, admin, manager or cashier.
+    #[arg(long)]
+    role: String,
+    /// Home site [default: every site].
+    #[arg(long)]
+    site: Option<String>,
+    /// Enabled modules, comma-separated [default: all].
+    #[arg(long, value_delimiter = ',')]
+    modules: Option<Vec<String>>,
+}
+
+impl Grant {
+    fn account(&self) -> Result<Account> {
+        let role =
+            Role::parse(&self.role).context("--role must be owner, admin, manager or cashier")?;
+        if let Some(site) = &self.site {
+            check_name("site", site).map_err(|e| anyhow::anyhow!(e.0))?;
+        }
+        Ok(Account {
+            id: stocky_server::random_id(),
+            tenant: self.tenant.clone(),
+            role,
+            site: self.site.clone(),
+            modules: self.modules.clone(),
+        })
+    }
+}
+
+fn print_listed(rows: &[Listed]) {
+    for r in rows {
+        println!(
+            "{}\t{}\t{}\tsite={}\tmodules={}{}",
+            r.id,
+            r.name,
+            r.role.as_deref().unwrap_or("-"),
+            r.site_id.as_deref().unwrap_or("*"),
+            r.modules.as_ref().map_or("*".to_string(), |m| m.join(",")),
+            if r.revoked { "\trevoked" } else { "" }
+        );
+    }
+}
+
+pub async fn run(db_path: &Path, command: AdminCommand) -> Result<()> {
+    let (store, writer) = open_offline(db_path, true)?;
+    let result = execute(&store, command).await;
+    drop(store);
+    tokio::task::spawn_blocking(move || writer.join()).await?;
+    result
+}
+
+async fn execute(store: &stocky_store_sqlite::SqliteStore, command: AdminCommand) -> Result<()> {
+    match command {
+        AdminCommand::TenantCreate { id, name } => {
+            check_name("tenant", &id).map_err(|e| anyhow::anyhow!(e.0))?;
+            let name = name.unwrap_or_else(|| id.clone());
+            let tenant = id.clone();
+            store
+                .accounts(move |a| a.create_tenant(&tenant, &name))
+                .await?;
+            println!("created tenant {id} (with site \"default\")");
+        }
+        AdminCommand::TenantList => {
+            for (id, name) in store.accounts(|a| a.list_tenants()).await? {
+                println!("{id}\t{name}");
+            }
+        }
+        AdminCommand::SiteCreate { id, tenant, name } => {
+            check_name("site", &id).map_err(|e| anyhow::anyhow!(e.0))?;
+            let name = name.unwrap_or_else(|| id.clone());
+            let site = id.clone();
+            store
+                .accounts(move |a| a.create_site(&tenant, &site, &name))
+                .await?;
+            println!("created site {id}");
+        }
+        AdminCommand::SiteList { tenant } => {
+            for (id, name) in store.accounts(move |a| a.list_sites(&tenant)).await? {
+                println!("{id}\t{name}");
+            }
+        }
+        AdminCommand::UserCreate {
+            email,
+            grant,
+            password,
+        } => {
+            let account = grant.account()?;
+            let email = email.trim().to_lowercase();
+            if !email.contains('@') {
+                bail!("--email must be an email address");
+            }
+            let generated = password.is_none();
+            let password = password.unwrap_or_else(|| random_token("")[..20].to_string());
+            if password.chars().count() < 8 {
+                bail!("the password must have at least 8 characters");
+            }
+            let hash = {
+                let password = password.clone();
+                tokio::task::spawn_blocking(move || hash_password(&password))
+                    .await?
+                    .map_err(|e| anyhow::anyhow!(e.message))?
+            };
+            let (created, login) = (account.clone(), email.clone());
+            store
+                .accounts(move |a| a.create_user(&created, &login, &hash))
+                .await?;
+            println!(
+                "created user {email} ({}) id {}",
+                account.role.as_str(),
+                account.id
+            );
+            if generated {
+                println!("password: {password}");
+            }
+        }
+        AdminCommand::UserList { tenant } => {
+            print_listed(&store.accounts(move |a| a.list_users(&tenant)).await?)
+        }
+        AdminCommand::KeyCreate { name, grant } => {
+            let account = grant.account()?;
+            let key = random_token(API_KEY_PREFIX);
+            let (created, label, hash) = (account.clone(), name.clone(), digest(&key));
+            store
+                .accounts(move |a| a.create_api_key(&created, &label, &hash))
+                .await?;
+            println!(
+                "created API key {name} ({}) id {}",
+                account.role.as_str(),
+                account.id
+            );
+            println!("key: {key}");
+            println!("store it now: it is not shown again");
+        }
+        AdminCommand::KeyList { tenant } => {
+            print_listed(&store.accounts(move |a| a.list_api_keys(&tenant)).await?)
+        }
+        AdminCommand::KeyRevoke { id, tenant } => {
+            let key = id.clone();
+            if !store
+                .accounts(move |a| a.revoke_api_key(&tenant, &key))
+                .await?
+            {
+                bail!("no active API key {id} in that tenant");
+            }
+            println!("revoked API key {id}");
+        }
+    }
+    Ok(())
+}
