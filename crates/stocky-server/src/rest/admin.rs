@@ -22,6 +22,75 @@ pub fn routes() -> Router<AppState> {
         .route("/api/admin/users", get(list_users).post(create_user))
         .route("/api/admin/api-keys", get(list_keys).post(create_key))
         .route("/api/admin/api-keys/{id}", delete(revoke_key))
+        .route("/api/admin/tenants", axum::routing::post(create_tenant))
+}
+
+#[derive(Deserialize)]
+pub struct TenantBody {
+    id: String,
+    name: Option<String>,
+    /// The new tenant's first owner.
+    owner: OwnerBody,
+}
+
+#[derive(Deserialize)]
+pub struct OwnerBody {
+    email: String,
+    password: String,
+}
+
+/// `POST /api/admin/tenants`: the hub operator (`STOCKY_ADMIN_TOKEN`) provisions a tenant
+/// and its first owner. No tenant's own credential can do this.
+async fn create_tenant(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    ApiJson(body): ApiJson<TenantBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    if p.kind != crate::auth::Kind::AdminToken {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "only the hub operator (STOCKY_ADMIN_TOKEN) may create tenants",
+        ));
+    }
+    check_name("tenant", &body.id).map_err(|e| ApiError::bad_request("invalid_name", e.0))?;
+    let email = body.owner.email.trim().to_lowercase();
+    if !email.contains('@') || body.owner.password.chars().count() < 8 {
+        return Err(ApiError::bad_request(
+            "invalid_owner",
+            "owner needs an email and a password of at least 8 characters",
+        ));
+    }
+    let password = body.owner.password.clone();
+    let hash = tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+        })??;
+    let owner = Account {
+        id: crate::random_id(),
+        tenant: body.id.clone(),
+        role: Role::Owner,
+        site: None,
+        modules: None,
+    };
+    let (id, name, login, created) = (
+        body.id.clone(),
+        body.name.unwrap_or_else(|| body.id.clone()),
+        email.clone(),
+        owner.clone(),
+    );
+    state
+        .store
+        .accounts(move |a| {
+            a.create_tenant(&id, &name)?;
+            a.create_user(&created, &login, &hash)
+        })
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": body.id, "owner": {"userId": owner.id, "email": email}})),
+    ))
 }
 
 #[derive(Deserialize)]

@@ -83,6 +83,56 @@ impl TestHub {
         Client::connect(&self.ws).await
     }
 
+    /// The WebSocket URL with another credential (and extra query, e.g. `&deviceId=x`).
+    pub fn ws_with(&self, token: &str, extra: &str) -> String {
+        let base = self.ws.split('?').next().unwrap_or_default();
+        format!("{base}?token={token}{extra}")
+    }
+
+    /// Logs in and returns the access token (and the whole answer).
+    pub async fn login(&self, email: &str, password: &str) -> Result<(String, Value)> {
+        let (status, body) = self
+            .call(
+                "POST",
+                "/api/auth/login",
+                Some(serde_json::json!({"email": email, "password": password})),
+                &[],
+            )
+            .await?;
+        if status != 200 {
+            bail!("login {email}: {status} {body}");
+        }
+        Ok((
+            body["accessToken"].as_str().unwrap_or_default().to_owned(),
+            body,
+        ))
+    }
+
+    /// A request with a specific credential (or none).
+    pub async fn as_(
+        &self,
+        token: Option<&str>,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(u16, Value)> {
+        let method = reqwest::Method::from_bytes(method.as_bytes())?;
+        let mut request = reqwest::Client::new().request(method, format!("{}{path}", self.http));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        let text = response.text().await?;
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        ))
+    }
+
     pub async fn post(&self, path: &str, body: Value) -> Result<(u16, Value)> {
         let response = self
             .client
@@ -258,6 +308,16 @@ impl Client {
     }
 
     /// Sends a command and returns its ack (or error), skipping other clients' events.
+    /// Next event frame (skipping control frames such as pongs).
+    pub async fn next_event(&mut self) -> Result<Value> {
+        loop {
+            let message = self.recv().await?;
+            if message.get("id").is_some() && message.get("type").is_none() {
+                return Ok(message);
+            }
+        }
+    }
+
     pub async fn command(&mut self, event: &str, data: Value) -> Result<Value> {
         self.send(serde_json::json!({"event": event, "data": data}))
             .await?;

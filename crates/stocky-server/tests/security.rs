@@ -1,0 +1,692 @@
+//! Security end to end: tenant isolation on every route and on the WebSocket, site and
+//! module routing, roles, credentials, sessions and abuse limits.
+
+mod support;
+
+use std::time::Duration;
+
+use anyhow::Result;
+use serde_json::{json, Value};
+use stocky_server::config::SessionPolicy;
+use support::{Client, Ended, TestHub};
+
+const PW: &str = "correct horse battery";
+
+/// Tenant `default` (A) with sites `default` and `s2`, its users, and tenant `b`.
+struct World {
+    hub: TestHub,
+    cashier1: String,
+    cashier2: String,
+    manager: String,
+    admin: String,
+    b_owner: String,
+}
+
+async fn user(
+    hub: &TestHub,
+    email: &str,
+    role: &str,
+    site: Option<&str>,
+    modules: Option<Vec<&str>>,
+) -> Result<String> {
+    let (status, body) = hub
+        .post("/api/admin/users", json!({"email": email, "password": PW, "role": role, "siteId": site, "modules": modules}))
+        .await?;
+    anyhow::ensure!(status == 201, "create {email}: {status} {body}");
+    Ok(hub.login(email, PW).await?.0)
+}
+
+async fn world_with(tweak: impl FnOnce(&mut stocky_server::HubConfig)) -> Result<World> {
+    let hub = TestHub::start_with(tweak).await?;
+    let (status, body) = hub
+        .post(
+            "/api/admin/sites",
+            json!({"id": "s2", "name": "Second shop"}),
+        )
+        .await?;
+    anyhow::ensure!(status == 201, "{body}");
+    let cashier1 = user(
+        &hub,
+        "c1@a.test",
+        "cashier",
+        Some("default"),
+        Some(vec!["inventory"]),
+    )
+    .await?;
+    let cashier2 = user(&hub, "c2@a.test", "cashier", Some("s2"), None).await?;
+    let manager = user(&hub, "m@a.test", "manager", None, None).await?;
+    let admin = user(&hub, "admin@a.test", "admin", None, None).await?;
+    let (status, body) = hub
+        .post("/api/admin/tenants", json!({"id": "b", "name": "Tenant B", "owner": {"email": "owner@b.test", "password": PW}}))
+        .await?;
+    anyhow::ensure!(status == 201, "{body}");
+    let b_owner = hub.login("owner@b.test", PW).await?.0;
+    Ok(World {
+        hub,
+        cashier1,
+        cashier2,
+        manager,
+        admin,
+        b_owner,
+    })
+}
+
+async fn world() -> Result<World> {
+    world_with(|_| {}).await
+}
+
+#[tokio::test]
+async fn tenant_b_can_neither_read_write_nor_receive_tenant_a() -> Result<()> {
+    let w = world().await?;
+    let hub = &w.hub;
+    // Tenant A's data.
+    hub.post(
+        "/api/stock/update",
+        json!({"updates":[{"productId":1,"stock":10}]}),
+    )
+    .await?;
+    hub.post(
+        "/api/sync/shop/products",
+        json!({"data":[{"id":"p1","name":"A's secret"}]}),
+    )
+    .await?;
+    let mut b_ws = Client::connect(&hub.ws_with(&w.b_owner, "")).await?;
+    assert_eq!(b_ws.auth["tenantId"], "b");
+    assert_eq!(b_ws.welcome["lastEventId"], 0, "B's stream is its own");
+
+    let b = Some(w.b_owner.as_str());
+    let reads: Vec<(&str, &str)> = vec![
+        ("GET", "/api/stock/1"),
+        ("GET", "/api/sync/shop/products/p1"),
+        ("GET", "/api/backup/shop"),
+    ];
+    for (method, path) in reads {
+        let (status, body) = hub.as_(b, method, path, None).await?;
+        assert_eq!(status, 404, "{method} {path}: {body}");
+    }
+    let (_, all) = hub.as_(b, "GET", "/api/stock", None).await?;
+    assert_eq!(all["count"], 0);
+    let (_, docs) = hub.as_(b, "GET", "/api/sync/shop/products", None).await?;
+    assert_eq!(docs["count"], 0);
+    let (_, backups) = hub.as_(b, "GET", "/api/backup", None).await?;
+    assert_eq!(
+        backups["databases"],
+        json!([{"name":"_stock","stores":[{"name":"movements","records":0}],"totalRecords":0}])
+    );
+    let (_, ledger) = hub.as_(b, "GET", "/api/backup/_stock", None).await?;
+    assert_eq!(ledger["totalRecords"], 0);
+    let (_, status) = hub.as_(b, "GET", "/api/stock/status", None).await?;
+    assert_eq!(
+        (
+            status["lastEventId"].as_u64(),
+            status["connectedClients"].as_u64()
+        ),
+        (Some(0), Some(1))
+    );
+    let (_, users) = hub.as_(b, "GET", "/api/admin/users", None).await?;
+    assert_eq!(users["data"].as_array().unwrap().len(), 1);
+    let (_, keys) = hub.as_(b, "GET", "/api/admin/api-keys", None).await?;
+    assert_eq!(keys["data"], json!([]));
+
+    // B's writes land in B only; A's product 1 is untouched and A's clients hear nothing.
+    let mut a_ws = hub.connect().await?;
+    let (status, body) = hub
+        .as_(
+            b,
+            "POST",
+            "/api/stock/subtract",
+            Some(json!({"subtractions":[{"productId":1,"quantity":1}]})),
+        )
+        .await?;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("product_not_found"))
+    );
+    hub.as_(
+        b,
+        "POST",
+        "/api/stock/update",
+        Some(json!({"updates":[{"productId":1,"stock":99}]})),
+    )
+    .await?;
+    hub.as_(b, "DELETE", "/api/backup/shop", None).await?;
+    hub.as_(
+        b,
+        "POST",
+        "/api/sync/shop/products",
+        Some(json!({"data":[{"id":"p1","name":"B's own"}]})),
+    )
+    .await?;
+    assert_eq!(hub.stock(1).await?, 10);
+    let (_, a_doc) = hub.get("/api/sync/shop/products/p1").await?;
+    assert_eq!(a_doc["data"]["name"], "A's secret");
+    a_ws.expect_silence(Duration::from_millis(300)).await?;
+    // B's socket got exactly B's two events, numbered in B's stream.
+    assert_eq!(
+        (
+            b_ws.next_event().await?["id"].as_u64(),
+            b_ws.next_event().await?["id"].as_u64()
+        ),
+        (Some(1), Some(2))
+    );
+    // Replays obey the same isolation.
+    let mut b_replay = Client::connect(&hub.ws_with(&w.b_owner, "&lastEventId=0")).await?;
+    let first = b_replay.next_event().await?;
+    assert_eq!(first["scope"]["tenantId"], "b");
+    Ok(())
+}
+
+#[tokio::test]
+async fn events_are_routed_by_site_and_module() -> Result<()> {
+    let w = world().await?;
+    let hub = &w.hub;
+    let mut c1 = Client::connect(&hub.ws_with(&w.cashier1, "")).await?;
+    let mut c2 = Client::connect(&hub.ws_with(&w.cashier2, "")).await?;
+    let mut admin = Client::connect(&hub.ws_with(&w.admin, "")).await?;
+    let mut manager = Client::connect(&hub.ws_with(&w.manager, "")).await?;
+    assert_eq!(c1.auth["siteId"], "default");
+    assert_eq!(c1.auth["modules"], json!(["inventory"]));
+
+    // Site s2 sells (cashier2's home site): cashier1 of site default must not hear it.
+    hub.post(
+        "/api/stock/update",
+        json!({"updates":[{"productId":7,"stock":5}]}),
+    )
+    .await?; // id 1, site default
+    let mut c2_cmd = c2
+        .command("stock:update", json!([{"productId":7,"stock":3}]))
+        .await?; // forbidden for cashiers
+    assert_eq!(c2_cmd["data"]["code"], "forbidden");
+    c2_cmd = c2
+        .command("stock:subtract", json!([{"productId":7,"quantity":1}]))
+        .await?;
+    assert_eq!(
+        c2_cmd["data"]["code"], "product_not_found",
+        "site s2 has its own stock"
+    );
+    let (status, _) = hub
+        .as_(
+            Some(&w.manager),
+            "POST",
+            "/api/events",
+            Some(json!({"type":"order_created","data":{"orderId":"A-1"},"siteId":"s2"})),
+        )
+        .await?; // id 2
+    assert_eq!(status, 201);
+    hub.post(
+        "/api/events",
+        json!({"type":"order_created","data":{"orderId":"A-2"}}),
+    )
+    .await?; // id 3, site default
+    hub.post(
+        "/api/events",
+        json!({"type":"SALE_CREATED","data":{"total":10}}),
+    )
+    .await?; // id 4, admin-only
+    hub.post(
+        "/api/stock/add",
+        json!({"additions":[{"productId":7,"quantity":1}]}),
+    )
+    .await?; // id 5
+
+    // cashier1: site default, module inventory only → ids 1 and 5, with prev chained.
+    let e = c1.next_event().await?;
+    assert_eq!((e["id"].as_u64(), e["prev"].as_u64()), (Some(1), Some(0)));
+    let e = c1.next_event().await?;
+    assert_eq!(
+        (e["id"].as_u64(), e["prev"].as_u64()),
+        (Some(5), Some(1)),
+        "{e}"
+    );
+    // cashier2: site s2, all modules → the s2 order only.
+    let e = c2.next_event().await?;
+    assert_eq!(
+        (e["id"].as_u64(), e["prev"].as_u64(), e["event"].as_str()),
+        (Some(2), Some(0), Some("order_created"))
+    );
+    c2.expect_silence(Duration::from_millis(200)).await?;
+    // admin: everything.
+    let ids: Vec<u64> = [(); 5].iter().map(|_| 0).collect();
+    let mut got = Vec::new();
+    for _ in ids {
+        got.push(admin.next_event().await?["id"].as_u64().unwrap());
+    }
+    assert_eq!(got, vec![1, 2, 3, 4, 5]);
+    // manager: every site, but not the admin-only SALE_CREATED.
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        got.push(manager.next_event().await?);
+    }
+    let ids: Vec<u64> = got.iter().map(|e| e["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, vec![1, 2, 3, 5]);
+    assert_eq!(got[3]["prev"], 3);
+
+    // Replays filter the same way and keep the prev chain.
+    let mut again =
+        Client::connect(&hub.ws_with(&w.cashier1, "&lastEventId=0&deviceId=tablet")).await?;
+    let e = again.next_event().await?;
+    assert_eq!(e["id"], 1);
+    let e = again.next_event().await?;
+    assert_eq!((e["id"].as_u64(), e["prev"].as_u64()), (Some(5), Some(1)));
+    let done = again.recv().await?;
+    assert_eq!(
+        (
+            done["type"].as_str(),
+            done["replayed"].as_u64(),
+            done["lastEventId"].as_u64()
+        ),
+        (Some("sync_complete"), Some(2), Some(5))
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn roles_are_enforced_on_rest_and_websocket() -> Result<()> {
+    let w = world().await?;
+    let hub = &w.hub;
+    hub.post(
+        "/api/stock/update",
+        json!({"updates":[{"productId":1,"stock":10}]}),
+    )
+    .await?;
+    let cashier = Some(w.cashier1.as_str());
+    let denied: Vec<(&str, &str, Option<Value>)> = vec![
+        (
+            "POST",
+            "/api/stock/update",
+            Some(json!({"updates":[{"productId":1,"stock":1}]})),
+        ),
+        (
+            "POST",
+            "/api/stock/sync",
+            Some(json!({"stockData":[{"productId":1,"stock":1}]})),
+        ),
+        (
+            "POST",
+            "/api/stock/add",
+            Some(json!({"additions":[{"productId":1,"quantity":1}]})),
+        ),
+        (
+            "PUT",
+            "/api/sync/shop/products/x",
+            Some(json!({"name":"x"})),
+        ),
+        ("POST", "/api/sync/shop/products", Some(json!({"data":[]}))),
+        ("GET", "/api/backup", None),
+        (
+            "POST",
+            "/api/backup/shop/restore",
+            Some(json!({"backup":{}})),
+        ),
+        ("DELETE", "/api/backup/shop", None),
+        ("GET", "/api/admin/users", None),
+        (
+            "POST",
+            "/api/admin/api-keys",
+            Some(json!({"name":"k","role":"owner"})),
+        ),
+        ("POST", "/api/events", Some(json!({"type":"order_created"}))),
+    ];
+    for (method, path, body) in denied {
+        let (status, answer) = hub.as_(cashier, method, path, body).await?;
+        assert_eq!(
+            (status, answer["error"]["code"].as_str()),
+            (403, Some("forbidden")),
+            "{method} {path}: {answer}"
+        );
+        assert!(answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("role cashier may not"));
+    }
+    let (status, _) = hub
+        .as_(
+            cashier,
+            "POST",
+            "/api/stock/subtract",
+            Some(json!({"subtractions":[{"productId":1,"quantity":1}]})),
+        )
+        .await?;
+    assert_eq!(status, 200, "cashiers sell");
+    let (status, _) = hub.as_(cashier, "GET", "/api/stock/1", None).await?;
+    assert_eq!(status, 200, "and read stock");
+    // A manager sets stock but cannot manage access; an admin cannot create owners.
+    let (status, _) = hub
+        .as_(
+            Some(&w.manager),
+            "POST",
+            "/api/stock/update",
+            Some(json!({"updates":[{"productId":1,"stock":3}]})),
+        )
+        .await?;
+    assert_eq!(status, 200);
+    let (status, _) = hub
+        .as_(Some(&w.manager), "GET", "/api/admin/users", None)
+        .await?;
+    assert_eq!(status, 403);
+    let (status, body) = hub
+        .as_(
+            Some(&w.admin),
+            "POST",
+            "/api/admin/users",
+            Some(json!({"email":"o2@a.test","password":PW,"role":"owner"})),
+        )
+        .await?;
+    assert_eq!(status, 403, "{body}");
+    let (status, _) = hub
+        .as_(
+            Some(&w.admin),
+            "POST",
+            "/api/admin/tenants",
+            Some(json!({"id":"c","owner":{"email":"x@c.test","password":PW}})),
+        )
+        .await?;
+    assert_eq!(status, 403, "only the operator creates tenants");
+    // WebSocket commands obey the same table.
+    let mut ws = Client::connect(&hub.ws_with(&w.cashier1, "")).await?;
+    let refused = ws
+        .command("stock:add", json!([{"productId":1,"quantity":5}]))
+        .await?;
+    assert_eq!(
+        (
+            refused["data"]["error"].as_str(),
+            refused["data"]["code"].as_str()
+        ),
+        (Some("Forbidden"), Some("forbidden"))
+    );
+    assert_eq!(
+        ws.command("stock:subtract", json!([{"productId":1,"quantity":1}]))
+            .await?["type"],
+        "ack"
+    );
+    assert_eq!(hub.stock(1).await?, 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_credentials_get_401_without_detail_and_sessions_end() -> Result<()> {
+    let w = world_with(|c| c.access_ttl = Duration::from_secs(2)).await?;
+    let hub = &w.hub;
+    // Secure by default: nothing without credentials but health and login.
+    for path in [
+        "/api/stock",
+        "/api/stock/status",
+        "/api/sync/a/b",
+        "/api/backup",
+        "/api/admin/users",
+    ] {
+        let (status, body) = hub.as_(None, "GET", path, None).await?;
+        assert_eq!(
+            (status, body["error"]["message"].as_str()),
+            (401, Some("missing or invalid credentials")),
+            "{path}"
+        );
+    }
+    assert_eq!(hub.as_(None, "GET", "/health", None).await?.0, 200);
+    let unknown = hub
+        .call(
+            "POST",
+            "/api/auth/login",
+            Some(json!({"email":"nobody@a.test","password":PW})),
+            &[],
+        )
+        .await?;
+    let wrong = hub
+        .call(
+            "POST",
+            "/api/auth/login",
+            Some(json!({"email":"c1@a.test","password":"nope nope"})),
+            &[],
+        )
+        .await?;
+    assert_eq!(
+        unknown, wrong,
+        "the same answer whether the email exists or not"
+    );
+    assert_eq!(unknown.0, 401);
+    for token in ["sk_unknown", "not.a.jwt", "eyJhbGciOiJIUzI1NiJ9.e30.x"] {
+        assert_eq!(
+            hub.as_(Some(token), "GET", "/api/stock", None).await?.0,
+            401,
+            "{token}"
+        );
+    }
+    // API keys: X-API-Key works; a revoked key does not.
+    let (_, key) = hub
+        .post(
+            "/api/admin/api-keys",
+            json!({"name":"pos-1","role":"cashier","siteId":"default"}),
+        )
+        .await?;
+    let secret = key["key"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("sk_"));
+    let (_, listed) = hub.get("/api/admin/api-keys").await?;
+    assert!(
+        !listed.to_string().contains(&secret),
+        "keys are never listed"
+    );
+    let x_api_key = reqwest::Client::new()
+        .get(format!("{}/api/stock", hub.http))
+        .header("x-api-key", &secret)
+        .send()
+        .await?;
+    assert_eq!(x_api_key.status(), 200);
+    hub.call(
+        "DELETE",
+        &format!("/api/admin/api-keys/{}", key["id"].as_str().unwrap()),
+        None,
+        &[],
+    )
+    .await?;
+    assert_eq!(
+        hub.as_(Some(&secret), "GET", "/api/stock", None).await?.0,
+        401
+    );
+
+    // Logout revokes the session; refresh tokens rotate.
+    let (token, login) = hub.login("m@a.test", PW).await?;
+    let refresh = login["refreshToken"].as_str().unwrap().to_owned();
+    let (status, renewed) = hub
+        .call(
+            "POST",
+            "/api/auth/refresh",
+            Some(json!({"refreshToken": refresh})),
+            &[],
+        )
+        .await?;
+    assert_eq!(status, 200);
+    let (status, _) = hub
+        .call(
+            "POST",
+            "/api/auth/refresh",
+            Some(json!({"refreshToken": refresh})),
+            &[],
+        )
+        .await?;
+    assert_eq!(status, 401, "a refresh token works once");
+    assert_eq!(
+        hub.as_(Some(&token), "POST", "/api/auth/logout", None)
+            .await?
+            .0,
+        200
+    );
+    assert_eq!(
+        hub.as_(Some(&token), "GET", "/api/stock", None).await?.0,
+        401
+    );
+    assert_eq!(
+        hub.as_(renewed["accessToken"].as_str(), "GET", "/api/stock", None)
+            .await?
+            .0,
+        401,
+        "the whole session ended"
+    );
+
+    // An expired token closes the socket with a reason to refresh.
+    let (short, _) = hub.login("admin@a.test", PW).await?;
+    let mut ws = Client::connect(&hub.ws_with(&short, "")).await?;
+    let (ended, _) = ws.until_end().await?;
+    match ended {
+        Ended::Closed(Some((code, reason))) => {
+            assert_eq!(u16::from(code), 4001);
+            assert!(reason.contains("refresh"), "{reason}");
+        }
+        other => panic!("expected close 4001, got {other:?}"),
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        hub.as_(Some(&short), "GET", "/api/stock", None).await?.0,
+        401,
+        "expired"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn websocket_handshake_follows_seed_001() -> Result<()> {
+    let hub = TestHub::start_with(|c| c.auth_timeout = Duration::from_millis(500)).await?;
+    let bare = hub.ws_with("", "");
+    let bare = bare.trim_end_matches("?token=");
+    let mut c = Client::connect(bare).await?;
+    assert_eq!(c.welcome["authRequired"], true);
+    c.send(json!({"event":"stock:add","data":[{"productId":1,"quantity":1}]}))
+        .await?;
+    let refused = c.recv().await?;
+    assert_eq!(refused["data"]["error"], "Unauthorized");
+    c.send(json!({"type":"ping"})).await?;
+    assert_eq!(c.recv().await?["type"], "pong");
+    c.send(json!({"type":"auth","token":support::ADMIN}))
+        .await?;
+    let ok = c.recv().await?;
+    assert_eq!(
+        (
+            ok["type"].as_str(),
+            ok["role"].as_str(),
+            ok["tenantId"].as_str()
+        ),
+        (Some("auth_success"), Some("owner"), Some("default"))
+    );
+    assert_eq!(
+        c.command("stock:add", json!([{"productId":1,"quantity":1}]))
+            .await?["type"],
+        "ack"
+    );
+
+    let mut wrong = Client::connect(bare).await?;
+    wrong.send(json!({"type":"auth","token":"wrong"})).await?;
+    assert_eq!(wrong.recv().await?["type"], "auth_error");
+    let (ended, _) = wrong.until_end().await?;
+    assert!(
+        matches!(ended, Ended::Closed(Some((code, _))) if u16::from(code) == 1008),
+        "{ended:?}"
+    );
+
+    let mut silent = Client::connect(bare).await?;
+    let (ended, _) = silent.until_end().await?;
+    assert!(
+        matches!(ended, Ended::Closed(Some((code, _))) if u16::from(code) == 1008),
+        "{ended:?}"
+    );
+
+    // A bad ?token= (seed 000's browser style) is refused right away.
+    let (mut ws, _) = tokio_tungstenite::connect_async(hub.ws_with("bad", "")).await?;
+    use futures_util::StreamExt;
+    let first = ws.next().await.unwrap()?;
+    assert!(first.to_text()?.contains("auth_error"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn one_connection_per_user_and_device_replace_or_reject() -> Result<()> {
+    let w = world().await?;
+    let hub = &w.hub;
+    let mut first = Client::connect(&hub.ws_with(&w.cashier1, "&deviceId=pos-1")).await?;
+    let mut other_device = Client::connect(&hub.ws_with(&w.cashier1, "&deviceId=pos-2")).await?;
+    let _second = Client::connect(&hub.ws_with(&w.cashier1, "&deviceId=pos-1")).await?;
+    let (ended, _) = first.until_end().await?;
+    assert!(
+        matches!(&ended, Ended::Closed(Some((code, reason))) if u16::from(*code) == 4002 && reason.contains("replaced")),
+        "{ended:?}"
+    );
+    other_device.send(json!({"type":"ping"})).await?;
+    assert_eq!(
+        other_device.recv().await?["type"],
+        "pong",
+        "another device is not affected"
+    );
+
+    let w = world_with(|c| c.session_policy = SessionPolicy::Reject).await?;
+    let hub = &w.hub;
+    let mut kept = Client::connect(&hub.ws_with(&w.cashier1, "")).await?;
+    let (mut refused, _) = tokio_tungstenite::connect_async(hub.ws_with(&w.cashier1, "")).await?;
+    use futures_util::StreamExt;
+    let answer = refused.next().await.unwrap()?;
+    assert!(answer.to_text()?.contains("already connected"), "{answer}");
+    kept.send(json!({"type":"ping"})).await?;
+    assert_eq!(kept.recv().await?["type"], "pong");
+    Ok(())
+}
+
+#[tokio::test]
+async fn rate_limits_answer_429_with_retry_after() -> Result<()> {
+    let w = world_with(|c| {
+        c.rate_per_credential = 8;
+        c.login_failures = 3;
+    })
+    .await?;
+    let hub = &w.hub;
+    let token = Some(w.b_owner.as_str());
+    for _ in 0..8 {
+        assert_eq!(hub.as_(token, "GET", "/api/stock", None).await?.0, 200);
+    }
+    let response = reqwest::Client::new()
+        .get(format!("{}/api/stock", hub.http))
+        .bearer_auth(&w.b_owner)
+        .send()
+        .await?;
+    assert_eq!(response.status(), 429);
+    let retry: u64 = response.headers()["retry-after"].to_str()?.parse()?;
+    assert!((1..=60).contains(&retry));
+    // Another credential is not affected.
+    assert_eq!(
+        hub.as_(Some(&w.manager), "GET", "/api/stock", None)
+            .await?
+            .0,
+        200
+    );
+    // Failed logins are throttled, even with the right password afterwards.
+    for _ in 0..3 {
+        let (status, _) = hub
+            .call(
+                "POST",
+                "/api/auth/login",
+                Some(json!({"email":"c2@a.test","password":"wrong pass"})),
+                &[],
+            )
+            .await?;
+        assert_eq!(status, 401);
+    }
+    let (status, _) = hub
+        .call(
+            "POST",
+            "/api/auth/login",
+            Some(json!({"email":"c2@a.test","password":PW})),
+            &[],
+        )
+        .await?;
+    assert_eq!(status, 429);
+    Ok(())
+}
+
+#[tokio::test]
+async fn dev_mode_opens_access_only_on_loopback() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = support::config(&dir);
+    config.dev = true;
+    config.listen = "0.0.0.0:0".parse()?;
+    let refused = stocky_server::Hub::start(config).await;
+    assert!(matches!(refused, Err(stocky_server::HubError::Config(_))));
+    let hub = TestHub::start_with(|c| c.dev = true).await?;
+    assert_eq!(hub.as_(None, "GET", "/api/stock", None).await?.0, 200);
+    Ok(())
+}
