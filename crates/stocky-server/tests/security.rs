@@ -99,11 +99,26 @@ async fn tenant_b_can_neither_read_write_nor_receive_tenant_a() -> Result<()> {
         ("GET", "/api/stock/1"),
         ("GET", "/api/sync/shop/products/p1"),
         ("GET", "/api/backup/shop"),
+        ("PATCH", "/api/sync/shop/products/p1"),
+        ("DELETE", "/api/sync/shop/products/p1"),
     ];
     for (method, path) in reads {
-        let (status, body) = hub.as_(b, method, path, None).await?;
-        assert_eq!(status, 404, "{method} {path}: {body}");
+        let body = (method == "PATCH").then(|| json!({"name": "B was here"}));
+        let (status, answer) = hub.as_(b, method, path, body).await?;
+        assert_eq!(status, 404, "{method} {path}: {answer}");
     }
+    // Every other read of B's namespace comes back empty.
+    let empty: Vec<(&str, &str, &str)> = vec![
+        ("/api/sync/shop/products/since/2000-01-01T00:00:00Z", "count", "0"),
+        ("/api/sync/shop/products/stats", "total", "0"),
+        ("/api/backup/shop/incremental/2000-01-01T00:00:00Z", "totalRecords", "0"),
+    ];
+    for (path, field, want) in empty {
+        let (status, answer) = hub.as_(b, "GET", path, None).await?;
+        assert_eq!((status, answer[field].to_string()), (200, want.to_string()), "{path}: {answer}");
+    }
+    let (_, cmp) = hub.as_(b, "POST", "/api/backup/shop/compare", Some(json!({"backup":{"products":[{"id":"p1","name":"A's secret"}]}}))).await?;
+    assert_eq!(cmp["comparison"]["products"]["onlyInBackup"], 1, "B cannot see A's p1: {cmp}");
     let (_, all) = hub.as_(b, "GET", "/api/stock", None).await?;
     assert_eq!(all["count"], 0);
     let (_, docs) = hub.as_(b, "GET", "/api/sync/shop/products", None).await?;
