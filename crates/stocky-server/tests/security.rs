@@ -109,16 +109,38 @@ async fn tenant_b_can_neither_read_write_nor_receive_tenant_a() -> Result<()> {
     }
     // Every other read of B's namespace comes back empty.
     let empty: Vec<(&str, &str, &str)> = vec![
-        ("/api/sync/shop/products/since/2000-01-01T00:00:00Z", "count", "0"),
+        (
+            "/api/sync/shop/products/since/2000-01-01T00:00:00Z",
+            "count",
+            "0",
+        ),
         ("/api/sync/shop/products/stats", "total", "0"),
-        ("/api/backup/shop/incremental/2000-01-01T00:00:00Z", "totalRecords", "0"),
+        (
+            "/api/backup/shop/incremental/2000-01-01T00:00:00Z",
+            "totalRecords",
+            "0",
+        ),
     ];
     for (path, field, want) in empty {
         let (status, answer) = hub.as_(b, "GET", path, None).await?;
-        assert_eq!((status, answer[field].to_string()), (200, want.to_string()), "{path}: {answer}");
+        assert_eq!(
+            (status, answer[field].to_string()),
+            (200, want.to_string()),
+            "{path}: {answer}"
+        );
     }
-    let (_, cmp) = hub.as_(b, "POST", "/api/backup/shop/compare", Some(json!({"backup":{"products":[{"id":"p1","name":"A's secret"}]}}))).await?;
-    assert_eq!(cmp["comparison"]["products"]["onlyInBackup"], 1, "B cannot see A's p1: {cmp}");
+    let (_, cmp) = hub
+        .as_(
+            b,
+            "POST",
+            "/api/backup/shop/compare",
+            Some(json!({"backup":{"products":[{"id":"p1","name":"A's secret"}]}})),
+        )
+        .await?;
+    assert_eq!(
+        cmp["comparison"]["products"]["onlyInBackup"], 1,
+        "B cannot see A's p1: {cmp}"
+    );
     let (_, all) = hub.as_(b, "GET", "/api/stock", None).await?;
     assert_eq!(all["count"], 0);
     let (_, docs) = hub.as_(b, "GET", "/api/sync/shop/products", None).await?;
@@ -142,6 +164,19 @@ async fn tenant_b_can_neither_read_write_nor_receive_tenant_a() -> Result<()> {
     assert_eq!(users["data"].as_array().unwrap().len(), 1);
     let (_, keys) = hub.as_(b, "GET", "/api/admin/api-keys", None).await?;
     assert_eq!(keys["data"], json!([]));
+    hub.post("/api/admin/devices", json!({"id":"pos-1","siteId":"s2"}))
+        .await?;
+    let (_, devices) = hub.as_(b, "GET", "/api/admin/devices", None).await?;
+    assert_eq!(devices["data"], json!([]));
+    let (status, _) = hub
+        .as_(
+            b,
+            "POST",
+            "/api/admin/devices",
+            Some(json!({"id":"pos-9","siteId":"s2"})),
+        )
+        .await?;
+    assert_eq!(status, 404, "B has no site s2");
 
     // B's writes land in B only; A's product 1 is untouched and A's clients hear nothing.
     let mut a_ws = hub.connect().await?;

@@ -399,3 +399,32 @@ pub(crate) fn revoke_session(conn: &mut Connection, id: &str) -> Result<bool, St
     )?;
     Ok(n == 1)
 }
+
+/// Registers a device (register, edge, kiosk) at a site of the tenant.
+pub(crate) fn create_device(
+    conn: &mut Connection,
+    tenant: &str,
+    id: &str,
+    site: &str,
+    name: &str,
+) -> Result<(), StoreError> {
+    ensure_site(conn, tenant, &Some(site.to_owned()))?;
+    conn.execute(
+        "INSERT INTO devices (tenant_id, id, site_id, name, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![tenant, id, site, name, now_millis()],
+    )
+    .map_err(|e| map_unique(e, || format!("device {id:?} already exists")))?;
+    Ok(())
+}
+
+/// A tenant's devices as (id, site, name).
+pub(crate) fn list_devices(
+    conn: &mut Connection,
+    tenant: &str,
+) -> Result<Vec<(String, String, String)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, site_id, name FROM devices WHERE tenant_id = ?1 ORDER BY site_id, id",
+    )?;
+    let rows = stmt.query_map(params![tenant], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

@@ -486,6 +486,21 @@ pub fn snapshot(
 pub struct Accounts<'c>(&'c mut rusqlite::Connection);
 
 impl Accounts<'_> {
+    pub fn create_device(
+        &mut self,
+        tenant: &str,
+        id: &str,
+        site: &str,
+        name: &str,
+    ) -> Result<(), StoreError> {
+        accounts::create_device(self.0, tenant, id, site, name)
+    }
+    pub fn list_devices(
+        &mut self,
+        tenant: &str,
+    ) -> Result<Vec<(String, String, String)>, StoreError> {
+        accounts::list_devices(self.0, tenant)
+    }
     pub fn create_tenant(&mut self, id: &str, name: &str) -> Result<(), StoreError> {
         accounts::create_tenant(self.0, id, name)
     }

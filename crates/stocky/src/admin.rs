@@ -36,6 +36,21 @@ pub enum AdminCommand {
         #[arg(long, default_value = "default")]
         tenant: String,
     },
+    /// Register a device (register, edge) at a site.
+    DeviceCreate {
+        id: String,
+        #[arg(long)]
+        site: String,
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List a tenant's devices.
+    DeviceList {
+        #[arg(long, default_value = "default")]
+        tenant: String,
+    },
     /// Create a user; prints a generated password unless `--password` is given.
     UserCreate {
         #[arg(long)]
@@ -153,6 +168,25 @@ async fn execute(store: &stocky_store_sqlite::SqliteStore, command: AdminCommand
         AdminCommand::SiteList { tenant } => {
             for (id, name) in store.accounts(move |a| a.list_sites(&tenant)).await? {
                 println!("{id}\t{name}");
+            }
+        }
+        AdminCommand::DeviceCreate {
+            id,
+            site,
+            tenant,
+            name,
+        } => {
+            check_name("device", &id).map_err(|e| anyhow::anyhow!(e.0))?;
+            let name = name.unwrap_or_else(|| id.clone());
+            let device = id.clone();
+            store
+                .accounts(move |a| a.create_device(&tenant, &device, &site, &name))
+                .await?;
+            println!("created device {id}");
+        }
+        AdminCommand::DeviceList { tenant } => {
+            for (id, site, name) in store.accounts(move |a| a.list_devices(&tenant)).await? {
+                println!("{id}\tsite={site}\t{name}");
             }
         }
         AdminCommand::UserCreate {

@@ -21,6 +21,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/admin/sites", get(list_sites).post(create_site))
         .route("/api/admin/users", get(list_users).post(create_user))
         .route("/api/admin/api-keys", get(list_keys).post(create_key))
+        .route("/api/admin/devices", get(list_devices).post(create_device))
         .route("/api/admin/api-keys/{id}", delete(revoke_key))
         .route("/api/admin/tenants", axum::routing::post(create_tenant))
 }
@@ -170,6 +171,58 @@ async fn create_site(
         StatusCode::CREATED,
         Json(json!({"id": body.id, "name": name})),
     ))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceBody {
+    id: String,
+    site_id: String,
+    name: Option<String>,
+}
+
+/// Devices (registers, edges) belong to a site; their id is the `deviceId` a connection
+/// names for the one-connection-per-user-and-device rule.
+async fn create_device(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    ApiJson(body): ApiJson<DeviceBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    p.require(Action::ManageAccess)?;
+    check_name("device", &body.id).map_err(|e| ApiError::bad_request("invalid_name", e.0))?;
+    check_name("site", &body.site_id).map_err(|e| ApiError::bad_request("invalid_name", e.0))?;
+    let name = body.name.unwrap_or_else(|| body.id.clone());
+    let (tenant, id, site, label) = (
+        p.tenant.to_string(),
+        body.id.clone(),
+        body.site_id.clone(),
+        name.clone(),
+    );
+    state
+        .store
+        .accounts(move |a| a.create_device(&tenant, &id, &site, &label))
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": body.id, "siteId": body.site_id, "name": name})),
+    ))
+}
+
+async fn list_devices(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> Result<Json<Value>, ApiError> {
+    p.require(Action::ManageAccess)?;
+    let tenant = p.tenant.to_string();
+    let devices = state
+        .store
+        .accounts(move |a| a.list_devices(&tenant))
+        .await?;
+    let devices: Vec<Value> = devices
+        .into_iter()
+        .map(|(id, site, name)| json!({"id": id, "siteId": site, "name": name}))
+        .collect();
+    Ok(Json(json!({"data": devices})))
 }
 
 async fn list_users(
