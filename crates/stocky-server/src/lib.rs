@@ -261,13 +261,9 @@ async fn bootstrap_owner(store: &SqliteStore) -> Result<Option<(String, String)>
     }
     let email = "owner@stocky.local".to_string();
     let password = auth::random_token("")[..20].to_string();
-    let hash = {
-        let password = password.clone();
-        tokio::task::spawn_blocking(move || auth::hash_password(&password))
-            .await
-            .map_err(|e| HubError::Task(e.to_string()))?
-            .map_err(|e| HubError::Config(e.message))?
-    };
+    let hash = auth::hash_password_off_thread(password.clone())
+        .await
+        .map_err(|e| HubError::Task(e.message))?;
     let account = stocky_store_sqlite::Account {
         id: random_id(),
         tenant: DEFAULT_TENANT.into(),

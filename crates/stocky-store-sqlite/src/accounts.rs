@@ -70,6 +70,30 @@ fn role_of(text: &str) -> rusqlite::Result<Role> {
     })
 }
 
+/// A listing row: `id, name, role, site_id, modules, created_at, revoked`.
+fn listed(r: &rusqlite::Row<'_>) -> rusqlite::Result<Listed> {
+    Ok(Listed {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        role: r.get(2)?,
+        site_id: r.get(3)?,
+        modules: modules_from_text(r.get(4)?),
+        created_at: r.get(5)?,
+        revoked: r.get(6)?,
+    })
+}
+
+/// An account from five columns starting at `at`: `id, tenant_id, role, site_id, modules`.
+fn account_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Account> {
+    Ok(Account {
+        id: r.get(at)?,
+        tenant: r.get(at + 1)?,
+        role: role_of(&r.get::<_, String>(at + 2)?)?,
+        site: r.get(at + 3)?,
+        modules: modules_from_text(r.get(at + 4)?),
+    })
+}
+
 fn conflict(what: String) -> StoreError {
     StoreError::Conflict(what)
 }
@@ -86,7 +110,14 @@ fn map_unique(e: rusqlite::Error, what: impl FnOnce() -> String) -> StoreError {
 }
 
 /// Creates a tenant with its event stream and a `default` site.
-pub(crate) fn create_tenant(conn: &mut Connection, id: &str, name: &str) -> Result<(), StoreError> {
+/// Creates a tenant with its event stream and a `default` site, and (when given) its
+/// first owner — all in one transaction.
+pub(crate) fn create_tenant(
+    conn: &mut Connection,
+    id: &str,
+    name: &str,
+    owner: Option<(&Account, &str, &str)>,
+) -> Result<(), StoreError> {
     let tx = conn.transaction()?;
     let now = now_millis();
     tx.execute(
@@ -102,6 +133,9 @@ pub(crate) fn create_tenant(conn: &mut Connection, id: &str, name: &str) -> Resu
         "INSERT INTO streams (tenant_id, epoch, head) VALUES (?1, ?2, 0)",
         params![id, sequencer::new_epoch()],
     )?;
+    if let Some((account, email, password_hash)) = owner {
+        create_user(&tx, account, email, password_hash)?;
+    }
     tx.commit()?;
     Ok(())
 }
@@ -127,11 +161,7 @@ pub(crate) fn create_site(
     Ok(())
 }
 
-pub(crate) fn site_exists(
-    conn: &mut Connection,
-    tenant: &str,
-    site: &str,
-) -> Result<bool, StoreError> {
+pub(crate) fn site_exists(conn: &Connection, tenant: &str, site: &str) -> Result<bool, StoreError> {
     Ok(conn
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM sites WHERE tenant_id = ?1 AND id = ?2)")?
         .query_row(params![tenant, site], |r| r.get(0))?)
@@ -160,11 +190,7 @@ fn ensure_tenant(conn: &Connection, tenant: &str) -> Result<(), StoreError> {
     }
 }
 
-fn ensure_site(
-    conn: &mut Connection,
-    tenant: &str,
-    site: &Option<String>,
-) -> Result<(), StoreError> {
+fn ensure_site(conn: &Connection, tenant: &str, site: &Option<String>) -> Result<(), StoreError> {
     ensure_tenant(conn, tenant)?;
     match site {
         Some(site) if !site_exists(conn, tenant, site)? => {
@@ -175,7 +201,7 @@ fn ensure_site(
 }
 
 pub(crate) fn create_user(
-    conn: &mut Connection,
+    conn: &Connection,
     account: &Account,
     email: &str,
     password_hash: &str,
@@ -210,13 +236,7 @@ pub(crate) fn user_by_email(
         )?
         .query_row(params![email], |r| {
             Ok(UserLogin {
-                account: Account {
-                    id: r.get(0)?,
-                    tenant: r.get(1)?,
-                    role: role_of(&r.get::<_, String>(2)?)?,
-                    site: r.get(3)?,
-                    modules: modules_from_text(r.get(4)?),
-                },
+                account: account_at(r, 0)?,
                 email: r.get(5)?,
                 password_hash: r.get(6)?,
             })
@@ -233,17 +253,7 @@ pub(crate) fn list_users(conn: &mut Connection, tenant: &str) -> Result<Vec<List
         "SELECT id, email, role, site_id, modules, created_at, disabled_at IS NOT NULL FROM users
          WHERE tenant_id = ?1 ORDER BY created_at, email",
     )?;
-    let rows = stmt.query_map(params![tenant], |r| {
-        Ok(Listed {
-            id: r.get(0)?,
-            name: r.get(1)?,
-            role: r.get(2)?,
-            site_id: r.get(3)?,
-            modules: modules_from_text(r.get(4)?),
-            created_at: r.get(5)?,
-            revoked: r.get(6)?,
-        })
-    })?;
+    let rows = stmt.query_map(params![tenant], listed)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
@@ -279,15 +289,7 @@ pub(crate) fn api_key(
         .prepare_cached(
             "SELECT id, tenant_id, role, site_id, modules FROM api_keys WHERE key_hash = ?1 AND revoked_at IS NULL",
         )?
-        .query_row(params![key_hash], |r| {
-            Ok(Account {
-                id: r.get(0)?,
-                tenant: r.get(1)?,
-                role: role_of(&r.get::<_, String>(2)?)?,
-                site: r.get(3)?,
-                modules: modules_from_text(r.get(4)?),
-            })
-        })
+        .query_row(params![key_hash], |r| account_at(r, 0))
         .optional()?)
 }
 
@@ -299,17 +301,7 @@ pub(crate) fn list_api_keys(
         "SELECT id, name, role, site_id, modules, created_at, revoked_at IS NOT NULL FROM api_keys
          WHERE tenant_id = ?1 ORDER BY created_at, id",
     )?;
-    let rows = stmt.query_map(params![tenant], |r| {
-        Ok(Listed {
-            id: r.get(0)?,
-            name: r.get(1)?,
-            role: r.get(2)?,
-            site_id: r.get(3)?,
-            modules: modules_from_text(r.get(4)?),
-            created_at: r.get(5)?,
-            revoked: r.get(6)?,
-        })
-    })?;
+    let rows = stmt.query_map(params![tenant], listed)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
@@ -362,13 +354,7 @@ pub(crate) fn rotate_session(
                     id: r.get(0)?,
                     device: r.get(1)?,
                     expires_at: r.get(2)?,
-                    account: Account {
-                        id: r.get(3)?,
-                        tenant: r.get(4)?,
-                        role: role_of(&r.get::<_, String>(5)?)?,
-                        site: r.get(6)?,
-                        modules: modules_from_text(r.get(7)?),
-                    },
+                    account: account_at(r, 3)?,
                 })
             },
         )

@@ -501,8 +501,15 @@ impl Accounts<'_> {
     ) -> Result<Vec<(String, String, String)>, StoreError> {
         accounts::list_devices(self.0, tenant)
     }
-    pub fn create_tenant(&mut self, id: &str, name: &str) -> Result<(), StoreError> {
-        accounts::create_tenant(self.0, id, name)
+    /// Creates a tenant (stream, `default` site) and, when given, its first owner
+    /// `(account, email, password hash)`, atomically.
+    pub fn create_tenant(
+        &mut self,
+        id: &str,
+        name: &str,
+        owner: Option<(&Account, &str, &str)>,
+    ) -> Result<(), StoreError> {
+        accounts::create_tenant(self.0, id, name, owner)
     }
     pub fn list_tenants(&mut self) -> Result<Vec<(String, String)>, StoreError> {
         accounts::list_tenants(self.0)

@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use stocky_core::auth::Role;
 use stocky_core::documents::check_name;
-use stocky_server::auth::{digest, hash_password, random_token, API_KEY_PREFIX};
+use stocky_server::auth::{digest, hash_password_off_thread, random_token, API_KEY_PREFIX};
 use stocky_store_sqlite::{Account, Listed};
 
 use crate::backup::open_offline;
@@ -147,7 +147,7 @@ async fn execute(store: &stocky_store_sqlite::SqliteStore, command: AdminCommand
             let name = name.unwrap_or_else(|| id.clone());
             let tenant = id.clone();
             store
-                .accounts(move |a| a.create_tenant(&tenant, &name))
+                .accounts(move |a| a.create_tenant(&tenant, &name, None))
                 .await?;
             println!("created tenant {id} (with site \"default\")");
         }
@@ -204,12 +204,9 @@ async fn execute(store: &stocky_store_sqlite::SqliteStore, command: AdminCommand
             if password.chars().count() < 8 {
                 bail!("the password must have at least 8 characters");
             }
-            let hash = {
-                let password = password.clone();
-                tokio::task::spawn_blocking(move || hash_password(&password))
-                    .await?
-                    .map_err(|e| anyhow::anyhow!(e.message))?
-            };
+            let hash = hash_password_off_thread(password.clone())
+                .await
+                .map_err(|e| anyhow::anyhow!(e.message))?;
             let (created, login) = (account.clone(), email.clone());
             store
                 .accounts(move |a| a.create_user(&created, &login, &hash))

@@ -12,7 +12,7 @@ use stocky_core::auth::{Action, Role};
 use stocky_core::documents::check_name;
 use stocky_store_sqlite::Account;
 
-use crate::auth::{digest, hash_password, random_token, Principal, API_KEY_PREFIX};
+use crate::auth::{digest, hash_password_off_thread, random_token, Principal, API_KEY_PREFIX};
 use crate::error::{ApiError, ApiJson};
 use crate::AppState;
 
@@ -63,11 +63,7 @@ async fn create_tenant(
         ));
     }
     let password = body.owner.password.clone();
-    let hash = tokio::task::spawn_blocking(move || hash_password(&password))
-        .await
-        .map_err(|e| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-        })??;
+    let hash = hash_password_off_thread(password).await?;
     let owner = Account {
         id: crate::random_id(),
         tenant: body.id.clone(),
@@ -83,10 +79,7 @@ async fn create_tenant(
     );
     state
         .store
-        .accounts(move |a| {
-            a.create_tenant(&id, &name)?;
-            a.create_user(&created, &login, &hash)
-        })
+        .accounts(move |a| a.create_tenant(&id, &name, Some((&created, &login, &hash))))
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -257,11 +250,7 @@ async fn create_user(
             "password must have at least 8 characters",
         ));
     }
-    let hash = tokio::task::spawn_blocking(move || hash_password(&password))
-        .await
-        .map_err(|e| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-        })??;
+    let hash = hash_password_off_thread(password).await?;
     let (created, login) = (account.clone(), email.clone());
     state
         .store
