@@ -93,6 +93,11 @@ impl Principal {
         }
     }
 
+    /// The key its request budget is counted under.
+    pub fn rate_key(&self) -> String {
+        format!("{}/{}", self.tenant, self.id)
+    }
+
     /// The site commands apply to when none is named: the home site, else `default`.
     pub fn home_site(&self) -> Arc<str> {
         self.site.clone().unwrap_or_else(|| DEFAULT_SITE.into())

@@ -697,6 +697,12 @@ async fn rate_limits_answer_429_with_retry_after() -> Result<()> {
     assert_eq!(response.status(), 429);
     let retry: u64 = response.headers()["retry-after"].to_str()?.parse()?;
     assert!((1..=60).contains(&retry));
+    // WebSocket commands draw on the same budget.
+    let mut ws = Client::connect(&hub.ws_with(&w.b_owner, "")).await?;
+    let refused = ws
+        .command("stock:add", json!([{"productId":1,"quantity":1}]))
+        .await?;
+    assert_eq!(refused["data"]["code"], "rate_limited");
     // Another credential is not affected.
     assert_eq!(
         hub.as_(Some(&w.manager), "GET", "/api/stock", None)

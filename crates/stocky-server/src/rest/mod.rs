@@ -80,8 +80,7 @@ pub fn too_many(retry_after: std::time::Duration) -> Response {
 async fn rate_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let limits = &state.limits;
     if let Some(principal) = request.extensions().get::<Principal>() {
-        let key = format!("{}/{}", principal.tenant, principal.id);
-        if let Err(retry) = limits.per_credential.hit(&key) {
+        if let Err(retry) = limits.per_credential.hit(&principal.rate_key()) {
             return too_many(retry);
         }
     }

@@ -529,6 +529,21 @@ impl Session {
                     };
                     return self.send_error_for(refusal, op_id.as_deref()).await;
                 }
+                // Commands count against the credential's request budget, as REST calls do.
+                if let Err(retry) = self
+                    .state
+                    .limits
+                    .per_credential
+                    .hit(&self.principal.rate_key())
+                {
+                    let refusal = ProtocolError {
+                        error: "Too many requests",
+                        code: "rate_limited",
+                        reason: format!("too many requests; retry in {} s", retry.as_secs().max(1)),
+                        original_event: Some(event.into()),
+                    };
+                    return self.send_error_for(refusal, op_id.as_deref()).await;
+                }
                 let store = self.state.store.clone();
                 let origin = Origin {
                     tenant: self.stream.tenant.clone(),
