@@ -653,3 +653,57 @@ async fn unknown_routes_get_the_error_envelope() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn shutdown_finishes_pending_commits_and_acks_them() -> Result<()> {
+    let mut hub = TestHub::start().await?;
+    let mut a = hub.connect().await?;
+    for _ in 0..200 {
+        a.send(json!({"event":"stock:add","data":[{"productId":1,"quantity":1}]}))
+            .await?;
+    }
+    // Stop while commands are in flight: after the first ack, before the last.
+    assert_eq!(a.recv().await?["type"], "ack");
+    let stopping = hub.stop();
+    let counting = async {
+        let (mut acks, mut close) = (1, None);
+        loop {
+            match tokio::time::timeout(support::WAIT, futures_util::StreamExt::next(&mut a.ws))
+                .await?
+            {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) => {
+                    if serde_json::from_str::<Value>(&t)?["type"] == "ack" {
+                        acks += 1;
+                    }
+                }
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(frame))) => {
+                    close = frame;
+                    break;
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => break,
+            }
+        }
+        anyhow::Ok((acks, close))
+    };
+    let (stopped, counted) = tokio::join!(stopping, counting);
+    stopped?;
+    let (acks, close) = counted?;
+    let close = close.expect("a close frame");
+    assert_eq!(u16::from(close.code), 1012);
+    assert!(
+        close.reason.contains(&format!("lastEventId={acks}")),
+        "{}",
+        close.reason
+    );
+
+    let dir = std::mem::replace(&mut hub.dir, tempfile::tempdir()?);
+    let config = support::config(&dir);
+    let again = TestHub::start_in(dir, config).await?;
+    assert_eq!(
+        again.stock(1).await?,
+        acks as i64,
+        "every acknowledged command, and nothing else, was committed"
+    );
+    Ok(())
+}
