@@ -64,6 +64,11 @@ pub struct HubConfig {
     pub rate_window: Duration,
     /// Failed logins allowed per email and per IP per `rate_window`.
     pub login_failures: u32,
+    /// How often the hub checks the log for events it has not delivered (written by
+    /// another instance or process, or missed on the bus).
+    pub log_poll: Duration,
+    /// Redis, for events between hub instances (`REDIS_URL`); none = this instance only.
+    pub redis_url: Option<Secret>,
 }
 
 /// A secret setting: never printed.
@@ -120,6 +125,8 @@ impl HubConfig {
             rate_per_ip: 12_000,
             rate_window: Duration::from_secs(60),
             login_failures: 5,
+            log_poll: Duration::from_secs(1),
+            redis_url: None,
         }
     }
 

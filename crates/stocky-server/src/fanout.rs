@@ -11,14 +11,14 @@
 //! Invariant: `head` is stored before the event is sent, so a connection that subscribes
 //! and then reads `head` receives every event after `head` on its receiver.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use axum::extract::ws::Utf8Bytes;
 use stocky_core::protocol::{encode_ack, encode_event, EventParts, Scope};
 use stocky_store_sqlite::{CommittedEvent, EventSink, StreamHead};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 
 /// A committed event as connections receive it: encoded once with `prev = id - 1` (what
 /// a connection entitled to every event sees), and re-encoded at most once per other
@@ -79,13 +79,30 @@ impl LiveEvent {
     }
 }
 
+/// What a connection's receiver gets.
+#[derive(Debug, Clone)]
+pub enum Delivery {
+    Event(Arc<LiveEvent>),
+    /// The stream had to skip events it could not recover (pruned before they could be
+    /// back-filled): every connection must resync instead of missing them silently.
+    Resync,
+}
+
+/// Events held back because an earlier one is missing, at most.
+const MAX_PENDING: usize = 10_000;
+
 /// One tenant's live stream.
+///
+/// Events are emitted strictly in id order: one that arrives ahead of a missing id (from
+/// another instance's bus, or a writer in another process) waits in `pending` while the
+/// back-filler reads the missing ones from the log.
 pub struct Stream {
     pub tenant: Arc<str>,
     pub epoch: Arc<str>,
     head: AtomicU64,
     connections: AtomicUsize,
-    tx: broadcast::Sender<Arc<LiveEvent>>,
+    tx: broadcast::Sender<Delivery>,
+    pending: Mutex<BTreeMap<u64, CommittedEvent>>,
 }
 
 impl Stream {
@@ -106,14 +123,57 @@ impl Stream {
     }
 
     /// A receiver of every event published from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<LiveEvent>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Delivery> {
         self.tx.subscribe()
+    }
+
+    /// Whether events wait for a missing predecessor.
+    pub fn has_gap(&self) -> bool {
+        self.pending.lock().map(|p| !p.is_empty()).unwrap_or(false)
+    }
+
+    /// Emits `event` (the next id) to every connection; returns how many got it.
+    fn emit(&self, mut event: CommittedEvent) -> usize {
+        self.head.store(event.id, Ordering::Release);
+        let origin = event.origin_connection;
+        let frame = std::mem::take(&mut event.frame).into();
+        let ack = std::mem::take(&mut event.ack).into();
+        let live = LiveEvent {
+            id: event.id,
+            site: event.site.clone(),
+            event: event.event.clone(),
+            origin_connection: origin,
+            committed: event,
+            frame,
+            ack,
+            variants: Mutex::new(Vec::new()),
+        };
+        let receivers = self.tx.send(Delivery::Event(Arc::new(live))).unwrap_or(0);
+        // The sender's own connection gets an ack, not the event.
+        if origin != 0 {
+            receivers.saturating_sub(1)
+        } else {
+            receivers
+        }
+    }
+
+    /// Gives up on the events before `next`: they are gone from the log. Connections are
+    /// told to resync; the stream continues at `next`.
+    pub fn skip_to(&self, next: u64) {
+        let _pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if next > self.head() + 1 {
+            tracing::warn!(tenant = %self.tenant, from = self.head() + 1, to = next - 1, "fan-out: events lost before delivery; connections must resync");
+            self.head.store(next - 1, Ordering::Release);
+            let _ = self.tx.send(Delivery::Resync);
+        }
     }
 }
 
 pub struct Fanout {
     streams: RwLock<HashMap<Arc<str>, Arc<Stream>>>,
     capacity: usize,
+    /// Where tenants with a gap are reported (the back-filler), once it runs.
+    gaps: OnceLock<mpsc::Sender<Arc<str>>>,
 }
 
 impl Fanout {
@@ -122,6 +182,7 @@ impl Fanout {
         Self {
             streams: RwLock::default(),
             capacity: capacity.max(1),
+            gaps: OnceLock::new(),
         }
     }
 
@@ -154,9 +215,23 @@ impl Fanout {
                     head: AtomicU64::new(head.head),
                     connections: AtomicUsize::new(0),
                     tx,
+                    pending: Mutex::new(BTreeMap::new()),
                 })
             })
             .clone()
+    }
+
+    /// Connects the back-filler: tenants with a gap are sent to `gaps`.
+    pub fn report_gaps_to(&self, gaps: mpsc::Sender<Arc<str>>) {
+        let _ = self.gaps.set(gaps);
+    }
+
+    /// Every stream (for the log follower).
+    pub fn streams(&self) -> Vec<Arc<Stream>> {
+        self.streams
+            .read()
+            .map(|s| s.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     pub fn stream(&self, tenant: &str) -> Option<Arc<Stream>> {
@@ -174,33 +249,37 @@ impl Drop for ConnectionGuard {
 }
 
 impl EventSink for Fanout {
+    /// Emits in id order: duplicates are dropped, an event ahead of a missing id waits
+    /// (and asks the back-filler for the missing ones), and each emitted event releases
+    /// the ones waiting behind it.
     fn publish(&self, event: CommittedEvent) -> usize {
         let stream = self.stream_or_insert(&StreamHead {
             tenant: event.tenant.clone(),
             epoch: event.epoch.clone(),
             head: event.id - 1,
         });
-        stream.head.store(event.id, Ordering::Release);
-        let origin = event.origin_connection;
-        let mut event = event;
-        let frame = std::mem::take(&mut event.frame).into();
-        let ack = std::mem::take(&mut event.ack).into();
-        let live = LiveEvent {
-            id: event.id,
-            site: event.site.clone(),
-            event: event.event.clone(),
-            origin_connection: origin,
-            committed: event,
-            frame,
-            ack,
-            variants: Mutex::new(Vec::new()),
-        };
-        let receivers = stream.tx.send(Arc::new(live)).unwrap_or(0);
-        // The sender's own connection gets an ack, not the event.
-        if origin != 0 {
-            receivers.saturating_sub(1)
-        } else {
-            receivers
+        let mut pending = stream.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let head = stream.head();
+        if event.id <= head {
+            return 0;
         }
+        if event.id > head + 1 {
+            if pending.len() >= MAX_PENDING {
+                // The back-filler re-reads everything after the head from the log.
+                pending.clear();
+            }
+            pending.insert(event.id, event);
+            if let Some(gaps) = self.gaps.get() {
+                let _ = gaps.try_send(stream.tenant.clone());
+            }
+            return stream.tx.receiver_count();
+        }
+        let sent = stream.emit(event);
+        while let Some(next) = pending.remove(&(stream.head() + 1)) {
+            stream.emit(next);
+        }
+        let head = stream.head();
+        pending.retain(|id, _| *id > head);
+        sent
     }
 }

@@ -14,6 +14,7 @@ pub mod backup;
 pub mod config;
 pub mod error;
 pub mod fanout;
+mod follow;
 pub mod limits;
 pub mod rest;
 pub mod ws;
@@ -190,6 +191,9 @@ impl Hub {
             next_connection: Arc::new(AtomicU64::new(1)),
         };
         tasks.spawn(prune_ticker(state.clone()));
+        let (gaps, gap_reports) = tokio::sync::mpsc::channel(1024);
+        state.fanout.report_gaps_to(gaps);
+        tasks.spawn(follow::run(state.clone(), gap_reports));
 
         let app = Router::new()
             .merge(rest::routes(&state))

@@ -327,6 +327,11 @@ impl SqliteStore {
         self.aux.run(move |c| f(&mut Accounts(c))).await
     }
 
+    /// Every tenant stream's committed head, in one read.
+    pub async fn stream_heads(&self) -> Result<Vec<StreamHead>, StoreError> {
+        self.reads.run(reader::heads).await
+    }
+
     /// A tenant stream's committed `(epoch, head)`.
     pub async fn stream_head(&self, tenant: &str) -> Result<(String, u64), StoreError> {
         let tenant = tenant.to_owned();

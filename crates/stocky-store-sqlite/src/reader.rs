@@ -124,6 +124,19 @@ fn stream_head(tx: &rusqlite::Transaction<'_>, tenant: &str) -> Result<(String, 
     .ok_or_else(|| StoreError::Schema(format!("tenant {tenant:?} has no event stream")))
 }
 
+/// Every tenant stream's committed head.
+pub(crate) fn heads(conn: &mut Connection) -> Result<Vec<crate::StreamHead>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT tenant_id, epoch, head FROM streams")?;
+    let rows = stmt.query_map([], |r| {
+        Ok(crate::StreamHead {
+            tenant: Arc::from(r.get::<_, String>(0)?),
+            epoch: Arc::from(r.get::<_, String>(1)?),
+            head: r.get::<_, i64>(2)? as u64,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// The stream's `(epoch, head)` as committed.
 pub(crate) fn head(conn: &mut Connection, tenant: &str) -> Result<(String, u64), StoreError> {
     let tx = conn.transaction()?;

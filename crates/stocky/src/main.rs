@@ -209,6 +209,9 @@ struct HubArgs {
     /// Failed logins allowed per email per rate window.
     #[arg(long, env = "STOCKY_LOGIN_FAILURES", default_value_t = 5)]
     login_failures: u32,
+    /// How often (ms) to look for events committed by other instances or processes.
+    #[arg(long, env = "STOCKY_LOG_POLL_MS", default_value_t = 1000)]
+    log_poll_ms: u64,
 }
 
 impl HubArgs {
@@ -267,6 +270,7 @@ impl HubArgs {
         config.rate_per_ip = self.rate_limit_ip;
         config.rate_window = Duration::from_secs(self.rate_window_secs.max(1));
         config.login_failures = self.login_failures;
+        config.log_poll = Duration::from_millis(self.log_poll_ms.max(10));
         Ok(config)
     }
 }

@@ -33,7 +33,7 @@ use tokio::time::{interval_at, timeout, Duration, Instant, MissedTickBehavior};
 
 use super::registry::Slot;
 use crate::auth::{Kind, Principal};
-use crate::fanout::{LiveEvent, Stream};
+use crate::fanout::{Delivery, Stream};
 use crate::AppState;
 
 /// Commands of one connection waiting for the writer at once.
@@ -78,7 +78,7 @@ struct Session {
     state: AppState,
     principal: Principal,
     stream: Arc<Stream>,
-    live: Receiver<Arc<LiveEvent>>,
+    live: Receiver<Delivery>,
     connection: u64,
     client_id: Arc<str>,
     /// Highest event id dealt with (delivered, or skipped by routing).
@@ -404,7 +404,7 @@ impl Session {
 
     // ---- live events -----------------------------------------------------------------
 
-    async fn on_live(&mut self, received: Result<Arc<LiveEvent>, RecvError>) -> Result<(), End> {
+    async fn on_live(&mut self, received: Result<Delivery, RecvError>) -> Result<(), End> {
         match received {
             Ok(event) => self.deliver(&event).await?,
             Err(RecvError::Lagged(_)) => return self.lagged().await,
@@ -421,7 +421,17 @@ impl Session {
         Ok(())
     }
 
-    async fn deliver(&mut self, event: &LiveEvent) -> Result<(), End> {
+    async fn deliver(&mut self, delivery: &Delivery) -> Result<(), End> {
+        let event = match delivery {
+            Delivery::Event(event) => event,
+            Delivery::Resync => {
+                let reason = format!(
+                    "events were lost before delivery: reconnect with lastEventId={} to resync",
+                    self.last_sent
+                );
+                return self.close(close::RESYNC, reason).await;
+            }
+        };
         if event.id <= self.cursor {
             return Ok(());
         }
