@@ -174,6 +174,8 @@ pub struct Fanout {
     capacity: usize,
     /// Where tenants with a gap are reported (the back-filler), once it runs.
     gaps: OnceLock<mpsc::Sender<Arc<str>>>,
+    /// Where this instance's commits go for the other instances (the bus), if one runs.
+    relay: OnceLock<mpsc::Sender<CommittedEvent>>,
 }
 
 impl Fanout {
@@ -183,6 +185,7 @@ impl Fanout {
             streams: RwLock::default(),
             capacity: capacity.max(1),
             gaps: OnceLock::new(),
+            relay: OnceLock::new(),
         }
     }
 
@@ -226,6 +229,11 @@ impl Fanout {
         let _ = self.gaps.set(gaps);
     }
 
+    /// Connects the bus: this instance's commits are also sent to `relay`.
+    pub fn relay_to(&self, relay: mpsc::Sender<CommittedEvent>) {
+        let _ = self.relay.set(relay);
+    }
+
     /// Every stream (for the log follower).
     pub fn streams(&self) -> Vec<Arc<Stream>> {
         self.streams
@@ -249,10 +257,24 @@ impl Drop for ConnectionGuard {
 }
 
 impl EventSink for Fanout {
+    /// A commit of this instance: relayed to the other instances (when a bus runs) and
+    /// delivered here.
+    fn publish(&self, event: CommittedEvent) -> usize {
+        if let Some(relay) = self.relay.get() {
+            if relay.try_send(event.clone()).is_err() {
+                // Peers recover it from the log (see `follow`); nothing is lost.
+                tracing::debug!(id = event.id, "bus: relay queue full; peers will back-fill");
+            }
+        }
+        self.deliver(event)
+    }
+}
+
+impl Fanout {
     /// Emits in id order: duplicates are dropped, an event ahead of a missing id waits
     /// (and asks the back-filler for the missing ones), and each emitted event releases
-    /// the ones waiting behind it.
-    fn publish(&self, event: CommittedEvent) -> usize {
+    /// the ones waiting behind it. Returns how many connections got it.
+    pub fn deliver(&self, event: CommittedEvent) -> usize {
         let stream = self.stream_or_insert(&StreamHead {
             tenant: event.tenant.clone(),
             epoch: event.epoch.clone(),

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use stocky_core::protocol::{encode_ack, encode_event, EventParts, Scope};
-use stocky_store_sqlite::{CommittedEvent, EventSink, StoredEvent};
+use stocky_store_sqlite::{CommittedEvent, StoredEvent};
 use tokio::sync::mpsc;
 
 use crate::fanout::Stream;
@@ -86,7 +86,7 @@ async fn backfill(state: &AppState, stream: &Arc<Stream>) {
         }
         let full = page.events.len() == PAGE;
         for event in &page.events {
-            state.fanout.publish(committed(stream, &page.epoch, event));
+            state.fanout.deliver(committed(stream, &page.epoch, event));
         }
         if !full || stream.head() <= head {
             return;

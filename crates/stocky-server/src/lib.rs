@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod backup;
+mod bus;
 pub mod config;
 pub mod error;
 pub mod fanout;
@@ -194,6 +195,25 @@ impl Hub {
         let (gaps, gap_reports) = tokio::sync::mpsc::channel(1024);
         state.fanout.report_gaps_to(gaps);
         tasks.spawn(follow::run(state.clone(), gap_reports));
+        if let Some(url) = &state.config.redis_url {
+            let client = redis::Client::open(url.0.as_str())
+                .map_err(|e| HubError::Config(format!("REDIS_URL is not a Redis URL: {e}")))?;
+            let instance = random_id();
+            let (relay, commits) = tokio::sync::mpsc::channel(bus::RELAY_QUEUE);
+            state.fanout.relay_to(relay);
+            tasks.spawn(bus::relay(
+                client.clone(),
+                instance.clone(),
+                commits,
+                shutdown.clone(),
+            ));
+            tasks.spawn(bus::listen(
+                client,
+                instance,
+                state.fanout.clone(),
+                shutdown.clone(),
+            ));
+        }
 
         let app = Router::new()
             .merge(rest::routes(&state))

@@ -209,6 +209,11 @@ struct HubArgs {
     /// Failed logins allowed per email per rate window.
     #[arg(long, env = "STOCKY_LOGIN_FAILURES", default_value_t = 5)]
     login_failures: u32,
+    /// Redis for events between hub instances, e.g. redis://127.0.0.1:6379 [default: none,
+    /// or built from seed 001's ENABLE_REDIS, REDIS_HOST, REDIS_PORT, REDIS_PASSWORD,
+    /// REDIS_DB].
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
     /// How often (ms) to look for events committed by other instances or processes.
     #[arg(long, env = "STOCKY_LOG_POLL_MS", default_value_t = 1000)]
     log_poll_ms: u64,
@@ -271,8 +276,29 @@ impl HubArgs {
         config.rate_window = Duration::from_secs(self.rate_window_secs.max(1));
         config.login_failures = self.login_failures;
         config.log_poll = Duration::from_millis(self.log_poll_ms.max(10));
+        config.redis_url = self
+            .redis_url
+            .filter(|u| !u.is_empty())
+            .or_else(seed_redis_url)
+            .map(Secret);
         Ok(config)
     }
+}
+
+/// Seed 001's Redis settings: `ENABLE_REDIS=true` with `REDIS_HOST` (localhost),
+/// `REDIS_PORT` (6379), `REDIS_PASSWORD` and `REDIS_DB` (0).
+fn seed_redis_url() -> Option<String> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    if !matches!(var("ENABLE_REDIS").as_deref(), Some("true" | "1" | "yes")) {
+        return None;
+    }
+    let host = var("REDIS_HOST").unwrap_or_else(|| "localhost".into());
+    let port = var("REDIS_PORT").unwrap_or_else(|| "6379".into());
+    let db = var("REDIS_DB").unwrap_or_else(|| "0".into());
+    let auth = var("REDIS_PASSWORD")
+        .map(|p| format!(":{p}@"))
+        .unwrap_or_default();
+    Some(format!("redis://{auth}{host}:{port}/{db}"))
 }
 
 #[tokio::main]

@@ -1,0 +1,287 @@
+//! The event bus between hub instances: one Redis Stream (`stocky:events`).
+//!
+//! Each instance appends its own commits (`XADD`, capped with `MAXLEN ~`) and reads
+//! everyone else's (`XREAD BLOCK`) into its fan-out, which emits strictly in id order per
+//! tenant and back-fills from the log whatever the bus reorders or drops. Redis Streams
+//! (not Pub/Sub) let a reader that lost its connection continue where it stopped.
+//!
+//! Failure is degradation, never loss: when Redis is unreachable each instance keeps
+//! serving its own clients, logs the degradation once, retries with backoff, and its peers
+//! find the events it committed meanwhile in the log (see `follow`); delivery across
+//! instances resumes by itself when Redis returns.
+
+use std::time::Duration;
+
+use redis::streams::{StreamReadOptions, StreamReadReply};
+use redis::AsyncCommands;
+use stocky_core::protocol::{encode_ack, encode_event, EventParts, Scope};
+use stocky_store_sqlite::CommittedEvent;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::fanout::Fanout;
+
+/// The stream every instance appends to and reads from.
+pub const STREAM_KEY: &str = "stocky:events";
+/// Entries Redis keeps in the stream (approximately); older ones are trimmed.
+const MAX_LEN: usize = 100_000;
+/// Commits waiting to be relayed; when full, peers recover from the log.
+pub const RELAY_QUEUE: usize = 10_000;
+/// Longest a Redis call may take before the connection is considered broken.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one `XREAD` blocks.
+const BLOCK_MS: usize = 1000;
+
+/// Reconnection backoff: 100 ms doubling to 5 s.
+struct Backoff(Duration);
+
+impl Backoff {
+    fn new() -> Self {
+        Backoff(Duration::from_millis(100))
+    }
+
+    async fn wait(&mut self, shutdown: &CancellationToken) -> bool {
+        let delay = self.0;
+        self.0 = (self.0 * 2).min(Duration::from_secs(5));
+        tokio::select! {
+            _ = shutdown.cancelled() => false,
+            _ = tokio::time::sleep(delay) => true,
+        }
+    }
+}
+
+/// Logs "degraded" once per outage and "restored" when it ends.
+struct Health {
+    what: &'static str,
+    down: bool,
+}
+
+impl Health {
+    fn failed(&mut self, error: &dyn std::fmt::Display) {
+        if !self.down {
+            tracing::warn!(error = %error, "bus: {} unavailable; serving local clients only until Redis is back", self.what);
+            self.down = true;
+        }
+    }
+
+    fn ok(&mut self) {
+        if std::mem::take(&mut self.down) {
+            tracing::info!("bus: {} restored", self.what);
+        }
+    }
+}
+
+async fn connect(client: &redis::Client) -> Result<redis::aio::MultiplexedConnection, String> {
+    match tokio::time::timeout(CALL_TIMEOUT, client.get_multiplexed_async_connection()).await {
+        Ok(Ok(connection)) => Ok(connection),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("connection timed out".into()),
+    }
+}
+
+/// Appends this instance's commits to the stream.
+pub async fn relay(
+    client: redis::Client,
+    instance: String,
+    mut commits: mpsc::Receiver<CommittedEvent>,
+    shutdown: CancellationToken,
+) {
+    let mut health = Health {
+        what: "relay",
+        down: false,
+    };
+    let mut connection = None;
+    let mut backoff = Backoff::new();
+    let mut batch = Vec::with_capacity(256);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            received = commits.recv_many(&mut batch, 256) => if received == 0 { return },
+        }
+        if connection.is_none() {
+            match connect(&client).await {
+                Ok(c) => connection = Some(c),
+                Err(e) => {
+                    health.failed(&e);
+                    batch.clear();
+                    if !backoff.wait(&shutdown).await {
+                        return;
+                    }
+                    continue;
+                }
+            }
+        }
+        let Some(con) = connection.as_mut() else {
+            continue;
+        };
+        let mut pipe = redis::pipe();
+        for event in batch.drain(..) {
+            pipe.cmd("XADD")
+                .arg(STREAM_KEY)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(MAX_LEN)
+                .arg("*")
+                .arg("i")
+                .arg(&instance)
+                .arg("t")
+                .arg(&*event.tenant)
+                .arg("s")
+                .arg(&*event.site)
+                .arg("n")
+                .arg(event.id)
+                .arg("e")
+                .arg(&*event.epoch)
+                .arg("v")
+                .arg(&*event.event)
+                .arg("d")
+                .arg(&*event.data)
+                .arg("c")
+                .arg(&*event.client_id)
+                .arg("ts")
+                .arg(event.timestamp_ms)
+                .ignore();
+        }
+        match tokio::time::timeout(CALL_TIMEOUT, pipe.query_async::<()>(con)).await {
+            Ok(Ok(())) => {
+                health.ok();
+                backoff = Backoff::new();
+            }
+            Ok(Err(e)) => {
+                health.failed(&e);
+                connection = None;
+            }
+            Err(_) => {
+                health.failed(&"XADD timed out");
+                connection = None;
+            }
+        }
+    }
+}
+
+/// Reads the other instances' commits into the fan-out.
+pub async fn listen(
+    client: redis::Client,
+    instance: String,
+    fanout: std::sync::Arc<Fanout>,
+    shutdown: CancellationToken,
+) {
+    let mut health = Health {
+        what: "listener",
+        down: false,
+    };
+    let mut connection = None;
+    let mut backoff = Backoff::new();
+    // Only what is appended from now on: older events are in the log.
+    let mut last_id = "$".to_string();
+    let options = StreamReadOptions::default().block(BLOCK_MS).count(512);
+    loop {
+        if shutdown.is_cancelled() {
+            return;
+        }
+        if connection.is_none() {
+            match connect(&client).await {
+                Ok(c) => {
+                    connection = Some(c);
+                    health.ok();
+                    backoff = Backoff::new();
+                }
+                Err(e) => {
+                    health.failed(&e);
+                    if !backoff.wait(&shutdown).await {
+                        return;
+                    }
+                    continue;
+                }
+            }
+        }
+        let Some(con) = connection.as_mut() else {
+            continue;
+        };
+        let ids = [last_id.clone()];
+        let read = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            read = tokio::time::timeout(
+                CALL_TIMEOUT + Duration::from_millis(BLOCK_MS as u64),
+                con.xread_options::<_, _, Option<StreamReadReply>>(&[STREAM_KEY], &ids, &options),
+            ) => read,
+        };
+        let reply = match read {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(e)) => {
+                health.failed(&e);
+                connection = None;
+                continue;
+            }
+            Err(_) => {
+                health.failed(&"XREAD timed out");
+                connection = None;
+                continue;
+            }
+        };
+        for key in reply.map(|r| r.keys).unwrap_or_default() {
+            for entry in key.ids {
+                last_id = entry.id.clone();
+                let field = |name: &str| entry.get::<String>(name).unwrap_or_default();
+                if field("i") == instance {
+                    continue;
+                }
+                match decode(&field) {
+                    Some(event) => {
+                        fanout.deliver(event);
+                    }
+                    None => tracing::warn!(entry = %entry.id, "bus: malformed entry skipped"),
+                }
+            }
+        }
+    }
+}
+
+/// Rebuilds a committed event from a bus entry (frames encoded here, once).
+fn decode(field: &dyn Fn(&str) -> String) -> Option<CommittedEvent> {
+    let id: u64 = field("n").parse().ok()?;
+    let timestamp_ms: i64 = field("ts").parse().ok()?;
+    let (tenant, site, epoch, name, data, client_id) = (
+        field("t"),
+        field("s"),
+        field("e"),
+        field("v"),
+        field("d"),
+        field("c"),
+    );
+    if id == 0
+        || tenant.is_empty()
+        || name.is_empty()
+        || serde_json::from_str::<serde_json::Value>(&data).is_err()
+    {
+        return None;
+    }
+    let parts = EventParts {
+        id,
+        prev: id - 1,
+        epoch: &epoch,
+        event: &name,
+        data: &data,
+        client_id: &client_id,
+        timestamp_ms,
+        scope: Scope {
+            tenant_id: &tenant,
+            site_id: &site,
+        },
+    };
+    let (frame, ack) = (encode_event(&parts), encode_ack(&parts, None, false));
+    Some(CommittedEvent {
+        tenant: tenant.into(),
+        site: site.into(),
+        id,
+        epoch: epoch.into(),
+        event: name.into(),
+        data: data.into(),
+        client_id: client_id.into(),
+        op_id: None,
+        timestamp_ms,
+        origin_connection: 0,
+        frame,
+        ack,
+    })
+}
