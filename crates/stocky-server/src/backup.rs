@@ -19,7 +19,7 @@ use stocky_core::documents::{
     DocWrite, STOCK_DB,
 };
 use stocky_core::stock::parse_ledger;
-use stocky_core::time::{iso8601, now_millis, parse_iso8601};
+use stocky_core::time::{iso8601, now_millis};
 use stocky_store_sqlite::{Applied, Command, Origin, SqliteStore};
 
 use crate::error::ApiError;
@@ -46,7 +46,7 @@ fn not_found(db: &str) -> ApiError {
 /// `GET /api/backup`: every database with its stores and record counts, `_stock` last.
 pub async fn list(store: &SqliteStore, tenant: &str) -> Result<Value, ApiError> {
     let databases = store.databases(tenant).await?;
-    let ledger = store.ledger(tenant).await?.len();
+    let ledger = store.ledger_len(tenant).await?;
     let mut out: Vec<Value> = databases
         .iter()
         .map(|(name, stores)| {
@@ -74,15 +74,7 @@ pub async fn backup_of(
     let now = iso8601(now_millis());
     let (epoch, head) = store.stream_head(tenant).await?;
     let (backup, deleted) = if db == STOCK_DB {
-        let mut movements = store.ledger(tenant).await?;
-        if let Some(since) = since {
-            movements.retain(|m| {
-                m["serverTime"]
-                    .as_str()
-                    .and_then(parse_iso8601)
-                    .is_some_and(|t| t > since)
-            });
-        }
+        let movements = store.ledger(tenant, since).await?;
         (
             BTreeMap::from([("movements".to_string(), movements)]),
             BTreeMap::new(),

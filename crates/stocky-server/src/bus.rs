@@ -14,12 +14,12 @@ use std::time::Duration;
 
 use redis::streams::{StreamReadOptions, StreamReadReply};
 use redis::AsyncCommands;
-use stocky_core::protocol::{encode_ack, encode_event, EventParts, Scope};
+use stocky_core::protocol::{EventParts, Scope};
 use stocky_store_sqlite::CommittedEvent;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::fanout::Fanout;
+use crate::fanout::{foreign_event, Fanout};
 
 /// The stream every instance appends to and reads from.
 pub const STREAM_KEY: &str = "stocky:events";
@@ -269,19 +269,5 @@ fn decode(field: &dyn Fn(&str) -> String) -> Option<CommittedEvent> {
             site_id: &site,
         },
     };
-    let (frame, ack) = (encode_event(&parts), encode_ack(&parts, None, false));
-    Some(CommittedEvent {
-        tenant: tenant.into(),
-        site: site.into(),
-        id,
-        epoch: epoch.into(),
-        event: name.into(),
-        data: data.into(),
-        client_id: client_id.into(),
-        op_id: None,
-        timestamp_ms,
-        origin_connection: 0,
-        frame,
-        ack,
-    })
+    Some(foreign_event(&parts))
 }

@@ -79,6 +79,25 @@ impl LiveEvent {
     }
 }
 
+/// A committed event that did not originate on this instance (read from the log, or
+/// from another instance over the bus): nobody here gets an ack for it.
+pub fn foreign_event(parts: &EventParts<'_>) -> CommittedEvent {
+    CommittedEvent {
+        tenant: parts.scope.tenant_id.into(),
+        site: parts.scope.site_id.into(),
+        id: parts.id,
+        epoch: parts.epoch.into(),
+        event: parts.event.into(),
+        data: parts.data.into(),
+        client_id: parts.client_id.into(),
+        op_id: None,
+        timestamp_ms: parts.timestamp_ms,
+        origin_connection: 0,
+        frame: encode_event(parts),
+        ack: encode_ack(parts, None, false),
+    }
+}
+
 /// What a connection's receiver gets.
 #[derive(Debug, Clone)]
 pub enum Delivery {
@@ -125,11 +144,6 @@ impl Stream {
     /// A receiver of every event published from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Delivery> {
         self.tx.subscribe()
-    }
-
-    /// Whether events wait for a missing predecessor.
-    pub fn has_gap(&self) -> bool {
-        self.pending.lock().map(|p| !p.is_empty()).unwrap_or(false)
     }
 
     /// Emits `event` (the next id) to every connection; returns how many got it.
@@ -232,14 +246,6 @@ impl Fanout {
     /// Connects the bus: this instance's commits are also sent to `relay`.
     pub fn relay_to(&self, relay: mpsc::Sender<CommittedEvent>) {
         let _ = self.relay.set(relay);
-    }
-
-    /// Every stream (for the log follower).
-    pub fn streams(&self) -> Vec<Arc<Stream>> {
-        self.streams
-            .read()
-            .map(|s| s.values().cloned().collect())
-            .unwrap_or_default()
     }
 
     pub fn stream(&self, tenant: &str) -> Option<Arc<Stream>> {

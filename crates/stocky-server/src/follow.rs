@@ -16,11 +16,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use stocky_core::protocol::{encode_ack, encode_event, EventParts, Scope};
+use stocky_core::protocol::{EventParts, Scope};
 use stocky_store_sqlite::{CommittedEvent, StoredEvent};
 use tokio::sync::mpsc;
 
-use crate::fanout::Stream;
+use crate::fanout::{foreign_event, Stream};
 use crate::AppState;
 
 /// How long a reported gap waits for the bus before the log is read.
@@ -109,18 +109,5 @@ fn committed(stream: &Stream, epoch: &str, event: &StoredEvent) -> CommittedEven
             site_id: &event.site,
         },
     };
-    CommittedEvent {
-        tenant: stream.tenant.clone(),
-        site: event.site.as_str().into(),
-        id: event.id,
-        epoch: stream.epoch.clone(),
-        event: event.event.as_str().into(),
-        data: event.data.as_str().into(),
-        client_id: event.client_id.as_str().into(),
-        op_id: None,
-        timestamp_ms: event.created_at,
-        origin_connection: 0,
-        frame: encode_event(&parts),
-        ack: encode_ack(&parts, None, false),
-    }
+    foreign_event(&parts)
 }

@@ -92,13 +92,6 @@ impl AppState {
         self.next_connection.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// The default tenant's stream (it exists from the first start).
-    pub fn default_stream(&self) -> Arc<Stream> {
-        self.fanout
-            .stream(DEFAULT_TENANT)
-            .expect("the default tenant's stream is created at bootstrap")
-    }
-
     /// A tenant's live stream, opened from the database for tenants created after start.
     pub async fn tenant_stream(&self, tenant: &Arc<str>) -> Result<Arc<Stream>, StoreError> {
         if let Some(stream) = self.fanout.stream(tenant) {

@@ -578,13 +578,24 @@ pub(crate) fn dump(
     Ok((live, deleted))
 }
 
+/// How many movements a tenant's ledger holds.
+pub(crate) fn ledger_len(conn: &mut Connection, tenant: &str) -> Result<i64, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT COUNT(*) FROM movements WHERE tenant_id = ?1")?
+        .query_row(params![tenant], |r| r.get(0))?)
+}
+
 /// The whole ledger of a tenant, oldest first, in the `_stock` backup format.
-pub(crate) fn ledger(conn: &mut Connection, tenant: &str) -> Result<Vec<Value>, StoreError> {
+pub(crate) fn ledger(
+    conn: &mut Connection,
+    tenant: &str,
+    since: Option<i64>,
+) -> Result<Vec<Value>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, site_id, product_id, delta, kind, reason, origin_client, origin_op, event_id, server_time
-         FROM movements WHERE tenant_id = ?1 ORDER BY server_time, event_id, rowid",
+         FROM movements WHERE tenant_id = ?1 AND server_time > ?2 ORDER BY server_time, event_id, rowid",
     )?;
-    let rows = stmt.query_map(params![tenant], |r| {
+    let rows = stmt.query_map(params![tenant, since.unwrap_or(i64::MIN)], |r| {
         Ok(json!({
             "id": r.get::<_, String>(0)?,
             "siteId": r.get::<_, String>(1)?,

@@ -204,7 +204,6 @@ pub struct SqliteStore {
     reads: reader::ReadPool,
     /// Read-write connections for account data (writes that carry no event).
     aux: reader::ReadPool,
-    path: Arc<PathBuf>,
 }
 
 /// Joins the writer thread once every handle's queue is drained; see [`SqliteStore::open`].
@@ -246,14 +245,8 @@ impl SqliteStore {
             jobs,
             reads: reader::ReadPool::new(path.to_owned(), true),
             aux: reader::ReadPool::new(path.to_owned(), false),
-            path: Arc::new(path.to_owned()),
         };
         Ok((store, WriterGuard(Some(writer)), heads))
-    }
-
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Queues `command` for the writer and waits for its commit (or refusal).
@@ -426,10 +419,25 @@ impl SqliteStore {
             .await
     }
 
-    /// The tenant's whole stock ledger in the `_stock` backup format.
-    pub async fn ledger(&self, tenant: &str) -> Result<Vec<serde_json::Value>, StoreError> {
+    /// The tenant's stock ledger in the `_stock` backup format: every movement, or those
+    /// recorded after `since_ms`.
+    pub async fn ledger(
+        &self,
+        tenant: &str,
+        since_ms: Option<i64>,
+    ) -> Result<Vec<serde_json::Value>, StoreError> {
         let tenant = tenant.to_owned();
-        self.reads.run(move |c| documents::ledger(c, &tenant)).await
+        self.reads
+            .run(move |c| documents::ledger(c, &tenant, since_ms))
+            .await
+    }
+
+    /// How many movements the tenant's ledger holds.
+    pub async fn ledger_len(&self, tenant: &str) -> Result<i64, StoreError> {
+        let tenant = tenant.to_owned();
+        self.reads
+            .run(move |c| documents::ledger_len(c, &tenant))
+            .await
     }
 
     /// Sum of a product's ledger movements (for audits and tests: must equal its stock).
