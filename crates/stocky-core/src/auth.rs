@@ -177,7 +177,11 @@ pub fn verify(token: &str, secret: &[u8], now_secs: i64) -> Result<Claims, Token
 /// owners and admins receive (seed 001's `SALE_CREATED`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModuleMap {
+    /// Exact event names.
     modules: HashMap<String, String>,
+    /// Families, keyed by the part before `:` (`stock` for `stock:*`), so that routing
+    /// (on the fan-out's hot path) looks them up without allocating.
+    families: HashMap<String, String>,
     admin_only: Vec<String>,
 }
 
@@ -195,20 +199,24 @@ impl Default for ModuleMap {
             ("sync:*", "documents"),
             ("backup:*", "documents"),
         ];
-        ModuleMap {
-            modules: pairs
-                .iter()
-                .map(|(e, m)| (e.to_string(), m.to_string()))
-                .collect(),
+        let map = ModuleMap {
+            modules: HashMap::new(),
+            families: HashMap::new(),
             admin_only: vec!["SALE_CREATED".into()],
-        }
+        };
+        map.with(pairs.iter().map(|(e, m)| (e.to_string(), m.to_string())))
     }
 }
 
 impl ModuleMap {
     /// Adds or replaces entries (`event` may be a family like `stock:*`).
     pub fn with(mut self, entries: impl IntoIterator<Item = (String, String)>) -> Self {
-        self.modules.extend(entries);
+        for (event, module) in entries {
+            match event.strip_suffix(":*") {
+                Some(family) => self.families.insert(family.to_owned(), module),
+                None => self.modules.insert(event, module),
+            };
+        }
         self
     }
 
@@ -218,8 +226,8 @@ impl ModuleMap {
         if let Some(m) = self.modules.get(event) {
             return Some(m);
         }
-        let family = event.split_once(':').map(|(f, _)| format!("{f}:*"))?;
-        self.modules.get(&family).map(String::as_str)
+        let (family, _) = event.split_once(':')?;
+        self.families.get(family).map(String::as_str)
     }
 
     pub fn admin_only(&self, event: &str) -> bool {

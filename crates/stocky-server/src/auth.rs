@@ -118,9 +118,11 @@ impl Principal {
         if map.admin_only(event) && !self.role.is_admin() {
             return false;
         }
-        match (map.module_of(event), &self.modules) {
-            (Some(module), Some(enabled)) => enabled.iter().any(|m| m == module),
-            _ => true,
+        match &self.modules {
+            None => true,
+            Some(enabled) => map
+                .module_of(event)
+                .is_none_or(|module| enabled.iter().any(|m| m == module)),
         }
     }
 }

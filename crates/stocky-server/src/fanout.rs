@@ -265,12 +265,18 @@ impl Drop for ConnectionGuard {
 impl EventSink for Fanout {
     /// A commit of this instance: relayed to the other instances (when a bus runs) and
     /// delivered here.
-    fn publish(&self, event: CommittedEvent) -> usize {
+    fn publish(&self, mut event: CommittedEvent) -> usize {
         if let Some(relay) = self.relay.get() {
+            // The bus carries the parts, not this instance's encoded frames.
+            let (frame, ack) = (
+                std::mem::take(&mut event.frame),
+                std::mem::take(&mut event.ack),
+            );
             if relay.try_send(event.clone()).is_err() {
                 // Peers recover it from the log (see `follow`); nothing is lost.
                 tracing::debug!(id = event.id, "bus: relay queue full; peers will back-fill");
             }
+            (event.frame, event.ack) = (frame, ack);
         }
         self.deliver(event)
     }
