@@ -23,7 +23,7 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 use stocky_core::auth::{allows, verify, Action, ModuleMap, Role};
 use stocky_core::{DEFAULT_SITE, DEFAULT_TENANT};
-use stocky_store_sqlite::{Account, SqliteStore};
+use stocky_store::{Account, Store};
 
 use crate::error::ApiError;
 use crate::AppState;
@@ -193,7 +193,7 @@ impl Authenticator {
     /// Checks a credential; every failure is the same [`unauthorized`].
     pub async fn authenticate(
         &self,
-        store: &SqliteStore,
+        store: &Store,
         credential: &str,
     ) -> Result<Principal, ApiError> {
         if let Some(admin) = &self.admin_token {

@@ -20,7 +20,7 @@ use stocky_core::documents::{
 };
 use stocky_core::stock::parse_ledger;
 use stocky_core::time::{iso8601, now_millis};
-use stocky_store_sqlite::{Applied, Command, Origin, SqliteStore};
+use stocky_store::{Applied, Command, Origin, Store};
 
 use crate::error::ApiError;
 
@@ -44,7 +44,7 @@ fn not_found(db: &str) -> ApiError {
 }
 
 /// `GET /api/backup`: every database with its stores and record counts, `_stock` last.
-pub async fn list(store: &SqliteStore, tenant: &str) -> Result<Value, ApiError> {
+pub async fn list(store: &Store, tenant: &str) -> Result<Value, ApiError> {
     let databases = store.databases(tenant).await?;
     let ledger = store.ledger_len(tenant).await?;
     let mut out: Vec<Value> = databases
@@ -65,7 +65,7 @@ pub async fn list(store: &SqliteStore, tenant: &str) -> Result<Value, ApiError> 
 /// The backup document of `db`; with `since`, only what changed after it (and a
 /// `deleted` map of store → ids removed after it).
 pub async fn backup_of(
-    store: &SqliteStore,
+    store: &Store,
     tenant: &str,
     db: &str,
     since: Option<i64>,
@@ -110,7 +110,7 @@ pub async fn backup_of(
 
 /// Restores a backup document (`{"backup": …, "overwrite", "mergeStrategy"}`) into `db`.
 pub async fn restore(
-    store: &SqliteStore,
+    store: &Store,
     origin: Origin,
     db: &str,
     body: &Value,
@@ -159,7 +159,7 @@ pub async fn restore(
 
 /// Compares a backup with the current contents of `db`, per store.
 pub async fn compare(
-    store: &SqliteStore,
+    store: &Store,
     tenant: &str,
     db: &str,
     body: &Value,
@@ -193,7 +193,7 @@ pub async fn compare(
 
 /// Removes every record of `db` (the ledger cannot be removed).
 pub async fn drop_database(
-    store: &SqliteStore,
+    store: &Store,
     origin: Origin,
     db: &str,
 ) -> Result<Value, ApiError> {

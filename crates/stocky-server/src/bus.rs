@@ -15,7 +15,7 @@ use std::time::Duration;
 use redis::streams::{StreamReadOptions, StreamReadReply};
 use redis::AsyncCommands;
 use stocky_core::protocol::{EventParts, Scope};
-use stocky_store_sqlite::CommittedEvent;
+use stocky_store::CommittedEvent;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use stocky_store_sqlite::StoreOptions;
+use stocky_store::StoreOptions;
 
 #[derive(Debug, Clone)]
 pub struct HubConfig {

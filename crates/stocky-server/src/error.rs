@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 use stocky_core::stock::Rejection;
-use stocky_store_sqlite::{StoreError, SubmitError};
+use stocky_store::{StoreError, SubmitError};
 
 #[derive(Debug)]
 pub struct ApiError {

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use axum::extract::ws::Utf8Bytes;
 use stocky_core::protocol::{encode_ack, encode_event, EventParts, Scope};
-use stocky_store_sqlite::{CommittedEvent, EventSink, StreamHead};
+use stocky_store::{CommittedEvent, EventSink, StreamHead};
 use tokio::sync::{broadcast, mpsc};
 
 /// A committed event as connections receive it: encoded once with `prev = id - 1` (what

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use stocky_core::protocol::{EventParts, Scope};
-use stocky_store_sqlite::{CommittedEvent, StoredEvent};
+use stocky_store::{CommittedEvent, StoredEvent};
 use tokio::sync::mpsc;
 
 use crate::fanout::{foreign_event, Stream};

@@ -31,7 +31,7 @@ use axum::serve::ListenerExt;
 use axum::Router;
 use stocky_core::stock::BusinessValidator;
 use stocky_core::DEFAULT_TENANT;
-use stocky_store_sqlite::{SqliteStore, StoreError};
+use stocky_store::{Store, StoreError};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -67,7 +67,7 @@ pub enum HubError {
 /// Shared state of every request and connection. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
-    pub store: SqliteStore,
+    pub store: Store,
     pub fanout: Arc<Fanout>,
     pub config: Arc<HubConfig>,
     pub shutdown: CancellationToken,
@@ -100,7 +100,7 @@ impl AppState {
         let (epoch, head) = self.store.stream_head(tenant).await?;
         Ok(self
             .fanout
-            .stream_or_insert(&stocky_store_sqlite::StreamHead {
+            .stream_or_insert(&stocky_store::StreamHead {
                 tenant: tenant.clone(),
                 epoch: epoch.into(),
                 head,
@@ -151,7 +151,7 @@ impl Hub {
         let store_options = config.store.clone();
         let sink = fanout.clone();
         let (store, writer, heads) = tokio::task::spawn_blocking(move || {
-            SqliteStore::open(&db_path, store_options, sink, validator)
+            Store::open(&db_path, store_options, sink, validator)
         })
         .await
         .map_err(|e| HubError::Task(e.to_string()))??;
@@ -272,7 +272,7 @@ impl Hub {
 
 /// On the very first start (no users at all), creates the owner of the default tenant
 /// with a random password, returned once so the binary can print how to log in.
-async fn bootstrap_owner(store: &SqliteStore) -> Result<Option<(String, String)>, HubError> {
+async fn bootstrap_owner(store: &Store) -> Result<Option<(String, String)>, HubError> {
     if store.accounts(|a| a.count_users()).await? > 0 {
         return Ok(None);
     }
@@ -281,7 +281,7 @@ async fn bootstrap_owner(store: &SqliteStore) -> Result<Option<(String, String)>
     let hash = auth::hash_password_off_thread(password.clone())
         .await
         .map_err(|e| HubError::Task(e.message))?;
-    let account = stocky_store_sqlite::Account {
+    let account = stocky_store::Account {
         id: random_id(),
         tenant: DEFAULT_TENANT.into(),
         role: stocky_core::auth::Role::Owner,

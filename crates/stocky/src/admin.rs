@@ -9,7 +9,7 @@ use clap::Subcommand;
 use stocky_core::auth::Role;
 use stocky_core::documents::check_name;
 use stocky_server::auth::{digest, hash_password_off_thread, random_token, API_KEY_PREFIX};
-use stocky_store_sqlite::{Account, Listed};
+use stocky_store::{Account, Listed};
 
 use crate::backup::open_offline;
 
@@ -140,7 +140,7 @@ pub async fn run(db_path: &Path, command: AdminCommand) -> Result<()> {
     result
 }
 
-async fn execute(store: &stocky_store_sqlite::SqliteStore, command: AdminCommand) -> Result<()> {
+async fn execute(store: &stocky_store::Store, command: AdminCommand) -> Result<()> {
     match command {
         AdminCommand::TenantCreate { id, name } => {
             check_name("tenant", &id).map_err(|e| anyhow::anyhow!(e.0))?;

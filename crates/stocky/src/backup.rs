@@ -15,8 +15,8 @@ use serde_json::{json, Value};
 use stocky_core::time::{iso8601, now_millis};
 use stocky_core::DEFAULT_SITE;
 use stocky_server::backup;
-use stocky_store_sqlite::{
-    CommittedEvent, EventSink, Origin, SqliteStore, StoreOptions, WriterGuard,
+use stocky_store::{
+    CommittedEvent, EventSink, Origin, Store, StoreOptions, WriterGuard,
 };
 
 /// Where a backup or restore goes.
@@ -27,7 +27,7 @@ pub enum Target {
         token: Option<String>,
     },
     Offline {
-        store: SqliteStore,
+        store: Store,
         writer: WriterGuard,
         tenant: String,
     },
@@ -44,11 +44,11 @@ impl EventSink for NoListeners {
 
 /// Opens a data directory's database without a hub (no live clients to notify);
 /// `create` allows a new one.
-pub fn open_offline(db_path: &Path, create: bool) -> Result<(SqliteStore, WriterGuard)> {
+pub fn open_offline(db_path: &Path, create: bool) -> Result<(Store, WriterGuard)> {
     if !create && !db_path.exists() {
         bail!("no database at {}", db_path.display());
     }
-    let (store, writer, _) = SqliteStore::open(
+    let (store, writer, _) = Store::open(
         db_path,
         StoreOptions::default(),
         Arc::new(NoListeners),
@@ -295,7 +295,7 @@ pub async fn run_restore(
 /// A consistent copy of the whole database, usable as a hub's `--db-path`.
 pub fn run_snapshot(db_path: &Path, out: &Path) -> Result<()> {
     let mut progress: Option<Progress> = None;
-    stocky_store_sqlite::snapshot(db_path, out, |done, total| {
+    stocky_store::snapshot(db_path, out, |done, total| {
         let bar = progress.get_or_insert_with(|| Progress::new("snapshot", total));
         bar.show(done, "pages");
     })

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use stocky_core::auth::{Action, Role};
 use stocky_core::documents::check_name;
-use stocky_store_sqlite::Account;
+use stocky_store::Account;
 
 use crate::auth::{digest, hash_password_off_thread, random_token, Principal, API_KEY_PREFIX};
 use crate::error::{ApiError, ApiJson};

@@ -104,7 +104,7 @@ async fn drop_database(
 fn restoring(
     p: &Principal,
     headers: &axum::http::HeaderMap,
-) -> Result<stocky_store_sqlite::Origin, ApiError> {
+) -> Result<stocky_store::Origin, ApiError> {
     p.require(Action::RestoreBackups)?;
     rest_origin(p, headers)
 }

@@ -12,7 +12,7 @@ use axum::{Extension, Json, Router};
 use serde_json::{json, Map, Value};
 use stocky_core::documents::{check_id, check_name, client_fields, parse_bulk, DocWrite};
 use stocky_core::time::{iso8601, now_millis, parse_iso8601};
-use stocky_store_sqlite::Applied;
+use stocky_store::Applied;
 
 use super::rest_origin;
 use crate::auth::Principal;

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use stocky_core::auth::Action;
 use stocky_core::documents::{check_event_name, check_name};
-use stocky_store_sqlite::{Applied, Command};
+use stocky_store::{Applied, Command};
 
 use super::rest_origin;
 use crate::auth::Principal;

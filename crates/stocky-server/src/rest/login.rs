@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use stocky_core::auth::{sign, Claims};
 use stocky_core::time::{iso8601, now_millis};
-use stocky_store_sqlite::Account;
+use stocky_store::Account;
 
 use super::too_many;
 use crate::auth::{self, digest, password_matches, random_token, unauthorized, Principal};

@@ -24,7 +24,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use stocky_core::protocol::MAX_OP_ID_LEN;
-use stocky_store_sqlite::Origin;
+use stocky_store::Origin;
 
 use crate::auth::{self, Principal};
 use crate::error::ApiError;

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use stocky_core::auth::stock_action;
 use stocky_core::stock::{Rejection, StockCommand, StockOp, MAX_PRODUCT_ID};
 use stocky_core::time::{iso8601, now_millis};
-use stocky_store_sqlite::{Applied, StockRow};
+use stocky_store::{Applied, StockRow};
 
 use super::rest_origin;
 use crate::auth::Principal;

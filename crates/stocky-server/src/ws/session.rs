@@ -26,7 +26,7 @@ use stocky_core::protocol::{
     ClientMessage, EventParts, ProtocolError, Scope, StockLevel,
 };
 use stocky_core::time::{iso8601, now_millis};
-use stocky_store_sqlite::{Applied, Origin, SubmitError};
+use stocky_store::{Applied, Origin, SubmitError};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::broadcast::Receiver;
 use tokio::time::{interval_at, timeout, Duration, Instant, MissedTickBehavior};

@@ -1,17 +1,18 @@
-//! Document collections and backups on SQLite: the writes the writer thread applies
-//! (inside its transaction, with the event) and the reads the read pool serves.
+//! Document collections and backups, in the engine-neutral SQL of [`crate::sql`]: the
+//! writes the writer thread applies (inside its transaction, with the event) and the reads
+//! the read pool serves.
 //!
 //! Invariants: `version` increases by one on every change of a record, tombstones included;
 //! a restore or a bulk write is part of one transaction, so it applies whole or not at all.
 
 use std::collections::BTreeMap;
 
-use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{json, Map, Value};
 use stocky_core::documents::{BackupRecord, DocWrite, MergeStrategy, Restore};
 use stocky_core::stock::{LedgerEntry, Rejection};
 use stocky_core::time::iso8601;
 
+use crate::sql::{args, Conn, DbError};
 use crate::{StoreError, SubmitError};
 
 /// A stored record's columns.
@@ -23,7 +24,7 @@ struct Row {
     deleted: bool,
 }
 
-fn unavailable(e: rusqlite::Error) -> SubmitError {
+fn unavailable(e: DbError) -> SubmitError {
     SubmitError::Unavailable(e.to_string())
 }
 
@@ -32,31 +33,32 @@ fn rejected(r: Rejection) -> SubmitError {
 }
 
 fn read_row(
-    conn: &Connection,
+    conn: &mut dyn Conn,
     tenant: &str,
     db: &str,
     store: &str,
     id: &str,
-) -> rusqlite::Result<Option<Row>> {
-    conn.prepare_cached(
+) -> Result<Option<Row>, DbError> {
+    let Some(mut r) = conn.query_opt(
         "SELECT body, version, created_at, updated_at, deleted_at IS NOT NULL FROM documents
-         WHERE tenant_id = ?1 AND db = ?2 AND store = ?3 AND id = ?4",
+         WHERE tenant_id = $1 AND db = $2 AND store = $3 AND id = $4",
+        args![tenant, db, store, id],
     )?
-    .query_row(params![tenant, db, store, id], |r| {
-        Ok(Row {
-            body: r.get(0)?,
-            version: r.get(1)?,
-            created_at: r.get(2)?,
-            updated_at: r.get(3)?,
-            deleted: r.get(4)?,
-        })
-    })
-    .optional()
+    else {
+        return Ok(None);
+    };
+    Ok(Some(Row {
+        body: r.text(0)?,
+        version: r.int(1)?,
+        created_at: r.int(2)?,
+        updated_at: r.int(3)?,
+        deleted: r.bool(4)?,
+    }))
 }
 
 #[allow(clippy::too_many_arguments)]
 fn write_row(
-    conn: &Connection,
+    conn: &mut dyn Conn,
     tenant: &str,
     db: &str,
     store: &str,
@@ -66,15 +68,15 @@ fn write_row(
     created_at: i64,
     updated_at: i64,
     deleted_at: Option<i64>,
-) -> rusqlite::Result<()> {
-    conn.prepare_cached(
+) -> Result<(), DbError> {
+    conn.execute(
         "INSERT INTO documents (tenant_id, db, store, id, body, version, created_at, updated_at, deleted_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
          ON CONFLICT (tenant_id, db, store, id) DO UPDATE SET body = excluded.body,
             version = excluded.version, created_at = excluded.created_at,
             updated_at = excluded.updated_at, deleted_at = excluded.deleted_at",
-    )?
-    .execute(params![tenant, db, store, id, body, version, created_at, updated_at, deleted_at])?;
+        args![tenant, db, store, id, body, version, created_at, updated_at, deleted_at],
+    )?;
     Ok(())
 }
 
@@ -123,7 +125,7 @@ fn check_version(
 
 /// Applies a document write in the open transaction; returns the event's `data`.
 pub(crate) fn apply(
-    conn: &Connection,
+    conn: &mut dyn Conn,
     tenant: &str,
     write: &DocWrite,
     now: i64,
@@ -236,16 +238,16 @@ pub(crate) fn apply(
         DocWrite::Restore(restore) => self::restore(conn, tenant, restore, now),
         DocWrite::DropDatabase { db } => {
             let live: i64 = conn
-                .query_row(
-                    "SELECT COUNT(*) FROM documents WHERE tenant_id = ?1 AND db = ?2 AND deleted_at IS NULL",
-                    params![tenant, db],
-                    |r| r.get(0),
+                .query_one(
+                    "SELECT COUNT(*) FROM documents WHERE tenant_id = $1 AND db = $2 AND deleted_at IS NULL",
+                    args![tenant, db],
                 )
+                .and_then(|r| r.int(0))
                 .map_err(unavailable)?;
             let removed = conn
                 .execute(
-                    "DELETE FROM documents WHERE tenant_id = ?1 AND db = ?2",
-                    params![tenant, db],
+                    "DELETE FROM documents WHERE tenant_id = $1 AND db = $2",
+                    args![tenant, db],
                 )
                 .map_err(unavailable)?;
             if removed == 0 {
@@ -261,7 +263,7 @@ pub(crate) fn apply(
 /// Creates or replaces one record; returns it and whether a live record was replaced.
 #[allow(clippy::too_many_arguments)]
 fn put(
-    conn: &Connection,
+    conn: &mut dyn Conn,
     tenant: &str,
     db: &str,
     store: &str,
@@ -284,7 +286,7 @@ fn put(
 }
 
 fn restore(
-    conn: &Connection,
+    conn: &mut dyn Conn,
     tenant: &str,
     restore: &Restore,
     now: i64,
@@ -292,8 +294,8 @@ fn restore(
     let db = &restore.db;
     if restore.overwrite {
         conn.execute(
-            "DELETE FROM documents WHERE tenant_id = ?1 AND db = ?2",
-            params![tenant, db],
+            "DELETE FROM documents WHERE tenant_id = $1 AND db = $2",
+            args![tenant, db],
         )
         .map_err(unavailable)?;
     }
@@ -332,14 +334,14 @@ fn restore(
 
 /// Writes a backup record, keeping its timestamps; its version never goes backwards.
 fn write_restored(
-    conn: &Connection,
+    conn: &mut dyn Conn,
     tenant: &str,
     db: &str,
     store: &str,
     record: &BackupRecord,
     current: Option<&Row>,
     now: i64,
-) -> rusqlite::Result<()> {
+) -> Result<(), DbError> {
     let body = Value::Object(record.fields.clone()).to_string();
     let floor = current.map_or(1, |r| r.version + 1);
     let version = record.version.unwrap_or(1).max(floor);
@@ -353,66 +355,67 @@ fn write_restored(
 /// Appends ledger movements (skipping ones already present), recomputes the stock of every
 /// product they touch from the whole ledger, and returns the resulting levels per site.
 pub(crate) fn restore_ledger(
-    conn: &Connection,
+    conn: &mut dyn Conn,
     tenant: &str,
     entries: &[LedgerEntry],
     event_id: u64,
     now: i64,
 ) -> Result<Value, SubmitError> {
-    let mut inserted = 0;
+    let mut inserted: usize = 0;
     let mut touched = std::collections::BTreeSet::new();
     for e in entries {
         let site_known: bool = conn
-            .query_row(
-                "SELECT EXISTS (SELECT 1 FROM sites WHERE tenant_id = ?1 AND id = ?2)",
-                params![tenant, e.site],
-                |r| r.get(0),
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM sites WHERE tenant_id = $1 AND id = $2)",
+                args![tenant, &e.site],
             )
+            .and_then(|r| r.bool(0))
             .map_err(unavailable)?;
         if !site_known {
             return Err(rejected(Rejection::NotFound {
                 what: format!("site {:?} of movement {}", e.site, e.id),
             }));
         }
-        inserted += conn
-            .prepare_cached(
-                "INSERT OR IGNORE INTO movements (id, tenant_id, site_id, product_id, delta, kind, reason,
+        let changed = conn
+            .execute(
+                "INSERT INTO movements (id, tenant_id, site_id, product_id, delta, kind, reason,
                     origin_client, origin_op, event_id, server_time)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            )
-            .and_then(|mut s| {
-                s.execute(params![
-                    e.id,
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                 ON CONFLICT DO NOTHING",
+                args![
+                    &e.id,
                     tenant,
-                    e.site,
+                    &e.site,
                     e.product_id,
                     e.delta,
-                    e.kind,
-                    e.reason,
-                    e.origin_client,
-                    e.origin_op,
+                    &e.kind,
+                    &e.reason,
+                    &e.origin_client,
+                    &e.origin_op,
                     event_id as i64,
                     e.server_time
-                ])
-            })
+                ],
+            )
             .map_err(unavailable)?;
+        inserted += changed as usize;
         touched.insert((e.site.clone(), e.product_id));
     }
     let mut levels = Vec::with_capacity(touched.len());
     for (site, product) in touched {
         let sum: i64 = conn
-            .query_row(
-                "SELECT COALESCE(SUM(delta), 0) FROM movements WHERE tenant_id = ?1 AND site_id = ?2 AND product_id = ?3",
-                params![tenant, site, product],
-                |r| r.get(0),
+            .query_one(
+                "SELECT CAST(COALESCE(SUM(delta), 0) AS BIGINT) FROM movements
+                 WHERE tenant_id = $1 AND site_id = $2 AND product_id = $3",
+                args![tenant, &site, product],
             )
+            .and_then(|r| r.int(0))
             .map_err(unavailable)?;
         conn.execute(
             "INSERT INTO stock (tenant_id, site_id, product_id, on_hand, updated_at, last_event_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (tenant_id, site_id, product_id) DO UPDATE SET on_hand = excluded.on_hand,
                 updated_at = excluded.updated_at, last_event_id = excluded.last_event_id",
-            params![tenant, site, product, sum, now, event_id as i64],
+            args![tenant, &site, product, sum, now, event_id as i64],
         )
         .map_err(unavailable)?;
         levels.push(json!({"productId": product, "stock": sum, "siteId": site}));
@@ -424,30 +427,32 @@ pub(crate) fn restore_ledger(
 
 /// Live records of a store, oldest first.
 pub(crate) fn list(
-    conn: &mut Connection,
+    conn: &mut dyn Conn,
     tenant: &str,
     db: &str,
     store: &str,
 ) -> Result<Vec<Value>, StoreError> {
-    let mut stmt = conn.prepare_cached(
+    let rows = conn.query(
         "SELECT id, body, version, created_at, updated_at FROM documents
-         WHERE tenant_id = ?1 AND db = ?2 AND store = ?3 AND deleted_at IS NULL ORDER BY created_at, id",
+         WHERE tenant_id = $1 AND db = $2 AND store = $3 AND deleted_at IS NULL ORDER BY created_at, id",
+        args![tenant, db, store],
     )?;
-    let rows = stmt.query_map(params![tenant, db, store], |r| {
-        Ok(render(
-            &r.get::<_, String>(0)?,
-            &r.get::<_, String>(1)?,
-            r.get(2)?,
-            r.get(3)?,
-            r.get(4)?,
-        ))
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let mut out = Vec::with_capacity(rows.len());
+    for mut r in rows {
+        out.push(render(
+            &r.text(0)?,
+            &r.text(1)?,
+            r.int(2)?,
+            r.int(3)?,
+            r.int(4)?,
+        ));
+    }
+    Ok(out)
 }
 
 /// One live record.
 pub(crate) fn get(
-    conn: &mut Connection,
+    conn: &mut dyn Conn,
     tenant: &str,
     db: &str,
     store: &str,
@@ -460,77 +465,67 @@ pub(crate) fn get(
 
 /// Every change after `since` (ms): live records and tombstones, in update order.
 pub(crate) fn since(
-    conn: &mut Connection,
+    conn: &mut dyn Conn,
     tenant: &str,
     db: &str,
     store: &str,
     since: i64,
 ) -> Result<Vec<Value>, StoreError> {
-    let mut stmt = conn.prepare_cached(
+    let rows = conn.query(
         "SELECT id, body, version, created_at, updated_at, deleted_at IS NOT NULL FROM documents
-         WHERE tenant_id = ?1 AND db = ?2 AND store = ?3 AND updated_at > ?4 ORDER BY updated_at, id",
+         WHERE tenant_id = $1 AND db = $2 AND store = $3 AND updated_at > $4 ORDER BY updated_at, id",
+        args![tenant, db, store, since],
     )?;
-    let rows = stmt.query_map(params![tenant, db, store, since], |r| {
-        let id: String = r.get(0)?;
-        Ok(if r.get::<_, bool>(5)? {
-            tombstone(&id, r.get(2)?, r.get(4)?)
+    let mut out = Vec::with_capacity(rows.len());
+    for mut r in rows {
+        let id = r.text(0)?;
+        out.push(if r.bool(5)? {
+            tombstone(&id, r.int(2)?, r.int(4)?)
         } else {
-            render(
-                &id,
-                &r.get::<_, String>(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-            )
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+            render(&id, &r.text(1)?, r.int(2)?, r.int(3)?, r.int(4)?)
+        });
+    }
+    Ok(out)
 }
 
 /// Seed 000's store statistics.
 pub(crate) fn stats(
-    conn: &mut Connection,
+    conn: &mut dyn Conn,
     tenant: &str,
     db: &str,
     store: &str,
     now: i64,
 ) -> Result<Value, StoreError> {
-    let day = 86_400_000;
-    conn.prepare_cached(
-        "SELECT COUNT(*), SUM(updated_at > ?4), SUM(updated_at > ?5), MIN(created_at), MAX(updated_at)
-         FROM documents WHERE tenant_id = ?1 AND db = ?2 AND store = ?3 AND deleted_at IS NULL",
-    )?
-    .query_row(params![tenant, db, store, now - day, now - 7 * day], |r| {
-        let time = |v: Option<i64>| v.map(iso8601);
-        Ok(json!({
-            "total": r.get::<_, i64>(0)?,
-            "updatedLast24h": r.get::<_, Option<i64>>(1)?.unwrap_or(0),
-            "updatedLast7d": r.get::<_, Option<i64>>(2)?.unwrap_or(0),
-            "oldestRecord": time(r.get(3)?),
-            "newestRecord": time(r.get(4)?),
-        }))
-    })
-    .map_err(StoreError::from)
+    let day: i64 = 86_400_000;
+    let r = conn.query_one(
+        "SELECT COUNT(*), COUNT(*) FILTER (WHERE updated_at > $4),
+            COUNT(*) FILTER (WHERE updated_at > $5), MIN(created_at), MAX(updated_at)
+         FROM documents WHERE tenant_id = $1 AND db = $2 AND store = $3 AND deleted_at IS NULL",
+        args![tenant, db, store, now - day, now - 7 * day],
+    )?;
+    let time = |v: Option<i64>| v.map(iso8601);
+    Ok(json!({
+        "total": r.int(0)?,
+        "updatedLast24h": r.int(1)?,
+        "updatedLast7d": r.int(2)?,
+        "oldestRecord": time(r.opt_int(3)?),
+        "newestRecord": time(r.opt_int(4)?),
+    }))
 }
 
 /// Every database with its stores and live record counts.
 pub(crate) fn databases(
-    conn: &mut Connection,
+    conn: &mut dyn Conn,
     tenant: &str,
 ) -> Result<BTreeMap<String, BTreeMap<String, i64>>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT db, store, SUM(deleted_at IS NULL) FROM documents WHERE tenant_id = ?1 GROUP BY db, store ORDER BY db, store",
+    let rows = conn.query(
+        "SELECT db, store, COUNT(*) FILTER (WHERE deleted_at IS NULL) FROM documents
+         WHERE tenant_id = $1 GROUP BY db, store ORDER BY db, store",
+        args![tenant],
     )?;
     let mut out: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
-    let rows = stmt.query_map(params![tenant], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, i64>(2)?,
-        ))
-    })?;
-    for row in rows {
-        let (db, store, count) = row?;
+    for mut r in rows {
+        let (db, store, count) = (r.text(0)?, r.text(1)?, r.int(2)?);
         out.entry(db).or_default().insert(store, count);
     }
     Ok(out)
@@ -539,35 +534,27 @@ pub(crate) fn databases(
 /// A database's records per store: live ones updated after `since` (all when `None`), and
 /// the ids deleted after `since`.
 pub(crate) fn dump(
-    conn: &mut Connection,
+    conn: &mut dyn Conn,
     tenant: &str,
     db: &str,
     since: Option<i64>,
 ) -> Result<crate::Dump, StoreError> {
-    let mut stmt = conn.prepare_cached(
+    let rows = conn.query(
         "SELECT store, id, body, version, created_at, updated_at, deleted_at IS NOT NULL FROM documents
-         WHERE tenant_id = ?1 AND db = ?2 AND updated_at > ?3 ORDER BY store, created_at, id",
+         WHERE tenant_id = $1 AND db = $2 AND updated_at > $3 ORDER BY store, created_at, id",
+        args![tenant, db, since.unwrap_or(i64::MIN)],
     )?;
     let mut live: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     let mut deleted: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let rows = stmt.query_map(params![tenant, db, since.unwrap_or(i64::MIN)], |r| {
-        let store: String = r.get(0)?;
-        let id: String = r.get(1)?;
-        let record = (!r.get::<_, bool>(6)?)
-            .then(|| {
-                Ok::<_, rusqlite::Error>(render(
-                    &id,
-                    &r.get::<_, String>(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                ))
-            })
-            .transpose()?;
-        Ok((store, id, record))
-    })?;
-    for row in rows {
-        match row? {
+    for mut r in rows {
+        let store = r.text(0)?;
+        let id = r.text(1)?;
+        let record = if r.bool(6)? {
+            None
+        } else {
+            Some(render(&id, &r.text(2)?, r.int(3)?, r.int(4)?, r.int(5)?))
+        };
+        match (store, id, record) {
             (store, _, Some(record)) => live.entry(store).or_default().push(record),
             (store, id, None) if since.is_some() => deleted.entry(store).or_default().push(id),
             (store, _, None) => {
@@ -579,35 +566,40 @@ pub(crate) fn dump(
 }
 
 /// How many movements a tenant's ledger holds.
-pub(crate) fn ledger_len(conn: &mut Connection, tenant: &str) -> Result<i64, StoreError> {
+pub(crate) fn ledger_len(conn: &mut dyn Conn, tenant: &str) -> Result<i64, StoreError> {
     Ok(conn
-        .prepare_cached("SELECT COUNT(*) FROM movements WHERE tenant_id = ?1")?
-        .query_row(params![tenant], |r| r.get(0))?)
+        .query_one(
+            "SELECT COUNT(*) FROM movements WHERE tenant_id = $1",
+            args![tenant],
+        )?
+        .int(0)?)
 }
 
 /// The whole ledger of a tenant, oldest first, in the `_stock` backup format.
 pub(crate) fn ledger(
-    conn: &mut Connection,
+    conn: &mut dyn Conn,
     tenant: &str,
     since: Option<i64>,
 ) -> Result<Vec<Value>, StoreError> {
-    let mut stmt = conn.prepare_cached(
+    let rows = conn.query(
         "SELECT id, site_id, product_id, delta, kind, reason, origin_client, origin_op, event_id, server_time
-         FROM movements WHERE tenant_id = ?1 AND server_time > ?2 ORDER BY server_time, event_id, rowid",
+         FROM movements WHERE tenant_id = $1 AND server_time > $2 ORDER BY server_time, event_id, id",
+        args![tenant, since.unwrap_or(i64::MIN)],
     )?;
-    let rows = stmt.query_map(params![tenant, since.unwrap_or(i64::MIN)], |r| {
-        Ok(json!({
-            "id": r.get::<_, String>(0)?,
-            "siteId": r.get::<_, String>(1)?,
-            "productId": r.get::<_, i64>(2)?,
-            "delta": r.get::<_, i64>(3)?,
-            "kind": r.get::<_, String>(4)?,
-            "reason": r.get::<_, Option<String>>(5)?,
-            "originClient": r.get::<_, Option<String>>(6)?,
-            "originOp": r.get::<_, Option<String>>(7)?,
-            "eventId": r.get::<_, i64>(8)?,
-            "serverTime": iso8601(r.get(9)?),
-        }))
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let mut out = Vec::with_capacity(rows.len());
+    for mut r in rows {
+        out.push(json!({
+            "id": r.text(0)?,
+            "siteId": r.text(1)?,
+            "productId": r.int(2)?,
+            "delta": r.int(3)?,
+            "kind": r.text(4)?,
+            "reason": r.opt_text(5)?,
+            "originClient": r.opt_text(6)?,
+            "originOp": r.opt_text(7)?,
+            "eventId": r.int(8)?,
+            "serverTime": iso8601(r.int(9)?),
+        }));
+    }
+    Ok(out)
 }

@@ -1,26 +1,33 @@
 //! The single writer: group commit, gap-free event ids, transactional outbox.
 //!
-//! One OS thread owns the only write connection. It blocks for the first queued job, takes
-//! whatever else is already queued (up to `max_batch`), and runs all of it in one
-//! `BEGIN IMMEDIATE … COMMIT`: each command inside its own savepoint, validated against the
-//! state the earlier commands of the batch left. After the commit — and only then — the
+//! One OS thread per hub owns the store's write connection. It blocks for the first queued
+//! job, takes whatever else is already queued (up to `max_batch`), and runs all of it in one
+//! write transaction: each command inside its own savepoint, validated against the state
+//! the earlier commands of the batch left. The first time a batch touches a tenant it reads
+//! (and on PostgreSQL row-locks) the tenant's `streams` row, so writers of other processes
+//! or hub instances sharing the database serialise per tenant and ids stay gap-free. After the commit — and only then — the
 //! events go to the sink in id order and the waiting senders get their answers. If the
 //! commit fails, every command of the batch is answered `Unavailable` and the cached
 //! stream heads are left as they were before the batch, so no id is skipped.
 //!
-//! The queue is bounded (`queue_capacity`): when it is full, senders wait.
+//! The queue is bounded (`queue_capacity`): when it is full, senders wait. A broken
+//! connection (database restart) fails the batch in hand with `Unavailable`; the next batch
+//! reconnects first. A commit whose outcome is unknown is answered `Unavailable` too: if it
+//! did commit, its events reach clients through the log follower, and a retry with the same
+//! `opId` is recognised as a duplicate.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rusqlite::{params, Connection, OptionalExtension};
 use stocky_core::protocol::{encode_ack, encode_event, stock_event_data, EventParts, Scope};
 use stocky_core::stock::{plan, BusinessValidator, Rejection, StockCommand};
 use stocky_core::time::now_millis;
 use stocky_core::{DEFAULT_SITE, DEFAULT_TENANT};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::engine::{ConnRole, Engine};
+use crate::sql::{args, Conn, DbError, TxMode};
 use crate::{
     documents, Applied, Command, CommittedEvent, EventSink, Origin, StoreError, StoreOptions,
     StreamHead, SubmitError,
@@ -46,41 +53,36 @@ type Queued = (
 /// How often the writer prunes the event log at most.
 const PRUNE_EVERY: Duration = Duration::from_secs(1);
 
-/// Creates the default tenant, site and stream on first start; returns every stream head.
-pub(crate) fn bootstrap(conn: &Connection) -> Result<Vec<StreamHead>, StoreError> {
-    let now = now_millis();
-    conn.execute(
-        "INSERT OR IGNORE INTO tenants (id, name, created_at) VALUES (?1, 'Default tenant', ?2)",
-        params![DEFAULT_TENANT, now],
-    )?;
-    conn.execute(
-        "INSERT OR IGNORE INTO sites (tenant_id, id, name, created_at) VALUES (?1, ?2, 'Default site', ?3)",
-        params![DEFAULT_TENANT, DEFAULT_SITE, now],
-    )?;
-    conn.execute(
-        "INSERT OR IGNORE INTO streams (tenant_id, epoch, head) VALUES (?1, ?2, 0)",
-        params![DEFAULT_TENANT, new_epoch()],
-    )?;
-    let mut stmt = conn.prepare("SELECT tenant_id, epoch, head FROM streams ORDER BY tenant_id")?;
-    let heads = stmt
-        .query_map([], |r| {
-            Ok(StreamHead {
-                tenant: Arc::from(r.get::<_, String>(0)?),
-                epoch: Arc::from(r.get::<_, String>(1)?),
-                head: r.get::<_, i64>(2)? as u64,
-            })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(heads)
+/// How often the writer tries to reconnect at most while the database is unreachable.
+const RECONNECT_EVERY: Duration = Duration::from_millis(250);
+
+fn unavailable(e: DbError) -> SubmitError {
+    SubmitError::Unavailable(e.to_string())
 }
 
-/// A fresh random epoch: 128 random bits in hex.
-pub(crate) fn new_epoch() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
+/// Creates the default tenant, site and stream on first start; returns every stream head.
+pub(crate) fn bootstrap(conn: &mut dyn Conn) -> Result<Vec<StreamHead>, StoreError> {
+    let now = now_millis();
+    conn.execute(
+        "INSERT INTO tenants (id, name, created_at) VALUES ($1, 'Default tenant', $2)
+         ON CONFLICT DO NOTHING",
+        args![DEFAULT_TENANT, now],
+    )?;
+    conn.execute(
+        "INSERT INTO sites (tenant_id, id, name, created_at) VALUES ($1, $2, 'Default site', $3)
+         ON CONFLICT DO NOTHING",
+        args![DEFAULT_TENANT, DEFAULT_SITE, now],
+    )?;
+    conn.execute(
+        "INSERT INTO streams (tenant_id, epoch, head) VALUES ($1, $2, 0) ON CONFLICT DO NOTHING",
+        args![DEFAULT_TENANT, &crate::new_epoch()],
+    )?;
+    crate::reader::heads(conn)
 }
 
 pub(crate) fn spawn(
-    conn: Connection,
+    engine: Arc<dyn Engine>,
+    conn: Box<dyn Conn>,
     jobs: mpsc::Receiver<Job>,
     options: StoreOptions,
     sink: Arc<dyn EventSink>,
@@ -92,7 +94,9 @@ pub(crate) fn spawn(
         .map(|h| (h.tenant.clone(), (h.epoch.clone(), h.head)))
         .collect();
     let writer = Writer {
+        engine,
         conn,
+        last_connect: Instant::now(),
         options,
         sink,
         validator,
@@ -106,7 +110,10 @@ pub(crate) fn spawn(
 }
 
 struct Writer {
-    conn: Connection,
+    engine: Arc<dyn Engine>,
+    conn: Box<dyn Conn>,
+    /// When the writer last tried to (re)connect.
+    last_connect: Instant,
     options: StoreOptions,
     sink: Arc<dyn EventSink>,
     validator: Option<Arc<dyn BusinessValidator>>,
@@ -164,12 +171,11 @@ impl Writer {
     fn commit_batch(&mut self, batch: &mut Vec<Queued>) {
         let mut staged_heads: HashMap<Arc<str>, (Arc<str>, u64)> = HashMap::new();
         let mut outcomes = Vec::with_capacity(batch.len());
-        let began = self.conn.execute_batch("BEGIN IMMEDIATE");
-        if let Err(e) = began {
+        if let Err(e) = self.begin() {
             tracing::error!(error = %e, "writer: cannot begin a transaction");
             for (_, _, reply) in batch.drain(..) {
                 let _ = reply.send(Err(SubmitError::Unavailable(format!(
-                    "cannot begin transaction: {e}"
+                    "the database is unavailable: {e}"
                 ))));
             }
             return;
@@ -178,10 +184,10 @@ impl Writer {
         for (command, origin, _) in batch.iter() {
             outcomes.push(self.stage(command, origin, now, &mut staged_heads));
         }
-        let committed = self.conn.execute_batch("COMMIT");
+        let committed = self.conn.commit();
         if let Err(e) = committed {
             tracing::error!(error = %e, "writer: commit failed; batch refused");
-            let _ = self.conn.execute_batch("ROLLBACK");
+            let _ = self.conn.rollback();
             for (_, _, reply) in batch.drain(..) {
                 let _ = reply.send(Err(SubmitError::Unavailable(format!("commit failed: {e}"))));
             }
@@ -212,6 +218,31 @@ impl Writer {
         }
     }
 
+    /// Begins the batch's transaction, first replacing a connection known to be broken,
+    /// and once more on a fresh connection if the old one turns out broken now.
+    fn begin(&mut self) -> Result<(), DbError> {
+        if self.conn.is_broken() {
+            self.reconnect()?;
+        }
+        match self.conn.begin(TxMode::Write) {
+            Err(e) if e.is_connection() || self.conn.is_broken() => {
+                self.reconnect()?;
+                self.conn.begin(TxMode::Write)
+            }
+            other => other,
+        }
+    }
+
+    fn reconnect(&mut self) -> Result<(), DbError> {
+        if self.last_connect.elapsed() < RECONNECT_EVERY {
+            return Err(DbError::connection("reconnecting to the database"));
+        }
+        self.last_connect = Instant::now();
+        self.conn = self.engine.connect(ConnRole::Writer)?;
+        tracing::info!(database = %self.engine.describe(), "writer: reconnected");
+        Ok(())
+    }
+
     /// Runs one command inside a savepoint of the open transaction.
     fn stage(
         &mut self,
@@ -220,15 +251,15 @@ impl Writer {
         now: i64,
         heads: &mut HashMap<Arc<str>, (Arc<str>, u64)>,
     ) -> Staged {
-        if let Err(e) = self.conn.execute_batch("SAVEPOINT command") {
+        if let Err(e) = self.conn.batch("SAVEPOINT command") {
             return Staged::Done(Err(SubmitError::Unavailable(e.to_string())));
         }
         let result = self.apply(command, origin, now, heads);
         let end = match &result {
-            Ok(Staged::New { .. }) => "RELEASE command",
-            _ => "ROLLBACK TO command; RELEASE command",
+            Ok(Staged::New { .. }) => "RELEASE SAVEPOINT command",
+            _ => "ROLLBACK TO SAVEPOINT command; RELEASE SAVEPOINT command",
         };
-        if let Err(e) = self.conn.execute_batch(end) {
+        if let Err(e) = self.conn.batch(end) {
             return Staged::Done(Err(SubmitError::Unavailable(e.to_string())));
         }
         match result {
@@ -244,7 +275,6 @@ impl Writer {
         now: i64,
         heads: &mut HashMap<Arc<str>, (Arc<str>, u64)>,
     ) -> Result<Staged, SubmitError> {
-        let unavailable = |e: rusqlite::Error| SubmitError::Unavailable(e.to_string());
         // The head comes from the database (inside this write transaction) the first time a
         // batch touches a tenant: another process (an offline `stocky restore`, a second
         // hub on the same file) may have appended events since, and reusing their ids would
@@ -281,24 +311,22 @@ impl Writer {
                 None,
             ),
             Command::Documents(write) => {
-                let data = documents::apply(&self.conn, &origin.tenant, write, now)?;
+                let data = documents::apply(&mut *self.conn, &origin.tenant, write, now)?;
                 (write.event_name(), data.to_string(), None)
             }
             Command::RestoreLedger(entries) => {
                 let mut result =
-                    documents::restore_ledger(&self.conn, &origin.tenant, entries, id, now)?;
+                    documents::restore_ledger(&mut *self.conn, &origin.tenant, entries, id, now)?;
                 let levels = result["data"].take();
                 ("stock:sync", levels.to_string(), Some(result))
             }
             Command::Publish { event, data } => (event.as_str(), data.to_string(), None),
         };
-        let conn = &self.conn;
-        conn.prepare_cached(
+        let conn = &mut *self.conn;
+        conn.execute(
             "INSERT INTO events (tenant_id, id, site_id, event, data, client_id, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )
-        .and_then(|mut s| {
-            s.execute(params![
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            args![
                 &*origin.tenant,
                 id as i64,
                 &*origin.site,
@@ -306,17 +334,21 @@ impl Writer {
                 &data,
                 &*origin.client_id,
                 now
-            ])
-        })
+            ],
+        )
         .map_err(unavailable)?;
         if let Some(op_id) = &origin.op_id {
-            conn.prepare_cached("INSERT INTO applied_ops (tenant_id, op_id, event_id, created_at) VALUES (?1, ?2, ?3, ?4)")
-                .and_then(|mut s| s.execute(params![&*origin.tenant, op_id, id as i64, now]))
-                .map_err(unavailable)?;
-        }
-        conn.prepare_cached("UPDATE streams SET head = ?2 WHERE tenant_id = ?1")
-            .and_then(|mut s| s.execute(params![&*origin.tenant, id as i64]))
+            conn.execute(
+                "INSERT INTO applied_ops (tenant_id, op_id, event_id, created_at) VALUES ($1, $2, $3, $4)",
+                args![&*origin.tenant, op_id, id as i64, now],
+            )
             .map_err(unavailable)?;
+        }
+        conn.execute(
+            "UPDATE streams SET head = $2 WHERE tenant_id = $1",
+            args![&*origin.tenant, id as i64],
+        )
+        .map_err(unavailable)?;
         heads.insert(origin.tenant.clone(), (epoch.clone(), id));
 
         let parts = EventParts {
@@ -357,25 +389,20 @@ impl Writer {
     /// Validates a stock command against current stock and writes its movements and the
     /// resulting stock; returns the event's `data`.
     fn apply_stock(
-        &self,
+        &mut self,
         command: &StockCommand,
         origin: &Origin,
         id: u64,
         now: i64,
     ) -> Result<String, SubmitError> {
-        let unavailable = |e: rusqlite::Error| SubmitError::Unavailable(e.to_string());
-        let conn = &self.conn;
-        let mut lookup = conn
-            .prepare_cached("SELECT on_hand FROM stock WHERE tenant_id = ?1 AND site_id = ?2 AND product_id = ?3")
-            .map_err(unavailable)?;
+        let conn = &mut *self.conn;
         let mut read_error = None;
         let mut view = |product: i64| -> Option<i64> {
-            match lookup
-                .query_row(params![&*origin.tenant, &*origin.site, product], |r| {
-                    r.get(0)
-                })
-                .optional()
-            {
+            let found = conn.query_opt(
+                "SELECT on_hand FROM stock WHERE tenant_id = $1 AND site_id = $2 AND product_id = $3",
+                args![&*origin.tenant, &*origin.site, product],
+            );
+            match found.and_then(|row| row.map(|r| r.int(0)).transpose()) {
                 Ok(v) => v,
                 Err(e) => {
                     read_error.get_or_insert(e);
@@ -389,31 +416,17 @@ impl Writer {
                 .map_err(|reason| SubmitError::Rejected(Rejection::Custom(reason)))?;
         }
         let planned = plan(command, &mut view);
-        drop(lookup);
         if let Some(e) = read_error {
             return Err(unavailable(e));
         }
         let movements = planned?;
         let kind = command.op.kind();
-        let mut insert_movement = conn
-            .prepare_cached(
-                "INSERT INTO movements (id, tenant_id, site_id, product_id, delta, kind, origin_client,
-                    origin_op, event_id, server_time) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            )
-            .map_err(unavailable)?;
-        let mut upsert_stock = conn
-            .prepare_cached(
-                "INSERT INTO stock (tenant_id, site_id, product_id, on_hand, updated_at, last_event_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (tenant_id, site_id, product_id) DO UPDATE SET
-                    on_hand = excluded.on_hand, updated_at = excluded.updated_at,
-                    last_event_id = excluded.last_event_id",
-            )
-            .map_err(unavailable)?;
         for m in &movements {
-            insert_movement
-                .execute(params![
-                    uuid::Uuid::new_v4().to_string(),
+            conn.execute(
+                "INSERT INTO movements (id, tenant_id, site_id, product_id, delta, kind, origin_client,
+                    origin_op, event_id, server_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                args![
+                    &uuid::Uuid::new_v4().to_string(),
                     &*origin.tenant,
                     &*origin.site,
                     m.product_id,
@@ -423,65 +436,64 @@ impl Writer {
                     origin.op_id.as_deref(),
                     id as i64,
                     now
-                ])
-                .map_err(unavailable)?;
-            upsert_stock
-                .execute(params![
-                    &*origin.tenant,
-                    &*origin.site,
-                    m.product_id,
-                    m.after,
-                    now,
-                    id as i64
-                ])
-                .map_err(unavailable)?;
+                ],
+            )
+            .map_err(unavailable)?;
+            conn.execute(
+                "INSERT INTO stock (tenant_id, site_id, product_id, on_hand, updated_at, last_event_id)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (tenant_id, site_id, product_id) DO UPDATE SET
+                    on_hand = excluded.on_hand, updated_at = excluded.updated_at,
+                    last_event_id = excluded.last_event_id",
+                args![&*origin.tenant, &*origin.site, m.product_id, m.after, now, id as i64],
+            )
+            .map_err(unavailable)?;
         }
         Ok(stock_event_data(command.op, &movements))
     }
 
-    fn load_stream(&mut self, tenant: &Arc<str>) -> rusqlite::Result<Option<(Arc<str>, u64)>> {
-        let found = self
-            .conn
-            .query_row(
-                "SELECT epoch, head FROM streams WHERE tenant_id = ?1",
-                params![&**tenant],
-                |r| {
-                    Ok((
-                        Arc::<str>::from(r.get::<_, String>(0)?),
-                        r.get::<_, i64>(1)? as u64,
-                    ))
-                },
-            )
-            .optional()?;
+    /// The tenant's committed `(epoch, head)`, read — and row-locked where the engine locks
+    /// rows — inside the write transaction.
+    fn load_stream(&mut self, tenant: &Arc<str>) -> Result<Option<(Arc<str>, u64)>, DbError> {
+        let sql = format!(
+            "SELECT epoch, head FROM streams WHERE tenant_id = $1{}",
+            self.conn.row_lock()
+        );
+        let found = match self.conn.query_opt(&sql, args![&**tenant])? {
+            Some(mut r) => Some((Arc::<str>::from(r.text(0)?), r.int(1)? as u64)),
+            None => None,
+        };
         if let Some(state) = &found {
             self.streams.insert(tenant.clone(), state.clone());
         }
         Ok(found)
     }
 
-    fn applied_op(&self, tenant: &str, op_id: &str) -> rusqlite::Result<Option<u64>> {
+    fn applied_op(&mut self, tenant: &str, op_id: &str) -> Result<Option<u64>, DbError> {
         self.conn
-            .prepare_cached("SELECT event_id FROM applied_ops WHERE tenant_id = ?1 AND op_id = ?2")?
-            .query_row(params![tenant, op_id], |r| r.get::<_, i64>(0))
-            .optional()
-            .map(|id| id.map(|id| id as u64))
+            .query_opt(
+                "SELECT event_id FROM applied_ops WHERE tenant_id = $1 AND op_id = $2",
+                args![tenant, op_id],
+            )?
+            .map(|r| r.int(0).map(|id| id as u64))
+            .transpose()
     }
 
     /// The ack for a retried command: the original event's data when the log still has it.
     fn duplicate_ack(
-        &self,
+        &mut self,
         origin: &Origin,
         epoch: &str,
         id: u64,
         op_id: &str,
-    ) -> rusqlite::Result<String> {
-        let original: Option<(String, String, String, i64)> = self
-            .conn
-            .prepare_cached(
-                "SELECT event, data, site_id, created_at FROM events WHERE tenant_id = ?1 AND id = ?2",
-            )?
-            .query_row(params![&*origin.tenant, id as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-            .optional()?;
+    ) -> Result<String, DbError> {
+        let original = match self.conn.query_opt(
+            "SELECT event, data, site_id, created_at FROM events WHERE tenant_id = $1 AND id = $2",
+            args![&*origin.tenant, id as i64],
+        )? {
+            Some(mut r) => Some((r.text(0)?, r.text(1)?, r.text(2)?, r.int(3)?)),
+            None => None,
+        };
         let (event, data, site, at) = original.unwrap_or_else(|| {
             (
                 String::new(),
@@ -510,21 +522,24 @@ impl Writer {
     /// older than a day.
     fn prune(&mut self) {
         self.last_prune = Instant::now();
+        if self.conn.is_broken() {
+            return;
+        }
         let now = now_millis();
         let ttl_ms = self.options.event_ttl.as_millis() as i64;
         let keep = self.options.event_retention as i64;
         for (tenant, (_, head)) in &self.streams {
             let result = self.conn.execute(
-                "DELETE FROM events WHERE tenant_id = ?1 AND (id <= ?2 OR created_at < ?3)",
-                params![&**tenant, *head as i64 - keep, now - ttl_ms],
+                "DELETE FROM events WHERE tenant_id = $1 AND (id <= $2 OR created_at < $3)",
+                args![&**tenant, *head as i64 - keep, now - ttl_ms],
             );
             if let Err(e) = result {
                 tracing::warn!(error = %e, "writer: pruning the event log failed; will retry");
             }
         }
         let _ = self.conn.execute(
-            "DELETE FROM applied_ops WHERE created_at < ?1",
-            params![now - 86_400_000],
+            "DELETE FROM applied_ops WHERE created_at < $1",
+            args![now - 86_400_000],
         );
     }
 }

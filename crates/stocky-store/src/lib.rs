@@ -1,23 +1,29 @@
-//! Embedded SQLite storage for the hub (and later the edge): the stock ledger, the
-//! materialised on-hand stock, and the transactional event log.
+//! Storage for the hub (and later the edge): the stock ledger, the materialised on-hand
+//! stock, the transactional event log, documents and accounts — on embedded SQLite (the
+//! default) or on PostgreSQL shared by several hub instances ([`engine`]).
 //!
-//! Writes go through one [`sequencer`] thread that owns the only write connection and
-//! group-commits every command waiting in its bounded queue in one transaction; reads use a
-//! small pool of read-only connections (WAL lets them run beside the writer).
+//! The logic is written once against the shared SQL dialect of [`sql`]. Writes go through
+//! one [`sequencer`] thread per store that owns its write connection and group-commits every
+//! command waiting in its bounded queue in one transaction; reads use a small pool of
+//! connections beside it.
 //!
 //! Invariants:
 //! - a change, its ledger movements and its event are committed in one transaction;
-//! - event ids of a tenant's stream are gap-free and increasing, assigned by the writer;
+//! - event ids of a tenant's stream are gap-free and increasing, assigned in the committing
+//!   transaction (so several writers on one database never collide or skip);
 //! - events are handed to the [`EventSink`] only after their commit, in id order;
 //! - a refused command writes nothing.
 
 mod accounts;
 mod documents;
+pub mod engine;
 mod reader;
-mod schema;
 mod sequencer;
+pub mod sql;
+#[doc(hidden)]
+pub mod testing;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,13 +32,19 @@ use stocky_core::stock::{BusinessValidator, LedgerEntry, Rejection, StockCommand
 use tokio::sync::{mpsc, oneshot};
 
 pub use accounts::{Account, Listed, Session, UserLogin};
+pub use engine::sqlite::snapshot;
+pub use engine::Location;
+pub use sql::DbError;
+use sql::Conn;
 pub use reader::{ReplayPage, Snapshot, StockRow, StoredEvent};
 
 /// Storage failures (the database, not the caller, is at fault).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    #[error("database: {0}")]
+    Db(#[from] DbError),
+    #[error("{0}")]
+    Location(String),
     #[error("schema: {0}")]
     Schema(String),
     #[error("cannot open {path}: {source}")]
@@ -48,6 +60,18 @@ pub enum StoreError {
     /// The thing referred to does not exist.
     #[error("{0} not found")]
     NotFound(String),
+}
+
+impl StoreError {
+    /// Whether the database is unreachable for now (the caller may retry later).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Db(e) if e.is_connection())
+    }
+}
+
+/// A fresh random epoch: 128 random bits in hex.
+pub(crate) fn new_epoch() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
 }
 
 /// Why a submitted command was not applied.
@@ -199,19 +223,20 @@ pub struct StreamHead {
 
 /// Handle to an open store. Cheap to clone.
 #[derive(Clone)]
-pub struct SqliteStore {
+pub struct Store {
     jobs: mpsc::Sender<sequencer::Job>,
-    reads: reader::ReadPool,
+    reads: reader::Pool,
     /// Read-write connections for account data (writes that carry no event).
-    aux: reader::ReadPool,
+    aux: reader::Pool,
+    description: Arc<str>,
 }
 
-/// Joins the writer thread once every handle's queue is drained; see [`SqliteStore::open`].
+/// Joins the writer thread once every handle's queue is drained; see [`Store::open`].
 pub struct WriterGuard(Option<std::thread::JoinHandle<()>>);
 
 impl WriterGuard {
     /// Blocks until the writer has committed everything queued before the last
-    /// [`SqliteStore`] handle was dropped.
+    /// [`Store`] handle was dropped.
     pub fn join(mut self) {
         if let Some(handle) = self.0.take() {
             let _ = handle.join();
@@ -219,34 +244,41 @@ impl WriterGuard {
     }
 }
 
-impl SqliteStore {
-    /// Opens (creating and migrating if needed) the database at `path` and starts its
+impl Store {
+    /// Opens (creating and migrating if needed) the database at `location` and starts its
     /// writer thread. Returns the store, the writer guard (join it after dropping every
     /// store handle to finish pending commits) and every stream's head.
-    pub fn open(
-        path: &Path,
+    pub async fn open(
+        location: &Location,
         options: StoreOptions,
         sink: Arc<dyn EventSink>,
         validator: Option<Arc<dyn BusinessValidator>>,
     ) -> Result<(Self, WriterGuard, Vec<StreamHead>), StoreError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::Open {
-                path: dir.to_owned(),
-                source,
-            })?;
-        }
-        let mut conn = rusqlite::Connection::open(path)?;
-        schema::configure(&conn, false)?;
-        schema::migrate(&mut conn)?;
-        let heads = sequencer::bootstrap(&conn)?;
+        let engine = location.engine()?;
+        let opening = engine.clone();
+        let (conn, heads) = tokio::task::spawn_blocking(move || {
+            let mut conn = opening.connect(engine::ConnRole::Writer)?;
+            opening.migrate(&mut *conn)?;
+            let heads = sequencer::bootstrap(&mut *conn)?;
+            Ok::<_, StoreError>((conn, heads))
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))??;
         let (jobs, rx) = mpsc::channel(options.queue_capacity.max(1));
-        let writer = sequencer::spawn(conn, rx, options, sink, validator, &heads)?;
-        let store = SqliteStore {
+        let description = Arc::from(engine.describe());
+        let writer = sequencer::spawn(engine.clone(), conn, rx, options, sink, validator, &heads)?;
+        let store = Store {
             jobs,
-            reads: reader::ReadPool::new(path.to_owned(), true),
-            aux: reader::ReadPool::new(path.to_owned(), false),
+            reads: reader::Pool::new(engine.clone(), engine::ConnRole::Reader),
+            aux: reader::Pool::new(engine, engine::ConnRole::Accounts),
+            description,
         };
         Ok((store, WriterGuard(Some(writer)), heads))
+    }
+
+    /// Where the data lives (engine and location, without credentials), for logs.
+    pub fn describe(&self) -> &str {
+        &self.description
     }
 
     /// Queues `command` for the writer and waits for its commit (or refusal).
@@ -454,49 +486,8 @@ impl SqliteStore {
     }
 }
 
-/// Copies the database at `source` into a new file `target` with SQLite's online backup
-/// API — consistent even while a hub is writing — and gives the copy a fresh epoch, so
-/// clients of a hub started from it resync instead of mixing two histories. `progress`
-/// gets (pages copied, total pages).
-pub fn snapshot(
-    source: &Path,
-    target: &Path,
-    mut progress: impl FnMut(u64, u64),
-) -> Result<(), StoreError> {
-    if target.exists() {
-        return Err(StoreError::Open {
-            path: target.to_owned(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::AlreadyExists,
-                "the snapshot file already exists",
-            ),
-        });
-    }
-    let src =
-        rusqlite::Connection::open_with_flags(source, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    schema::configure(&src, true)?;
-    let mut dst = rusqlite::Connection::open(target)?;
-    {
-        let backup = rusqlite::backup::Backup::new(&src, &mut dst)?;
-        loop {
-            let more = backup.step(256)?;
-            let p = backup.progress();
-            progress((p.pagecount - p.remaining) as u64, p.pagecount as u64);
-            match more {
-                rusqlite::backup::StepResult::Done => break,
-                rusqlite::backup::StepResult::More => {}
-                // The source is busy (a writer holds a lock): wait a little and go on.
-                _ => std::thread::sleep(Duration::from_millis(5)),
-            }
-        }
-    }
-    dst.execute("UPDATE streams SET epoch = ?1", [sequencer::new_epoch()])?;
-    dst.execute_batch("PRAGMA journal_mode = WAL;")?;
-    Ok(())
-}
-
-/// Account operations on one connection; see [`SqliteStore::accounts`].
-pub struct Accounts<'c>(&'c mut rusqlite::Connection);
+/// Account operations on one connection; see [`Store::accounts`].
+pub struct Accounts<'c>(&'c mut dyn Conn);
 
 impl Accounts<'_> {
     pub fn create_device(

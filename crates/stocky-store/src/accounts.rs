@@ -1,0 +1,453 @@
+//! Tenants, sites, users, devices, API keys and login sessions.
+//!
+//! These writes carry no event, so they do not go through the writer thread: they run on
+//! a pooled read-write connection, in short transactions of their own, and rely on the
+//! engine's locking (on SQLite the writer holds the database lock for one group commit at
+//! a time and `busy_timeout` covers the wait; on PostgreSQL only the touched rows are
+//! locked). Secrets never reach this module in clear: passwords arrive hashed (argon2),
+//! keys and refresh tokens as SHA-256 digests.
+
+use stocky_core::auth::Role;
+use stocky_core::time::now_millis;
+
+use crate::sql::{args, in_tx, Conn, DbError, Row, TxMode};
+use crate::StoreError;
+
+/// Who a credential speaks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: String,
+    pub tenant: String,
+    pub role: Role,
+    /// Home site; `None` for every site.
+    pub site: Option<String>,
+    /// Enabled modules; `None` for all.
+    pub modules: Option<Vec<String>>,
+}
+
+/// A user with the hash to check a password against.
+#[derive(Debug, Clone)]
+pub struct UserLogin {
+    pub account: Account,
+    pub email: String,
+    pub password_hash: String,
+}
+
+/// A login session found by its refresh token.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub id: String,
+    pub account: Account,
+    pub device: Option<String>,
+    pub expires_at: i64,
+}
+
+/// Listing rows for admins (no secrets).
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Listed {
+    pub id: String,
+    pub name: String,
+    pub role: Option<String>,
+    pub site_id: Option<String>,
+    pub modules: Option<Vec<String>>,
+    pub created_at: i64,
+    pub revoked: bool,
+}
+
+fn modules_to_text(modules: &Option<Vec<String>>) -> Option<String> {
+    modules
+        .as_ref()
+        .map(|m| serde_json::to_string(m).unwrap_or_else(|_| "[]".into()))
+}
+
+fn modules_from_text(text: Option<String>) -> Option<Vec<String>> {
+    text.and_then(|t| serde_json::from_str(&t).ok())
+}
+
+fn role_of(text: &str) -> Result<Role, DbError> {
+    Role::parse(text).ok_or_else(|| DbError::other(format!("role {text:?}")))
+}
+
+/// A listing row: `id, name, role, site_id, modules, created_at, revoked`.
+fn listed(r: &mut Row) -> Result<Listed, DbError> {
+    Ok(Listed {
+        id: r.text(0)?,
+        name: r.text(1)?,
+        role: r.opt_text(2)?,
+        site_id: r.opt_text(3)?,
+        modules: modules_from_text(r.opt_text(4)?),
+        created_at: r.int(5)?,
+        revoked: r.bool(6)?,
+    })
+}
+
+/// An account from five columns starting at `at`: `id, tenant_id, role, site_id, modules`.
+fn account_at(r: &mut Row, at: usize) -> Result<Account, DbError> {
+    Ok(Account {
+        id: r.text(at)?,
+        tenant: r.text(at + 1)?,
+        role: role_of(&r.text(at + 2)?)?,
+        site: r.opt_text(at + 3)?,
+        modules: modules_from_text(r.opt_text(at + 4)?),
+    })
+}
+
+/// Rows of `(text, text)`.
+fn text_pairs(rows: Vec<Row>) -> Result<Vec<(String, String)>, DbError> {
+    rows.into_iter()
+        .map(|mut r| -> Result<(String, String), DbError> { Ok((r.text(0)?, r.text(1)?)) })
+        .collect()
+}
+
+/// Listing rows (see [`listed`]).
+fn listed_rows(rows: Vec<Row>) -> Result<Vec<Listed>, DbError> {
+    rows.into_iter().map(|mut r| listed(&mut r)).collect()
+}
+
+fn conflict(what: String) -> StoreError {
+    StoreError::Conflict(what)
+}
+
+fn map_unique(e: DbError, what: impl FnOnce() -> String) -> StoreError {
+    if e.is_unique() {
+        conflict(what())
+    } else {
+        StoreError::Db(e)
+    }
+}
+
+/// Creates a tenant with its event stream and a `default` site, and (when given) its
+/// first owner — all in one transaction.
+pub(crate) fn create_tenant(
+    conn: &mut dyn Conn,
+    id: &str,
+    name: &str,
+    owner: Option<(&Account, &str, &str)>,
+) -> Result<(), StoreError> {
+    in_tx(conn, TxMode::Plain, |tx| -> Result<(), StoreError> {
+        let now = now_millis();
+        tx.execute(
+            "INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)",
+            args![id, name, now],
+        )
+        .map_err(|e| map_unique(e, || format!("tenant {id:?} already exists")))?;
+        tx.execute(
+            "INSERT INTO sites (tenant_id, id, name, created_at) VALUES ($1, $2, 'Default site', $3)",
+            args![id, stocky_core::DEFAULT_SITE, now],
+        )?;
+        let epoch = crate::new_epoch();
+        tx.execute(
+            "INSERT INTO streams (tenant_id, epoch, head) VALUES ($1, $2, 0)",
+            args![id, &epoch],
+        )?;
+        if let Some((account, email, password_hash)) = owner {
+            create_user(tx, account, email, password_hash)?;
+        }
+        Ok(())
+    })
+}
+
+pub(crate) fn list_tenants(conn: &mut dyn Conn) -> Result<Vec<(String, String)>, StoreError> {
+    let rows = conn.query("SELECT id, name FROM tenants ORDER BY id", args![])?;
+    Ok(text_pairs(rows)?)
+}
+
+pub(crate) fn create_site(
+    conn: &mut dyn Conn,
+    tenant: &str,
+    id: &str,
+    name: &str,
+) -> Result<(), StoreError> {
+    ensure_tenant(conn, tenant)?;
+    conn.execute(
+        "INSERT INTO sites (tenant_id, id, name, created_at) VALUES ($1, $2, $3, $4)",
+        args![tenant, id, name, now_millis()],
+    )
+    .map_err(|e| map_unique(e, || format!("site {id:?} already exists")))?;
+    Ok(())
+}
+
+pub(crate) fn site_exists(
+    conn: &mut dyn Conn,
+    tenant: &str,
+    site: &str,
+) -> Result<bool, StoreError> {
+    Ok(conn
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM sites WHERE tenant_id = $1 AND id = $2)",
+            args![tenant, site],
+        )?
+        .bool(0)?)
+}
+
+pub(crate) fn list_sites(
+    conn: &mut dyn Conn,
+    tenant: &str,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let rows = conn.query(
+        "SELECT id, name FROM sites WHERE tenant_id = $1 ORDER BY id",
+        args![tenant],
+    )?;
+    Ok(text_pairs(rows)?)
+}
+
+fn ensure_tenant(conn: &mut dyn Conn, tenant: &str) -> Result<(), StoreError> {
+    let exists = conn
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM tenants WHERE id = $1)",
+            args![tenant],
+        )?
+        .bool(0)?;
+    if exists {
+        Ok(())
+    } else {
+        Err(StoreError::NotFound(format!("tenant {tenant:?}")))
+    }
+}
+
+fn ensure_site(
+    conn: &mut dyn Conn,
+    tenant: &str,
+    site: &Option<String>,
+) -> Result<(), StoreError> {
+    ensure_tenant(conn, tenant)?;
+    match site {
+        Some(site) if !site_exists(conn, tenant, site)? => {
+            Err(StoreError::NotFound(format!("site {site:?}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+pub(crate) fn create_user(
+    conn: &mut dyn Conn,
+    account: &Account,
+    email: &str,
+    password_hash: &str,
+) -> Result<(), StoreError> {
+    ensure_site(conn, &account.tenant, &account.site)?;
+    let modules = modules_to_text(&account.modules);
+    conn.execute(
+        "INSERT INTO users (id, tenant_id, email, password_hash, role, site_id, modules, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        args![
+            &account.id,
+            &account.tenant,
+            email,
+            password_hash,
+            account.role.as_str(),
+            &account.site,
+            &modules,
+            now_millis()
+        ],
+    )
+    .map_err(|e| map_unique(e, || format!("a user with email {email:?} already exists")))?;
+    Ok(())
+}
+
+/// Finds an enabled user by email, ignoring case (SQLite's `NOCASE` column collation does
+/// not exist on PostgreSQL, so both sides are lowered explicitly).
+pub(crate) fn user_by_email(
+    conn: &mut dyn Conn,
+    email: &str,
+) -> Result<Option<UserLogin>, StoreError> {
+    let Some(mut r) = conn.query_opt(
+        "SELECT id, tenant_id, role, site_id, modules, email, password_hash FROM users
+         WHERE lower(email) = lower($1) AND disabled_at IS NULL",
+        args![email],
+    )?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(UserLogin {
+        account: account_at(&mut r, 0)?,
+        email: r.text(5)?,
+        password_hash: r.text(6)?,
+    }))
+}
+
+pub(crate) fn count_users(conn: &mut dyn Conn) -> Result<i64, StoreError> {
+    Ok(conn.query_one("SELECT COUNT(*) FROM users", args![])?.int(0)?)
+}
+
+pub(crate) fn list_users(conn: &mut dyn Conn, tenant: &str) -> Result<Vec<Listed>, StoreError> {
+    let rows = conn.query(
+        "SELECT id, email, role, site_id, modules, created_at, disabled_at IS NOT NULL FROM users
+         WHERE tenant_id = $1 ORDER BY created_at, email",
+        args![tenant],
+    )?;
+    Ok(listed_rows(rows)?)
+}
+
+pub(crate) fn create_api_key(
+    conn: &mut dyn Conn,
+    account: &Account,
+    name: &str,
+    key_hash: &str,
+) -> Result<(), StoreError> {
+    ensure_site(conn, &account.tenant, &account.site)?;
+    let modules = modules_to_text(&account.modules);
+    conn.execute(
+        "INSERT INTO api_keys (id, tenant_id, name, key_hash, role, site_id, modules, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        args![
+            &account.id,
+            &account.tenant,
+            name,
+            key_hash,
+            account.role.as_str(),
+            &account.site,
+            &modules,
+            now_millis()
+        ],
+    )?;
+    Ok(())
+}
+
+pub(crate) fn api_key(
+    conn: &mut dyn Conn,
+    key_hash: &str,
+) -> Result<Option<Account>, StoreError> {
+    match conn.query_opt(
+        "SELECT id, tenant_id, role, site_id, modules FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+        args![key_hash],
+    )? {
+        Some(mut r) => Ok(Some(account_at(&mut r, 0)?)),
+        None => Ok(None),
+    }
+}
+
+pub(crate) fn list_api_keys(
+    conn: &mut dyn Conn,
+    tenant: &str,
+) -> Result<Vec<Listed>, StoreError> {
+    let rows = conn.query(
+        "SELECT id, name, role, site_id, modules, created_at, revoked_at IS NOT NULL FROM api_keys
+         WHERE tenant_id = $1 ORDER BY created_at, id",
+        args![tenant],
+    )?;
+    Ok(listed_rows(rows)?)
+}
+
+/// Revokes a key of `tenant`; `false` when there is no such (unrevoked) key.
+pub(crate) fn revoke_api_key(
+    conn: &mut dyn Conn,
+    tenant: &str,
+    id: &str,
+) -> Result<bool, StoreError> {
+    let n = conn.execute(
+        "UPDATE api_keys SET revoked_at = $3 WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL",
+        args![tenant, id, now_millis()],
+    )?;
+    Ok(n == 1)
+}
+
+pub(crate) fn create_session(
+    conn: &mut dyn Conn,
+    id: &str,
+    account: &Account,
+    device: Option<&str>,
+    refresh_hash: &str,
+    expires_at: i64,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO sessions (id, tenant_id, user_id, device_id, refresh_hash, created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        args![
+            id,
+            &account.tenant,
+            &account.id,
+            device,
+            refresh_hash,
+            now_millis(),
+            expires_at
+        ],
+    )?;
+    Ok(())
+}
+
+/// Finds a live session by its refresh token and replaces the token (rotation): an old
+/// refresh token works once.
+pub(crate) fn rotate_session(
+    conn: &mut dyn Conn,
+    refresh_hash: &str,
+    new_hash: &str,
+    now: i64,
+) -> Result<Option<Session>, StoreError> {
+    in_tx(conn, TxMode::Plain, |tx| -> Result<Option<Session>, StoreError> {
+        let found = match tx.query_opt(
+            "SELECT s.id, s.device_id, s.expires_at, u.id, u.tenant_id, u.role, u.site_id, u.modules
+             FROM sessions s JOIN users u ON u.id = s.user_id
+             WHERE s.refresh_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > $2 AND u.disabled_at IS NULL",
+            args![refresh_hash, now],
+        )? {
+            Some(mut r) => Some(Session {
+                id: r.text(0)?,
+                device: r.opt_text(1)?,
+                expires_at: r.int(2)?,
+                account: account_at(&mut r, 3)?,
+            }),
+            None => None,
+        };
+        if let Some(session) = &found {
+            tx.execute(
+                "UPDATE sessions SET refresh_hash = $2 WHERE id = $1",
+                args![&session.id, new_hash],
+            )?;
+        }
+        Ok(found)
+    })
+}
+
+/// Whether a session exists and was not logged out.
+pub(crate) fn session_active(conn: &mut dyn Conn, id: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM sessions WHERE id = $1 AND revoked_at IS NULL)",
+            args![id],
+        )?
+        .bool(0)?)
+}
+
+pub(crate) fn revoke_session(conn: &mut dyn Conn, id: &str) -> Result<bool, StoreError> {
+    let n = conn.execute(
+        "UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+        args![id, now_millis()],
+    )?;
+    Ok(n == 1)
+}
+
+/// Registers a device (register, edge, kiosk) at a site of the tenant.
+pub(crate) fn create_device(
+    conn: &mut dyn Conn,
+    tenant: &str,
+    id: &str,
+    site: &str,
+    name: &str,
+) -> Result<(), StoreError> {
+    ensure_site(conn, tenant, &Some(site.to_owned()))?;
+    conn.execute(
+        "INSERT INTO devices (tenant_id, id, site_id, name, created_at) VALUES ($1, $2, $3, $4, $5)",
+        args![tenant, id, site, name, now_millis()],
+    )
+    .map_err(|e| map_unique(e, || format!("device {id:?} already exists")))?;
+    Ok(())
+}
+
+/// A tenant's devices as (id, site, name).
+pub(crate) fn list_devices(
+    conn: &mut dyn Conn,
+    tenant: &str,
+) -> Result<Vec<(String, String, String)>, StoreError> {
+    let rows = conn.query(
+        "SELECT id, site_id, name FROM devices WHERE tenant_id = $1 ORDER BY site_id, id",
+        args![tenant],
+    )?;
+    Ok(rows
+        .into_iter()
+        .map(|mut r| -> Result<(String, String, String), DbError> {
+            Ok((r.text(0)?, r.text(1)?, r.text(2)?))
+        })
+        .collect::<Result<_, _>>()?)
+}

@@ -1,0 +1,371 @@
+//! PostgreSQL: the source of truth shared by several hub instances.
+//!
+//! Each connection is a synchronous `postgres` client used from the writer thread or
+//! tokio's blocking pool (never from async code). Prepared statements are cached per
+//! connection. Writers of different instances serialise per tenant on the `streams` row
+//! (`SELECT … FOR UPDATE` inside the committing transaction), which is what keeps event
+//! ids gap-free across instances; reads that span statements run at REPEATABLE READ.
+//!
+//! A connection that breaks (server restart, network) is reported as
+//! [`DbErrorKind::Connection`] and replaced by its owner; nothing here retries a write.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use postgres::error::SqlState;
+use postgres::types::{ToSql, Type};
+use postgres::{Client, NoTls, Statement};
+
+use super::{ConnRole, Engine};
+use crate::sql::{in_tx, Arg, Conn, DbError, DbErrorKind, Row, TxMode, Val};
+use crate::StoreError;
+
+/// Taken by migrations so that instances starting together migrate one at a time.
+const MIGRATION_LOCK: i64 = 0x5354_4f43_4b59; // "STOCKY"
+
+pub(crate) struct Postgres {
+    config: postgres::Config,
+    display: String,
+}
+
+impl Postgres {
+    pub(crate) fn new(url: &str) -> Result<Self, StoreError> {
+        let mut config: postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Location(format!("invalid PostgreSQL URL: {e}")))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(5));
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("stocky");
+        }
+        Ok(Self {
+            config,
+            display: redact(url),
+        })
+    }
+}
+
+impl Engine for Postgres {
+    fn connect(&self, _role: ConnRole) -> Result<Box<dyn Conn>, DbError> {
+        let client = self.config.connect(NoTls).map_err(|e| {
+            DbError::connection(format!("cannot connect to {}: {}", self.display, e))
+        })?;
+        Ok(Box::new(PgConn {
+            client: Some(client),
+            statements: HashMap::new(),
+        }))
+    }
+
+    fn migrate(&self, conn: &mut dyn Conn) -> Result<(), StoreError> {
+        in_tx(conn, TxMode::Plain, |tx| {
+            tx.batch(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))?;
+            tx.batch("CREATE TABLE IF NOT EXISTS stocky_schema (version BIGINT NOT NULL)")?;
+            let current = match tx.query_opt("SELECT version FROM stocky_schema", &[])? {
+                Some(row) => row.int(0)? as usize,
+                None => 0,
+            };
+            if current > MIGRATIONS.len() {
+                return Err(StoreError::Schema(format!(
+                    "database schema version {current} is newer than this binary supports ({}); upgrade Stocky",
+                    MIGRATIONS.len()
+                )));
+            }
+            for sql in &MIGRATIONS[current..] {
+                tx.batch(sql)?;
+            }
+            tx.batch("DELETE FROM stocky_schema")?;
+            tx.execute(
+                "INSERT INTO stocky_schema (version) VALUES ($1)",
+                &[Arg::Int(MIGRATIONS.len() as i64)],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("PostgreSQL {}", self.display)
+    }
+}
+
+struct PgConn {
+    /// Always `Some` until dropped.
+    client: Option<Client>,
+    statements: HashMap<String, Statement>,
+}
+
+/// Closing a client blocks on its own runtime, which must not happen on an async thread
+/// (a store dropped in async code drops its pooled connections): there the client is
+/// closed on a thread of its own.
+impl Drop for PgConn {
+    fn drop(&mut self) {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            if let Some(client) = self.client.take() {
+                std::thread::spawn(move || drop(client));
+            }
+        }
+    }
+}
+
+impl PgConn {
+    fn client(&mut self) -> &mut Client {
+        self.client.as_mut().expect("the client lives as long as the connection")
+    }
+
+    fn prepare(&mut self, sql: &str) -> Result<Statement, DbError> {
+        if let Some(stmt) = self.statements.get(sql) {
+            return Ok(stmt.clone());
+        }
+        let stmt = self.client().prepare(sql).map_err(db_error)?;
+        self.statements.insert(sql.to_owned(), stmt.clone());
+        Ok(stmt)
+    }
+}
+
+fn params<'a>(args: &'a [Arg<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
+    args.iter()
+        .map(|arg| -> &(dyn ToSql + Sync) {
+            match arg {
+                Arg::Int(v) => v,
+                Arg::Text(t) => t,
+                Arg::OptInt(v) => v,
+                Arg::OptText(t) => t,
+            }
+        })
+        .collect()
+}
+
+impl Conn for PgConn {
+    fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<u64, DbError> {
+        let stmt = self.prepare(sql)?;
+        self.client()
+            .execute(&stmt, &params(args))
+            .map_err(db_error)
+    }
+
+    fn query(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<Row>, DbError> {
+        let stmt = self.prepare(sql)?;
+        let rows = self.client().query(&stmt, &params(args)).map_err(db_error)?;
+        rows.iter().map(convert_row).collect()
+    }
+
+    fn batch(&mut self, sql: &str) -> Result<(), DbError> {
+        self.client().batch_execute(sql).map_err(db_error)
+    }
+
+    fn begin(&mut self, mode: TxMode) -> Result<(), DbError> {
+        self.batch(match mode {
+            TxMode::Read => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+            TxMode::Write | TxMode::Plain => "BEGIN",
+        })
+    }
+
+    fn row_lock(&self) -> &'static str {
+        " FOR UPDATE"
+    }
+
+    fn is_broken(&self) -> bool {
+        self.client.as_ref().is_none_or(Client::is_closed)
+    }
+}
+
+fn convert_row(row: &postgres::Row) -> Result<Row, DbError> {
+    let mut values = Vec::with_capacity(row.len());
+    for (i, column) in row.columns().iter().enumerate() {
+        let value = match *column.type_() {
+            Type::INT8 => row.try_get::<_, Option<i64>>(i).map(|v| v.map(Val::Int)),
+            Type::INT4 => row
+                .try_get::<_, Option<i32>>(i)
+                .map(|v| v.map(|v| Val::Int(v.into()))),
+            Type::INT2 => row
+                .try_get::<_, Option<i16>>(i)
+                .map(|v| v.map(|v| Val::Int(v.into()))),
+            Type::BOOL => row
+                .try_get::<_, Option<bool>>(i)
+                .map(|v| v.map(|v| Val::Int(v.into()))),
+            Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => {
+                row.try_get::<_, Option<String>>(i).map(|v| v.map(Val::Text))
+            }
+            ref other => {
+                return Err(DbError::other(format!(
+                    "column {:?}: unsupported type {other}",
+                    column.name()
+                )))
+            }
+        };
+        values.push(value.map_err(db_error)?.unwrap_or(Val::Null));
+    }
+    Ok(Row(values))
+}
+
+fn db_error(e: postgres::Error) -> DbError {
+    let kind = match e.code() {
+        Some(code) if *code == SqlState::UNIQUE_VIOLATION => DbErrorKind::Unique,
+        // Class 08 (connection exception) and 57P01–57P03 (the server is shutting down or
+        // starting up).
+        Some(code) if code.code().starts_with("08") || code.code().starts_with("57P") => {
+            DbErrorKind::Connection
+        }
+        Some(_) => DbErrorKind::Other,
+        None if e.is_closed() || std::error::Error::source(&e).is_some() => {
+            DbErrorKind::Connection
+        }
+        None => DbErrorKind::Other,
+    };
+    let message = match e.as_db_error() {
+        Some(db) => format!("postgres: {db}"),
+        None => format!("postgres: {e}"),
+    };
+    DbError { kind, message }
+}
+
+/// The URL with its password replaced by `***`.
+pub(crate) fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            let hidden = if userinfo.contains(':') { ":***" } else { "" };
+            let path = path.split('?').next().unwrap_or("");
+            format!("{scheme}://{user}{hidden}@{host}{path}")
+        }
+        None => format!("{scheme}://{authority}{}", path.split('?').next().unwrap_or("")),
+    }
+}
+
+/// Each entry upgrades the schema from version `index` to `index + 1`. The tables are the
+/// SQLite schema's, with PostgreSQL types: every integer is BIGINT (ids, amounts and
+/// millisecond timestamps alike), and emails are unique case-insensitively.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE tenants (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    created_at  BIGINT NOT NULL
+);
+CREATE TABLE sites (
+    tenant_id   TEXT NOT NULL REFERENCES tenants(id),
+    id          TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    created_at  BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE TABLE streams (
+    tenant_id   TEXT PRIMARY KEY REFERENCES tenants(id),
+    epoch       TEXT NOT NULL,
+    head        BIGINT NOT NULL
+);
+CREATE TABLE stock (
+    tenant_id     TEXT NOT NULL,
+    site_id       TEXT NOT NULL,
+    product_id    BIGINT NOT NULL,
+    on_hand       BIGINT NOT NULL,
+    updated_at    BIGINT NOT NULL,
+    last_event_id BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, site_id, product_id),
+    FOREIGN KEY (tenant_id, site_id) REFERENCES sites(tenant_id, id)
+);
+CREATE TABLE movements (
+    id            TEXT PRIMARY KEY,
+    tenant_id     TEXT NOT NULL,
+    site_id       TEXT NOT NULL,
+    product_id    BIGINT NOT NULL,
+    delta         BIGINT NOT NULL,
+    kind          TEXT NOT NULL,
+    reason        TEXT,
+    origin_client TEXT,
+    origin_op     TEXT,
+    event_id      BIGINT NOT NULL,
+    client_time   BIGINT,
+    server_time   BIGINT NOT NULL
+);
+CREATE INDEX movements_by_product ON movements (tenant_id, site_id, product_id);
+CREATE TABLE events (
+    tenant_id   TEXT NOT NULL,
+    id          BIGINT NOT NULL,
+    site_id     TEXT NOT NULL,
+    event       TEXT NOT NULL,
+    data        TEXT NOT NULL,
+    client_id   TEXT NOT NULL,
+    created_at  BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE TABLE applied_ops (
+    tenant_id   TEXT NOT NULL,
+    op_id       TEXT NOT NULL,
+    event_id    BIGINT NOT NULL,
+    created_at  BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, op_id)
+);
+CREATE TABLE documents (
+    tenant_id   TEXT NOT NULL,
+    db          TEXT NOT NULL,
+    store       TEXT NOT NULL,
+    id          TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    version     BIGINT NOT NULL,
+    created_at  BIGINT NOT NULL,
+    updated_at  BIGINT NOT NULL,
+    deleted_at  BIGINT,
+    PRIMARY KEY (tenant_id, db, store, id)
+);
+CREATE INDEX documents_by_update ON documents (tenant_id, db, store, updated_at);
+CREATE TABLE users (
+    id            TEXT PRIMARY KEY,
+    tenant_id     TEXT NOT NULL REFERENCES tenants(id),
+    email         TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    role          TEXT NOT NULL,
+    site_id       TEXT,
+    modules       TEXT,
+    created_at    BIGINT NOT NULL,
+    disabled_at   BIGINT
+);
+CREATE UNIQUE INDEX users_by_email ON users (lower(email));
+CREATE TABLE devices (
+    tenant_id   TEXT NOT NULL REFERENCES tenants(id),
+    id          TEXT NOT NULL,
+    site_id     TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    created_at  BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE TABLE api_keys (
+    id          TEXT PRIMARY KEY,
+    tenant_id   TEXT NOT NULL REFERENCES tenants(id),
+    name        TEXT NOT NULL,
+    key_hash    TEXT NOT NULL UNIQUE,
+    role        TEXT NOT NULL,
+    site_id     TEXT,
+    modules     TEXT,
+    created_at  BIGINT NOT NULL,
+    revoked_at  BIGINT
+);
+CREATE TABLE sessions (
+    id            TEXT PRIMARY KEY,
+    tenant_id     TEXT NOT NULL,
+    user_id       TEXT NOT NULL REFERENCES users(id),
+    device_id     TEXT,
+    refresh_hash  TEXT NOT NULL UNIQUE,
+    created_at    BIGINT NOT NULL,
+    expires_at    BIGINT NOT NULL,
+    revoked_at    BIGINT
+);
+"#];
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redact_hides_passwords_only() {
+        assert_eq!(
+            redact("postgres://app:s3cret@db:5432/stocky?sslmode=disable"),
+            "postgres://app:***@db:5432/stocky"
+        );
+        assert_eq!(redact("postgres://app@db/stocky"), "postgres://app@db/stocky");
+        assert_eq!(redact("postgresql://db/stocky"), "postgresql://db/stocky");
+    }
+}

@@ -1,0 +1,369 @@
+//! Embedded SQLite: one database file, WAL journal, one writer connection beside a pool of
+//! `query_only` readers.
+//!
+//! Pragmas follow seed 003 (§4.1): WAL journal, `synchronous = NORMAL`, foreign keys on,
+//! incremental auto-vacuum. Migrations are plain SQL, applied in order inside one
+//! transaction each, and tracked with `PRAGMA user_version`; a database written by a newer
+//! Stocky (a higher version than this binary knows) is refused rather than guessed at.
+//!
+//! Statements arrive in the shared dialect ([`crate::sql`]); their `$n` placeholders are
+//! rewritten to SQLite's `?n` and prepared statements are cached per connection.
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::Connection;
+
+use super::{ConnRole, Engine};
+use crate::sql::{Arg, Conn, DbError, DbErrorKind, Row, TxMode, Val};
+use crate::StoreError;
+
+pub(crate) struct Sqlite {
+    path: PathBuf,
+}
+
+impl Sqlite {
+    pub(crate) fn new(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Open {
+                path: dir.to_owned(),
+                source,
+            })?;
+        }
+        Ok(Self {
+            path: path.to_owned(),
+        })
+    }
+}
+
+impl Engine for Sqlite {
+    fn connect(&self, role: ConnRole) -> Result<Box<dyn Conn>, DbError> {
+        let conn = Connection::open(&self.path).map_err(db_error)?;
+        configure(&conn, role == ConnRole::Reader).map_err(db_error)?;
+        Ok(Box::new(SqliteConn(conn)))
+    }
+
+    fn migrate(&self, conn: &mut dyn Conn) -> Result<(), StoreError> {
+        let current = conn.query_one("PRAGMA user_version", &[])?.int(0)? as usize;
+        if current > MIGRATIONS.len() {
+            return Err(StoreError::Schema(format!(
+                "database schema version {current} is newer than this binary supports ({}); upgrade Stocky",
+                MIGRATIONS.len()
+            )));
+        }
+        for (version, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+            crate::sql::in_tx(conn, TxMode::Write, |tx| {
+                tx.batch(sql)?;
+                tx.batch(&format!("PRAGMA user_version = {}", version + 1))
+            })?;
+        }
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        format!("SQLite {}", self.path.display())
+    }
+}
+
+struct SqliteConn(Connection);
+
+impl SqliteConn {
+    fn prepare(&self, sql: &str) -> Result<rusqlite::CachedStatement<'_>, DbError> {
+        self.0.prepare_cached(&placeholders(sql)).map_err(db_error)
+    }
+}
+
+impl Conn for SqliteConn {
+    fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<u64, DbError> {
+        let mut stmt = self.prepare(sql)?;
+        let changed = stmt
+            .execute(rusqlite::params_from_iter(args))
+            .map_err(db_error)?;
+        Ok(changed as u64)
+    }
+
+    fn query(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<Row>, DbError> {
+        let mut stmt = self.prepare(sql)?;
+        let width = stmt.column_count();
+        let mut rows = stmt
+            .query(rusqlite::params_from_iter(args))
+            .map_err(db_error)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(db_error)? {
+            let mut values = Vec::with_capacity(width);
+            for i in 0..width {
+                values.push(match row.get_ref(i).map_err(db_error)? {
+                    ValueRef::Null => Val::Null,
+                    ValueRef::Integer(v) => Val::Int(v),
+                    ValueRef::Text(t) => Val::Text(String::from_utf8_lossy(t).into_owned()),
+                    ValueRef::Real(v) => Val::Int(v as i64),
+                    ValueRef::Blob(_) => {
+                        return Err(DbError::other(format!("column {i}: unexpected blob")))
+                    }
+                });
+            }
+            out.push(Row(values));
+        }
+        Ok(out)
+    }
+
+    fn batch(&mut self, sql: &str) -> Result<(), DbError> {
+        self.0.execute_batch(sql).map_err(db_error)
+    }
+
+    fn begin(&mut self, mode: TxMode) -> Result<(), DbError> {
+        // Read-write transactions take the write lock up front: a deferred one that
+        // upgrades later can fail with SQLITE_BUSY without waiting.
+        self.batch(match mode {
+            TxMode::Read => "BEGIN",
+            TxMode::Write | TxMode::Plain => "BEGIN IMMEDIATE",
+        })
+    }
+
+    fn row_lock(&self) -> &'static str {
+        ""
+    }
+
+    fn is_broken(&self) -> bool {
+        false
+    }
+}
+
+impl rusqlite::ToSql for Arg<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match *self {
+            Arg::Int(v) | Arg::OptInt(Some(v)) => ToSqlOutput::from(v),
+            Arg::Text(t) | Arg::OptText(Some(t)) => ToSqlOutput::Borrowed(ValueRef::Text(t.as_bytes())),
+            Arg::OptInt(None) | Arg::OptText(None) => ToSqlOutput::Borrowed(ValueRef::Null),
+        })
+    }
+}
+
+/// `$1` → `?1` (the shared dialect has no `$` anywhere but in placeholders).
+fn placeholders(sql: &str) -> Cow<'_, str> {
+    if sql.contains('$') {
+        Cow::Owned(sql.replace('$', "?"))
+    } else {
+        Cow::Borrowed(sql)
+    }
+}
+
+fn db_error(e: rusqlite::Error) -> DbError {
+    use rusqlite::ffi;
+    let kind = match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == ffi::SQLITE_CONSTRAINT_UNIQUE
+                || f.extended_code == ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+        {
+            DbErrorKind::Unique
+        }
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) =>
+        {
+            DbErrorKind::Connection
+        }
+        _ => DbErrorKind::Other,
+    };
+    DbError {
+        kind,
+        message: format!("sqlite: {e}"),
+    }
+}
+
+/// Applies seed 003's pragmas to a fresh connection.
+fn configure(conn: &Connection, read_only: bool) -> rusqlite::Result<()> {
+    conn.busy_timeout(Duration::from_secs(5))?;
+    if read_only {
+        return conn.execute_batch("PRAGMA query_only = ON;");
+    }
+    // auto_vacuum only takes effect before the first table exists, so it comes first.
+    conn.execute_batch(
+        "PRAGMA auto_vacuum = INCREMENTAL;
+         PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = NORMAL;
+         PRAGMA foreign_keys = ON;",
+    )
+}
+
+/// Copies the database at `source` into a new file `target` with SQLite's online backup
+/// API — consistent even while a hub is writing — and gives the copy a fresh epoch, so
+/// clients of a hub started from it resync instead of mixing two histories. `progress`
+/// gets (pages copied, total pages).
+pub fn snapshot(
+    source: &Path,
+    target: &Path,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<(), StoreError> {
+    if target.exists() {
+        return Err(StoreError::Open {
+            path: target.to_owned(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "the snapshot file already exists",
+            ),
+        });
+    }
+    let src =
+        Connection::open_with_flags(source, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(db_error)?;
+    configure(&src, true).map_err(db_error)?;
+    let mut dst = Connection::open(target).map_err(db_error)?;
+    {
+        let backup = rusqlite::backup::Backup::new(&src, &mut dst).map_err(db_error)?;
+        loop {
+            let more = backup.step(256).map_err(db_error)?;
+            let p = backup.progress();
+            progress((p.pagecount - p.remaining) as u64, p.pagecount as u64);
+            match more {
+                rusqlite::backup::StepResult::Done => break,
+                rusqlite::backup::StepResult::More => {}
+                // The source is busy (a writer holds a lock): wait a little and go on.
+                _ => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    }
+    dst.execute("UPDATE streams SET epoch = ?1", [crate::new_epoch()])
+        .map_err(db_error)?;
+    dst.execute_batch("PRAGMA journal_mode = WAL;").map_err(db_error)?;
+    Ok(())
+}
+
+/// Each entry upgrades the schema from version `index` to `index + 1`.
+const MIGRATIONS: &[&str] = &[
+    r#"
+CREATE TABLE tenants (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+CREATE TABLE sites (
+    tenant_id   TEXT NOT NULL REFERENCES tenants(id),
+    id          TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+) WITHOUT ROWID;
+-- One event stream per tenant: `head` is the last id assigned, `epoch` changes only when
+-- the log is lost or replaced.
+CREATE TABLE streams (
+    tenant_id   TEXT PRIMARY KEY REFERENCES tenants(id),
+    epoch       TEXT NOT NULL,
+    head        INTEGER NOT NULL
+);
+-- Materialised on-hand stock: always equal to the sum of the product's movements.
+CREATE TABLE stock (
+    tenant_id     TEXT NOT NULL,
+    site_id       TEXT NOT NULL,
+    product_id    INTEGER NOT NULL,
+    on_hand       INTEGER NOT NULL,
+    updated_at    INTEGER NOT NULL,
+    last_event_id INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, site_id, product_id),
+    FOREIGN KEY (tenant_id, site_id) REFERENCES sites(tenant_id, id)
+) WITHOUT ROWID;
+-- The append-only ledger: never updated, never deleted.
+CREATE TABLE movements (
+    id            TEXT PRIMARY KEY,
+    tenant_id     TEXT NOT NULL,
+    site_id       TEXT NOT NULL,
+    product_id    INTEGER NOT NULL,
+    delta         INTEGER NOT NULL,
+    kind          TEXT NOT NULL,
+    reason        TEXT,
+    origin_client TEXT,
+    origin_op     TEXT,
+    event_id      INTEGER NOT NULL,
+    client_time   INTEGER,
+    server_time   INTEGER NOT NULL
+);
+CREATE INDEX movements_by_product ON movements (tenant_id, site_id, product_id);
+-- The transactional event log (outbox): written with the change, pruned by retention.
+CREATE TABLE events (
+    tenant_id   TEXT NOT NULL,
+    id          INTEGER NOT NULL,
+    site_id     TEXT NOT NULL,
+    event       TEXT NOT NULL,
+    data        TEXT NOT NULL,
+    client_id   TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+) WITHOUT ROWID;
+-- Idempotency keys of applied commands (`opId`, `Idempotency-Key`).
+CREATE TABLE applied_ops (
+    tenant_id   TEXT NOT NULL,
+    op_id       TEXT NOT NULL,
+    event_id    INTEGER NOT NULL,
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, op_id)
+) WITHOUT ROWID;
+"#,
+    r#"
+-- JSON document collections (seed 000's /api/sync/:db/:store). `body` holds the client's
+-- fields; id, timestamps and version are columns. A deleted record stays as a tombstone
+-- (`deleted_at` set, body '{}') so that `since` can report the deletion.
+CREATE TABLE documents (
+    tenant_id   TEXT NOT NULL,
+    db          TEXT NOT NULL,
+    store       TEXT NOT NULL,
+    id          TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    version     INTEGER NOT NULL,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    deleted_at  INTEGER,
+    PRIMARY KEY (tenant_id, db, store, id)
+) WITHOUT ROWID;
+CREATE INDEX documents_by_update ON documents (tenant_id, db, store, updated_at);
+"#,
+    r#"
+-- People and machines. Emails are unique across the hub (login needs no tenant name).
+-- `site_id` NULL means every site of the tenant; `modules` NULL means every module.
+CREATE TABLE users (
+    id            TEXT PRIMARY KEY,
+    tenant_id     TEXT NOT NULL REFERENCES tenants(id),
+    email         TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    password_hash TEXT NOT NULL,
+    role          TEXT NOT NULL,
+    site_id       TEXT,
+    modules       TEXT,
+    created_at    INTEGER NOT NULL,
+    disabled_at   INTEGER
+);
+CREATE TABLE devices (
+    tenant_id   TEXT NOT NULL REFERENCES tenants(id),
+    id          TEXT NOT NULL,
+    site_id     TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+) WITHOUT ROWID;
+-- API keys are stored as SHA-256 hashes; the key itself is shown once, at creation.
+CREATE TABLE api_keys (
+    id          TEXT PRIMARY KEY,
+    tenant_id   TEXT NOT NULL REFERENCES tenants(id),
+    name        TEXT NOT NULL,
+    key_hash    TEXT NOT NULL UNIQUE,
+    role        TEXT NOT NULL,
+    site_id     TEXT,
+    modules     TEXT,
+    created_at  INTEGER NOT NULL,
+    revoked_at  INTEGER
+);
+-- Login sessions: the refresh token (hashed) and whether the session was logged out.
+CREATE TABLE sessions (
+    id            TEXT PRIMARY KEY,
+    tenant_id     TEXT NOT NULL,
+    user_id       TEXT NOT NULL REFERENCES users(id),
+    device_id     TEXT,
+    refresh_hash  TEXT NOT NULL UNIQUE,
+    created_at    INTEGER NOT NULL,
+    expires_at    INTEGER NOT NULL,
+    revoked_at    INTEGER
+);
+"#,
+];
+

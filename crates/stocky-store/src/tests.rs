@@ -1,0 +1,527 @@
+//! The storage conformance suite: the writer's guarantees, documents, the ledger and
+//! accounts, without any network in the way — run against every engine this run has
+//! (SQLite always; PostgreSQL when `STOCKY_TEST_DATABASE_URL` is set, see [`crate::testing`]).
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use serde_json::json;
+use stocky_core::auth::Role;
+use stocky_core::documents::DocWrite;
+
+use stocky_core::stock::{StockCommand, StockLine, StockOp};
+use stocky_core::{DEFAULT_SITE, DEFAULT_TENANT};
+
+use super::*;
+use crate::testing::TestDatabase;
+
+/// Runs `test` once per engine, each time on a fresh database.
+async fn on_every_engine<F, Fut>(test: F)
+where
+    F: Fn(Location) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().unwrap();
+    for db in TestDatabase::all(dir.path()) {
+        let location = db.location();
+        eprintln!("engine: {location:?}");
+        test(location).await;
+    }
+}
+
+#[derive(Default)]
+struct Recorder(Mutex<Vec<CommittedEvent>>);
+
+impl EventSink for Recorder {
+    fn publish(&self, event: CommittedEvent) -> usize {
+        self.0.lock().unwrap().push(event);
+        1
+    }
+}
+
+fn origin(op_id: Option<&str>) -> Origin {
+    Origin {
+        tenant: DEFAULT_TENANT.into(),
+        site: DEFAULT_SITE.into(),
+        connection: 0,
+        client_id: "test".into(),
+        op_id: op_id.map(str::to_owned),
+    }
+}
+
+fn cmd(op: StockOp, lines: &[(i64, i64)]) -> StockCommand {
+    StockCommand {
+        op,
+        lines: lines
+            .iter()
+            .map(|&(product_id, amount)| StockLine { product_id, amount })
+            .collect(),
+    }
+}
+
+async fn open(at: &Location, sink: Arc<Recorder>) -> (Store, WriterGuard, Vec<StreamHead>) {
+    Store::open(at, StoreOptions::default(), sink, None)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn concurrent_subtracts_never_oversell_and_ids_are_gap_free() {
+    on_every_engine(concurrent_subtracts).await;
+}
+
+async fn concurrent_subtracts(at: Location) {
+    let sink = Arc::new(Recorder::default());
+    let (store, writer, _) = open(&at, sink.clone()).await;
+    store
+        .submit(cmd(StockOp::Update, &[(1, 50)]), origin(None))
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .submit(cmd(StockOp::Subtract, &[(1, 1)]), origin(None))
+                    .await
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(SubmitError::Rejected(Rejection::InsufficientStock {
+                available: 0,
+                requested: 1,
+                ..
+            })) => {}
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!(ok, 50);
+    let row = store
+        .stock_of(DEFAULT_TENANT, DEFAULT_SITE, 1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.on_hand, 0);
+    assert_eq!(
+        store
+            .ledger_sum(DEFAULT_TENANT, DEFAULT_SITE, 1)
+            .await
+            .unwrap(),
+        0
+    );
+    let ids: Vec<u64> = sink.0.lock().unwrap().iter().map(|e| e.id).collect();
+    assert_eq!(ids, (1..=51).collect::<Vec<_>>());
+    drop(store);
+    writer.join();
+}
+
+#[tokio::test]
+async fn state_ids_and_epoch_survive_a_restart() {
+    on_every_engine(restart).await;
+}
+
+async fn restart(at: Location) {
+    let (store, writer, heads) = open(&at, Arc::default()).await;
+    let epoch = heads[0].epoch.clone();
+    store
+        .submit(cmd(StockOp::Add, &[(7, 5), (8, 2)]), origin(None))
+        .await
+        .unwrap();
+    store
+        .submit(cmd(StockOp::Subtract, &[(7, 1)]), origin(None))
+        .await
+        .unwrap();
+    drop(store);
+    writer.join();
+
+    let sink = Arc::new(Recorder::default());
+    let (store, writer, heads) = open(&at, sink.clone()).await;
+    assert_eq!((heads[0].epoch.clone(), heads[0].head), (epoch, 2));
+    let applied = store
+        .submit(cmd(StockOp::Add, &[(7, 1)]), origin(None))
+        .await
+        .unwrap();
+    assert_eq!(applied.id(), 3);
+    let snap = store.snapshot(DEFAULT_TENANT, DEFAULT_SITE).await.unwrap();
+    assert_eq!(snap.head, 3);
+    let levels: Vec<(i64, i64)> = snap
+        .stock
+        .iter()
+        .map(|r| (r.product_id, r.on_hand))
+        .collect();
+    assert_eq!(levels, vec![(7, 5), (8, 2)]);
+    let page = store.replay(DEFAULT_TENANT, 1, 100).await.unwrap();
+    assert_eq!(
+        page.events.iter().map(|e| e.id).collect::<Vec<_>>(),
+        vec![2, 3]
+    );
+    assert!(page.covers(0));
+    drop(store);
+    writer.join();
+}
+
+#[tokio::test]
+async fn refused_commands_change_nothing_and_retries_are_idempotent() {
+    on_every_engine(refusals_and_retries).await;
+}
+
+async fn refusals_and_retries(at: Location) {
+    let sink = Arc::new(Recorder::default());
+    let (store, writer, _) = open(&at, sink.clone()).await;
+    store
+        .submit(cmd(StockOp::Update, &[(1, 10)]), origin(None))
+        .await
+        .unwrap();
+    // The second line fails, so the first must not apply either.
+    let err = store
+        .submit(cmd(StockOp::Subtract, &[(1, 5), (2, 1)]), origin(None))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        SubmitError::Rejected(Rejection::UnknownProduct { product_id: 2 })
+    ));
+    assert_eq!(
+        store
+            .stock_of(DEFAULT_TENANT, DEFAULT_SITE, 1)
+            .await
+            .unwrap()
+            .unwrap()
+            .on_hand,
+        10
+    );
+
+    let first = store
+        .submit(cmd(StockOp::Subtract, &[(1, 3)]), origin(Some("op-1")))
+        .await
+        .unwrap();
+    let again = store
+        .submit(cmd(StockOp::Subtract, &[(1, 3)]), origin(Some("op-1")))
+        .await
+        .unwrap();
+    assert!(matches!(first, Applied::New { id: 2, .. }));
+    assert!(matches!(again, Applied::Duplicate { id: 2, .. }));
+    assert_eq!(
+        store
+            .stock_of(DEFAULT_TENANT, DEFAULT_SITE, 1)
+            .await
+            .unwrap()
+            .unwrap()
+            .on_hand,
+        7
+    );
+    assert_eq!(sink.0.lock().unwrap().len(), 2);
+    drop(store);
+    writer.join();
+}
+
+#[tokio::test]
+async fn retention_prunes_the_log_and_replay_reports_it() {
+    on_every_engine(retention).await;
+}
+
+async fn retention(at: Location) {
+    let options = StoreOptions {
+        event_retention: 3,
+        ..StoreOptions::default()
+    };
+    let (store, writer, _) = Store::open(&at, options, Arc::new(Recorder::default()), None)
+        .await
+        .unwrap();
+    for _ in 0..6 {
+        store
+            .submit(cmd(StockOp::Add, &[(1, 1)]), origin(None))
+            .await
+            .unwrap();
+    }
+    store.prune_soon();
+    // The prune runs on the writer; a later command proves it has run.
+    store
+        .submit(cmd(StockOp::Add, &[(1, 1)]), origin(None))
+        .await
+        .unwrap();
+    let page = store.replay(DEFAULT_TENANT, 0, 100).await.unwrap();
+    assert_eq!(page.head, 7);
+    assert_eq!(page.oldest, 4);
+    assert!(!page.covers(0));
+    assert!(page.covers(page.oldest - 1));
+    assert!(!page.covers(8));
+    drop(store);
+    writer.join();
+}
+
+#[tokio::test]
+async fn several_writers_on_one_database_never_reuse_or_skip_ids() {
+    on_every_engine(several_writers).await;
+}
+
+/// Three stores on one database stand for three hub instances: each has its own writer,
+/// and their commands interleave on one tenant's stream.
+async fn several_writers(at: Location) {
+    let sinks: Vec<Arc<Recorder>> = (0..3).map(|_| Arc::default()).collect();
+    let mut stores = Vec::new();
+    for sink in &sinks {
+        stores.push(open(&at, sink.clone()).await);
+    }
+    let tasks: Vec<_> = stores
+        .iter()
+        .flat_map(|(store, _, _)| {
+            (0..30).map(move |i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let product = 1 + i % 3;
+                    store
+                        .submit(cmd(StockOp::Add, &[(product, 1)]), origin(None))
+                        .await
+                })
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let mut ids: Vec<u64> = Vec::new();
+    for sink in &sinks {
+        let mine: Vec<u64> = sink.0.lock().unwrap().iter().map(|e| e.id).collect();
+        assert!(mine.windows(2).all(|w| w[0] < w[1]), "each writer publishes in id order");
+        ids.extend(mine);
+    }
+    ids.sort_unstable();
+    assert_eq!(ids, (1..=90).collect::<Vec<_>>(), "no id reused or skipped");
+    let (store, _, _) = &stores[0];
+    let page = store.replay(DEFAULT_TENANT, 0, 1000).await.unwrap();
+    assert_eq!(page.head, 90);
+    assert_eq!(page.events.len(), 90);
+    for product in 1..=3 {
+        let row = store
+            .stock_of(DEFAULT_TENANT, DEFAULT_SITE, product)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.on_hand, 30);
+        let sum = store
+            .ledger_sum(DEFAULT_TENANT, DEFAULT_SITE, product)
+            .await
+            .unwrap();
+        assert_eq!(sum, 30);
+    }
+    for (store, writer, _) in stores {
+        drop(store);
+        writer.join();
+    }
+}
+
+fn fields(value: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    value.as_object().unwrap().clone()
+}
+
+#[tokio::test]
+async fn documents_and_the_ledger_behave_alike_on_every_engine() {
+    on_every_engine(documents_and_ledger).await;
+}
+
+async fn documents_and_ledger(at: Location) {
+    let (store, writer, _) = open(&at, Arc::default()).await;
+    let put = |id: &str, body: serde_json::Value, if_version| DocWrite::Put {
+        db: "shop".into(),
+        store: "products".into(),
+        id: id.into(),
+        fields: fields(body),
+        if_version,
+    };
+    store
+        .submit(put("a", json!({"name": "Tea"}), None), origin(None))
+        .await
+        .unwrap();
+    store
+        .submit(put("b", json!({"name": "Cake"}), None), origin(None))
+        .await
+        .unwrap();
+    let stale = store
+        .submit(put("a", json!({"name": "Coffee"}), Some(7)), origin(None))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        stale,
+        SubmitError::Rejected(Rejection::VersionConflict { actual: Some(1), .. })
+    ));
+    let patch = DocWrite::Patch {
+        db: "shop".into(),
+        store: "products".into(),
+        id: "a".into(),
+        fields: fields(json!({"price": 3})),
+        if_version: Some(1),
+    };
+    store.submit(patch, origin(None)).await.unwrap();
+    let delete = DocWrite::Delete {
+        db: "shop".into(),
+        store: "products".into(),
+        id: "b".into(),
+        if_version: None,
+    };
+    store.submit(delete, origin(None)).await.unwrap();
+
+    let a = store
+        .document(DEFAULT_TENANT, "shop", "products", "a")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((a["name"].clone(), a["price"].clone()), (json!("Tea"), json!(3)));
+    assert_eq!(a["version"], json!(2));
+    let live = store
+        .documents(DEFAULT_TENANT, "shop", "products")
+        .await
+        .unwrap();
+    assert_eq!(live.len(), 1);
+    let changes = store
+        .documents_since(DEFAULT_TENANT, "shop", "products", 0)
+        .await
+        .unwrap();
+    assert_eq!(changes.len(), 2);
+    assert!(changes.iter().any(|c| c["_deleted"] == json!(true)));
+    let stats = store
+        .document_stats(DEFAULT_TENANT, "shop", "products", stocky_core::time::now_millis())
+        .await
+        .unwrap();
+    assert_eq!((stats["total"].clone(), stats["updatedLast24h"].clone()), (json!(1), json!(1)));
+    let databases = store.databases(DEFAULT_TENANT).await.unwrap();
+    assert_eq!(databases["shop"]["products"], 1);
+    let (records, deleted) = store.dump(DEFAULT_TENANT, "shop", Some(0)).await.unwrap();
+    assert_eq!(records["products"].len(), 1);
+    assert_eq!(deleted["products"], vec!["b".to_string()]);
+
+    store
+        .submit(cmd(StockOp::Add, &[(5, 4)]), origin(None))
+        .await
+        .unwrap();
+    let ledger = store.ledger(DEFAULT_TENANT, None).await.unwrap();
+    assert_eq!(ledger.len(), 1);
+    let mut entries = vec![LedgerEntry {
+        id: ledger[0]["id"].as_str().unwrap().to_owned(),
+        site: DEFAULT_SITE.into(),
+        product_id: 5,
+        delta: 4,
+        kind: "add".into(),
+        reason: None,
+        origin_client: None,
+        origin_op: None,
+        server_time: 1,
+    }];
+    entries.push(LedgerEntry {
+        id: "11111111-2222-3333-4444-555555555555".into(),
+        delta: -1,
+        ..entries[0].clone()
+    });
+    let restored = store
+        .submit(Command::RestoreLedger(entries), origin(None))
+        .await
+        .unwrap();
+    let Applied::New { summary, .. } = restored else {
+        panic!("a ledger restore commits an event");
+    };
+    let summary = summary.unwrap();
+    assert_eq!((summary["restored"].clone(), summary["skipped"].clone()), (json!(1), json!(1)));
+    assert_eq!(store.ledger_len(DEFAULT_TENANT).await.unwrap(), 2);
+    let row = store
+        .stock_of(DEFAULT_TENANT, DEFAULT_SITE, 5)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.on_hand, 3);
+    drop(store);
+    writer.join();
+}
+
+#[tokio::test]
+async fn accounts_behave_alike_on_every_engine() {
+    on_every_engine(accounts).await;
+}
+
+async fn accounts(at: Location) {
+    let (store, writer, _) = open(&at, Arc::default()).await;
+    let owner = Account {
+        id: "u1".into(),
+        tenant: "acme".into(),
+        role: Role::Owner,
+        site: None,
+        modules: Some(vec!["inventory".into()]),
+    };
+    let created = owner.clone();
+    store
+        .accounts(move |a| a.create_tenant("acme", "Acme", Some((&created, "Ana@Acme.test", "hash"))))
+        .await
+        .unwrap();
+    let again = owner.clone();
+    let duplicate = store
+        .accounts(move |a| a.create_tenant("acme", "Acme", Some((&again, "x@y.test", "hash"))))
+        .await
+        .unwrap_err();
+    assert!(matches!(duplicate, StoreError::Conflict(_)), "{duplicate}");
+    let clash = Account {
+        id: "u2".into(),
+        ..owner.clone()
+    };
+    let email_taken = store
+        .accounts(move |a| a.create_user(&clash, "ana@acme.test", "hash"))
+        .await
+        .unwrap_err();
+    assert!(matches!(email_taken, StoreError::Conflict(_)), "{email_taken}");
+    let login = store
+        .accounts(|a| a.user_by_email("ANA@acme.test"))
+        .await
+        .unwrap()
+        .expect("emails match case-insensitively");
+    assert_eq!(login.account, owner);
+    let unknown_site = Account {
+        id: "k1".into(),
+        site: Some("nowhere".into()),
+        ..owner.clone()
+    };
+    let refused = store
+        .accounts(move |a| a.create_api_key(&unknown_site, "pos", "h1"))
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, StoreError::NotFound(_)), "{refused}");
+    let key = Account {
+        id: "k1".into(),
+        role: Role::Cashier,
+        ..owner.clone()
+    };
+    let stored = key.clone();
+    store
+        .accounts(move |a| a.create_api_key(&stored, "pos", "h1"))
+        .await
+        .unwrap();
+    assert_eq!(store.accounts(|a| a.api_key("h1")).await.unwrap(), Some(key));
+    assert!(store.accounts(|a| a.revoke_api_key("acme", "k1")).await.unwrap());
+    assert_eq!(store.accounts(|a| a.api_key("h1")).await.unwrap(), None);
+
+    let session_owner = owner.clone();
+    store
+        .accounts(move |a| a.create_session("s1", &session_owner, Some("till-1"), "r1", i64::MAX))
+        .await
+        .unwrap();
+    let now = stocky_core::time::now_millis();
+    let rotated = store
+        .accounts(move |a| a.rotate_session("r1", "r2", now))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((rotated.id.as_str(), rotated.device.as_deref()), ("s1", Some("till-1")));
+    assert!(store
+        .accounts(move |a| a.rotate_session("r1", "r3", now))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store.accounts(|a| a.session_active("s1")).await.unwrap());
+    assert!(store.accounts(|a| a.revoke_session("s1")).await.unwrap());
+    assert!(!store.accounts(|a| a.session_active("s1")).await.unwrap());
+    let tenants = store.accounts(|a| a.list_tenants()).await.unwrap();
+    assert_eq!(tenants.len(), 2);
+    drop(store);
+    writer.join();
+}
