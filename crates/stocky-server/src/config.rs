@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use stocky_store::StoreOptions;
+use stocky_store::{Location, StoreOptions};
 
 #[derive(Debug, Clone)]
 pub struct HubConfig {
@@ -69,6 +69,8 @@ pub struct HubConfig {
     pub log_poll: Duration,
     /// Redis, for events between hub instances (`REDIS_URL`); none = this instance only.
     pub redis_url: Option<Secret>,
+    /// PostgreSQL (`DATABASE_URL`); none = the embedded SQLite file.
+    pub database_url: Option<Secret>,
 }
 
 /// A secret setting: never printed.
@@ -127,10 +129,19 @@ impl HubConfig {
             login_failures: 5,
             log_poll: Duration::from_secs(1),
             redis_url: None,
+            database_url: None,
         }
     }
 
-    /// The SQLite database file in use.
+    /// Where the data lives: PostgreSQL when `database_url` is set, else the SQLite file.
+    pub fn database_location(&self) -> Location {
+        match &self.database_url {
+            Some(url) => Location::parse(&url.0),
+            None => Location::Sqlite(self.database_path()),
+        }
+    }
+
+    /// The SQLite database file (in use unless `database_url` is set).
     pub fn database_path(&self) -> PathBuf {
         self.db_path
             .clone()

@@ -147,14 +147,10 @@ impl Hub {
             ModuleMap::default().with(config.module_overrides.clone()),
         );
         let fanout = Arc::new(Fanout::new(config.send_queue));
-        let db_path = config.database_path();
-        let store_options = config.store.clone();
-        let sink = fanout.clone();
-        let (store, writer, heads) = tokio::task::spawn_blocking(move || {
-            Store::open(&db_path, store_options, sink, validator)
-        })
-        .await
-        .map_err(|e| HubError::Task(e.to_string()))??;
+        let location = config.database_location();
+        let (store, writer, heads) =
+            Store::open(&location, config.store.clone(), fanout.clone(), validator).await?;
+        tracing::info!(database = %store.describe(), "store open");
         fanout.add_streams(&heads);
         let initial_owner = bootstrap_owner(&store).await?;
 

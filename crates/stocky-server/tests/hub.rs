@@ -391,7 +391,7 @@ async fn ids_epoch_and_stock_survive_a_restart() -> Result<()> {
     drop(a);
     hub.stop().await?;
 
-    let dir = std::mem::replace(&mut hub.dir, tempfile::tempdir()?);
+    let dir = std::mem::replace(&mut hub.dir, support::data_dir()?);
     let config = support::config(&dir);
     let hub = TestHub::start_in(dir, config).await?;
     assert_eq!(hub.stock(1).await?, 25);
@@ -617,7 +617,7 @@ impl stocky_core::stock::BusinessValidator for NoBulkSales {
 
 #[tokio::test]
 async fn a_custom_validator_refuses_commands_before_they_apply() -> Result<()> {
-    let dir = tempfile::tempdir()?;
+    let dir = support::data_dir()?;
     let config = support::config(&dir);
     let hub =
         stocky_server::Hub::start_with(config, Some(std::sync::Arc::new(NoBulkSales))).await?;
@@ -697,7 +697,7 @@ async fn shutdown_finishes_pending_commits_and_acks_them() -> Result<()> {
         close.reason
     );
 
-    let dir = std::mem::replace(&mut hub.dir, tempfile::tempdir()?);
+    let dir = std::mem::replace(&mut hub.dir, support::data_dir()?);
     let config = support::config(&dir);
     let again = TestHub::start_in(dir, config).await?;
     assert_eq!(

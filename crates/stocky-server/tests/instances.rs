@@ -47,18 +47,18 @@ async fn instances(
         tweak(c);
     })
     .await?;
-    let db = first.dir.path().join("stocky.db");
-    let mut hubs = vec![first];
+    let mut hubs = vec![];
     for _ in 1..n {
         hubs.push(
             TestHub::start_with(|c| {
-                c.db_path = Some(db.clone());
+                first.share_database(c);
                 c.log_poll = Duration::from_millis(100);
                 tweak(c);
             })
             .await?,
         );
     }
+    hubs.insert(0, first);
     Ok(hubs)
 }
 

@@ -736,7 +736,7 @@ async fn rate_limits_answer_429_with_retry_after() -> Result<()> {
 
 #[tokio::test]
 async fn dev_mode_opens_access_only_on_loopback() -> Result<()> {
-    let dir = tempfile::tempdir()?;
+    let dir = support::data_dir()?;
     let mut config = support::config(&dir);
     config.dev = true;
     config.listen = "0.0.0.0:0".parse()?;

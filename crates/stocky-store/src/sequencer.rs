@@ -16,7 +16,7 @@
 //! did commit, its events reach clients through the log follower, and a retry with the same
 //! `opId` is recognised as a duplicate.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,7 +27,7 @@ use stocky_core::{DEFAULT_SITE, DEFAULT_TENANT};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::engine::{ConnRole, Engine};
-use crate::sql::{args, Conn, DbError, TxMode};
+use crate::sql::{args, placeholder_rows, Arg, Conn, DbError, TxMode, ROWS_PER_STATEMENT};
 use crate::{
     documents, Applied, Command, CommittedEvent, EventSink, Origin, StoreError, StoreOptions,
     StreamHead, SubmitError,
@@ -387,7 +387,9 @@ impl Writer {
     }
 
     /// Validates a stock command against current stock and writes its movements and the
-    /// resulting stock; returns the event's `data`.
+    /// resulting stock; returns the event's `data`. However many lines it has, the command
+    /// costs a few multi-row statements (a round trip each on PostgreSQL), not a few per
+    /// line.
     fn apply_stock(
         &mut self,
         command: &StockCommand,
@@ -396,8 +398,34 @@ impl Writer {
         now: i64,
     ) -> Result<String, SubmitError> {
         let conn = &mut *self.conn;
+        let tenant: &str = &origin.tenant;
+        let site: &str = &origin.site;
+        let products: Vec<i64> = command
+            .lines
+            .iter()
+            .map(|l| l.product_id)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut current = HashMap::with_capacity(products.len());
+        for chunk in products.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT product_id, on_hand FROM stock WHERE tenant_id = $1 AND site_id = $2
+                 AND product_id IN {}",
+                placeholder_rows(3, 1, chunk.len())
+            );
+            let mut params = vec![Arg::Text(tenant), Arg::Text(site)];
+            params.extend(chunk.iter().map(|&p| Arg::Int(p)));
+            for row in conn.query(&sql, &params).map_err(unavailable)? {
+                current.insert(row.int(0).map_err(unavailable)?, row.int(1).map_err(unavailable)?);
+            }
+        }
         let mut read_error = None;
+        // A custom validator may look at products the command does not name.
         let mut view = |product: i64| -> Option<i64> {
+            if products.binary_search(&product).is_ok() {
+                return current.get(&product).copied();
+            }
             let found = conn.query_opt(
                 "SELECT on_hand FROM stock WHERE tenant_id = $1 AND site_id = $2 AND product_id = $3",
                 args![&*origin.tenant, &*origin.site, product],
@@ -421,33 +449,58 @@ impl Writer {
         }
         let movements = planned?;
         let kind = command.op.kind();
-        for m in &movements {
-            conn.execute(
-                "INSERT INTO movements (id, tenant_id, site_id, product_id, delta, kind, origin_client,
-                    origin_op, event_id, server_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                args![
-                    &uuid::Uuid::new_v4().to_string(),
-                    &*origin.tenant,
-                    &*origin.site,
+        let movement_ids: Vec<String> = movements
+            .iter()
+            .map(|_| uuid::Uuid::new_v4().to_string())
+            .collect();
+        let (client, event_id) = (&*origin.client_id, id as i64);
+        for (chunk, ids) in movements
+            .chunks(ROWS_PER_STATEMENT)
+            .zip(movement_ids.chunks(ROWS_PER_STATEMENT))
+        {
+            let sql = format!(
+                "INSERT INTO movements (id, tenant_id, site_id, product_id, delta, kind,
+                    origin_client, origin_op, event_id, server_time) VALUES {}",
+                placeholder_rows(1, chunk.len(), 10)
+            );
+            let mut params = Vec::with_capacity(chunk.len() * 10);
+            for (m, movement_id) in chunk.iter().zip(ids) {
+                params.extend_from_slice(args![
+                    movement_id,
+                    tenant,
+                    site,
                     m.product_id,
                     m.delta,
                     kind,
-                    &*origin.client_id,
+                    client,
                     origin.op_id.as_deref(),
-                    id as i64,
+                    event_id,
                     now
-                ],
-            )
-            .map_err(unavailable)?;
-            conn.execute(
+                ]);
+            }
+            conn.execute(&sql, &params).map_err(unavailable)?;
+        }
+        // The last line of each product holds its resulting stock (one row per product:
+        // PostgreSQL refuses to upsert one row twice in a statement).
+        let mut resulting: HashMap<i64, i64> = HashMap::with_capacity(products.len());
+        for m in &movements {
+            resulting.insert(m.product_id, m.after);
+        }
+        for chunk in products.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
                 "INSERT INTO stock (tenant_id, site_id, product_id, on_hand, updated_at, last_event_id)
-                 VALUES ($1, $2, $3, $4, $5, $6)
+                 VALUES {}
                  ON CONFLICT (tenant_id, site_id, product_id) DO UPDATE SET
                     on_hand = excluded.on_hand, updated_at = excluded.updated_at,
                     last_event_id = excluded.last_event_id",
-                args![&*origin.tenant, &*origin.site, m.product_id, m.after, now, id as i64],
-            )
-            .map_err(unavailable)?;
+                placeholder_rows(1, chunk.len(), 6)
+            );
+            let mut params = Vec::with_capacity(chunk.len() * 6);
+            for product in chunk {
+                let on_hand = resulting[product];
+                params.extend_from_slice(args![tenant, site, *product, on_hand, now, event_id]);
+            }
+            conn.execute(&sql, &params).map_err(unavailable)?;
         }
         Ok(stock_event_data(command.op, &movements))
     }

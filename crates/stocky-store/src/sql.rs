@@ -157,6 +157,27 @@ impl DbError {
     }
 }
 
+/// Rows per multi-row statement: bounds the number of distinct statements the engines
+/// cache, and stays far below both engines' parameter limits.
+pub const ROWS_PER_STATEMENT: usize = 32;
+
+/// `($first, …), (…), …`: `rows` tuples of `width` numbered placeholders.
+pub fn placeholder_rows(first: usize, rows: usize, width: usize) -> String {
+    let mut out = String::with_capacity(rows * width * 5);
+    for row in 0..rows {
+        out.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..width {
+            if column > 0 {
+                out.push_str(", ");
+            }
+            out.push('$');
+            out.push_str(&(first + row * width + column).to_string());
+        }
+        out.push(')');
+    }
+    out
+}
+
 /// How a transaction begins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TxMode {

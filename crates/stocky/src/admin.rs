@@ -2,14 +2,13 @@
 //! (the same store code the hub uses; safe while a hub runs on it). Secrets are printed
 //! once — generated passwords and API keys — and stored only hashed.
 
-use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use stocky_core::auth::Role;
 use stocky_core::documents::check_name;
 use stocky_server::auth::{digest, hash_password_off_thread, random_token, API_KEY_PREFIX};
-use stocky_store::{Account, Listed};
+use stocky_store::{Account, Listed, Location};
 
 use crate::backup::open_offline;
 
@@ -132,8 +131,8 @@ fn print_listed(rows: &[Listed]) {
     }
 }
 
-pub async fn run(db_path: &Path, command: AdminCommand) -> Result<()> {
-    let (store, writer) = open_offline(db_path, true)?;
+pub async fn run(location: &Location, command: AdminCommand) -> Result<()> {
+    let (store, writer) = open_offline(location, true).await?;
     let result = execute(&store, command).await;
     drop(store);
     tokio::task::spawn_blocking(move || writer.join()).await?;

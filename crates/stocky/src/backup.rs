@@ -1,8 +1,9 @@
 //! `stocky backup`, `stocky restore` and `stocky snapshot`.
 //!
 //! Backup and restore run against a hub (`--url`, over its REST API) or offline against a
-//! data directory (`--data-dir`, through the same store code the hub uses; safe while a
-//! hub runs on it, since every write goes through SQLite's locking). A hub backup file is
+//! database (`--data-dir`, or `--database-url` for PostgreSQL, through the same store code
+//! the hub uses; safe while hubs run on it, since every write takes the database's locks
+//! and appends to the log in its own transaction). A hub backup file is
 //! `{"format":"stocky-backup","version":1,"createdAt","databases":[<seed 000 backup>…]}`;
 //! restore also accepts one seed 000 database backup (`{"database","backup",…}`).
 
@@ -16,7 +17,7 @@ use stocky_core::time::{iso8601, now_millis};
 use stocky_core::DEFAULT_SITE;
 use stocky_server::backup;
 use stocky_store::{
-    CommittedEvent, EventSink, Origin, Store, StoreOptions, WriterGuard,
+    CommittedEvent, EventSink, Location, Origin, Store, StoreOptions, WriterGuard,
 };
 
 /// Where a backup or restore goes.
@@ -42,19 +43,22 @@ impl EventSink for NoListeners {
     }
 }
 
-/// Opens a data directory's database without a hub (no live clients to notify);
-/// `create` allows a new one.
-pub fn open_offline(db_path: &Path, create: bool) -> Result<(Store, WriterGuard)> {
-    if !create && !db_path.exists() {
-        bail!("no database at {}", db_path.display());
+/// Opens a database without a hub (no live clients to notify); `create` allows a new
+/// SQLite file.
+pub async fn open_offline(location: &Location, create: bool) -> Result<(Store, WriterGuard)> {
+    if let Location::Sqlite(path) = location {
+        if !create && !path.exists() {
+            bail!("no database at {}", path.display());
+        }
     }
     let (store, writer, _) = Store::open(
-        db_path,
+        location,
         StoreOptions::default(),
         Arc::new(NoListeners),
         None,
     )
-    .with_context(|| format!("opening {}", db_path.display()))?;
+    .await
+    .with_context(|| format!("opening {location:?}"))?;
     Ok((store, writer))
 }
 
@@ -69,9 +73,9 @@ impl Target {
         }
     }
 
-    /// Opens a data directory's database; `create` allows a new one (to restore into).
-    pub fn offline(db_path: &Path, tenant: &str, create: bool) -> Result<Self> {
-        let (store, writer) = open_offline(db_path, create)?;
+    /// Opens a database directly; `create` allows a new one (to restore into).
+    pub async fn offline(location: &Location, tenant: &str, create: bool) -> Result<Self> {
+        let (store, writer) = open_offline(location, create).await?;
         Ok(Target::Offline {
             store,
             writer,

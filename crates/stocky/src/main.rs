@@ -1,5 +1,5 @@
 //! `stocky`: one binary for every tier. Today: `stocky hub`, the cloud hub on embedded
-//! SQLite, and `stocky backup | restore | snapshot` for its data.
+//! SQLite or PostgreSQL, and `stocky backup | restore | snapshot | admin` for its data.
 //!
 //! Settings come from defaults, then environment variables (seed 000's names where it
 //! names them), then flags; `stocky hub --help` lists them all.
@@ -13,6 +13,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use stocky_server::config::{Secret, SessionPolicy};
 use stocky_server::{Hub, HubConfig};
+use stocky_store::Location;
 use tracing_subscriber::EnvFilter;
 
 mod admin;
@@ -46,14 +47,37 @@ enum Command {
 
 #[derive(Args)]
 struct AdminArgs {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    #[command(subcommand)]
+    command: admin::AdminCommand,
+}
+
+/// The database an offline command works on.
+#[derive(Args)]
+struct DatabaseArgs {
     /// Data directory to work on.
     #[arg(long, env = "STOCKY_DATA_DIR", default_value = "./stocky-data")]
     data_dir: PathBuf,
     /// SQLite database file [default: <data-dir>/stocky.db].
     #[arg(long, env = "DB_PATH")]
     db_path: Option<PathBuf>,
-    #[command(subcommand)]
-    command: admin::AdminCommand,
+    /// PostgreSQL URL, e.g. postgres://user:pass@host/db (replaces the SQLite file).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+}
+
+impl DatabaseArgs {
+    fn location(&self) -> Location {
+        match &self.database_url {
+            Some(url) => Location::parse(url),
+            None => Location::Sqlite(
+                self.db_path
+                    .clone()
+                    .unwrap_or_else(|| self.data_dir.join("stocky.db")),
+            ),
+        }
+    }
 }
 
 /// Where backup and restore work: a running hub, or a data directory directly.
@@ -68,25 +92,16 @@ struct Source {
     /// Tenant to work on offline.
     #[arg(long, default_value = "default")]
     tenant: String,
-    /// Data directory to work on offline.
-    #[arg(long, env = "STOCKY_DATA_DIR", default_value = "./stocky-data")]
-    data_dir: PathBuf,
-    /// SQLite database file [default: <data-dir>/stocky.db].
-    #[arg(long, env = "DB_PATH")]
-    db_path: Option<PathBuf>,
+    /// The database to work on offline.
+    #[command(flatten)]
+    database: DatabaseArgs,
 }
 
 impl Source {
-    fn database(&self) -> PathBuf {
-        self.db_path
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join("stocky.db"))
-    }
-
-    fn target(&self, create: bool) -> anyhow::Result<backup::Target> {
+    async fn target(&self, create: bool) -> anyhow::Result<backup::Target> {
         match &self.url {
             Some(url) => Ok(backup::Target::hub(url, self.token.clone())),
-            None => backup::Target::offline(&self.database(), &self.tenant, create),
+            None => backup::Target::offline(&self.database.location(), &self.tenant, create).await,
         }
     }
 }
@@ -214,6 +229,10 @@ struct HubArgs {
     /// REDIS_DB].
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     redis_url: Option<String>,
+    /// PostgreSQL instead of the SQLite file, e.g. postgres://stocky:pass@127.0.0.1/stocky
+    /// (several hub instances may share it).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
     /// How often (ms) to look for events committed by other instances or processes.
     #[arg(long, env = "STOCKY_LOG_POLL_MS", default_value_t = 1000)]
     log_poll_ms: u64,
@@ -234,6 +253,7 @@ impl HubArgs {
         let mut config = HubConfig::for_data_dir(self.data_dir);
         config.listen = SocketAddr::new(self.host, self.port);
         config.db_path = self.db_path;
+        config.database_url = self.database_url.map(Secret);
         config.ws_path = self.ws_path;
         config.cors_origins = self
             .cors_origins
@@ -318,10 +338,10 @@ async fn main() -> anyhow::Result<()> {
                     stocky_core::time::now_millis()
                 ))
             });
-            backup::run_backup(args.source.target(false)?, &args.databases, &out).await
+            backup::run_backup(args.source.target(false).await?, &args.databases, &out).await
         }
         Command::Restore(args) => {
-            let target = args.source.target(true)?;
+            let target = args.source.target(true).await?;
             backup::run_restore(
                 target,
                 &args.file,
@@ -330,12 +350,7 @@ async fn main() -> anyhow::Result<()> {
             )
             .await
         }
-        Command::Admin(args) => {
-            let db = args
-                .db_path
-                .unwrap_or_else(|| args.data_dir.join("stocky.db"));
-            admin::run(&db, args.command).await
-        }
+        Command::Admin(args) => admin::run(&args.database.location(), args.command).await,
         Command::Snapshot(args) => {
             let db = args
                 .db_path
@@ -347,14 +362,13 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run_hub(config: HubConfig) -> anyhow::Result<()> {
     let ws_path = config.ws_path.clone();
-    let db = config.database_path();
+    let db = config.database_location();
     let hub = Hub::start(config).await.context("starting the hub")?;
     let addr = hub.local_addr();
     // Written with errors ignored: a closed stdout must not take the hub down.
     let mut banner = format!(
         "Stocky hub listening on http://{addr}\n  WebSocket: ws://{addr}{ws_path}\n  \
-         REST API:  http://{addr}/api/stock\n  Database:  {}\n",
-        db.display()
+         REST API:  http://{addr}/api/stock\n  Database:  {db:?}\n"
     );
     // Shown once, on stdout (not in the logs): the first owner's credentials.
     if let Some((email, password)) = &hub.initial_owner {

@@ -1,13 +1,21 @@
 //! Test harness: a real hub on port 0 with a temp data dir, real WebSocket and HTTP clients.
+//!
+//! The hub stores its data in SQLite in the temp dir, or — when `STOCKY_TEST_DATABASE_URL`
+//! names a PostgreSQL server (CI sets it) — in a fresh PostgreSQL database of its own, so
+//! every test here runs against the engine under test.
 
 #![allow(dead_code)]
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
+use stocky_server::config::Secret;
 use stocky_server::{Hub, HubConfig};
+use stocky_store::testing::{postgres_url, PostgresDatabase};
 use tempfile::TempDir;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -16,9 +24,29 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// A test hub's data: a temp dir and, when PostgreSQL is under test, its own database.
+pub struct DataDir {
+    dir: TempDir,
+    postgres: Option<Arc<PostgresDatabase>>,
+}
+
+impl DataDir {
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// Fresh test data (a new PostgreSQL database too when one is under test).
+pub fn data_dir() -> Result<DataDir> {
+    Ok(DataDir {
+        dir: tempfile::tempdir()?,
+        postgres: postgres_url().map(|url| Arc::new(PostgresDatabase::create(&url))),
+    })
+}
+
 pub struct TestHub {
     pub hub: Option<Hub>,
-    pub dir: TempDir,
+    pub dir: DataDir,
     pub http: String,
     pub ws: String,
     pub client: reqwest::Client,
@@ -27,10 +55,11 @@ pub struct TestHub {
 /// The owner credential every test hub accepts (`STOCKY_ADMIN_TOKEN`).
 pub const ADMIN: &str = "test-admin-token";
 
-pub fn config(dir: &TempDir) -> HubConfig {
+pub fn config(dir: &DataDir) -> HubConfig {
     let mut config = HubConfig::for_data_dir(dir.path());
     config.listen = "127.0.0.1:0".parse().expect("valid address");
-    config.admin_token = Some(stocky_server::config::Secret(ADMIN.into()));
+    config.admin_token = Some(Secret(ADMIN.into()));
+    config.database_url = dir.postgres.as_ref().map(|db| Secret(db.url().into()));
     config
 }
 
@@ -53,13 +82,23 @@ impl TestHub {
     }
 
     pub async fn start_with(tweak: impl FnOnce(&mut HubConfig)) -> Result<Self> {
-        let dir = tempfile::tempdir()?;
+        let dir = data_dir()?;
         let mut config = config(&dir);
         tweak(&mut config);
         Self::start_in(dir, config).await
     }
 
-    pub async fn start_in(dir: TempDir, config: HubConfig) -> Result<Self> {
+    /// Points `config` at this hub's database (another instance sharing it).
+    pub fn share_database(&self, config: &mut HubConfig) {
+        config.db_path = Some(self.dir.path().join("stocky.db"));
+        config.database_url = self
+            .dir
+            .postgres
+            .as_ref()
+            .map(|db| Secret(db.url().into()));
+    }
+
+    pub async fn start_in(dir: DataDir, config: HubConfig) -> Result<Self> {
         let hub = Hub::start(config).await?;
         let addr = hub.local_addr();
         Ok(TestHub {

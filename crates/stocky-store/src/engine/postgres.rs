@@ -20,6 +20,9 @@ use super::{ConnRole, Engine};
 use crate::sql::{in_tx, Arg, Conn, DbError, DbErrorKind, Row, TxMode, Val};
 use crate::StoreError;
 
+/// Prepared statements kept per connection (see [`crate::sql::ROWS_PER_STATEMENT`]).
+const STATEMENT_CACHE: usize = 160;
+
 /// Taken by migrations so that instances starting together migrate one at a time.
 const MIGRATION_LOCK: i64 = 0x5354_4f43_4b59; // "STOCKY"
 
@@ -117,6 +120,10 @@ impl PgConn {
             return Ok(stmt.clone());
         }
         let stmt = self.client().prepare(sql).map_err(db_error)?;
+        if self.statements.len() >= STATEMENT_CACHE {
+            // Never reached by the store's own statements; a bound all the same.
+            self.statements.clear();
+        }
         self.statements.insert(sql.to_owned(), stmt.clone());
         Ok(stmt)
     }

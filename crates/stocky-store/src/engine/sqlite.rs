@@ -20,6 +20,10 @@ use super::{ConnRole, Engine};
 use crate::sql::{Arg, Conn, DbError, DbErrorKind, Row, TxMode, Val};
 use crate::StoreError;
 
+/// Prepared statements kept per connection: every fixed statement plus the multi-row
+/// variants ([`crate::sql::ROWS_PER_STATEMENT`]).
+const STATEMENT_CACHE: usize = 160;
+
 pub(crate) struct Sqlite {
     path: PathBuf,
 }
@@ -42,6 +46,7 @@ impl Engine for Sqlite {
     fn connect(&self, role: ConnRole) -> Result<Box<dyn Conn>, DbError> {
         let conn = Connection::open(&self.path).map_err(db_error)?;
         configure(&conn, role == ConnRole::Reader).map_err(db_error)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Ok(Box::new(SqliteConn(conn)))
     }
 
