@@ -192,11 +192,7 @@ pub async fn compare(
 }
 
 /// Removes every record of `db` (the ledger cannot be removed).
-pub async fn drop_database(
-    store: &Store,
-    origin: Origin,
-    db: &str,
-) -> Result<Value, ApiError> {
+pub async fn drop_database(store: &Store, origin: Origin, db: &str) -> Result<Value, ApiError> {
     database_name(db)?;
     if db == STOCK_DB {
         return Err(ApiError::bad_request(

@@ -98,13 +98,11 @@ impl AppState {
             return Ok(stream);
         }
         let (epoch, head) = self.store.stream_head(tenant).await?;
-        Ok(self
-            .fanout
-            .stream_or_insert(&stocky_store::StreamHead {
-                tenant: tenant.clone(),
-                epoch: epoch.into(),
-                head,
-            }))
+        Ok(self.fanout.stream_or_insert(&stocky_store::StreamHead {
+            tenant: tenant.clone(),
+            epoch: epoch.into(),
+            head,
+        }))
     }
 }
 

@@ -206,11 +206,7 @@ fn ensure_tenant(conn: &mut dyn Conn, tenant: &str) -> Result<(), StoreError> {
     }
 }
 
-fn ensure_site(
-    conn: &mut dyn Conn,
-    tenant: &str,
-    site: &Option<String>,
-) -> Result<(), StoreError> {
+fn ensure_site(conn: &mut dyn Conn, tenant: &str, site: &Option<String>) -> Result<(), StoreError> {
     ensure_tenant(conn, tenant)?;
     match site {
         Some(site) if !site_exists(conn, tenant, site)? => {
@@ -268,7 +264,9 @@ pub(crate) fn user_by_email(
 }
 
 pub(crate) fn count_users(conn: &mut dyn Conn) -> Result<i64, StoreError> {
-    Ok(conn.query_one("SELECT COUNT(*) FROM users", args![])?.int(0)?)
+    Ok(conn
+        .query_one("SELECT COUNT(*) FROM users", args![])?
+        .int(0)?)
 }
 
 pub(crate) fn list_users(conn: &mut dyn Conn, tenant: &str) -> Result<Vec<Listed>, StoreError> {
@@ -305,10 +303,7 @@ pub(crate) fn create_api_key(
     Ok(())
 }
 
-pub(crate) fn api_key(
-    conn: &mut dyn Conn,
-    key_hash: &str,
-) -> Result<Option<Account>, StoreError> {
+pub(crate) fn api_key(conn: &mut dyn Conn, key_hash: &str) -> Result<Option<Account>, StoreError> {
     match conn.query_opt(
         "SELECT id, tenant_id, role, site_id, modules FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
         args![key_hash],
@@ -318,10 +313,7 @@ pub(crate) fn api_key(
     }
 }
 
-pub(crate) fn list_api_keys(
-    conn: &mut dyn Conn,
-    tenant: &str,
-) -> Result<Vec<Listed>, StoreError> {
+pub(crate) fn list_api_keys(conn: &mut dyn Conn, tenant: &str) -> Result<Vec<Listed>, StoreError> {
     let rows = conn.query(
         "SELECT id, name, role, site_id, modules, created_at, revoked_at IS NOT NULL FROM api_keys
          WHERE tenant_id = $1 ORDER BY created_at, id",
@@ -375,8 +367,11 @@ pub(crate) fn rotate_session(
     new_hash: &str,
     now: i64,
 ) -> Result<Option<Session>, StoreError> {
-    in_tx(conn, TxMode::Plain, |tx| -> Result<Option<Session>, StoreError> {
-        let found = match tx.query_opt(
+    in_tx(
+        conn,
+        TxMode::Plain,
+        |tx| -> Result<Option<Session>, StoreError> {
+            let found = match tx.query_opt(
             "SELECT s.id, s.device_id, s.expires_at, u.id, u.tenant_id, u.role, u.site_id, u.modules
              FROM sessions s JOIN users u ON u.id = s.user_id
              WHERE s.refresh_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > $2 AND u.disabled_at IS NULL",
@@ -390,14 +385,15 @@ pub(crate) fn rotate_session(
             }),
             None => None,
         };
-        if let Some(session) = &found {
-            tx.execute(
-                "UPDATE sessions SET refresh_hash = $2 WHERE id = $1",
-                args![&session.id, new_hash],
-            )?;
-        }
-        Ok(found)
-    })
+            if let Some(session) = &found {
+                tx.execute(
+                    "UPDATE sessions SET refresh_hash = $2 WHERE id = $1",
+                    args![&session.id, new_hash],
+                )?;
+            }
+            Ok(found)
+        },
+    )
 }
 
 /// Whether a session exists and was not logged out.

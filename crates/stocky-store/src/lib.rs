@@ -34,9 +34,9 @@ use tokio::sync::{mpsc, oneshot};
 pub use accounts::{Account, Listed, Session, UserLogin};
 pub use engine::sqlite::snapshot;
 pub use engine::Location;
-pub use sql::DbError;
-use sql::Conn;
 pub use reader::{ReplayPage, Snapshot, StockRow, StoredEvent};
+use sql::Conn;
+pub use sql::DbError;
 
 /// Storage failures (the database, not the caller, is at fault).
 #[derive(Debug, thiserror::Error)]

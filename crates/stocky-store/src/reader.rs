@@ -152,7 +152,10 @@ pub(crate) fn replay(
     in_tx(conn, TxMode::Read, |tx| {
         let (epoch, head) = stream_head(tx, tenant)?;
         let oldest = tx
-            .query_one("SELECT MIN(id) FROM events WHERE tenant_id = $1", args![tenant])?
+            .query_one(
+                "SELECT MIN(id) FROM events WHERE tenant_id = $1",
+                args![tenant],
+            )?
             .opt_int(0)?;
         let events = tx
             .query(

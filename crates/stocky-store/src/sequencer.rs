@@ -417,7 +417,10 @@ impl Writer {
             let mut params = vec![Arg::Text(tenant), Arg::Text(site)];
             params.extend(chunk.iter().map(|&p| Arg::Int(p)));
             for row in conn.query(&sql, &params).map_err(unavailable)? {
-                current.insert(row.int(0).map_err(unavailable)?, row.int(1).map_err(unavailable)?);
+                current.insert(
+                    row.int(0).map_err(unavailable)?,
+                    row.int(1).map_err(unavailable)?,
+                );
             }
         }
         let mut read_error = None;

@@ -287,7 +287,10 @@ async fn several_writers(at: Location) {
     let mut ids: Vec<u64> = Vec::new();
     for sink in &sinks {
         let mine: Vec<u64> = sink.0.lock().unwrap().iter().map(|e| e.id).collect();
-        assert!(mine.windows(2).all(|w| w[0] < w[1]), "each writer publishes in id order");
+        assert!(
+            mine.windows(2).all(|w| w[0] < w[1]),
+            "each writer publishes in id order"
+        );
         ids.extend(mine);
     }
     ids.sort_unstable();
@@ -347,7 +350,10 @@ async fn documents_and_ledger(at: Location) {
         .unwrap_err();
     assert!(matches!(
         stale,
-        SubmitError::Rejected(Rejection::VersionConflict { actual: Some(1), .. })
+        SubmitError::Rejected(Rejection::VersionConflict {
+            actual: Some(1),
+            ..
+        })
     ));
     let patch = DocWrite::Patch {
         db: "shop".into(),
@@ -370,7 +376,10 @@ async fn documents_and_ledger(at: Location) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!((a["name"].clone(), a["price"].clone()), (json!("Tea"), json!(3)));
+    assert_eq!(
+        (a["name"].clone(), a["price"].clone()),
+        (json!("Tea"), json!(3))
+    );
     assert_eq!(a["version"], json!(2));
     let live = store
         .documents(DEFAULT_TENANT, "shop", "products")
@@ -384,10 +393,18 @@ async fn documents_and_ledger(at: Location) {
     assert_eq!(changes.len(), 2);
     assert!(changes.iter().any(|c| c["_deleted"] == json!(true)));
     let stats = store
-        .document_stats(DEFAULT_TENANT, "shop", "products", stocky_core::time::now_millis())
+        .document_stats(
+            DEFAULT_TENANT,
+            "shop",
+            "products",
+            stocky_core::time::now_millis(),
+        )
         .await
         .unwrap();
-    assert_eq!((stats["total"].clone(), stats["updatedLast24h"].clone()), (json!(1), json!(1)));
+    assert_eq!(
+        (stats["total"].clone(), stats["updatedLast24h"].clone()),
+        (json!(1), json!(1))
+    );
     let databases = store.databases(DEFAULT_TENANT).await.unwrap();
     assert_eq!(databases["shop"]["products"], 1);
     let (records, deleted) = store.dump(DEFAULT_TENANT, "shop", Some(0)).await.unwrap();
@@ -424,7 +441,10 @@ async fn documents_and_ledger(at: Location) {
         panic!("a ledger restore commits an event");
     };
     let summary = summary.unwrap();
-    assert_eq!((summary["restored"].clone(), summary["skipped"].clone()), (json!(1), json!(1)));
+    assert_eq!(
+        (summary["restored"].clone(), summary["skipped"].clone()),
+        (json!(1), json!(1))
+    );
     assert_eq!(store.ledger_len(DEFAULT_TENANT).await.unwrap(), 2);
     let row = store
         .stock_of(DEFAULT_TENANT, DEFAULT_SITE, 5)
@@ -452,7 +472,9 @@ async fn accounts(at: Location) {
     };
     let created = owner.clone();
     store
-        .accounts(move |a| a.create_tenant("acme", "Acme", Some((&created, "Ana@Acme.test", "hash"))))
+        .accounts(move |a| {
+            a.create_tenant("acme", "Acme", Some((&created, "Ana@Acme.test", "hash")))
+        })
         .await
         .unwrap();
     let again = owner.clone();
@@ -469,7 +491,10 @@ async fn accounts(at: Location) {
         .accounts(move |a| a.create_user(&clash, "ana@acme.test", "hash"))
         .await
         .unwrap_err();
-    assert!(matches!(email_taken, StoreError::Conflict(_)), "{email_taken}");
+    assert!(
+        matches!(email_taken, StoreError::Conflict(_)),
+        "{email_taken}"
+    );
     let login = store
         .accounts(|a| a.user_by_email("ANA@acme.test"))
         .await
@@ -496,8 +521,14 @@ async fn accounts(at: Location) {
         .accounts(move |a| a.create_api_key(&stored, "pos", "h1"))
         .await
         .unwrap();
-    assert_eq!(store.accounts(|a| a.api_key("h1")).await.unwrap(), Some(key));
-    assert!(store.accounts(|a| a.revoke_api_key("acme", "k1")).await.unwrap());
+    assert_eq!(
+        store.accounts(|a| a.api_key("h1")).await.unwrap(),
+        Some(key)
+    );
+    assert!(store
+        .accounts(|a| a.revoke_api_key("acme", "k1"))
+        .await
+        .unwrap());
     assert_eq!(store.accounts(|a| a.api_key("h1")).await.unwrap(), None);
 
     let session_owner = owner.clone();
@@ -511,7 +542,10 @@ async fn accounts(at: Location) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!((rotated.id.as_str(), rotated.device.as_deref()), ("s1", Some("till-1")));
+    assert_eq!(
+        (rotated.id.as_str(), rotated.device.as_deref()),
+        ("s1", Some("till-1"))
+    );
     assert!(store
         .accounts(move |a| a.rotate_session("r1", "r3", now))
         .await

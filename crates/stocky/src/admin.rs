@@ -2,7 +2,6 @@
 //! (the same store code the hub uses; safe while a hub runs on it). Secrets are printed
 //! once — generated passwords and API keys — and stored only hashed.
 
-
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use stocky_core::auth::Role;

@@ -16,9 +16,7 @@ use serde_json::{json, Value};
 use stocky_core::time::{iso8601, now_millis};
 use stocky_core::DEFAULT_SITE;
 use stocky_server::backup;
-use stocky_store::{
-    CommittedEvent, EventSink, Location, Origin, Store, StoreOptions, WriterGuard,
-};
+use stocky_store::{CommittedEvent, EventSink, Location, Origin, Store, StoreOptions, WriterGuard};
 
 /// Where a backup or restore goes.
 pub enum Target {

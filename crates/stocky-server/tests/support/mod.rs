@@ -91,11 +91,7 @@ impl TestHub {
     /// Points `config` at this hub's database (another instance sharing it).
     pub fn share_database(&self, config: &mut HubConfig) {
         config.db_path = Some(self.dir.path().join("stocky.db"));
-        config.database_url = self
-            .dir
-            .postgres
-            .as_ref()
-            .map(|db| Secret(db.url().into()));
+        config.database_url = self.dir.postgres.as_ref().map(|db| Secret(db.url().into()));
     }
 
     pub async fn start_in(dir: DataDir, config: HubConfig) -> Result<Self> {

@@ -50,7 +50,9 @@ impl Location {
         if text.starts_with("postgres://") || text.starts_with("postgresql://") {
             Location::Postgres(text.to_owned())
         } else {
-            Location::Sqlite(PathBuf::from(text.strip_prefix("sqlite://").unwrap_or(text)))
+            Location::Sqlite(PathBuf::from(
+                text.strip_prefix("sqlite://").unwrap_or(text),
+            ))
         }
     }
 

@@ -112,7 +112,9 @@ impl Drop for PgConn {
 
 impl PgConn {
     fn client(&mut self) -> &mut Client {
-        self.client.as_mut().expect("the client lives as long as the connection")
+        self.client
+            .as_mut()
+            .expect("the client lives as long as the connection")
     }
 
     fn prepare(&mut self, sql: &str) -> Result<Statement, DbError> {
@@ -152,7 +154,10 @@ impl Conn for PgConn {
 
     fn query(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<Row>, DbError> {
         let stmt = self.prepare(sql)?;
-        let rows = self.client().query(&stmt, &params(args)).map_err(db_error)?;
+        let rows = self
+            .client()
+            .query(&stmt, &params(args))
+            .map_err(db_error)?;
         rows.iter().map(convert_row).collect()
     }
 
@@ -190,9 +195,9 @@ fn convert_row(row: &postgres::Row) -> Result<Row, DbError> {
             Type::BOOL => row
                 .try_get::<_, Option<bool>>(i)
                 .map(|v| v.map(|v| Val::Int(v.into()))),
-            Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => {
-                row.try_get::<_, Option<String>>(i).map(|v| v.map(Val::Text))
-            }
+            Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => row
+                .try_get::<_, Option<String>>(i)
+                .map(|v| v.map(Val::Text)),
             ref other => {
                 return Err(DbError::other(format!(
                     "column {:?}: unsupported type {other}",
@@ -214,9 +219,7 @@ fn db_error(e: postgres::Error) -> DbError {
             DbErrorKind::Connection
         }
         Some(_) => DbErrorKind::Other,
-        None if e.is_closed() || std::error::Error::source(&e).is_some() => {
-            DbErrorKind::Connection
-        }
+        None if e.is_closed() || std::error::Error::source(&e).is_some() => DbErrorKind::Connection,
         None => DbErrorKind::Other,
     };
     let message = match e.as_db_error() {
@@ -239,7 +242,10 @@ pub(crate) fn redact(url: &str) -> String {
             let path = path.split('?').next().unwrap_or("");
             format!("{scheme}://{user}{hidden}@{host}{path}")
         }
-        None => format!("{scheme}://{authority}{}", path.split('?').next().unwrap_or("")),
+        None => format!(
+            "{scheme}://{authority}{}",
+            path.split('?').next().unwrap_or("")
+        ),
     }
 }
 
@@ -372,7 +378,10 @@ mod tests {
             redact("postgres://app:s3cret@db:5432/stocky?sslmode=disable"),
             "postgres://app:***@db:5432/stocky"
         );
-        assert_eq!(redact("postgres://app@db/stocky"), "postgres://app@db/stocky");
+        assert_eq!(
+            redact("postgres://app@db/stocky"),
+            "postgres://app@db/stocky"
+        );
         assert_eq!(redact("postgresql://db/stocky"), "postgresql://db/stocky");
     }
 }

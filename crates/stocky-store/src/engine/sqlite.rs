@@ -140,7 +140,9 @@ impl rusqlite::ToSql for Arg<'_> {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
         Ok(match *self {
             Arg::Int(v) | Arg::OptInt(Some(v)) => ToSqlOutput::from(v),
-            Arg::Text(t) | Arg::OptText(Some(t)) => ToSqlOutput::Borrowed(ValueRef::Text(t.as_bytes())),
+            Arg::Text(t) | Arg::OptText(Some(t)) => {
+                ToSqlOutput::Borrowed(ValueRef::Text(t.as_bytes()))
+            }
             Arg::OptInt(None) | Arg::OptText(None) => ToSqlOutput::Borrowed(ValueRef::Null),
         })
     }
@@ -213,8 +215,8 @@ pub fn snapshot(
             ),
         });
     }
-    let src =
-        Connection::open_with_flags(source, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(db_error)?;
+    let src = Connection::open_with_flags(source, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(db_error)?;
     configure(&src, true).map_err(db_error)?;
     let mut dst = Connection::open(target).map_err(db_error)?;
     {
@@ -233,7 +235,8 @@ pub fn snapshot(
     }
     dst.execute("UPDATE streams SET epoch = ?1", [crate::new_epoch()])
         .map_err(db_error)?;
-    dst.execute_batch("PRAGMA journal_mode = WAL;").map_err(db_error)?;
+    dst.execute_batch("PRAGMA journal_mode = WAL;")
+        .map_err(db_error)?;
     Ok(())
 }
 
@@ -371,4 +374,3 @@ CREATE TABLE sessions (
 );
 "#,
 ];
-
