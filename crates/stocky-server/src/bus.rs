@@ -181,7 +181,24 @@ pub async fn listen(
         }
         if connection.is_none() {
             match connect(&client).await {
-                Ok(c) => {
+                Ok(mut c) => {
+                    // Pin "from now on" to a concrete entry before looking at the log, so
+                    // that every event is either in the log already or read from the
+                    // stream afterwards: nothing falls between the two.
+                    if last_id == "$" {
+                        match latest_entry(&mut c).await {
+                            Ok(id) => last_id = id,
+                            Err(e) => {
+                                health.failed(&e);
+                                if !backoff.wait(&shutdown).await {
+                                    return;
+                                }
+                                continue;
+                            }
+                        }
+                    }
+                    // Whatever peers committed while the bus was away is in the log.
+                    fanout.check_all_streams();
                     connection = Some(c);
                     health.ok();
                     backoff = Backoff::new();
@@ -235,6 +252,27 @@ pub async fn listen(
             }
         }
     }
+}
+
+/// The id of the stream's newest entry (`0-0` when it is empty).
+async fn latest_entry(con: &mut redis::aio::MultiplexedConnection) -> Result<String, String> {
+    let newest = tokio::time::timeout(
+        CALL_TIMEOUT,
+        redis::cmd("XREVRANGE")
+            .arg(STREAM_KEY)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async::<redis::streams::StreamRangeReply>(con),
+    )
+    .await
+    .map_err(|_| "XREVRANGE timed out".to_string())?
+    .map_err(|e| e.to_string())?;
+    Ok(newest
+        .ids
+        .first()
+        .map_or_else(|| "0-0".to_string(), |entry| entry.id.clone()))
 }
 
 /// Rebuilds a committed event from a bus entry (frames encoded here, once).

@@ -286,12 +286,30 @@ impl Fanout {
     /// Emits in id order: duplicates are dropped, an event ahead of a missing id waits
     /// (and asks the back-filler for the missing ones), and each emitted event releases
     /// the ones waiting behind it. Returns how many connections got it.
+    /// Asks the back-filler to compare every stream with the log (the bus was away, so
+    /// events of other instances may have been missed).
+    pub fn check_all_streams(&self) {
+        let Some(gaps) = self.gaps.get() else { return };
+        let tenants: Vec<Arc<str>> = match self.streams.read() {
+            Ok(streams) => streams.keys().cloned().collect(),
+            Err(_) => return,
+        };
+        for tenant in tenants {
+            let _ = gaps.try_send(tenant);
+        }
+    }
+
     pub fn deliver(&self, event: CommittedEvent) -> usize {
         let stream = self.stream_or_insert(&StreamHead {
             tenant: event.tenant.clone(),
             epoch: event.epoch.clone(),
             head: event.id - 1,
         });
+        if stream.epoch != event.epoch {
+            // Another history: a deployment sharing this Redis with another database, or
+            // a log replaced by a restore (which clients learn about from the log).
+            return 0;
+        }
         let mut pending = stream.pending.lock().unwrap_or_else(|p| p.into_inner());
         let head = stream.head();
         if event.id <= head {

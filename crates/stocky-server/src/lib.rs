@@ -167,6 +167,21 @@ impl Hub {
             login_per_email: Limiter::new(config.login_failures, config.rate_window),
             login_per_ip: Limiter::new(config.login_failures.saturating_mul(4), config.rate_window),
         };
+        let redis = match &config.redis_url {
+            Some(url) => Some(
+                redis::Client::open(url.0.as_str())
+                    .map_err(|e| HubError::Config(format!("REDIS_URL is not a Redis URL: {e}")))?,
+            ),
+            None => None,
+        };
+        let instance = random_id();
+        let cluster = redis
+            .clone()
+            .map(|client| Arc::new(ws::cluster::Cluster::new(client, instance.clone())));
+        let registry = match &cluster {
+            Some(cluster) => ws::Registry::shared(cluster.clone(), tasks.clone()),
+            None => ws::Registry::default(),
+        };
         let state = AppState {
             store,
             fanout,
@@ -174,7 +189,7 @@ impl Hub {
             shutdown: shutdown.clone(),
             tasks: tasks.clone(),
             auth: Arc::new(authenticator),
-            registry: Arc::default(),
+            registry: Arc::new(registry),
             limits: Arc::new(limits),
             next_connection: Arc::new(AtomicU64::new(1)),
         };
@@ -182,10 +197,14 @@ impl Hub {
         let (gaps, gap_reports) = tokio::sync::mpsc::channel(1024);
         state.fanout.report_gaps_to(gaps);
         tasks.spawn(follow::run(state.clone(), gap_reports));
-        if let Some(url) = &state.config.redis_url {
-            let client = redis::Client::open(url.0.as_str())
-                .map_err(|e| HubError::Config(format!("REDIS_URL is not a Redis URL: {e}")))?;
-            let instance = random_id();
+        if let Some(client) = redis {
+            let registry = state.registry.clone();
+            tasks.spawn(ws::cluster::listen_for_kicks(
+                client.clone(),
+                instance.clone(),
+                move |key, connection| registry.kick(key, connection),
+                shutdown.clone(),
+            ));
             let (relay, commits) = tokio::sync::mpsc::channel(bus::RELAY_QUEUE);
             state.fanout.relay_to(relay);
             tasks.spawn(bus::relay(

@@ -707,3 +707,41 @@ async fn shutdown_finishes_pending_commits_and_acks_them() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_database_outage_gives_503_and_the_hub_reconnects_by_itself() -> Result<()> {
+    let hub = TestHub::start().await?;
+    let Some(database) = hub.dir.postgres() else {
+        return Ok(()); // an embedded SQLite file does not go away
+    };
+    let add = json!({"additions": [{"productId": 1, "quantity": 5}]});
+    assert_eq!(hub.post("/api/stock/add", add.clone()).await?.0, 200);
+    let mut client = hub.connect().await?;
+
+    database.set_unreachable(true);
+    let (status, body) = hub.post("/api/stock/add", add.clone()).await?;
+    assert_eq!(status, 503, "{body}");
+    let refused = client
+        .command("stock:add", json!([{"productId": 1, "quantity": 5}]))
+        .await?;
+    assert_eq!(refused["event"], "stock:error", "{refused}");
+    let (status, _) = hub.call("GET", "/api/stock", None, &[]).await?;
+    assert_eq!(status, 503, "reads fail clearly too");
+
+    database.set_unreachable(false);
+    let mut recovered = false;
+    for _ in 0..50 {
+        if hub.post("/api/stock/add", add.clone()).await?.0 == 200 {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recovered, "the hub did not reconnect");
+    // Exactly the two commands that were answered 200 changed anything.
+    assert_eq!(hub.stock(1).await?, 10);
+    let (_, ledger) = hub.get("/api/backup/_stock").await?;
+    let movements = ledger["backup"]["movements"].as_array().map_or(0, Vec::len);
+    assert_eq!(movements, 2, "{ledger}");
+    Ok(())
+}

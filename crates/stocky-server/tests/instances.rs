@@ -150,3 +150,233 @@ async fn the_redis_bus_carries_events_between_instances() -> Result<()> {
     }
     Ok(())
 }
+
+const SECRET: &str = "instances-share-one-jwt-secret-0123456789";
+
+/// A user of the shared database, logged in (on any instance: they share the JWT secret).
+async fn cashier(hub: &TestHub, email: &str) -> Result<String> {
+    let (status, body) = hub
+        .post(
+            "/api/admin/users",
+            json!({"email": email, "password": "correct horse battery", "role": "cashier"}),
+        )
+        .await?;
+    anyhow::ensure!(status == 201, "{status} {body}");
+    Ok(hub.login(email, "correct horse battery").await?.0)
+}
+
+#[tokio::test]
+async fn one_connection_per_user_and_device_holds_across_instances() -> Result<()> {
+    let Some(url) = redis_url() else {
+        return Ok(());
+    };
+    for policy in [
+        stocky_server::config::SessionPolicy::Replace,
+        stocky_server::config::SessionPolicy::Reject,
+    ] {
+        let hubs = instances(2, |c| {
+            c.redis_url = Some(stocky_server::config::Secret(url.clone()));
+            c.jwt_secret = Some(stocky_server::config::Secret(SECRET.into()));
+            c.session_policy = policy;
+        })
+        .await?;
+        let token = cashier(&hubs[0], "till@shop.test").await?;
+        let mut first = Client::connect(&hubs[0].ws_with(&token, "&deviceId=till-1")).await?;
+        match policy {
+            stocky_server::config::SessionPolicy::Replace => {
+                let mut second =
+                    Client::connect(&hubs[1].ws_with(&token, "&deviceId=till-1")).await?;
+                let (ended, _) = first.until_end().await?;
+                assert!(
+                    matches!(&ended, support::Ended::Closed(Some((code, _))) if u16::from(*code) == 4002),
+                    "the older connection, on the other instance, is replaced: {ended:?}"
+                );
+                second.send(json!({"type":"ping"})).await?;
+                assert_eq!(second.recv().await?["type"], "pong");
+            }
+            stocky_server::config::SessionPolicy::Reject => {
+                let (mut refused, _) =
+                    tokio_tungstenite::connect_async(hubs[1].ws_with(&token, "&deviceId=till-1"))
+                        .await?;
+                use futures_util::StreamExt;
+                let answer = refused.next().await.unwrap()?;
+                assert!(answer.to_text()?.contains("already connected"), "{answer}");
+                first.send(json!({"type":"ping"})).await?;
+                assert_eq!(first.recv().await?["type"], "pong");
+                // Once the first connection ends its slot is free on every instance.
+                drop(first);
+                let mut later = None;
+                for _ in 0..50 {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    let (mut ws, _) = tokio_tungstenite::connect_async(
+                        hubs[1].ws_with(&token, "&deviceId=till-1"),
+                    )
+                    .await?;
+                    let answer = ws.next().await.unwrap()?;
+                    if !answer.to_text()?.contains("already connected") {
+                        later = Some(answer);
+                        break;
+                    }
+                }
+                assert!(later.is_some(), "the slot was never released");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads events until the connection ends, checking the order; returns the last id seen.
+async fn read_until_closed(client: &mut Client, mut last: u64) -> u64 {
+    while let Ok(message) = client.recv().await {
+        if let Some(id) = message.get("id").and_then(|v| v.as_u64()) {
+            assert_eq!(id, last + 1, "{message}");
+            last = id;
+        }
+    }
+    last
+}
+
+#[tokio::test]
+async fn clients_of_a_stopped_instance_resume_on_another_without_loss() -> Result<()> {
+    let mut hubs = instances(3, |c| {
+        if let Some(url) = redis_url() {
+            c.redis_url = Some(stocky_server::config::Secret(url));
+        }
+    })
+    .await?;
+    let mut survivor = hubs[0].connect().await?;
+    let mut moving = hubs[2].connect().await?;
+    let writers: Vec<_> = hubs[..2]
+        .iter()
+        .map(|hub| {
+            let http = hub.client.clone();
+            let url = format!("{}/api/stock/add", hub.http);
+            tokio::spawn(async move {
+                for _ in 0..40 {
+                    let response = http
+                        .post(&url)
+                        .json(&json!({"additions":[{"productId":1,"quantity":1}]}))
+                        .send()
+                        .await?;
+                    anyhow::ensure!(response.status() == 200);
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    hubs[2].stop().await?;
+    let last = read_until_closed(&mut moving, 0).await;
+    // It resumes on instance 0 from the last event it saw.
+    let resume = format!("{}&lastEventId={last}", hubs[0].ws);
+    let mut moved = Client::connect(&resume).await?;
+    for writer in writers {
+        writer.await??;
+    }
+    expect_sequence_from(&mut moved, last, 80).await?;
+    expect_sequence(&mut survivor, 80).await?;
+    assert_eq!(hubs[0].stock(1).await?, 80);
+    Ok(())
+}
+
+/// A Redis server of the test's own, on a free port, that the test can stop and restart.
+struct OwnRedis {
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl OwnRedis {
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port")
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn start(&mut self) -> Result<()> {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()?;
+        self.child = Some(child);
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        anyhow::bail!("redis-server did not start on port {}", self.port)
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test]
+async fn redis_down_at_start_and_mid_run_leaves_no_client_with_a_gap() -> Result<()> {
+    if redis_url().is_none() {
+        return Ok(());
+    }
+    let mut redis = OwnRedis {
+        port: OwnRedis::free_port(),
+        child: None,
+    };
+    // No log poll to speak of: recovery must come from the bus and the back-fill.
+    let url = redis.url();
+    let hubs = instances(3, |c| {
+        c.redis_url = Some(stocky_server::config::Secret(url.clone()));
+        c.log_poll = Duration::from_secs(3600);
+    })
+    .await?;
+    let mut watchers = Vec::new();
+    for hub in &hubs {
+        watchers.push(hub.connect().await?);
+    }
+    let mut writers = Vec::new();
+    for hub in &hubs {
+        writers.push(hub.connect().await?);
+    }
+    let mut total = 0u64;
+    // Phase 1: Redis was never up. Phase 2: up. Phase 3: down again. Phase 4: back.
+    for phase in 1..=4 {
+        match phase {
+            2 | 4 => redis.start().await?,
+            3 => redis.stop(),
+            _ => {}
+        }
+        for writer in &mut writers {
+            for _ in 0..5 {
+                writer
+                    .command("stock:add", json!([{"productId":1,"quantity":1}]))
+                    .await?;
+                total += 1;
+            }
+        }
+    }
+    for watcher in &mut watchers {
+        expect_sequence(watcher, total).await?;
+    }
+    for hub in &hubs {
+        assert_eq!(hub.stock(1).await?, total as i64);
+    }
+    Ok(())
+}

@@ -47,6 +47,24 @@ impl PostgresDatabase {
     pub fn location(&self) -> Location {
         Location::Postgres(self.url.clone())
     }
+
+    /// Simulates the database going away (`true`: new connections refused and open ones
+    /// terminated, as in a server restart) and coming back (`false`).
+    pub fn set_unreachable(&self, unreachable: bool) {
+        let name = &self.name;
+        admin(
+            &self.admin_url,
+            &format!("ALTER DATABASE {name} ALLOW_CONNECTIONS {}", !unreachable),
+        );
+        if unreachable {
+            admin(
+                &self.admin_url,
+                &format!(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+                ),
+            );
+        }
+    }
 }
 
 impl Drop for PostgresDatabase {

@@ -6,6 +6,7 @@
 //! Credentials: `?token=…`, an `Authorization`/`X-API-Key` header, or an `auth` message
 //! after `welcome`; `?deviceId=…` names the device for the one-connection-per-user rule.
 
+pub mod cluster;
 mod registry;
 mod session;
 

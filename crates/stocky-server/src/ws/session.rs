@@ -113,6 +113,16 @@ pub(super) struct Connect {
     pub device: Option<String>,
 }
 
+/// How long the shared registry keeps a connection's slot: the token's remaining lifetime,
+/// or — for credentials that do not expire, renewed at every ping — three ping intervals,
+/// so that the slot of an instance that died frees itself soon.
+fn slot_ttl(principal: &Principal, state: &AppState) -> Duration {
+    match principal.expires_at {
+        Some(secs) => Duration::from_millis((secs * 1000 - now_millis()).max(1000) as u64),
+        None => state.config.ping_interval * 3,
+    }
+}
+
 pub(super) async fn run(mut socket: WebSocket, state: AppState, connect: Connect) {
     let client_id: Arc<str> = new_client_id().into();
     let connection = state.next_connection_id();
@@ -135,9 +145,11 @@ pub(super) async fn run(mut socket: WebSocket, state: AppState, connect: Connect
                 principal.id.clone(),
                 device.clone(),
             );
+            let ttl = slot_ttl(&principal, &state);
             match state
                 .registry
-                .claim(key, connection, state.config.session_policy)
+                .claim(key, connection, state.config.session_policy, ttl)
+                .await
             {
                 Some(slot) => Some(slot),
                 None => {
@@ -598,6 +610,13 @@ impl Session {
     }
 
     async fn on_heartbeat(&mut self) -> Result<(), End> {
+        if let Some(slot) = self
+            .slot
+            .as_ref()
+            .filter(|_| self.principal.expires_at.is_none())
+        {
+            slot.refresh_soon(slot_ttl(&self.principal, &self.state));
+        }
         if !std::mem::replace(&mut self.alive, false) {
             tracing::debug!(client_id = %self.client_id, "ws: no answer to ping; dropping dead connection");
             return self

@@ -34,6 +34,11 @@ impl DataDir {
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
+
+    /// The PostgreSQL database, when that is the engine under test.
+    pub fn postgres(&self) -> Option<&PostgresDatabase> {
+        self.postgres.as_deref()
+    }
 }
 
 /// Fresh test data (a new PostgreSQL database too when one is under test).
