@@ -67,6 +67,12 @@ impl HubProcess {
         })
     }
 
+    /// The SQLite file a second instance shares with this one (unless `DATABASE_URL` puts
+    /// both on PostgreSQL).
+    pub fn db_path(&self) -> String {
+        self._dir.0.join("stocky.db").display().to_string()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

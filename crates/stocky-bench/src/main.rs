@@ -48,6 +48,10 @@ enum Scenario {
         commands: usize,
         #[arg(long, default_value_t = 10)]
         interval_ms: u64,
+        /// Subscribers on a second hub instance sharing the database (and, with
+        /// `REDIS_URL` set, the Redis bus): measures cross-instance delivery.
+        #[arg(long)]
+        cross_instance: bool,
     },
     /// Committed commands per second from `clients` pipelining `window` commands each.
     Commands {
@@ -87,12 +91,14 @@ async fn main() -> Result<()> {
                 subscribers,
                 commands,
                 interval_ms,
+                cross_instance,
             } => {
                 latency(
                     &cli.hub,
                     subscribers,
                     commands,
                     Duration::from_millis(interval_ms),
+                    cross_instance,
                 )
                 .await?
             }
@@ -245,9 +251,14 @@ async fn latency(
     subscribers: usize,
     commands: usize,
     interval: Duration,
+    cross_instance: bool,
 ) -> Result<Figure> {
     let hub = HubProcess::start(bin, &[])?;
-    let subs = open_many(&hub.addr, subscribers).await?;
+    let peer = match cross_instance {
+        true => Some(HubProcess::start(bin, &[("DB_PATH", hub.db_path())])?),
+        false => None,
+    };
+    let subs = open_many(&peer.as_ref().unwrap_or(&hub).addr, subscribers).await?;
     let mut tasks = JoinSet::new();
     for sub in subs {
         tasks.spawn(receive_events(sub, commands));
@@ -283,8 +294,9 @@ async fn latency(
     Ok(Figure {
         value: p99,
         line: format!(
-            "{commands} commands to {subscribers} subscribers every {interval:?}: p50 {:.2} ms, p99 {p99:.2} ms, \
-             max {:.2} ms; CPU hub {hub_cpu:.2} s, bench {own_cpu:.2} s",
+            "{commands} commands to {subscribers} subscribers{} every {interval:?}: p50 {:.2} ms, \
+             p99 {p99:.2} ms, max {:.2} ms; CPU hub {hub_cpu:.2} s, bench {own_cpu:.2} s",
+            if cross_instance { " on another instance" } else { "" },
             pct(0.5),
             *micros.last().unwrap_or(&0) as f64 / 1000.0
         ),

@@ -184,7 +184,21 @@ impl Writer {
         for (command, origin, _) in batch.iter() {
             outcomes.push(self.stage(command, origin, now, &mut staged_heads));
         }
-        let committed = self.conn.commit();
+        // Each touched stream's head is written once per batch, not once per command.
+        let mut committed = Ok(());
+        for (tenant, (_, head)) in &staged_heads {
+            committed = self
+                .conn
+                .execute(
+                    "UPDATE streams SET head = $2 WHERE tenant_id = $1",
+                    args![&**tenant, *head as i64],
+                )
+                .map(drop);
+            if committed.is_err() {
+                break;
+            }
+        }
+        let committed = committed.and_then(|()| self.conn.commit());
         if let Err(e) = committed {
             tracing::error!(error = %e, "writer: commit failed; batch refused");
             let _ = self.conn.rollback();
@@ -344,11 +358,6 @@ impl Writer {
             )
             .map_err(unavailable)?;
         }
-        conn.execute(
-            "UPDATE streams SET head = $2 WHERE tenant_id = $1",
-            args![&*origin.tenant, id as i64],
-        )
-        .map_err(unavailable)?;
         heads.insert(origin.tenant.clone(), (epoch.clone(), id));
 
         let parts = EventParts {
