@@ -296,7 +296,11 @@ async fn latency(
         line: format!(
             "{commands} commands to {subscribers} subscribers{} every {interval:?}: p50 {:.2} ms, \
              p99 {p99:.2} ms, max {:.2} ms; CPU hub {hub_cpu:.2} s, bench {own_cpu:.2} s",
-            if cross_instance { " on another instance" } else { "" },
+            if cross_instance {
+                " on another instance"
+            } else {
+                ""
+            },
             pct(0.5),
             *micros.last().unwrap_or(&0) as f64 / 1000.0
         ),

@@ -302,10 +302,15 @@ async fn bootstrap_owner(store: &Store) -> Result<Option<(String, String)>, HubE
         modules: None,
     };
     let login = email.clone();
-    store
+    match store
         .accounts(move |a| a.create_user(&account, &login, &hash))
-        .await?;
-    Ok(Some((email, password)))
+        .await
+    {
+        Ok(()) => Ok(Some((email, password))),
+        // Another instance starting on the same empty database created it first.
+        Err(StoreError::Conflict(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// A random id (128 bits, hex).

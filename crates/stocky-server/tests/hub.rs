@@ -717,8 +717,26 @@ async fn a_database_outage_gives_503_and_the_hub_reconnects_by_itself() -> Resul
     let add = json!({"additions": [{"productId": 1, "quantity": 5}]});
     assert_eq!(hub.post("/api/stock/add", add.clone()).await?.0, 200);
     let mut client = hub.connect().await?;
+    let (status, body) = hub
+        .post(
+            "/api/admin/users",
+            json!({"email": "till@shop.test", "password": "correct horse battery", "role": "cashier"}),
+        )
+        .await?;
+    assert_eq!(status, 201, "{body}");
+    let (token, _) = hub.login("till@shop.test", "correct horse battery").await?;
 
     database.set_unreachable(true);
+    // A good token that cannot be checked now is not called invalid: 1013, retry later.
+    let (mut user, _) = tokio_tungstenite::connect_async(hub.ws_with(&token, "")).await?;
+    use futures_util::StreamExt;
+    let answer = user.next().await.unwrap()?;
+    assert!(answer.to_text()?.contains("auth_error"), "{answer}");
+    let closed = user.next().await.unwrap()?;
+    assert!(
+        matches!(&closed, tokio_tungstenite::tungstenite::Message::Close(Some(f)) if u16::from(f.code) == 1013),
+        "{closed:?}"
+    );
     let (status, body) = hub.post("/api/stock/add", add.clone()).await?;
     assert_eq!(status, 503, "{body}");
     let refused = client

@@ -32,7 +32,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the cloud hub: REST + WebSocket on embedded SQLite.
+    /// Run the cloud hub: REST + WebSocket on embedded SQLite or PostgreSQL.
     Hub(HubArgs),
     /// Back up every database (documents and the `_stock` ledger) into one JSON file.
     Backup(BackupArgs),

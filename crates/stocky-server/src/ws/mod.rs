@@ -66,7 +66,9 @@ pub async fn upgrade(
         None => PreAuth::Missing,
         Some(token) => match state.auth.authenticate(&state.store, &token).await {
             Ok(principal) => PreAuth::Authenticated(principal),
-            Err(_) => PreAuth::Invalid,
+            Err(e) => PreAuth::Invalid {
+                unavailable: e.status == axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            },
         },
     };
     let connect = Connect {

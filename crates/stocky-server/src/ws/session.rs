@@ -17,6 +17,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use axum::http::StatusCode;
 use futures_util::stream::FuturesOrdered;
 use futures_util::{SinkExt, StreamExt};
 use stocky_core::auth::stock_action;
@@ -63,6 +64,8 @@ pub mod close {
     pub const TOO_BIG: u16 = 1009;
     /// Protocol violation.
     pub const PROTOCOL: u16 = 1002;
+    /// The credential could not be checked (the database is unavailable): retry later.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
 }
 
 /// The connection is over (closed by either side or broken).
@@ -100,8 +103,8 @@ struct Session {
 pub(super) enum PreAuth {
     /// A valid `?token=` or `Authorization` header.
     Authenticated(Principal),
-    /// A credential was given and is not valid.
-    Invalid,
+    /// A credential was given and is not valid (or could not be checked: `unavailable`).
+    Invalid { unavailable: bool },
     /// No credential: the client must send `auth` (or the hub is in dev mode).
     Missing,
 }
@@ -195,14 +198,34 @@ pub(super) async fn run(mut socket: WebSocket, state: AppState, connect: Connect
     tracing::debug!(client_id = %session.client_id, "ws: disconnected");
 }
 
+/// Refuses a credential: 1008 when it is invalid, 1013 (try again later) when it could not
+/// be checked because the database is unavailable — a client must not give up on a good
+/// token because of an outage.
+async fn refuse_credential(socket: &mut WebSocket, unavailable: bool) {
+    if unavailable {
+        refuse_with(
+            socket,
+            "service unavailable; retry later",
+            close::TRY_AGAIN_LATER,
+        )
+        .await
+    } else {
+        refuse(socket, "invalid credentials").await
+    }
+}
+
 /// Sends `auth_error` and closes with 1008 (policy violation).
 async fn refuse(socket: &mut WebSocket, error: &str) {
+    refuse_with(socket, error, close::POLICY).await
+}
+
+async fn refuse_with(socket: &mut WebSocket, error: &str, code: u16) {
     let _ = timeout(CLOSE_TIMEOUT, async {
         socket
             .feed(Message::Text(encode_auth_error(error).into()))
             .await?;
         let frame = CloseFrame {
-            code: close::POLICY,
+            code,
             reason: Utf8Bytes::from(truncate(error.to_owned())),
         };
         socket.feed(Message::Close(Some(frame))).await?;
@@ -229,8 +252,8 @@ async fn handshake(
         PreAuth::Authenticated(principal) => {
             return Some((principal, device_or_default(device), false))
         }
-        PreAuth::Invalid => {
-            refuse(socket, "invalid credentials").await;
+        PreAuth::Invalid { unavailable } => {
+            refuse_credential(socket, unavailable).await;
             return None;
         }
         PreAuth::Missing => {
@@ -262,8 +285,9 @@ async fn handshake(
                     Ok(principal) => {
                         Some((principal, device_or_default(device_id.or(device)), true))
                     }
-                    Err(_) => {
-                        refuse(socket, "invalid credentials").await;
+                    Err(e) => {
+                        refuse_credential(socket, e.status == StatusCode::SERVICE_UNAVAILABLE)
+                            .await;
                         None
                     }
                 };
