@@ -135,16 +135,10 @@ impl HubConfig {
 
     /// Where the data lives: PostgreSQL when `database_url` is set, else the SQLite file.
     pub fn database_location(&self) -> Location {
-        match &self.database_url {
-            Some(url) => Location::parse(&url.0),
-            None => Location::Sqlite(self.database_path()),
-        }
-    }
-
-    /// The SQLite database file (in use unless `database_url` is set).
-    pub fn database_path(&self) -> PathBuf {
-        self.db_path
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join("stocky.db"))
+        Location::from_settings(
+            self.database_url.as_ref().map(|url| url.0.as_str()),
+            self.db_path.as_deref(),
+            &self.data_dir,
+        )
     }
 }

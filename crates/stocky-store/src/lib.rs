@@ -33,7 +33,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use accounts::{Account, Listed, Session, UserLogin};
 pub use engine::sqlite::snapshot;
-pub use engine::Location;
+pub use engine::{sqlite_file, Location};
 pub use reader::{ReplayPage, Snapshot, StockRow, StoredEvent};
 use sql::Conn;
 pub use sql::DbError;
@@ -360,7 +360,9 @@ impl Store {
     /// A tenant stream's committed `(epoch, head)`.
     pub async fn stream_head(&self, tenant: &str) -> Result<(String, u64), StoreError> {
         let tenant = tenant.to_owned();
-        self.reads.run(move |c| reader::head(c, &tenant)).await
+        self.reads
+            .run(move |c| reader::stream_head(c, &tenant))
+            .await
     }
 
     /// Live records of a store, oldest first.

@@ -111,7 +111,8 @@ pub struct Snapshot {
     pub stock: Vec<StockRow>,
 }
 
-fn stream_head(conn: &mut dyn Conn, tenant: &str) -> Result<(String, u64), StoreError> {
+/// The stream's `(epoch, head)` as committed.
+pub(crate) fn stream_head(conn: &mut dyn Conn, tenant: &str) -> Result<(String, u64), StoreError> {
     let mut row = conn
         .query_opt(
             "SELECT epoch, head FROM streams WHERE tenant_id = $1",
@@ -136,11 +137,6 @@ pub(crate) fn heads(conn: &mut dyn Conn) -> Result<Vec<crate::StreamHead>, Store
             })
         })
         .collect()
-}
-
-/// The stream's `(epoch, head)` as committed.
-pub(crate) fn head(conn: &mut dyn Conn, tenant: &str) -> Result<(String, u64), StoreError> {
-    stream_head(conn, tenant)
 }
 
 pub(crate) fn replay(

@@ -69,14 +69,11 @@ struct DatabaseArgs {
 
 impl DatabaseArgs {
     fn location(&self) -> Location {
-        match &self.database_url {
-            Some(url) => Location::parse(url),
-            None => Location::Sqlite(
-                self.db_path
-                    .clone()
-                    .unwrap_or_else(|| self.data_dir.join("stocky.db")),
-            ),
-        }
+        Location::from_settings(
+            self.database_url.as_deref(),
+            self.db_path.as_deref(),
+            &self.data_dir,
+        )
     }
 }
 
@@ -352,9 +349,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Admin(args) => admin::run(&args.database.location(), args.command).await,
         Command::Snapshot(args) => {
-            let db = args
-                .db_path
-                .unwrap_or_else(|| args.data_dir.join("stocky.db"));
+            let db = stocky_store::sqlite_file(args.db_path.as_deref(), &args.data_dir);
             backup::run_snapshot(&db, &args.out)
         }
     }

@@ -33,6 +33,8 @@ pub struct Slot {
     registry: Arc<Registry>,
     key: Key,
     connection: u64,
+    /// The slot's key in the shared registry, while this connection holds it there.
+    shared_key: Option<String>,
     /// Cancelled when a newer connection replaces this one.
     pub replaced: CancellationToken,
 }
@@ -55,7 +57,7 @@ impl Registry {
         policy: SessionPolicy,
         ttl: Duration,
     ) -> Option<Slot> {
-        let slot = self.claim_here(key, connection, policy)?;
+        let mut slot = self.claim_here(key, connection, policy)?;
         if let Some((cluster, _)) = &self.cluster {
             let shared_key = Cluster::key(&slot.key.0, &slot.key.1, &slot.key.2);
             let owner = cluster.owner(connection);
@@ -65,6 +67,7 @@ impl Registry {
             {
                 return None;
             }
+            slot.shared_key = Some(shared_key);
         }
         Some(slot)
     }
@@ -99,6 +102,7 @@ impl Registry {
             registry: self.clone(),
             key,
             connection,
+            shared_key: None,
             replaced,
         })
     }
@@ -108,28 +112,23 @@ impl Slot {
     /// Extends the shared slot to `ttl` from now, in the background (credentials without
     /// an expiry, such as API keys, renew it while connected).
     pub fn refresh_soon(&self, ttl: Duration) {
-        if let Some((cluster, tasks)) = &self.registry.cluster {
-            let (cluster, connection) = (cluster.clone(), self.connection);
-            let shared_key = Cluster::key(&self.key.0, &self.key.1, &self.key.2);
-            tasks.spawn(async move {
-                cluster
-                    .refresh(&shared_key, &cluster.owner(connection), ttl)
-                    .await
-            });
+        if let (Some((cluster, tasks)), Some(shared_key)) =
+            (&self.registry.cluster, &self.shared_key)
+        {
+            let (cluster, shared_key) = (cluster.clone(), shared_key.clone());
+            let owner = cluster.owner(self.connection);
+            tasks.spawn(async move { cluster.refresh(&shared_key, &owner, ttl).await });
         }
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if let Some((cluster, tasks)) = &self.registry.cluster {
-            let (cluster, connection) = (cluster.clone(), self.connection);
-            let shared_key = Cluster::key(&self.key.0, &self.key.1, &self.key.2);
-            tasks.spawn(async move {
-                cluster
-                    .release(&shared_key, &cluster.owner(connection))
-                    .await
-            });
+        if let (Some((cluster, tasks)), Some(shared_key)) =
+            (&self.registry.cluster, self.shared_key.take())
+        {
+            let (cluster, owner) = (cluster.clone(), cluster.owner(self.connection));
+            tasks.spawn(async move { cluster.release(&shared_key, &owner).await });
         }
         let mut slots = self
             .registry

@@ -8,7 +8,7 @@
 pub mod postgres;
 pub mod sqlite;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::sql::{Conn, DbError};
@@ -56,12 +56,30 @@ impl Location {
         }
     }
 
+    /// The settings every command shares: PostgreSQL when `database_url` is given, else
+    /// the SQLite file `db_path`, by default `<data_dir>/stocky.db`.
+    pub fn from_settings(
+        database_url: Option<&str>,
+        db_path: Option<&Path>,
+        data_dir: &Path,
+    ) -> Location {
+        match database_url {
+            Some(url) => Location::parse(url),
+            None => Location::Sqlite(sqlite_file(db_path, data_dir)),
+        }
+    }
+
     pub(crate) fn engine(&self) -> Result<Arc<dyn Engine>, StoreError> {
         Ok(match self {
             Location::Sqlite(path) => Arc::new(sqlite::Sqlite::new(path)?),
             Location::Postgres(url) => Arc::new(postgres::Postgres::new(url)?),
         })
     }
+}
+
+/// The SQLite file: `db_path`, by default `<data_dir>/stocky.db`.
+pub fn sqlite_file(db_path: Option<&Path>, data_dir: &Path) -> PathBuf {
+    db_path.map_or_else(|| data_dir.join("stocky.db"), Path::to_owned)
 }
 
 /// Shows the location without the password of a PostgreSQL URL.

@@ -373,4 +373,8 @@ CREATE TABLE sessions (
     revoked_at    INTEGER
 );
 "#,
+    r#"
+-- Logins look users up by lower(email) on every engine (PostgreSQL has no NOCASE): index it.
+CREATE INDEX users_by_lower_email ON users (lower(email));
+"#,
 ];
