@@ -269,6 +269,17 @@ pub fn random_token(prefix: &str) -> String {
     format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes))
 }
 
+/// Length of a generated password.
+pub const GENERATED_PASSWORD_CHARS: usize = 20;
+
+/// A generated password (the first-start owner, `stocky admin` without `--password`):
+/// 20 URL-safe base64 characters, about 120 random bits.
+pub fn generate_password() -> String {
+    let mut password = random_token("");
+    password.truncate(GENERATED_PASSWORD_CHARS);
+    password
+}
+
 /// SHA-256 hex digest: how API keys and refresh tokens are stored.
 pub fn digest(secret: &str) -> String {
     Sha256::digest(secret.as_bytes())

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use stocky_store::{Location, StoreOptions};
+use stocky_store::{Location, StoreError, StoreOptions};
 
 #[derive(Debug, Clone)]
 pub struct HubConfig {
@@ -134,7 +134,8 @@ impl HubConfig {
     }
 
     /// Where the data lives: PostgreSQL when `database_url` is set, else the SQLite file.
-    pub fn database_location(&self) -> Location {
+    /// Fails on a `database_url` with a scheme Stocky does not speak (`mysql://…`).
+    pub fn database_location(&self) -> Result<Location, StoreError> {
         Location::from_settings(
             self.database_url.as_ref().map(|url| url.0.as_str()),
             self.db_path.as_deref(),

@@ -1,10 +1,11 @@
 //! The gateway shared by hub and edge: REST, the WebSocket protocol and the fan-out, over
 //! a store.
 //!
-//! [`Hub::start`] opens the store, binds the listener and serves until [`Hub::stop`] (or
-//! the shutdown token) — then it stops accepting, lets every WebSocket session deliver what
-//! its in-flight commands produced and close with a "reconnect" reason, waits for the
-//! writer to commit everything still queued, and returns.
+//! [`Hub::start`] binds the listener, opens the store, creates the first owner on a
+//! database without users, and serves until [`Hub::stop`] (or the shutdown token) — then
+//! it stops accepting, lets every WebSocket session deliver what its in-flight commands
+//! produced and close with a "reconnect" reason, waits for the writer to commit everything
+//! still queued, and returns.
 //!
 //! Every task the hub spawns is tracked in [`AppState::tasks`] and watches
 //! [`AppState::shutdown`].
@@ -44,15 +45,16 @@ use fanout::{Fanout, Stream};
 use limits::Limiter;
 use stocky_core::auth::ModuleMap;
 
-/// Why the hub could not start or stopped abnormally.
+/// Why the hub could not start or stopped abnormally. Each message carries its cause, so
+/// none of them has a `source()` (a report that walks the chain would repeat it).
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
-    #[error("cannot open the database: {0}")]
+    #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {error}")]
     Bind {
         addr: SocketAddr,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("invalid CORS origin {0:?}")]
     CorsOrigin(String),
@@ -116,7 +118,8 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// Opens the store and starts serving. Returns once the listener is bound.
+    /// Binds the listener, opens the store and starts serving. Returns once the listener
+    /// is bound.
     pub async fn start(config: HubConfig) -> Result<Hub, HubError> {
         Self::start_with(config, None).await
     }
@@ -144,21 +147,34 @@ impl Hub {
             config.dev,
             ModuleMap::default().with(config.module_overrides.clone()),
         );
+        let location = config
+            .database_location()
+            .map_err(|e| HubError::Config(e.to_string()))?;
+        let redis = match &config.redis_url {
+            Some(url) => Some(
+                redis::Client::open(url.0.as_str())
+                    .map_err(|e| HubError::Config(format!("REDIS_URL is not a Redis URL: {e}")))?,
+            ),
+            None => None,
+        };
+        // The port first: a start that fails must not have created the first owner, whose
+        // password is shown only by the start that creates it.
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|error| HubError::Bind {
+                addr: config.listen,
+                error,
+            })?;
+        let addr = listener.local_addr().map_err(HubError::Serve)?;
         let fanout = Arc::new(Fanout::new(config.send_queue));
-        let location = config.database_location();
         let (store, writer, heads) =
             Store::open(&location, config.store.clone(), fanout.clone(), validator).await?;
         tracing::info!(database = %store.describe(), "store open");
         fanout.add_streams(&heads);
+        // The last step that can fail: after it, the hub serves and the binary prints the
+        // password.
         let initial_owner = bootstrap_owner(&store).await?;
 
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| HubError::Bind {
-                addr: config.listen,
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(HubError::Serve)?;
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
         let limits = Limits {
@@ -166,13 +182,6 @@ impl Hub {
             per_ip: Limiter::new(config.rate_per_ip, config.rate_window),
             login_per_email: Limiter::new(config.login_failures, config.rate_window),
             login_per_ip: Limiter::new(config.login_failures.saturating_mul(4), config.rate_window),
-        };
-        let redis = match &config.redis_url {
-            Some(url) => Some(
-                redis::Client::open(url.0.as_str())
-                    .map_err(|e| HubError::Config(format!("REDIS_URL is not a Redis URL: {e}")))?,
-            ),
-            None => None,
         };
         let instance = random_id();
         let cluster = redis
@@ -283,14 +292,18 @@ impl Hub {
     }
 }
 
+/// The login of the owner the hub creates on its very first start.
+const FIRST_OWNER_EMAIL: &str = "owner@stocky.local";
+
 /// On the very first start (no users at all), creates the owner of the default tenant
-/// with a random password, returned once so the binary can print how to log in.
+/// with a random password, returned once so the binary can print how to log in. Called
+/// once the listener is bound, so a start that fails on its port creates no owner.
 async fn bootstrap_owner(store: &Store) -> Result<Option<(String, String)>, HubError> {
     if store.accounts(|a| a.count_users()).await? > 0 {
         return Ok(None);
     }
-    let email = "owner@stocky.local".to_string();
-    let password = auth::random_token("")[..20].to_string();
+    let email = FIRST_OWNER_EMAIL.to_string();
+    let password = auth::generate_password();
     let hash = auth::hash_password_off_thread(password.clone())
         .await
         .map_err(|e| HubError::Task(e.message))?;

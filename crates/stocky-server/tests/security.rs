@@ -1,7 +1,7 @@
 //! Security end to end: tenant isolation on every route and on the WebSocket, site and
 //! module routing, roles, credentials, sessions and abuse limits.
 
-mod support;
+use stocky_test_support as support;
 
 use std::time::Duration;
 
@@ -450,6 +450,76 @@ async fn roles_are_enforced_on_rest_and_websocket() -> Result<()> {
         "ack"
     );
     assert_eq!(hub.stock(1).await?, 2);
+    Ok(())
+}
+
+/// The role is checked before the body is read: a caller without the permission gets the
+/// same `403` on every write route, whatever it sends (malformed JSON, no JSON content
+/// type, the wrong shape) — not a `400`, `415` or `422` that depends on the body.
+#[tokio::test]
+async fn a_forbidden_write_is_403_whatever_the_body() -> Result<()> {
+    let w = world().await?;
+    let hub = &w.hub;
+    let writes = [
+        ("POST", "/api/stock/update"),
+        ("POST", "/api/stock/add"),
+        ("POST", "/api/stock/sync"),
+        ("POST", "/api/events"),
+        ("POST", "/api/sync/shop/products"),
+        ("PUT", "/api/sync/shop/products/p1"),
+        ("PATCH", "/api/sync/shop/products/p1"),
+        ("DELETE", "/api/sync/shop/products/p1"),
+        ("POST", "/api/backup/shop/restore"),
+        ("POST", "/api/backup/shop/compare"),
+        ("DELETE", "/api/backup/shop"),
+        ("POST", "/api/admin/sites"),
+        ("POST", "/api/admin/devices"),
+        ("POST", "/api/admin/users"),
+        ("POST", "/api/admin/api-keys"),
+        ("DELETE", "/api/admin/api-keys/k1"),
+        ("POST", "/api/admin/tenants"),
+    ];
+    let bodies = [
+        (Some("application/json"), "{not json"),
+        (None, "[1, 2"),
+        (Some("text/plain"), "hello"),
+        (Some("application/json"), r#"{"unexpected":true}"#),
+    ];
+    let client = reqwest::Client::new();
+    for (method, path) in writes {
+        for (content_type, body) in bodies {
+            let mut request = client
+                .request(method.parse()?, format!("{}{path}", hub.http))
+                .bearer_auth(&w.cashier1)
+                .body(body);
+            if let Some(content_type) = content_type {
+                request = request.header("content-type", content_type);
+            }
+            let response = request.send().await?;
+            let status = response.status().as_u16();
+            let answer: Value = response.json().await?;
+            assert_eq!(
+                (status, answer["error"]["code"].as_str()),
+                (403, Some("forbidden")),
+                "{method} {path} with {content_type:?} {body:?}: {answer}"
+            );
+        }
+    }
+    // Where the role is allowed, the body is read and judged as before.
+    let response = client
+        .post(format!("{}/api/stock/subtract", hub.http))
+        .bearer_auth(&w.cashier1)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await?;
+    let status = response.status().as_u16();
+    let answer: Value = response.json().await?;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (400, Some("invalid_json")),
+        "{answer}"
+    );
     Ok(())
 }
 

@@ -263,6 +263,39 @@ pub(crate) fn user_by_email(
     }))
 }
 
+/// Replaces the password hash of the user with `email` (ignoring case) and logs out every
+/// session of theirs, which also invalidates their access tokens — in one transaction.
+/// Returns the user's account; `None` when no user has that email.
+pub(crate) fn reset_password(
+    conn: &mut dyn Conn,
+    email: &str,
+    password_hash: &str,
+) -> Result<Option<Account>, StoreError> {
+    in_tx(
+        conn,
+        TxMode::Plain,
+        |tx| -> Result<Option<Account>, StoreError> {
+            let Some(mut r) = tx.query_opt(
+                "SELECT id, tenant_id, role, site_id, modules FROM users WHERE lower(email) = lower($1)",
+                args![email],
+            )?
+            else {
+                return Ok(None);
+            };
+            let account = account_at(&mut r, 0)?;
+            tx.execute(
+                "UPDATE users SET password_hash = $2 WHERE id = $1",
+                args![&account.id, password_hash],
+            )?;
+            tx.execute(
+                "UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
+                args![&account.id, now_millis()],
+            )?;
+            Ok(Some(account))
+        },
+    )
+}
+
 pub(crate) fn count_users(conn: &mut dyn Conn) -> Result<i64, StoreError> {
     Ok(conn
         .query_one("SELECT COUNT(*) FROM users", args![])?

@@ -13,7 +13,7 @@ use stocky_core::stock::{LedgerEntry, Rejection};
 use stocky_core::time::iso8601;
 
 use crate::sql::{args, Conn, DbError};
-use crate::{StoreError, SubmitError};
+use crate::{unavailable, StoreError, SubmitError};
 
 /// A stored record's columns.
 struct Row {
@@ -22,10 +22,6 @@ struct Row {
     created_at: i64,
     updated_at: i64,
     deleted: bool,
-}
-
-fn unavailable(e: DbError) -> SubmitError {
-    SubmitError::Unavailable(e.to_string())
 }
 
 fn rejected(r: Rejection) -> SubmitError {

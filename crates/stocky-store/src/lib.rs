@@ -38,19 +38,21 @@ pub use reader::{ReplayPage, Snapshot, StockRow, StoredEvent};
 use sql::Conn;
 pub use sql::DbError;
 
-/// Storage failures (the database, not the caller, is at fault).
+/// Storage failures (the database, not the caller, is at fault). Each message carries its
+/// cause, so none has a `source()`: a report that walks the chain (anyhow's) says the
+/// reason once.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database: {0}")]
-    Db(#[from] DbError),
+    Db(DbError),
     #[error("{0}")]
     Location(String),
     #[error("schema: {0}")]
     Schema(String),
-    #[error("cannot open {path}: {source}")]
+    #[error("cannot open {path}: {error}")]
     Open {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("storage task failed: {0}")]
     Task(String),
@@ -60,6 +62,12 @@ pub enum StoreError {
     /// The thing referred to does not exist.
     #[error("{0} not found")]
     NotFound(String),
+}
+
+impl From<DbError> for StoreError {
+    fn from(e: DbError) -> Self {
+        StoreError::Db(e)
+    }
 }
 
 impl StoreError {
@@ -83,6 +91,11 @@ pub enum SubmitError {
     /// The store could not apply it (I/O error, shutting down); nothing changed.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+}
+
+/// A database failure while applying a command: the command was not applied.
+pub(crate) fn unavailable(e: DbError) -> SubmitError {
+    SubmitError::Unavailable(e.to_string())
 }
 
 /// Who sent a command and where it applies.
@@ -539,6 +552,15 @@ impl Accounts<'_> {
     }
     pub fn user_by_email(&mut self, email: &str) -> Result<Option<UserLogin>, StoreError> {
         accounts::user_by_email(self.0, email)
+    }
+    /// Sets a new password hash for the user with `email` and logs out their sessions;
+    /// `None` when there is no such user.
+    pub fn reset_password(
+        &mut self,
+        email: &str,
+        password_hash: &str,
+    ) -> Result<Option<Account>, StoreError> {
+        accounts::reset_password(self.0, email, password_hash)
     }
     pub fn count_users(&mut self) -> Result<i64, StoreError> {
         accounts::count_users(self.0)

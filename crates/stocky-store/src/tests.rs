@@ -554,6 +554,31 @@ async fn accounts(at: Location) {
     assert!(store.accounts(|a| a.session_active("s1")).await.unwrap());
     assert!(store.accounts(|a| a.revoke_session("s1")).await.unwrap());
     assert!(!store.accounts(|a| a.session_active("s1")).await.unwrap());
+    // A password reset replaces the hash and logs the user out everywhere.
+    let session_owner = owner.clone();
+    store
+        .accounts(move |a| a.create_session("s2", &session_owner, None, "r4", i64::MAX))
+        .await
+        .unwrap();
+    let reset = store
+        .accounts(|a| a.reset_password("ANA@acme.test", "hash2"))
+        .await
+        .unwrap();
+    assert_eq!(reset, Some(owner.clone()));
+    assert!(!store.accounts(|a| a.session_active("s2")).await.unwrap());
+    let login = store
+        .accounts(|a| a.user_by_email("ana@acme.test"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(login.password_hash, "hash2");
+    assert_eq!(
+        store
+            .accounts(|a| a.reset_password("nobody@acme.test", "hash3"))
+            .await
+            .unwrap(),
+        None
+    );
     let tenants = store.accounts(|a| a.list_tenants()).await.unwrap();
     assert_eq!(tenants.len(), 2);
     drop(store);

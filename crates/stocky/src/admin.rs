@@ -1,12 +1,17 @@
 //! `stocky admin …`: tenants, sites, users and API keys, offline against a data directory
-//! (the same store code the hub uses; safe while a hub runs on it). Secrets are printed
-//! once — generated passwords and API keys — and stored only hashed.
+//! (the same store code the hub uses; safe while a hub runs on it). It works on an existing
+//! database only — a hub creates it on its first start — so a mistyped `--data-dir` is an
+//! error, not a new empty database. Secrets are printed once — generated passwords and API
+//! keys — and stored only hashed.
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
+use stocky_core::accounts::{check_password, email_key, parse_email};
 use stocky_core::auth::Role;
 use stocky_core::documents::check_name;
-use stocky_server::auth::{digest, hash_password_off_thread, random_token, API_KEY_PREFIX};
+use stocky_server::auth::{
+    digest, generate_password, hash_password_off_thread, random_token, API_KEY_PREFIX,
+};
 use stocky_store::{Account, Listed, Location};
 
 use crate::backup::open_offline;
@@ -55,6 +60,15 @@ pub enum AdminCommand {
         email: String,
         #[command(flatten)]
         grant: Grant,
+        #[arg(long, env = "STOCKY_NEW_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+    },
+    /// Give a user a new password and log out their sessions (a lost password, or a first
+    /// start whose output was lost); prints a generated password unless `--password` is
+    /// given.
+    UserResetPassword {
+        #[arg(long)]
+        email: String,
         #[arg(long, env = "STOCKY_NEW_PASSWORD", hide_env_values = true)]
         password: Option<String>,
     },
@@ -116,6 +130,18 @@ impl Grant {
     }
 }
 
+/// The password given (checked), or a generated one; and whether it was generated (then
+/// it must be printed).
+fn new_password(given: Option<String>) -> Result<(String, bool)> {
+    match given {
+        Some(password) => {
+            check_password(&password).map_err(|e| anyhow::anyhow!(e.0))?;
+            Ok((password, false))
+        }
+        None => Ok((generate_password(), true)),
+    }
+}
+
 fn print_listed(rows: &[Listed]) {
     for r in rows {
         println!(
@@ -131,7 +157,7 @@ fn print_listed(rows: &[Listed]) {
 }
 
 pub async fn run(location: &Location, command: AdminCommand) -> Result<()> {
-    let (store, writer) = open_offline(location, true).await?;
+    let (store, writer) = open_offline(location, false).await?;
     let result = execute(&store, command).await;
     drop(store);
     tokio::task::spawn_blocking(move || writer.join()).await?;
@@ -193,15 +219,8 @@ async fn execute(store: &stocky_store::Store, command: AdminCommand) -> Result<(
             password,
         } => {
             let account = grant.account()?;
-            let email = email.trim().to_lowercase();
-            if !email.contains('@') {
-                bail!("--email must be an email address");
-            }
-            let generated = password.is_none();
-            let password = password.unwrap_or_else(|| random_token("")[..20].to_string());
-            if password.chars().count() < 8 {
-                bail!("the password must have at least 8 characters");
-            }
+            let email = parse_email(&email).map_err(|e| anyhow::anyhow!("--email: {}", e.0))?;
+            let (password, generated) = new_password(password)?;
             let hash = hash_password_off_thread(password.clone())
                 .await
                 .map_err(|e| anyhow::anyhow!(e.message))?;
@@ -212,6 +231,29 @@ async fn execute(store: &stocky_store::Store, command: AdminCommand) -> Result<(
             println!(
                 "created user {email} ({}) id {}",
                 account.role.as_str(),
+                account.id
+            );
+            if generated {
+                println!("password: {password}");
+            }
+        }
+        AdminCommand::UserResetPassword { email, password } => {
+            let (password, generated) = new_password(password)?;
+            let hash = hash_password_off_thread(password.clone())
+                .await
+                .map_err(|e| anyhow::anyhow!(e.message))?;
+            let email = email_key(&email);
+            let login = email.clone();
+            let Some(account) = store
+                .accounts(move |a| a.reset_password(&login, &hash))
+                .await?
+            else {
+                bail!("no user with email {email:?}");
+            };
+            println!(
+                "reset the password of {email} ({}, tenant {}) id {}; their sessions are logged out",
+                account.role.as_str(),
+                account.tenant,
                 account.id
             );
             if generated {

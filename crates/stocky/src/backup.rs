@@ -42,11 +42,15 @@ impl EventSink for NoListeners {
 }
 
 /// Opens a database without a hub (no live clients to notify); `create` allows a new
-/// SQLite file.
+/// SQLite file (a restore into a fresh data directory), else a missing one is an error.
 pub async fn open_offline(location: &Location, create: bool) -> Result<(Store, WriterGuard)> {
     if let Location::Sqlite(path) = location {
         if !create && !path.exists() {
-            bail!("no database at {}", path.display());
+            bail!(
+                "no database at {}: check --data-dir / --db-path (or STOCKY_DATA_DIR / DB_PATH); \
+                 a hub creates the database on its first start",
+                path.display()
+            );
         }
     }
     let (store, writer, _) = Store::open(

@@ -68,12 +68,12 @@ struct DatabaseArgs {
 }
 
 impl DatabaseArgs {
-    fn location(&self) -> Location {
-        Location::from_settings(
+    fn location(&self) -> anyhow::Result<Location> {
+        Ok(Location::from_settings(
             self.database_url.as_deref(),
             self.db_path.as_deref(),
             &self.data_dir,
-        )
+        )?)
     }
 }
 
@@ -98,7 +98,7 @@ impl Source {
     async fn target(&self, create: bool) -> anyhow::Result<backup::Target> {
         match &self.url {
             Some(url) => Ok(backup::Target::hub(url, self.token.clone())),
-            None => backup::Target::offline(&self.database.location(), &self.tenant, create).await,
+            None => backup::Target::offline(&self.database.location()?, &self.tenant, create).await,
         }
     }
 }
@@ -347,7 +347,7 @@ async fn main() -> anyhow::Result<()> {
             )
             .await
         }
-        Command::Admin(args) => admin::run(&args.database.location(), args.command).await,
+        Command::Admin(args) => admin::run(&args.database.location()?, args.command).await,
         Command::Snapshot(args) => {
             let db = stocky_store::sqlite_file(args.db_path.as_deref(), &args.data_dir);
             backup::run_snapshot(&db, &args.out)
@@ -357,7 +357,7 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run_hub(config: HubConfig) -> anyhow::Result<()> {
     let ws_path = config.ws_path.clone();
-    let db = config.database_location();
+    let db = config.database_location().context("starting the hub")?;
     let hub = Hub::start(config).await.context("starting the hub")?;
     let addr = hub.local_addr();
     // Written with errors ignored: a closed stdout must not take the hub down.

@@ -221,3 +221,49 @@ async fn backup_restore_and_snapshot_from_the_command_line() {
     assert_ne!(from_snapshot.get("/api/stock/status").await["epoch"], epoch);
     from_snapshot.stop();
 }
+
+#[tokio::test]
+async fn admin_needs_a_database_and_resets_a_lost_password() {
+    use std::ffi::OsStr;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let admin = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_stocky"))
+            .arg("admin")
+            .arg("--data-dir")
+            .arg(&data)
+            .args(args)
+            .env_remove("DB_PATH")
+            .env_remove("DATABASE_URL")
+            .env_remove("STOCKY_NEW_PASSWORD")
+            .output()
+            .unwrap()
+    };
+
+    // No database there yet: refused, and none is created.
+    let refused = admin(&["user-list"]);
+    assert!(!refused.status.success());
+    let error = String::from_utf8_lossy(&refused.stderr);
+    assert!(error.contains("no database at"), "{error}");
+    assert!(!data.join("stocky.db").exists());
+
+    // The hub creates it with its first owner; offline, that owner gets a new password.
+    let hub = HubProcess::start(&[OsStr::new("--data-dir"), data.as_os_str()]);
+    let reset = admin(&["user-reset-password", "--email", "Owner@Stocky.local"]);
+    let out = String::from_utf8_lossy(&reset.stdout);
+    assert!(reset.status.success(), "{out}");
+    let password = out
+        .lines()
+        .find_map(|l| l.strip_prefix("password: "))
+        .expect("the new password is printed");
+    let login = reqwest::Client::new()
+        .post(format!("{}/api/auth/login", hub.http))
+        .json(&serde_json::json!({"email": "owner@stocky.local", "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status().as_u16(), 200);
+    let unknown = admin(&["user-reset-password", "--email", "nobody@stocky.local"]);
+    assert!(!unknown.status.success());
+    hub.stop();
+}

@@ -1,19 +1,22 @@
 //! Administration inside the caller's tenant: sites, users and API keys
 //! (`/api/admin/…`, role owner or admin). An admin cannot create an owner; API keys are
-//! shown once, at creation, and stored hashed.
+//! shown once, at creation, and stored hashed. Every handler checks the caller before it
+//! reads the body.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use stocky_core::accounts::{check_password, parse_email};
 use stocky_core::auth::{Action, Role};
 use stocky_core::documents::check_name;
 use stocky_store::Account;
 
+use super::json_body;
 use crate::auth::{digest, hash_password_off_thread, random_token, Principal, API_KEY_PREFIX};
-use crate::error::{ApiError, ApiJson};
+use crate::error::ApiError;
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -45,7 +48,7 @@ pub struct OwnerBody {
 async fn create_tenant(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
-    ApiJson(body): ApiJson<TenantBody>,
+    request: Request,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     if p.kind != crate::auth::Kind::AdminToken {
         return Err(ApiError::new(
@@ -54,14 +57,13 @@ async fn create_tenant(
             "only the hub operator (STOCKY_ADMIN_TOKEN) may create tenants",
         ));
     }
+    let body: TenantBody = json_body(request, &state).await?;
     check_name("tenant", &body.id).map_err(|e| ApiError::bad_request("invalid_name", e.0))?;
-    let email = body.owner.email.trim().to_lowercase();
-    if !email.contains('@') || body.owner.password.chars().count() < 8 {
-        return Err(ApiError::bad_request(
-            "invalid_owner",
-            "owner needs an email and a password of at least 8 characters",
-        ));
-    }
+    let invalid_owner = |e: stocky_core::documents::Invalid| {
+        ApiError::bad_request("invalid_owner", format!("owner: {}", e.0))
+    };
+    let email = parse_email(&body.owner.email).map_err(invalid_owner)?;
+    check_password(&body.owner.password).map_err(invalid_owner)?;
     let password = body.owner.password.clone();
     let hash = hash_password_off_thread(password).await?;
     let owner = Account {
@@ -150,9 +152,10 @@ async fn list_sites(
 async fn create_site(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
-    ApiJson(body): ApiJson<SiteBody>,
+    request: Request,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     p.require(Action::ManageAccess)?;
+    let body: SiteBody = json_body(request, &state).await?;
     check_name("site", &body.id).map_err(|e| ApiError::bad_request("invalid_name", e.0))?;
     let name = body.name.unwrap_or_else(|| body.id.clone());
     let (tenant, id, label) = (p.tenant.to_string(), body.id.clone(), name.clone());
@@ -179,9 +182,10 @@ pub struct DeviceBody {
 async fn create_device(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
-    ApiJson(body): ApiJson<DeviceBody>,
+    request: Request,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     p.require(Action::ManageAccess)?;
+    let body: DeviceBody = json_body(request, &state).await?;
     check_name("device", &body.id).map_err(|e| ApiError::bad_request("invalid_name", e.0))?;
     check_name("site", &body.site_id).map_err(|e| ApiError::bad_request("invalid_name", e.0))?;
     let name = body.name.unwrap_or_else(|| body.id.clone());
@@ -232,24 +236,14 @@ async fn list_users(
 async fn create_user(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
-    ApiJson(body): ApiJson<GrantBody>,
+    request: Request,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     p.require(Action::ManageAccess)?;
+    let body: GrantBody = json_body(request, &state).await?;
     let account = account_for(&p, &body)?;
-    let email = body.name.trim().to_lowercase();
-    if !email.contains('@') || email.len() > 254 {
-        return Err(ApiError::bad_request(
-            "invalid_email",
-            "email must be an email address",
-        ));
-    }
+    let email = parse_email(&body.name).map_err(|e| ApiError::bad_request("invalid_email", e.0))?;
     let password = body.password.clone().unwrap_or_default();
-    if password.chars().count() < 8 {
-        return Err(ApiError::bad_request(
-            "weak_password",
-            "password must have at least 8 characters",
-        ));
-    }
+    check_password(&password).map_err(|e| ApiError::bad_request("weak_password", e.0))?;
     let hash = hash_password_off_thread(password).await?;
     let (created, login) = (account.clone(), email.clone());
     state
@@ -278,9 +272,10 @@ async fn list_keys(
 async fn create_key(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
-    ApiJson(body): ApiJson<GrantBody>,
+    request: Request,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     p.require(Action::ManageAccess)?;
+    let body: GrantBody = json_body(request, &state).await?;
     let account = account_for(&p, &body)?;
     let key = random_token(API_KEY_PREFIX);
     let (created, name, hash) = (account.clone(), body.name.clone(), digest(&key));

@@ -1,16 +1,16 @@
 //! Seed 000's backup routes; the logic lives in [`crate::backup`], shared with the CLI.
 
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde_json::Value;
 use stocky_core::time::parse_iso8601;
 
-use super::rest_origin;
+use super::{json_body, rest_origin};
 use crate::auth::Principal;
 use crate::backup;
-use crate::error::{ApiError, ApiJson};
+use crate::error::ApiError;
 use crate::AppState;
 use stocky_core::auth::Action;
 
@@ -70,10 +70,12 @@ async fn restore(
     Extension(p): Extension<Principal>,
     Path(db): Path<String>,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<Value>,
+    request: Request,
 ) -> Result<Json<Value>, ApiError> {
+    let origin = restoring(&p, &headers)?;
+    let body: Value = json_body(request, &state).await?;
     Ok(Json(
-        backup::restore(&state.store, restoring(&p, &headers)?, &db, &body).await?,
+        backup::restore(&state.store, origin, &db, &body).await?,
     ))
 }
 
@@ -81,9 +83,10 @@ async fn compare(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
     Path(db): Path<String>,
-    ApiJson(body): ApiJson<Value>,
+    request: Request,
 ) -> Result<Json<Value>, ApiError> {
     p.require(Action::RestoreBackups)?;
+    let body: Value = json_body(request, &state).await?;
     Ok(Json(
         backup::compare(&state.store, &p.tenant, &db, &body).await?,
     ))

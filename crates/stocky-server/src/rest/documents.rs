@@ -1,11 +1,12 @@
 //! Seed 000's document collections: `/api/sync/:dbName/:storeName[/:id]`, `since`, `stats`.
 //!
 //! Reads go to the read pool; writes go to the writer and become `sync:upsert` /
-//! `sync:delete` events on the log, delivered live and resumable like stock events.
+//! `sync:delete` events on the log, delivered live and resumable like stock events. Writes
+//! check the caller's role before anything else, the body included.
 //! PUT and PATCH honour an optional version precondition: an `If-Match` header (`3` or
 //! `"3"`) or a `version` field in the body; a stale one gets 409.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
@@ -14,9 +15,9 @@ use stocky_core::documents::{check_id, check_name, client_fields, parse_bulk, Do
 use stocky_core::time::{iso8601, now_millis, parse_iso8601};
 use stocky_store::Applied;
 
-use super::rest_origin;
+use super::{json_body, rest_origin};
 use crate::auth::Principal;
-use crate::error::{ApiError, ApiJson};
+use crate::error::ApiError;
 use crate::AppState;
 use stocky_core::auth::Action;
 
@@ -41,14 +42,14 @@ fn id_of(id: &str) -> Result<(), ApiError> {
     check_id(id).map_err(|why| ApiError::bad_request("invalid_id", format!("record id {why}")))
 }
 
-/// Submits a write and returns the event id and the event's data.
+/// Submits a write (the caller has been checked for `WriteDocuments`) and returns the
+/// event id and the event's data.
 async fn write(
     state: &AppState,
     p: &Principal,
     headers: &HeaderMap,
     write: DocWrite,
 ) -> Result<(u64, Value, bool), ApiError> {
-    p.require(Action::WriteDocuments)?;
     match state.store.submit(write, rest_origin(p, headers)?).await? {
         Applied::New { id, data, .. } => Ok((
             id,
@@ -95,8 +96,10 @@ async fn bulk(
     Extension(p): Extension<Principal>,
     Path((db, store)): Path<(String, String)>,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<Value>,
+    request: Request,
 ) -> Result<Json<Value>, ApiError> {
+    p.require(Action::WriteDocuments)?;
+    let body: Value = json_body(request, &state).await?;
     names(&db, &store)?;
     let records = parse_bulk(&body).map_err(|e| ApiError::bad_request("invalid_data", e.0))?;
     let synced = records.len();
@@ -199,8 +202,10 @@ async fn put(
     Extension(p): Extension<Principal>,
     Path(path): Path<(String, String, String)>,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<Value>,
+    request: Request,
 ) -> Result<Json<Value>, ApiError> {
+    p.require(Action::WriteDocuments)?;
+    let body = json_body(request, &state).await?;
     single(state, p, headers, path, body, false).await
 }
 
@@ -209,8 +214,10 @@ async fn patch(
     Extension(p): Extension<Principal>,
     Path(path): Path<(String, String, String)>,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<Value>,
+    request: Request,
 ) -> Result<Json<Value>, ApiError> {
+    p.require(Action::WriteDocuments)?;
+    let body = json_body(request, &state).await?;
     single(state, p, headers, path, body, true).await
 }
 
@@ -220,6 +227,7 @@ async fn delete(
     Path((db, store, id)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
+    p.require(Action::WriteDocuments)?;
     names(&db, &store)?;
     id_of(&id)?;
     let if_version = match headers.get("if-match") {

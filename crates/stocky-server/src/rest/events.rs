@@ -6,7 +6,7 @@
 //! Body: `{"type": "order_created", "data": {…}, "siteId": "s1"}` (`siteId` defaults to the
 //! caller's home site and must be one it sees). Role: manager or above.
 
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Extension, Json, Router};
@@ -16,9 +16,9 @@ use stocky_core::auth::Action;
 use stocky_core::documents::{check_event_name, check_name};
 use stocky_store::{Applied, Command};
 
-use super::rest_origin;
+use super::{json_body, rest_origin};
 use crate::auth::Principal;
-use crate::error::{ApiError, ApiJson};
+use crate::error::ApiError;
 use crate::AppState;
 
 /// Largest `data` accepted, serialised.
@@ -42,9 +42,10 @@ async fn publish(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<PublishBody>,
+    request: Request,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     p.require(Action::WriteDocuments)?;
+    let body: PublishBody = json_body(request, &state).await?;
     check_event_name(&body.r#type).map_err(|e| ApiError::bad_request("invalid_event", e.0))?;
     if body.data.to_string().len() > MAX_DATA_BYTES {
         return Err(ApiError::bad_request(

@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use stocky_core::accounts::email_key;
 use stocky_core::auth::{sign, Claims};
 use stocky_core::time::{iso8601, now_millis};
 use stocky_store::Account;
@@ -71,7 +72,7 @@ pub async fn login(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> Result<Json<Value>, Response> {
-    let email = body.email.trim().to_lowercase();
+    let email = email_key(&body.email);
     let ip = addr.ip().to_string();
     let limits = &state.limits;
     if let Err(retry) = limits

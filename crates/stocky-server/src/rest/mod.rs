@@ -2,8 +2,8 @@
 //! administration, plus health.
 //!
 //! Every `/api` route needs credentials (see [`crate::auth`]) except login, refresh and
-//! health; each handler checks the caller's role for its action and works inside the
-//! caller's tenant only. Writes take the same path as WebSocket commands — the writer,
+//! health; each handler checks the caller's role for its action first — before it reads
+//! the body ([`json_body`]) — and works inside the caller's tenant only. Writes take the same path as WebSocket commands — the writer,
 //! then the fan-out — so every WebSocket client sees REST changes live. An
 //! `Idempotency-Key` header makes a retried write a no-op that answers like the original.
 
@@ -16,18 +16,19 @@ mod stock;
 
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, FromRequest, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use serde::de::DeserializeOwned;
 use serde_json::json;
 use stocky_core::protocol::MAX_OP_ID_LEN;
 use stocky_store::Origin;
 
 use crate::auth::{self, Principal};
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiJson};
 use crate::AppState;
 
 /// Client id that REST-originated events carry.
@@ -49,6 +50,15 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/api/auth/login", post(login::login))
         .route("/api/auth/refresh", post(login::refresh))
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+}
+
+/// The JSON body of `request`, read when the handler calls this: after it has checked the
+/// caller's role. (An extractor reads the body before the handler runs, so a caller
+/// without the permission would get `400`, `413` or `415` for a bad body and `403` only
+/// for a good one.) The rejections are [`ApiJson`]'s.
+async fn json_body<T: DeserializeOwned>(request: Request, state: &AppState) -> Result<T, ApiError> {
+    let ApiJson(value) = ApiJson::from_request(request, state).await?;
+    Ok(value)
 }
 
 /// Unknown paths get the error envelope too, not an empty body.

@@ -5,7 +5,7 @@
 //! WebSocket client sees REST changes live. An `Idempotency-Key` header makes a retried
 //! command a no-op that answers like the original.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
@@ -15,9 +15,9 @@ use stocky_core::stock::{Rejection, StockCommand, StockOp, MAX_PRODUCT_ID};
 use stocky_core::time::{iso8601, now_millis};
 use stocky_store::{Applied, StockRow};
 
-use super::rest_origin;
+use super::{json_body, rest_origin};
 use crate::auth::Principal;
-use crate::error::{ApiError, ApiJson};
+use crate::error::ApiError;
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -37,10 +37,11 @@ async fn command(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<Value>,
+    request: Request,
     op: StockOp,
 ) -> Result<Json<Value>, ApiError> {
     p.require(stock_action(op))?;
+    let body: Value = json_body(request, &state).await?;
     let field = op.rest_field();
     let Value::Object(body) = body else {
         return Err(ApiError::bad_request(

@@ -44,28 +44,45 @@ pub enum Location {
     Postgres(String),
 }
 
+/// The URL schemes [`Location::parse`] accepts, for messages.
+const ACCEPTED_SCHEMES: &str =
+    "postgres:// or postgresql:// (PostgreSQL), or sqlite:// or a plain file path (SQLite)";
+
 impl Location {
-    /// A PostgreSQL URL (`postgres://` or `postgresql://`) or else an SQLite file path.
-    pub fn parse(text: &str) -> Location {
-        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
-            Location::Postgres(text.to_owned())
-        } else {
-            Location::Sqlite(PathBuf::from(
-                text.strip_prefix("sqlite://").unwrap_or(text),
-            ))
+    /// A database URL or an SQLite file path:
+    ///
+    /// - `postgres://…` or `postgresql://…` (scheme in any case): PostgreSQL;
+    /// - `sqlite://<path>`: the SQLite file `<path>`;
+    /// - anything else that looks like a URL (`<scheme>://…`): refused, naming the scheme —
+    ///   so that `postgress://…` or `mysql://…` is not taken for a file name;
+    /// - anything else: an SQLite file path.
+    pub fn parse(text: &str) -> Result<Location, StoreError> {
+        let Some((scheme, rest)) = url_scheme(text) else {
+            return Ok(Location::Sqlite(PathBuf::from(text)));
+        };
+        match scheme.to_ascii_lowercase().as_str() {
+            scheme @ ("postgres" | "postgresql") => {
+                Ok(Location::Postgres(format!("{scheme}://{rest}")))
+            }
+            "sqlite" => Ok(Location::Sqlite(PathBuf::from(rest))),
+            _ => Err(StoreError::Location(format!(
+                "the database URL has the scheme {scheme:?}, which Stocky does not support; \
+                 use {ACCEPTED_SCHEMES}"
+            ))),
         }
     }
 
-    /// The settings every command shares: PostgreSQL when `database_url` is given, else
-    /// the SQLite file `db_path`, by default `<data_dir>/stocky.db`.
+    /// The settings every command shares: `database_url` when given (see
+    /// [`Location::parse`]), else the SQLite file `db_path`, by default
+    /// `<data_dir>/stocky.db`.
     pub fn from_settings(
         database_url: Option<&str>,
         db_path: Option<&Path>,
         data_dir: &Path,
-    ) -> Location {
+    ) -> Result<Location, StoreError> {
         match database_url {
             Some(url) => Location::parse(url),
-            None => Location::Sqlite(sqlite_file(db_path, data_dir)),
+            None => Ok(Location::Sqlite(sqlite_file(db_path, data_dir))),
         }
     }
 
@@ -75,6 +92,16 @@ impl Location {
             Location::Postgres(url) => Arc::new(postgres::Postgres::new(url)?),
         })
     }
+}
+
+/// `(scheme, rest)` when `text` looks like a URL: `<scheme>://<rest>`, the scheme being a
+/// letter followed by letters, digits, `+`, `-` or `.` (RFC 3986).
+fn url_scheme(text: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = text.split_once("://")?;
+    let mut chars = scheme.chars();
+    let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    valid.then_some((scheme, rest))
 }
 
 /// The SQLite file: `db_path`, by default `<data_dir>/stocky.db`.
@@ -88,6 +115,46 @@ impl std::fmt::Debug for Location {
         match self {
             Location::Sqlite(path) => write!(f, "sqlite:{}", path.display()),
             Location::Postgres(url) => write!(f, "{}", postgres::redact(url)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_their_engine_or_are_refused() {
+        let pg = |url: &str| match Location::parse(url) {
+            Ok(Location::Postgres(url)) => url,
+            other => panic!("{url}: {other:?}"),
+        };
+        assert_eq!(pg("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(pg("postgresql://u@h/db"), "postgresql://u@h/db");
+        assert_eq!(pg("PostgreSQL://u@h/db"), "postgresql://u@h/db");
+        for (text, path) in [
+            ("sqlite:///var/lib/stocky.db", "/var/lib/stocky.db"),
+            ("sqlite://stocky.db", "stocky.db"),
+            ("./data/stocky.db", "./data/stocky.db"),
+            ("/var/lib/stocky.db", "/var/lib/stocky.db"),
+            // Not a scheme: a path that happens to contain "://".
+            ("./odd://name.db", "./odd://name.db"),
+        ] {
+            assert_eq!(
+                Location::parse(text).unwrap(),
+                Location::Sqlite(PathBuf::from(path)),
+                "{text}"
+            );
+        }
+        for (url, scheme) in [
+            ("postgress://u:secret@h/db", "\"postgress\""),
+            ("mysql://root:secret@localhost/x", "\"mysql\""),
+            ("file:///tmp/x.db", "\"file\""),
+        ] {
+            let message = Location::parse(url).unwrap_err().to_string();
+            assert!(message.contains(scheme), "{message}");
+            assert!(message.contains("postgres://"), "{message}");
+            assert!(!message.contains("secret"), "{message}");
         }
     }
 }
