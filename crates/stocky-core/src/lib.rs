@@ -4,6 +4,8 @@
 //! Nothing in this crate touches a socket, a file or a clock it was not handed, so every
 //! rule here is unit-testable and shared verbatim by every backend.
 
+pub mod accounts;
+pub mod api;
 pub mod auth;
 pub mod documents;
 pub mod protocol;

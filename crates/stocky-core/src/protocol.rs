@@ -6,9 +6,15 @@
 //! `clientId`, `timestamp`, `scope`), and control frames with a `type`: `welcome`, `ack`,
 //! `sync_complete`, `full_refresh`, `pong`; errors use seed 000's `stock:error` event.
 //!
-//! Encoding lives here so that every frame shape is written exactly once.
+//! Encoding lives here so that every frame shape is written exactly once; [`server`]
+//! decodes the server's frames into typed values, [`connect`] renders what a client sends,
+//! [`close`] names the close codes and what a client does about each.
 
-use serde::Serialize;
+pub mod close;
+pub mod connect;
+pub mod server;
+
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
@@ -207,6 +213,9 @@ pub struct EventParts<'a> {
     pub client_id: &'a str,
     pub timestamp_ms: i64,
     pub scope: Scope<'a>,
+    /// The origin's idempotency key, when it had one (lets a client recognise its own
+    /// change in a replay).
+    pub op_id: Option<&'a str>,
 }
 
 fn raw(json: &str) -> &RawValue {
@@ -230,6 +239,8 @@ pub fn encode_event(p: &EventParts<'_>) -> String {
         client_id: &'a str,
         timestamp: String,
         scope: Scope<'a>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        op_id: Option<&'a str>,
     }
     to_json(&Frame {
         id: p.id,
@@ -240,13 +251,14 @@ pub fn encode_event(p: &EventParts<'_>) -> String {
         client_id: p.client_id,
         timestamp: iso8601(p.timestamp_ms),
         scope: p.scope,
+        op_id: p.op_id,
     })
 }
 
 /// `{"type":"ack",…}`: what the sender gets in place of its own event's echo. The event
 /// name travels as `command`, not `event`, so that a seed 000 client — which dispatches on
 /// `event` — never mistakes its own change for a broadcast (echo prevention).
-pub fn encode_ack(p: &EventParts<'_>, op_id: Option<&str>, duplicate: bool) -> String {
+pub fn encode_ack(p: &EventParts<'_>, duplicate: bool) -> String {
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
     struct Ack<'a> {
@@ -274,7 +286,7 @@ pub fn encode_ack(p: &EventParts<'_>, op_id: Option<&str>, duplicate: bool) -> S
         data: raw(p.data),
         client_id: p.client_id,
         timestamp: iso8601(p.timestamp_ms),
-        op_id,
+        op_id: p.op_id,
         duplicate,
     })
 }
@@ -411,7 +423,7 @@ pub fn encode_sync_complete(last_event_id: u64, epoch: &str, replayed: usize) ->
 }
 
 /// One product in a `full_refresh` snapshot or a stock listing.
-#[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct StockLevel {
     pub product_id: i64,
@@ -533,6 +545,7 @@ mod tests {
                 tenant_id: "t",
                 site_id: "s",
             },
+            op_id: None,
         };
         let v: Value = serde_json::from_str(&encode_event(&parts)).unwrap();
         assert_eq!(
@@ -541,7 +554,7 @@ mod tests {
                 "data":[{"productId":1,"quantity":5,"stock":6}],"clientId":"client_1_x",
                 "timestamp":"2025-10-09T10:30:00.000Z","scope":{"tenantId":"t","siteId":"s"}})
         );
-        let ack_text = encode_ack(&parts, None, false);
+        let ack_text = encode_ack(&parts, false);
         assert!(
             ack_text.starts_with(r#"{"type":"ack""#),
             "type leads: {ack_text}"

@@ -119,6 +119,30 @@ pub struct StockCommand {
 pub struct InvalidCommand(pub String);
 
 impl StockCommand {
+    /// The lines as seed 000 writes them: `[{"productId", "stock" | "quantity"}]` — what
+    /// [`StockCommand::parse`] reads back.
+    pub fn lines_json(&self) -> Value {
+        let amount = self.op.amount_field();
+        Value::Array(
+            self.lines
+                .iter()
+                .map(|line| {
+                    let mut obj = serde_json::Map::with_capacity(2);
+                    obj.insert("productId".into(), line.product_id.into());
+                    obj.insert(amount.into(), line.amount.into());
+                    Value::Object(obj)
+                })
+                .collect(),
+        )
+    }
+
+    /// The REST body of this command: `{"<rest field>": [lines]}` (e.g. `additions`).
+    pub fn rest_body(&self) -> Value {
+        let mut obj = serde_json::Map::with_capacity(1);
+        obj.insert(self.op.rest_field().into(), self.lines_json());
+        Value::Object(obj)
+    }
+
     /// Type-checks seed 000's `data` array for `op` (`field` names it in messages, e.g.
     /// `data` on WebSocket, `updates` on REST). Extra fields in a line are ignored.
     pub fn parse(op: StockOp, field: &str, data: Option<&Value>) -> Result<Self, InvalidCommand> {

@@ -139,8 +139,11 @@ pub async fn relay(
                 .arg("c")
                 .arg(&*event.client_id)
                 .arg("ts")
-                .arg(event.timestamp_ms)
-                .ignore();
+                .arg(event.timestamp_ms);
+            if let Some(op_id) = &event.op_id {
+                pipe.arg("o").arg(op_id);
+            }
+            pipe.ignore();
         }
         match tokio::time::timeout(CALL_TIMEOUT, pipe.query_async::<()>(con)).await {
             Ok(Ok(())) => {
@@ -287,6 +290,7 @@ fn decode(field: &dyn Fn(&str) -> String) -> Option<CommittedEvent> {
         field("d"),
         field("c"),
     );
+    let op_id = Some(field("o")).filter(|o| !o.is_empty());
     if id == 0
         || tenant.is_empty()
         || name.is_empty()
@@ -306,6 +310,7 @@ fn decode(field: &dyn Fn(&str) -> String) -> Option<CommittedEvent> {
             tenant_id: &tenant,
             site_id: &site,
         },
+        op_id: op_id.as_deref(),
     };
     Some(foreign_event(&parts))
 }

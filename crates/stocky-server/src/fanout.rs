@@ -51,6 +51,7 @@ impl LiveEvent {
                 tenant_id: &c.tenant,
                 site_id: &c.site,
             },
+            op_id: c.op_id.as_deref(),
         }
     }
 
@@ -75,7 +76,7 @@ impl LiveEvent {
         if prev + 1 == self.id {
             return self.ack.clone();
         }
-        encode_ack(&self.parts(prev), self.committed.op_id.as_deref(), false).into()
+        encode_ack(&self.parts(prev), false).into()
     }
 }
 
@@ -90,11 +91,11 @@ pub fn foreign_event(parts: &EventParts<'_>) -> CommittedEvent {
         event: parts.event.into(),
         data: parts.data.into(),
         client_id: parts.client_id.into(),
-        op_id: None,
+        op_id: parts.op_id.map(str::to_owned),
         timestamp_ms: parts.timestamp_ms,
         origin_connection: 0,
         frame: encode_event(parts),
-        ack: encode_ack(parts, None, false),
+        ack: encode_ack(parts, false),
     }
 }
 

@@ -108,6 +108,7 @@ fn committed(stream: &Stream, epoch: &str, event: &StoredEvent) -> CommittedEven
             tenant_id: &stream.tenant,
             site_id: &event.site,
         },
+        op_id: event.op_id.as_deref(),
     };
     foreign_event(&parts)
 }

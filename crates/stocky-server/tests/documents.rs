@@ -1,6 +1,6 @@
 //! End-to-end tests of document collections and backups (seed 000 data API).
 
-mod support;
+use stocky_test_support as support;
 
 use std::time::Duration;
 

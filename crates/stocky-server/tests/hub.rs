@@ -1,6 +1,6 @@
 //! End-to-end tests of the hub: a real server on port 0, real WebSocket and HTTP clients.
 
-mod support;
+use stocky_test_support as support;
 
 use std::time::Duration;
 
@@ -761,5 +761,34 @@ async fn a_database_outage_gives_503_and_the_hub_reconnects_by_itself() -> Resul
     let (_, ledger) = hub.get("/api/backup/_stock").await?;
     let movements = ledger["backup"]["movements"].as_array().map_or(0, Vec::len);
     assert_eq!(movements, 2, "{ledger}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_start_that_cannot_bind_creates_no_owner() -> Result<()> {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let dir = support::data_dir()?;
+    let mut config = support::config(&dir);
+    config.listen = busy.local_addr()?;
+    let refused = stocky_server::Hub::start(config).await;
+    assert!(
+        matches!(refused, Err(stocky_server::HubError::Bind { .. })),
+        "{:?}",
+        refused.err()
+    );
+    // The next start on the same data is still the first: it creates the owner and
+    // returns the password to show.
+    let hub = stocky_server::Hub::start(support::config(&dir)).await?;
+    let (email, password) = hub
+        .initial_owner
+        .clone()
+        .expect("the owner is created by the start that serves");
+    let login = reqwest::Client::new()
+        .post(format!("http://{}/api/auth/login", hub.local_addr()))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await?;
+    assert_eq!(login.status().as_u16(), 200);
+    hub.stop().await?;
     Ok(())
 }

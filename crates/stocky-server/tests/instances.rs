@@ -1,7 +1,7 @@
 //! Several hub instances on one database: every client, whichever instance it is on,
 //! receives every event in id order, without gaps or duplicates.
 
-mod support;
+use stocky_test_support as support;
 
 use std::time::Duration;
 

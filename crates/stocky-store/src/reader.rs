@@ -73,6 +73,8 @@ pub struct StoredEvent {
     pub data: String,
     pub client_id: String,
     pub created_at: i64,
+    /// The origin's idempotency key, if it had one.
+    pub op_id: Option<String>,
 }
 
 /// A page of the log and the stream's bounds at the moment it was read.
@@ -155,7 +157,7 @@ pub(crate) fn replay(
             .opt_int(0)?;
         let events = tx
             .query(
-                "SELECT id, site_id, event, data, client_id, created_at FROM events
+                "SELECT id, site_id, event, data, client_id, created_at, op_id FROM events
                  WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3",
                 args![tenant, after as i64, limit as i64],
             )?
@@ -168,6 +170,7 @@ pub(crate) fn replay(
                     data: r.text(3)?,
                     client_id: r.text(4)?,
                     created_at: r.int(5)?,
+                    op_id: r.opt_text(6)?,
                 })
             })
             .collect::<Result<Vec<_>, DbError>>()?;

@@ -29,8 +29,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::engine::{ConnRole, Engine};
 use crate::sql::{args, placeholder_rows, Arg, Conn, DbError, TxMode, ROWS_PER_STATEMENT};
 use crate::{
-    documents, Applied, Command, CommittedEvent, EventSink, Origin, StoreError, StoreOptions,
-    StreamHead, SubmitError,
+    documents, unavailable, Applied, Command, CommittedEvent, EventSink, Origin, StoreError,
+    StoreOptions, StreamHead, SubmitError,
 };
 
 /// Work for the writer.
@@ -55,10 +55,6 @@ const PRUNE_EVERY: Duration = Duration::from_secs(1);
 
 /// How often the writer tries to reconnect at most while the database is unreachable.
 const RECONNECT_EVERY: Duration = Duration::from_millis(250);
-
-fn unavailable(e: DbError) -> SubmitError {
-    SubmitError::Unavailable(e.to_string())
-}
 
 /// Creates the default tenant, site and stream on first start; returns every stream head.
 pub(crate) fn bootstrap(conn: &mut dyn Conn) -> Result<Vec<StreamHead>, StoreError> {
@@ -266,7 +262,7 @@ impl Writer {
         heads: &mut HashMap<Arc<str>, (Arc<str>, u64)>,
     ) -> Staged {
         if let Err(e) = self.conn.batch("SAVEPOINT command") {
-            return Staged::Done(Err(SubmitError::Unavailable(e.to_string())));
+            return Staged::Done(Err(unavailable(e)));
         }
         let result = self.apply(command, origin, now, heads);
         let end = match &result {
@@ -274,7 +270,7 @@ impl Writer {
             _ => "ROLLBACK TO SAVEPOINT command; RELEASE SAVEPOINT command",
         };
         if let Err(e) = self.conn.batch(end) {
-            return Staged::Done(Err(SubmitError::Unavailable(e.to_string())));
+            return Staged::Done(Err(unavailable(e)));
         }
         match result {
             Ok(staged) => staged,
@@ -338,8 +334,8 @@ impl Writer {
         };
         let conn = &mut *self.conn;
         conn.execute(
-            "INSERT INTO events (tenant_id, id, site_id, event, data, client_id, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO events (tenant_id, id, site_id, event, data, client_id, created_at, op_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             args![
                 &*origin.tenant,
                 id as i64,
@@ -347,7 +343,8 @@ impl Writer {
                 event_name,
                 &data,
                 &*origin.client_id,
-                now
+                now,
+                origin.op_id.as_deref()
             ],
         )
         .map_err(unavailable)?;
@@ -372,6 +369,7 @@ impl Writer {
                 tenant_id: &origin.tenant,
                 site_id: &origin.site,
             },
+            op_id: origin.op_id.as_deref(),
         };
         let event = CommittedEvent {
             tenant: origin.tenant.clone(),
@@ -385,7 +383,7 @@ impl Writer {
             timestamp_ms: now,
             origin_connection: origin.connection,
             frame: encode_event(&parts),
-            ack: encode_ack(&parts, origin.op_id.as_deref(), false),
+            ack: encode_ack(&parts, false),
         };
         Ok(Staged::New {
             event,
@@ -579,8 +577,9 @@ impl Writer {
                 tenant_id: &origin.tenant,
                 site_id: &site,
             },
+            op_id: Some(op_id),
         };
-        Ok(encode_ack(&parts, Some(op_id), true))
+        Ok(encode_ack(&parts, true))
     }
 
     /// Drops events beyond the retention count or older than the TTL, and idempotency keys

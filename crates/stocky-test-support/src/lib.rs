@@ -1,10 +1,13 @@
-//! Test harness: a real hub on port 0 with a temp data dir, real WebSocket and HTTP clients.
+//! Test harness shared by every crate's tests: a real hub on port 0 with a temp data dir
+//! ([`TestHub`]), the SDK pointed at it ([`TestHub::sdk`]), a raw protocol probe
+//! ([`Client`], for tests about the exact bytes on the wire), and hub processes
+//! ([`process::HubProcess`]).
 //!
 //! The hub stores its data in SQLite in the temp dir, or — when `STOCKY_TEST_DATABASE_URL`
 //! names a PostgreSQL server (CI sets it) — in a fresh PostgreSQL database of its own, so
 //! every test here runs against the engine under test.
 
-#![allow(dead_code)]
+pub mod process;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -116,6 +119,29 @@ impl TestHub {
         if let Some(hub) = self.hub.take() {
             hub.stop().await?;
         }
+        Ok(())
+    }
+
+    /// The SDK, authenticated as the operator (owner of the default tenant).
+    pub fn sdk(&self) -> stocky_client::Client {
+        self.sdk_with(ADMIN)
+    }
+
+    /// The SDK with another credential.
+    pub fn sdk_with(&self, token: &str) -> stocky_client::Client {
+        stocky_client::Client::new(&self.http)
+            .expect("a test hub's URL is valid")
+            .with_token(token)
+    }
+
+    /// Restarts the hub on the same data, port and configuration tweak.
+    pub async fn restart_with(&mut self, tweak: impl FnOnce(&mut HubConfig)) -> Result<()> {
+        self.stop().await?;
+        let addr: std::net::SocketAddr = self.http.trim_start_matches("http://").parse()?;
+        let mut config = config(&self.dir);
+        config.listen = addr;
+        tweak(&mut config);
+        self.hub = Some(Hub::start(config).await?);
         Ok(())
     }
 

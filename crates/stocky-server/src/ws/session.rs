@@ -706,6 +706,7 @@ impl Session {
                             tenant_id: &tenant,
                             site_id: &event.site,
                         },
+                        op_id: event.op_id.as_deref(),
                     });
                     prev = event.id;
                     self.send_text(frame).await?;

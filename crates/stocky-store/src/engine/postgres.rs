@@ -35,7 +35,7 @@ impl Postgres {
     pub(crate) fn new(url: &str) -> Result<Self, StoreError> {
         let mut config: postgres::Config = url
             .parse()
-            .map_err(|e| StoreError::Location(format!("invalid PostgreSQL URL: {e}")))?;
+            .map_err(|e| StoreError::Location(format!("invalid PostgreSQL URL: {}", reason(&e))))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(5));
         }
@@ -52,7 +52,11 @@ impl Postgres {
 impl Engine for Postgres {
     fn connect(&self, _role: ConnRole) -> Result<Box<dyn Conn>, DbError> {
         let client = self.config.connect(NoTls).map_err(|e| {
-            DbError::connection(format!("cannot connect to {}: {}", self.display, e))
+            DbError::connection(format!(
+                "cannot connect to {}: {}",
+                self.display,
+                reason(&e)
+            ))
         })?;
         Ok(Box::new(PgConn {
             client: Some(client),
@@ -222,11 +226,27 @@ fn db_error(e: postgres::Error) -> DbError {
         None if e.is_closed() || std::error::Error::source(&e).is_some() => DbErrorKind::Connection,
         None => DbErrorKind::Other,
     };
-    let message = match e.as_db_error() {
-        Some(db) => format!("postgres: {db}"),
-        None => format!("postgres: {e}"),
-    };
-    DbError { kind, message }
+    DbError {
+        kind,
+        message: format!("postgres: {}", reason(&e)),
+    }
+}
+
+/// What went wrong, said once: the server's own message (severity, text, detail, hint —
+/// e.g. `FATAL: database "x" does not exist`), or else the error with its causes
+/// (`postgres::Error` alone says only "db error" or "error connecting to server").
+fn reason(e: &postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return db.to_string();
+    }
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 /// The URL with its password replaced by `***`.
@@ -252,7 +272,8 @@ pub(crate) fn redact(url: &str) -> String {
 /// Each entry upgrades the schema from version `index` to `index + 1`. The tables are the
 /// SQLite schema's, with PostgreSQL types: every integer is BIGINT (ids, amounts and
 /// millisecond timestamps alike), and emails are unique case-insensitively.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE tenants (
     id          TEXT PRIMARY KEY,
     name        TEXT NOT NULL,
@@ -366,7 +387,13 @@ CREATE TABLE sessions (
     expires_at    BIGINT NOT NULL,
     revoked_at    BIGINT
 );
-"#];
+"#,
+    r#"
+-- Events remember their origin's idempotency key, so a client can recognise its own
+-- change in a replay after it reconnected.
+ALTER TABLE events ADD COLUMN op_id TEXT;
+"#,
+];
 
 #[cfg(test)]
 mod tests {

@@ -31,9 +31,9 @@ pub(crate) struct Sqlite {
 impl Sqlite {
     pub(crate) fn new(path: &Path) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::Open {
+            std::fs::create_dir_all(dir).map_err(|error| StoreError::Open {
                 path: dir.to_owned(),
-                source,
+                error,
             })?;
         }
         Ok(Self {
@@ -209,7 +209,7 @@ pub fn snapshot(
     if target.exists() {
         return Err(StoreError::Open {
             path: target.to_owned(),
-            source: std::io::Error::new(
+            error: std::io::Error::new(
                 std::io::ErrorKind::AlreadyExists,
                 "the snapshot file already exists",
             ),
@@ -376,5 +376,10 @@ CREATE TABLE sessions (
     r#"
 -- Logins look users up by lower(email) on every engine (PostgreSQL has no NOCASE): index it.
 CREATE INDEX users_by_lower_email ON users (lower(email));
+"#,
+    r#"
+-- Events remember their origin's idempotency key, so a client can recognise its own
+-- change in a replay after it reconnected.
+ALTER TABLE events ADD COLUMN op_id TEXT;
 "#,
 ];

@@ -1,0 +1,230 @@
+//! REST request and response bodies shared by the gateway (which renders them) and the SDK
+//! (which reads them), so that every field name exists once. See `docs/protocol.md` §3,
+//! `docs/security.md` and `docs/data-api.md` for the routes.
+//!
+//! Document records and backup files are the user's own JSON and stay
+//! [`serde_json::Value`]; everything whose shape Stocky defines is a struct here.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::protocol::server::StockChange;
+
+/// `{"success":false,"error":{"code","message"}}`: every error the gateway produces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorEnvelope {
+    pub success: bool,
+    pub error: ErrorBody,
+}
+
+/// The stable machine `code` and a human `message`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+}
+
+/// `POST /api/auth/login`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+}
+
+/// `POST /api/auth/refresh`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+/// Who a token speaks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionUser {
+    pub user_id: String,
+    pub tenant_id: String,
+    pub site_id: Option<String>,
+    pub role: crate::auth::Role,
+    pub modules: Option<Vec<String>>,
+}
+
+/// The answer to login and refresh: a new access token and the (rotated) refresh token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenGrant {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub token_type: String,
+    /// Seconds the access token is valid from now.
+    pub expires_in: u64,
+    /// ISO 8601.
+    pub expires_at: String,
+    pub user: SessionUser,
+}
+
+/// The answer to a stock command (`POST /api/stock/{update,add,subtract,sync}`). The
+/// count of lines travels under the request's field name (`"additions": 1`); the SDK
+/// does not need it, so it is rendered by [`StockCommandResult::render`] only.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StockCommandResult {
+    pub success: bool,
+    /// The event id (the original event's for a duplicate).
+    pub id: u64,
+    pub epoch: String,
+    pub sent_to: usize,
+    /// The event's `data`; absent for a duplicate.
+    #[serde(default)]
+    pub data: Option<Vec<StockChange>>,
+    #[serde(default)]
+    pub duplicate: bool,
+}
+
+impl StockCommandResult {
+    /// Renders the answer; `data` is the event's `data` JSON exactly as committed (not
+    /// re-parsed), `field`/`lines` the request's field name and line count.
+    pub fn render(
+        field: &str,
+        lines: usize,
+        id: u64,
+        epoch: &str,
+        sent_to: usize,
+        data: Option<&str>,
+    ) -> String {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Body<'a> {
+            success: bool,
+            id: u64,
+            epoch: &'a str,
+            sent_to: usize,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            data: Option<&'a RawValue>,
+            #[serde(skip_serializing_if = "std::ops::Not::not")]
+            duplicate: bool,
+        }
+        let data = data.and_then(|d| serde_json::from_str::<&RawValue>(d).ok());
+        let body = serde_json::to_string(&Body {
+            success: true,
+            id,
+            epoch,
+            sent_to,
+            data,
+            duplicate: data.is_none(),
+        })
+        .expect("serialising plain structs cannot fail");
+        // `{"<field>":lines,` + the rest: the count leads, as seed 000's answers do.
+        format!(
+            "{{{}:{lines},{}",
+            serde_json::to_string(field).expect("a string serialises"),
+            &body[1..]
+        )
+    }
+}
+
+/// One product's stock at a site (`GET /api/stock`, `GET /api/stock/:productId`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StockRow {
+    pub product_id: i64,
+    pub stock: i64,
+    /// ISO 8601.
+    pub updated_at: String,
+    /// The event that last changed this product.
+    pub last_event_id: u64,
+}
+
+/// `GET /api/stock`: the site's stock and the stream head it reflects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StockListing {
+    pub data: Vec<StockRow>,
+    pub count: usize,
+    pub last_event_id: u64,
+    pub epoch: String,
+    pub timestamp: String,
+}
+
+/// `GET /api/stock/status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StockStatus {
+    pub connected_clients: usize,
+    pub timestamp: String,
+    pub last_event_id: u64,
+    pub epoch: String,
+}
+
+/// `POST /api/admin/sites`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewSite {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// `POST /api/admin/devices`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewDevice {
+    pub id: String,
+    pub site_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// `POST /api/admin/users`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewUser {
+    pub email: String,
+    pub password: String,
+    pub role: crate::auth::Role,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modules: Option<Vec<String>>,
+}
+
+/// `POST /api/admin/api-keys`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewApiKey {
+    pub name: String,
+    pub role: crate::auth::Role,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modules: Option<Vec<String>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stock_command_answer_renders_the_seed_shape_and_reads_back() {
+        let text = StockCommandResult::render(
+            "additions",
+            1,
+            7,
+            "e",
+            3,
+            Some(r#"[{"productId":1,"quantity":2,"stock":5}]"#),
+        );
+        assert_eq!(
+            text,
+            r#"{"additions":1,"success":true,"id":7,"epoch":"e","sentTo":3,"data":[{"productId":1,"quantity":2,"stock":5}]}"#
+        );
+        let back: StockCommandResult = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.data.unwrap()[0].stock, 5);
+        let dup = StockCommandResult::render("updates", 2, 7, "e", 0, None);
+        let back: StockCommandResult = serde_json::from_str(&dup).unwrap();
+        assert!(back.duplicate && back.data.is_none());
+    }
+}
