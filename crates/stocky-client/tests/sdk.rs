@@ -242,7 +242,7 @@ async fn own_commands_come_back_applied_not_as_events() -> Result<()> {
 
 #[tokio::test]
 async fn an_expiring_token_is_refreshed_and_nothing_is_missed() -> Result<()> {
-    let hub = TestHub::start_with(|c| c.access_ttl = Duration::from_secs(3)).await?;
+    let hub = TestHub::start_with(|c| c.server.access_ttl = Duration::from_secs(3)).await?;
     hub.sdk()
         .create_user(&NewUser {
             email: "m@x.test".into(),

@@ -1,7 +1,8 @@
-//! Settings of a running hub: where it listens, where it keeps data, and its limits.
+//! Settings of a running gateway (hub or edge): where it listens, where it keeps data, and
+//! its limits.
 //!
 //! The binary fills this from flags, environment and defaults; tests build it directly
-//! with [`HubConfig::for_data_dir`]. Every limit here is enforced somewhere and named in
+//! with [`ServerConfig::for_data_dir`]. Every limit here is enforced somewhere and named in
 //! the error a client sees when it trips.
 
 use std::net::SocketAddr;
@@ -11,7 +12,7 @@ use std::time::Duration;
 use stocky_store::{Location, StoreError, StoreOptions};
 
 #[derive(Debug, Clone)]
-pub struct HubConfig {
+pub struct ServerConfig {
     /// Address to listen on (port 0 picks a free port).
     pub listen: SocketAddr,
     /// Directory for the database and anything else the hub keeps.
@@ -67,8 +68,6 @@ pub struct HubConfig {
     /// How often the hub checks the log for events it has not delivered (written by
     /// another instance or process, or missed on the bus).
     pub log_poll: Duration,
-    /// Redis, for events between hub instances (`REDIS_URL`); none = this instance only.
-    pub redis_url: Option<Secret>,
     /// PostgreSQL (`DATABASE_URL`); none = the embedded SQLite file.
     pub database_url: Option<Secret>,
 }
@@ -92,7 +91,7 @@ pub enum SessionPolicy {
     Reject,
 }
 
-impl HubConfig {
+impl ServerConfig {
     /// Defaults for a hub keeping its data in `data_dir`, listening on 127.0.0.1:3000.
     pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Self {
         Self {
@@ -128,7 +127,6 @@ impl HubConfig {
             rate_window: Duration::from_secs(60),
             login_failures: 5,
             log_poll: Duration::from_secs(1),
-            redis_url: None,
             database_url: None,
         }
     }

@@ -1,18 +1,20 @@
-//! The gateway shared by hub and edge: REST, the WebSocket protocol and the fan-out, over
-//! a store.
+//! The gateway both tiers serve (hub and edge): REST, the WebSocket protocol, the fan-out
+//! and authentication, over a store. What differs between tiers comes in through
+//! [`Wiring`] — where sessions are registered beyond this process
+//! ([`ws::SessionDirectory`]), the business validator — and through the tasks a tier
+//! spawns on [`AppState::tasks`] before serving (the hub's Redis bus, for instance).
 //!
-//! [`Hub::start`] binds the listener, opens the store, creates the first owner on a
-//! database without users, and serves until [`Hub::stop`] (or the shutdown token) — then
-//! it stops accepting, lets every WebSocket session deliver what its in-flight commands
-//! produced and close with a "reconnect" reason, waits for the writer to commit everything
-//! still queued, and returns.
+//! [`Gateway::prepare`] binds the listener and opens the store; [`Prepared::serve`]
+//! serves until [`Gateway::stop`] (or the shutdown token) — then it stops accepting, lets
+//! every WebSocket session deliver what its in-flight commands produced and close with a
+//! "reconnect" reason, waits for the writer to commit everything still queued, and
+//! returns.
 //!
-//! Every task the hub spawns is tracked in [`AppState::tasks`] and watches
+//! Every task the gateway spawns is tracked in [`AppState::tasks`] and watches
 //! [`AppState::shutdown`].
 
 pub mod auth;
 pub mod backup;
-mod bus;
 pub mod config;
 pub mod error;
 pub mod fanout;
@@ -31,7 +33,6 @@ use axum::routing::get;
 use axum::serve::ListenerExt;
 use axum::Router;
 use stocky_core::stock::BusinessValidator;
-use stocky_core::DEFAULT_TENANT;
 use stocky_store::{Store, StoreError};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -40,15 +41,15 @@ use tokio_util::task::TaskTracker;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use auth::Authenticator;
-pub use config::HubConfig;
+pub use config::ServerConfig;
 use fanout::{Fanout, Stream};
 use limits::Limiter;
 use stocky_core::auth::ModuleMap;
 
-/// Why the hub could not start or stopped abnormally. Each message carries its cause, so
+/// Why the gateway could not start or stopped abnormally. Each message carries its cause, so
 /// none of them has a `source()` (a report that walks the chain would repeat it).
 #[derive(Debug, thiserror::Error)]
-pub enum HubError {
+pub enum GatewayError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("cannot listen on {addr}: {error}")]
@@ -71,7 +72,7 @@ pub enum HubError {
 pub struct AppState {
     pub store: Store,
     pub fanout: Arc<Fanout>,
-    pub config: Arc<HubConfig>,
+    pub config: Arc<ServerConfig>,
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
     pub auth: Arc<Authenticator>,
@@ -80,7 +81,7 @@ pub struct AppState {
     next_connection: Arc<AtomicU64>,
 }
 
-/// The hub's abuse limiters.
+/// The gateway's abuse limiters.
 pub struct Limits {
     pub per_credential: Limiter,
     pub per_ip: Limiter,
@@ -108,30 +109,45 @@ impl AppState {
     }
 }
 
-/// A running hub.
-pub struct Hub {
-    addr: SocketAddr,
-    /// Set on the very first start: the owner account created, and its password.
-    pub initial_owner: Option<(String, String)>,
-    shutdown: CancellationToken,
-    run: JoinHandle<Result<(), HubError>>,
+/// What differs between the tiers that serve this gateway.
+#[derive(Default)]
+pub struct Wiring {
+    /// Seed 000's `setValidator`: business rules applied to every stock command.
+    pub validator: Option<Arc<dyn BusinessValidator>>,
+    /// Where sessions are registered beyond this process (none: this process only).
+    pub sessions: Option<Arc<dyn ws::SessionDirectory>>,
 }
 
-impl Hub {
-    /// Binds the listener, opens the store and starts serving. Returns once the listener
-    /// is bound.
-    pub async fn start(config: HubConfig) -> Result<Hub, HubError> {
-        Self::start_with(config, None).await
+/// A gateway whose listener is bound and whose store is open, not serving yet: the tier
+/// finishes its own start-up on [`Prepared::state`] (bootstrap, background tasks), then
+/// calls [`Prepared::serve`]. Dropping it instead releases the port and the store.
+pub struct Prepared {
+    state: AppState,
+    listener: TcpListener,
+    addr: SocketAddr,
+    writer: stocky_store::WriterGuard,
+    cors: CorsLayer,
+}
+
+/// A running gateway.
+pub struct Gateway {
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    run: JoinHandle<Result<(), GatewayError>>,
+}
+
+impl Gateway {
+    /// Prepares with the default wiring and serves.
+    pub async fn start(config: ServerConfig) -> Result<Gateway, GatewayError> {
+        Ok(Self::prepare(config, Wiring::default()).await?.serve())
     }
 
-    /// Like [`Hub::start`], with a custom business validator (seed 000's `setValidator`).
-    pub async fn start_with(
-        config: HubConfig,
-        validator: Option<Arc<dyn BusinessValidator>>,
-    ) -> Result<Hub, HubError> {
+    /// Binds the listener (first: a start that fails on its port changes nothing), then
+    /// opens the store. Returns before serving.
+    pub async fn prepare(config: ServerConfig, wiring: Wiring) -> Result<Prepared, GatewayError> {
         let cors = cors_layer(&config.cors_origins)?;
         if config.dev && !config.listen.ip().is_loopback() {
-            return Err(HubError::Config(format!(
+            return Err(GatewayError::Config(format!(
                 "dev mode opens access without credentials and is only allowed on a loopback address, not {}",
                 config.listen.ip()
             )));
@@ -140,7 +156,7 @@ impl Hub {
             &config.data_dir,
             config.jwt_secret.as_ref().map(|s| s.0.as_str()),
         )
-        .map_err(|e| HubError::Config(format!("JWT secret: {e}")))?;
+        .map_err(|e| GatewayError::Config(format!("JWT secret: {e}")))?;
         let authenticator = Authenticator::new(
             secret,
             config.admin_token.as_ref().map(|s| s.0.clone()),
@@ -149,33 +165,26 @@ impl Hub {
         );
         let location = config
             .database_location()
-            .map_err(|e| HubError::Config(e.to_string()))?;
-        let redis = match &config.redis_url {
-            Some(url) => Some(
-                redis::Client::open(url.0.as_str())
-                    .map_err(|e| HubError::Config(format!("REDIS_URL is not a Redis URL: {e}")))?,
-            ),
-            None => None,
-        };
-        // The port first: a start that fails must not have created the first owner, whose
-        // password is shown only by the start that creates it.
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|error| HubError::Bind {
-                addr: config.listen,
-                error,
-            })?;
-        let addr = listener.local_addr().map_err(HubError::Serve)?;
+            .map_err(|e| GatewayError::Config(e.to_string()))?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|error| GatewayError::Bind {
+                    addr: config.listen,
+                    error,
+                })?;
+        let addr = listener.local_addr().map_err(GatewayError::Serve)?;
         let fanout = Arc::new(Fanout::new(config.send_queue));
-        let (store, writer, heads) =
-            Store::open(&location, config.store.clone(), fanout.clone(), validator).await?;
+        let (store, writer, heads) = Store::open(
+            &location,
+            config.store.clone(),
+            fanout.clone(),
+            wiring.validator,
+        )
+        .await?;
         tracing::info!(database = %store.describe(), "store open");
         fanout.add_streams(&heads);
-        // The last step that can fail: after it, the hub serves and the binary prints the
-        // password.
-        let initial_owner = bootstrap_owner(&store).await?;
 
-        let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
         let limits = Limits {
             per_credential: Limiter::new(config.rate_per_credential, config.rate_window),
@@ -183,52 +192,80 @@ impl Hub {
             login_per_email: Limiter::new(config.login_failures, config.rate_window),
             login_per_ip: Limiter::new(config.login_failures.saturating_mul(4), config.rate_window),
         };
-        let instance = random_id();
-        let cluster = redis
-            .clone()
-            .map(|client| Arc::new(ws::cluster::Cluster::new(client, instance.clone())));
-        let registry = match &cluster {
-            Some(cluster) => ws::Registry::shared(cluster.clone(), tasks.clone()),
+        let registry = match wiring.sessions {
+            Some(directory) => ws::Registry::shared(directory, tasks.clone()),
             None => ws::Registry::default(),
         };
         let state = AppState {
             store,
             fanout,
             config: Arc::new(config),
-            shutdown: shutdown.clone(),
-            tasks: tasks.clone(),
+            shutdown: CancellationToken::new(),
+            tasks,
             auth: Arc::new(authenticator),
             registry: Arc::new(registry),
             limits: Arc::new(limits),
             next_connection: Arc::new(AtomicU64::new(1)),
         };
+        Ok(Prepared {
+            state,
+            listener,
+            addr,
+            writer,
+            cors,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A token that stops the gateway when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops gracefully and waits until everything pending is committed.
+    pub async fn stop(self) -> Result<(), GatewayError> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+
+    /// Waits until the gateway has stopped (after its token was cancelled).
+    pub async fn wait(self) -> Result<(), GatewayError> {
+        self.run
+            .await
+            .map_err(|e| GatewayError::Task(e.to_string()))?
+    }
+}
+
+impl Prepared {
+    /// The shared state, for the tier's own start-up and tasks.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// The address bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Starts the gateway's own tasks (log pruning, log follower) and serves.
+    pub fn serve(self) -> Gateway {
+        let Prepared {
+            state,
+            listener,
+            addr,
+            writer,
+            cors,
+        } = self;
+        let tasks = state.tasks.clone();
+        let shutdown = state.shutdown.clone();
         tasks.spawn(prune_ticker(state.clone()));
         let (gaps, gap_reports) = tokio::sync::mpsc::channel(1024);
         state.fanout.report_gaps_to(gaps);
         tasks.spawn(follow::run(state.clone(), gap_reports));
-        if let Some(client) = redis {
-            let registry = state.registry.clone();
-            tasks.spawn(ws::cluster::listen_for_kicks(
-                client.clone(),
-                instance.clone(),
-                move |key, connection| registry.kick(key, connection),
-                shutdown.clone(),
-            ));
-            let (relay, commits) = tokio::sync::mpsc::channel(bus::RELAY_QUEUE);
-            state.fanout.relay_to(relay);
-            tasks.spawn(bus::relay(
-                client.clone(),
-                instance.clone(),
-                commits,
-                shutdown.clone(),
-            ));
-            tasks.spawn(bus::listen(
-                client,
-                instance,
-                state.fanout.clone(),
-                shutdown.clone(),
-            ));
-        }
 
         let app = Router::new()
             .merge(rest::routes(&state))
@@ -259,70 +296,14 @@ impl Hub {
             drop(state);
             tokio::task::spawn_blocking(move || writer.join())
                 .await
-                .map_err(|e| HubError::Task(e.to_string()))?;
-            served.map_err(HubError::Serve)
+                .map_err(|e| GatewayError::Task(e.to_string()))?;
+            served.map_err(GatewayError::Serve)
         });
-        Ok(Hub {
+        Gateway {
             addr,
-            initial_owner,
             shutdown,
             run,
-        })
-    }
-
-    /// The address actually bound (useful with port 0).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// A token that stops the hub when cancelled.
-    pub fn shutdown_token(&self) -> CancellationToken {
-        self.shutdown.clone()
-    }
-
-    /// Stops gracefully and waits until everything pending is committed.
-    pub async fn stop(self) -> Result<(), HubError> {
-        self.shutdown.cancel();
-        self.wait().await
-    }
-
-    /// Waits until the hub has stopped (after its token was cancelled).
-    pub async fn wait(self) -> Result<(), HubError> {
-        self.run.await.map_err(|e| HubError::Task(e.to_string()))?
-    }
-}
-
-/// The login of the owner the hub creates on its very first start.
-const FIRST_OWNER_EMAIL: &str = "owner@stocky.local";
-
-/// On the very first start (no users at all), creates the owner of the default tenant
-/// with a random password, returned once so the binary can print how to log in. Called
-/// once the listener is bound, so a start that fails on its port creates no owner.
-async fn bootstrap_owner(store: &Store) -> Result<Option<(String, String)>, HubError> {
-    if store.accounts(|a| a.count_users()).await? > 0 {
-        return Ok(None);
-    }
-    let email = FIRST_OWNER_EMAIL.to_string();
-    let password = auth::generate_password();
-    let hash = auth::hash_password_off_thread(password.clone())
-        .await
-        .map_err(|e| HubError::Task(e.message))?;
-    let account = stocky_store::Account {
-        id: random_id(),
-        tenant: DEFAULT_TENANT.into(),
-        role: stocky_core::auth::Role::Owner,
-        site: None,
-        modules: None,
-    };
-    let login = email.clone();
-    match store
-        .accounts(move |a| a.create_user(&account, &login, &hash))
-        .await
-    {
-        Ok(()) => Ok(Some((email, password))),
-        // Another instance starting on the same empty database created it first.
-        Err(StoreError::Conflict(_)) => Ok(None),
-        Err(e) => Err(e.into()),
+        }
     }
 }
 
@@ -348,7 +329,7 @@ async fn prune_ticker(state: AppState) {
     }
 }
 
-fn cors_layer(origins: &[String]) -> Result<CorsLayer, HubError> {
+fn cors_layer(origins: &[String]) -> Result<CorsLayer, GatewayError> {
     let layer = CorsLayer::new()
         .allow_methods([
             Method::GET,
@@ -370,7 +351,7 @@ fn cors_layer(origins: &[String]) -> Result<CorsLayer, HubError> {
     }
     let values = origins
         .iter()
-        .map(|o| HeaderValue::from_str(o).map_err(|_| HubError::CorsOrigin(o.clone())))
+        .map(|o| HeaderValue::from_str(o).map_err(|_| GatewayError::CorsOrigin(o.clone())))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(layer.allow_origin(values).allow_credentials(true))
 }

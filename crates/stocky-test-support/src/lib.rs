@@ -16,8 +16,8 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
+use stocky_hub::{Hub, HubConfig};
 use stocky_server::config::Secret;
-use stocky_server::{Hub, HubConfig};
 use stocky_store::testing::{postgres_url, PostgresDatabase};
 use tempfile::TempDir;
 use tokio::net::TcpStream;
@@ -65,9 +65,9 @@ pub const ADMIN: &str = "test-admin-token";
 
 pub fn config(dir: &DataDir) -> HubConfig {
     let mut config = HubConfig::for_data_dir(dir.path());
-    config.listen = "127.0.0.1:0".parse().expect("valid address");
-    config.admin_token = Some(Secret(ADMIN.into()));
-    config.database_url = dir.postgres.as_ref().map(|db| Secret(db.url().into()));
+    config.server.listen = "127.0.0.1:0".parse().expect("valid address");
+    config.server.admin_token = Some(Secret(ADMIN.into()));
+    config.server.database_url = dir.postgres.as_ref().map(|db| Secret(db.url().into()));
     config
 }
 
@@ -98,8 +98,8 @@ impl TestHub {
 
     /// Points `config` at this hub's database (another instance sharing it).
     pub fn share_database(&self, config: &mut HubConfig) {
-        config.db_path = Some(self.dir.path().join("stocky.db"));
-        config.database_url = self.dir.postgres.as_ref().map(|db| Secret(db.url().into()));
+        config.server.db_path = Some(self.dir.path().join("stocky.db"));
+        config.server.database_url = self.dir.postgres.as_ref().map(|db| Secret(db.url().into()));
     }
 
     pub async fn start_in(dir: DataDir, config: HubConfig) -> Result<Self> {
@@ -139,7 +139,7 @@ impl TestHub {
         self.stop().await?;
         let addr: std::net::SocketAddr = self.http.trim_start_matches("http://").parse()?;
         let mut config = config(&self.dir);
-        config.listen = addr;
+        config.server.listen = addr;
         tweak(&mut config);
         self.hub = Some(Hub::start(config).await?);
         Ok(())

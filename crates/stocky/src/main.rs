@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
+use stocky_hub::{Hub, HubConfig};
 use stocky_server::config::{Secret, SessionPolicy};
-use stocky_server::{Hub, HubConfig};
 use stocky_store::Location;
 use tracing_subscriber::EnvFilter;
 
@@ -247,7 +247,8 @@ impl HubArgs {
         {
             bail!("event retention, event TTL, ping interval and send queue must all be positive");
         }
-        let mut config = HubConfig::for_data_dir(self.data_dir);
+        let mut hub = HubConfig::for_data_dir(self.data_dir);
+        let config = &mut hub.server;
         config.listen = SocketAddr::new(self.host, self.port);
         config.db_path = self.db_path;
         config.database_url = self.database_url.map(Secret);
@@ -293,12 +294,12 @@ impl HubArgs {
         config.rate_window = Duration::from_secs(self.rate_window_secs.max(1));
         config.login_failures = self.login_failures;
         config.log_poll = Duration::from_millis(self.log_poll_ms.max(10));
-        config.redis_url = self
+        hub.redis_url = self
             .redis_url
             .filter(|u| !u.is_empty())
             .or_else(seed_redis_url)
             .map(Secret);
-        Ok(config)
+        Ok(hub)
     }
 }
 
@@ -356,8 +357,11 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run_hub(config: HubConfig) -> anyhow::Result<()> {
-    let ws_path = config.ws_path.clone();
-    let db = config.database_location().context("starting the hub")?;
+    let ws_path = config.server.ws_path.clone();
+    let db = config
+        .server
+        .database_location()
+        .context("starting the hub")?;
     let hub = Hub::start(config).await.context("starting the hub")?;
     let addr = hub.local_addr();
     // Written with errors ignored: a closed stdout must not take the hub down.

@@ -6,11 +6,10 @@
 //! Credentials: `?token=…`, an `Authorization`/`X-API-Key` header, or an `auth` message
 //! after `welcome`; `?deviceId=…` names the device for the one-connection-per-user rule.
 
-pub mod cluster;
 mod registry;
 mod session;
 
-pub use registry::Registry;
+pub use registry::{DirectoryCall, Registry, SessionDirectory};
 
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Query, State};

@@ -38,12 +38,9 @@ async fn expect_sequence_from(client: &mut Client, after: u64, until: u64) -> Re
     Ok(())
 }
 
-async fn instances(
-    n: usize,
-    tweak: impl Fn(&mut stocky_server::HubConfig),
-) -> Result<Vec<TestHub>> {
+async fn instances(n: usize, tweak: impl Fn(&mut stocky_hub::HubConfig)) -> Result<Vec<TestHub>> {
     let first = TestHub::start_with(|c| {
-        c.log_poll = Duration::from_millis(100);
+        c.server.log_poll = Duration::from_millis(100);
         tweak(c);
     })
     .await?;
@@ -52,7 +49,7 @@ async fn instances(
         hubs.push(
             TestHub::start_with(|c| {
                 first.share_database(c);
-                c.log_poll = Duration::from_millis(100);
+                c.server.log_poll = Duration::from_millis(100);
                 tweak(c);
             })
             .await?,
@@ -112,7 +109,7 @@ async fn the_redis_bus_carries_events_between_instances() -> Result<()> {
     // A log poll far longer than the test: whatever arrives came over the bus.
     let hubs = instances(3, |c| {
         c.redis_url = Some(stocky_server::config::Secret(url.clone()));
-        c.log_poll = Duration::from_secs(3600);
+        c.server.log_poll = Duration::from_secs(3600);
     })
     .await?;
     // Let every listener reach its first XREAD before anything is appended.
@@ -176,8 +173,8 @@ async fn one_connection_per_user_and_device_holds_across_instances() -> Result<(
     ] {
         let hubs = instances(2, |c| {
             c.redis_url = Some(stocky_server::config::Secret(url.clone()));
-            c.jwt_secret = Some(stocky_server::config::Secret(SECRET.into()));
-            c.session_policy = policy;
+            c.server.jwt_secret = Some(stocky_server::config::Secret(SECRET.into()));
+            c.server.session_policy = policy;
         })
         .await?;
         let token = cashier(&hubs[0], "till@shop.test").await?;
@@ -344,7 +341,7 @@ async fn redis_down_at_start_and_mid_run_leaves_no_client_with_a_gap() -> Result
     let url = redis.url();
     let hubs = instances(3, |c| {
         c.redis_url = Some(stocky_server::config::Secret(url.clone()));
-        c.log_poll = Duration::from_secs(3600);
+        c.server.log_poll = Duration::from_secs(3600);
     })
     .await?;
     let mut watchers = Vec::new();

@@ -12,14 +12,15 @@
 //! refuses connections. A kick lost in a Redis blip leaves the older connection open until
 //! it ends by itself; the key already belongs to the newer one.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::SessionPolicy;
+use stocky_server::config::SessionPolicy;
+use stocky_server::ws::{DirectoryCall, SessionDirectory};
 
 /// The channel kicks travel on: `<key>\n<owner>`.
 pub const KICK_CHANNEL: &str = "stocky:sessions:kick";
@@ -260,5 +261,47 @@ pub async fn listen_for_kicks(
             _ = tokio::time::sleep(delay) => {}
         }
         delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+impl SessionDirectory for Cluster {
+    fn key(&self, tenant: &str, id: &str, device: &str) -> String {
+        Cluster::key(tenant, id, device)
+    }
+
+    fn claim(
+        &self,
+        key: String,
+        connection: u64,
+        ttl: Duration,
+        policy: SessionPolicy,
+    ) -> DirectoryCall<'_, bool> {
+        Box::pin(async move {
+            let owner = self.owner(connection);
+            // Redis unreachable: the policy holds per instance until it is back.
+            !matches!(
+                Cluster::claim(self, &key, &owner, ttl, policy).await,
+                Ok(Claimed::Refused { .. })
+            )
+        })
+    }
+
+    fn release(self: Arc<Self>, key: String, connection: u64) -> DirectoryCall<'static, ()> {
+        Box::pin(async move {
+            let owner = self.owner(connection);
+            Cluster::release(&self, &key, &owner).await
+        })
+    }
+
+    fn refresh(
+        self: Arc<Self>,
+        key: String,
+        connection: u64,
+        ttl: Duration,
+    ) -> DirectoryCall<'static, ()> {
+        Box::pin(async move {
+            let owner = self.owner(connection);
+            Cluster::refresh(&self, &key, &owner, ttl).await
+        })
     }
 }

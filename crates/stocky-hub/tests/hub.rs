@@ -327,7 +327,7 @@ async fn resume_replays_exactly_the_missed_events() -> Result<()> {
 
 #[tokio::test]
 async fn a_gap_older_than_the_log_gets_a_full_refresh() -> Result<()> {
-    let hub = TestHub::start_with(|c| c.store.event_retention = 3).await?;
+    let hub = TestHub::start_with(|c| c.server.store.event_retention = 3).await?;
     let mut writer = hub.connect().await?;
     for i in 1..=10 {
         writer
@@ -468,8 +468,8 @@ async fn hundred_concurrent_subtracts_on_fifty_sell_exactly_fifty() -> Result<()
 #[tokio::test]
 async fn a_slow_consumer_is_cut_off_and_nobody_else_waits() -> Result<()> {
     let hub = TestHub::start_with(|c| {
-        c.send_queue = 16;
-        c.write_timeout = Duration::from_secs(2);
+        c.server.send_queue = 16;
+        c.server.write_timeout = Duration::from_secs(2);
     })
     .await?;
     let mut slow = Client::connect_small_buffer(&hub.ws).await?; // never reads until the end
@@ -517,8 +517,8 @@ async fn a_slow_consumer_is_cut_off_and_nobody_else_waits() -> Result<()> {
 #[tokio::test]
 async fn dead_connections_are_dropped_and_oversize_messages_refused() -> Result<()> {
     let hub = TestHub::start_with(|c| {
-        c.ping_interval = Duration::from_millis(300);
-        c.max_message_bytes = 1000;
+        c.server.ping_interval = Duration::from_millis(300);
+        c.server.max_message_bytes = 1000;
     })
     .await?;
     let mut live = hub.connect().await?;
@@ -619,8 +619,7 @@ impl stocky_core::stock::BusinessValidator for NoBulkSales {
 async fn a_custom_validator_refuses_commands_before_they_apply() -> Result<()> {
     let dir = support::data_dir()?;
     let config = support::config(&dir);
-    let hub =
-        stocky_server::Hub::start_with(config, Some(std::sync::Arc::new(NoBulkSales))).await?;
+    let hub = stocky_hub::Hub::start_with(config, Some(std::sync::Arc::new(NoBulkSales))).await?;
     let url = format!("ws://{}/ws?token={}", hub.local_addr(), support::ADMIN);
     let mut a = Client::connect(&url).await?;
     a.command("stock:update", json!([{"productId":1,"stock":10}]))
@@ -769,16 +768,21 @@ async fn a_start_that_cannot_bind_creates_no_owner() -> Result<()> {
     let busy = std::net::TcpListener::bind("127.0.0.1:0")?;
     let dir = support::data_dir()?;
     let mut config = support::config(&dir);
-    config.listen = busy.local_addr()?;
-    let refused = stocky_server::Hub::start(config).await;
+    config.server.listen = busy.local_addr()?;
+    let refused = stocky_hub::Hub::start(config).await;
     assert!(
-        matches!(refused, Err(stocky_server::HubError::Bind { .. })),
+        matches!(
+            refused,
+            Err(stocky_hub::HubError::Gateway(
+                stocky_server::GatewayError::Bind { .. }
+            ))
+        ),
         "{:?}",
         refused.err()
     );
     // The next start on the same data is still the first: it creates the owner and
     // returns the password to show.
-    let hub = stocky_server::Hub::start(support::config(&dir)).await?;
+    let hub = stocky_hub::Hub::start(support::config(&dir)).await?;
     let (email, password) = hub
         .initial_owner
         .clone()

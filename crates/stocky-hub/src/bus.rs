@@ -19,7 +19,7 @@ use stocky_store::CommittedEvent;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::fanout::{foreign_event, Fanout};
+use stocky_server::fanout::{foreign_event, Fanout};
 
 /// The stream every instance appends to and reads from.
 pub const STREAM_KEY: &str = "stocky:events";

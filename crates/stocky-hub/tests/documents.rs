@@ -404,7 +404,7 @@ async fn merge_strategies_and_compare() -> Result<()> {
 
 #[tokio::test]
 async fn bad_input_is_refused_clearly_and_changes_nothing() -> Result<()> {
-    let hub = TestHub::start_with(|c| c.max_restore_bytes = 4096).await?;
+    let hub = TestHub::start_with(|c| c.server.max_restore_bytes = 4096).await?;
     hub.post(P, json!({"data":[{"id":"1","name":"A"}]})).await?;
     let before = hub.get(P).await?.1["data"].clone();
 

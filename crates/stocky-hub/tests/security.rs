@@ -36,7 +36,7 @@ async fn user(
     Ok(hub.login(email, PW).await?.0)
 }
 
-async fn world_with(tweak: impl FnOnce(&mut stocky_server::HubConfig)) -> Result<World> {
+async fn world_with(tweak: impl FnOnce(&mut stocky_hub::HubConfig)) -> Result<World> {
     let hub = TestHub::start_with(tweak).await?;
     let (status, body) = hub
         .post(
@@ -525,7 +525,7 @@ async fn a_forbidden_write_is_403_whatever_the_body() -> Result<()> {
 
 #[tokio::test]
 async fn bad_credentials_get_401_without_detail_and_sessions_end() -> Result<()> {
-    let w = world_with(|c| c.access_ttl = Duration::from_secs(2)).await?;
+    let w = world_with(|c| c.server.access_ttl = Duration::from_secs(2)).await?;
     let hub = &w.hub;
     // Secure by default: nothing without credentials but health and login.
     for path in [
@@ -664,7 +664,7 @@ async fn bad_credentials_get_401_without_detail_and_sessions_end() -> Result<()>
 
 #[tokio::test]
 async fn websocket_handshake_follows_seed_001() -> Result<()> {
-    let hub = TestHub::start_with(|c| c.auth_timeout = Duration::from_millis(500)).await?;
+    let hub = TestHub::start_with(|c| c.server.auth_timeout = Duration::from_millis(500)).await?;
     let bare = hub.ws_with("", "");
     let bare = bare.trim_end_matches("?token=");
     let mut c = Client::connect(bare).await?;
@@ -735,7 +735,7 @@ async fn one_connection_per_user_and_device_replace_or_reject() -> Result<()> {
         "another device is not affected"
     );
 
-    let w = world_with(|c| c.session_policy = SessionPolicy::Reject).await?;
+    let w = world_with(|c| c.server.session_policy = SessionPolicy::Reject).await?;
     let hub = &w.hub;
     let mut kept = Client::connect(&hub.ws_with(&w.cashier1, "")).await?;
     let (mut refused, _) = tokio_tungstenite::connect_async(hub.ws_with(&w.cashier1, "")).await?;
@@ -750,8 +750,8 @@ async fn one_connection_per_user_and_device_replace_or_reject() -> Result<()> {
 #[tokio::test]
 async fn rate_limits_answer_429_with_retry_after() -> Result<()> {
     let w = world_with(|c| {
-        c.rate_per_credential = 8;
-        c.login_failures = 3;
+        c.server.rate_per_credential = 8;
+        c.server.login_failures = 3;
     })
     .await?;
     let hub = &w.hub;
@@ -808,11 +808,16 @@ async fn rate_limits_answer_429_with_retry_after() -> Result<()> {
 async fn dev_mode_opens_access_only_on_loopback() -> Result<()> {
     let dir = support::data_dir()?;
     let mut config = support::config(&dir);
-    config.dev = true;
-    config.listen = "0.0.0.0:0".parse()?;
-    let refused = stocky_server::Hub::start(config).await;
-    assert!(matches!(refused, Err(stocky_server::HubError::Config(_))));
-    let hub = TestHub::start_with(|c| c.dev = true).await?;
+    config.server.dev = true;
+    config.server.listen = "0.0.0.0:0".parse()?;
+    let refused = stocky_hub::Hub::start(config).await;
+    assert!(matches!(
+        refused,
+        Err(stocky_hub::HubError::Gateway(
+            stocky_server::GatewayError::Config(_)
+        ))
+    ));
+    let hub = TestHub::start_with(|c| c.server.dev = true).await?;
     assert_eq!(hub.as_(None, "GET", "/api/stock", None).await?.0, 200);
     Ok(())
 }

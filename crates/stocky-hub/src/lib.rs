@@ -1,0 +1,180 @@
+//! The cloud tier: what only the hub has, around the shared gateway ([`stocky_server`]).
+//!
+//! - start-up wiring and its config ([`HubConfig`]: the gateway's settings plus Redis);
+//! - the Redis Streams bus between hub instances ([`bus`]): this instance's commits go
+//!   out, the others' come in to the fan-out;
+//! - the cross-instance session registry ([`sessions`]), the gateway's
+//!   [`stocky_server::ws::SessionDirectory`];
+//! - the first owner, created on a database without users ([`Hub::initial_owner`]).
+//!
+//! Start-up order: the gateway binds its port and opens the store, then the hub creates
+//! the first owner and starts its Redis tasks, then it serves. A start that fails at any
+//! step has created no owner (whose password only the creating start shows).
+
+pub mod bus;
+pub mod sessions;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use stocky_core::stock::BusinessValidator;
+use stocky_core::DEFAULT_TENANT;
+use stocky_server::config::Secret;
+use stocky_server::{auth, random_id, Gateway, GatewayError, ServerConfig, Wiring};
+use stocky_store::{Store, StoreError};
+use tokio_util::sync::CancellationToken;
+
+/// A hub's settings: the gateway's, plus what only the cloud has.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    pub server: ServerConfig,
+    /// Redis, for events and sessions between hub instances (`REDIS_URL`); none = this
+    /// instance only.
+    pub redis_url: Option<Secret>,
+}
+
+impl HubConfig {
+    /// Defaults for a hub keeping its data in `data_dir`, listening on 127.0.0.1:3000.
+    pub fn for_data_dir(data_dir: impl Into<std::path::PathBuf>) -> Self {
+        HubConfig {
+            server: ServerConfig::for_data_dir(data_dir),
+            redis_url: None,
+        }
+    }
+}
+
+/// Why a hub could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("creating the first owner failed: {0}")]
+    Bootstrap(String),
+}
+
+/// A running hub.
+pub struct Hub {
+    gateway: Gateway,
+    /// Set on the very first start: the owner account created, and its password.
+    pub initial_owner: Option<(String, String)>,
+}
+
+impl Hub {
+    /// Starts a hub with no custom business validator.
+    pub async fn start(config: HubConfig) -> Result<Hub, HubError> {
+        Self::start_with(config, None).await
+    }
+
+    /// Like [`Hub::start`], with a custom business validator (seed 000's `setValidator`).
+    pub async fn start_with(
+        config: HubConfig,
+        validator: Option<Arc<dyn BusinessValidator>>,
+    ) -> Result<Hub, HubError> {
+        let redis = match &config.redis_url {
+            Some(url) => Some(
+                redis::Client::open(url.0.as_str())
+                    .map_err(|e| HubError::Config(format!("REDIS_URL is not a Redis URL: {e}")))?,
+            ),
+            None => None,
+        };
+        let instance = random_id();
+        let directory = redis
+            .clone()
+            .map(|client| Arc::new(sessions::Cluster::new(client, instance.clone())));
+        let wiring = Wiring {
+            validator,
+            sessions: directory
+                .clone()
+                .map(|d| d as Arc<dyn stocky_server::ws::SessionDirectory>),
+        };
+        let prepared = Gateway::prepare(config.server, wiring).await?;
+        let initial_owner = bootstrap_owner(&prepared.state().store).await?;
+        if let Some(client) = redis {
+            let state = prepared.state();
+            let (tasks, shutdown) = (&state.tasks, &state.shutdown);
+            let registry = state.registry.clone();
+            tasks.spawn(sessions::listen_for_kicks(
+                client.clone(),
+                instance.clone(),
+                move |key, connection| registry.kick(key, connection),
+                shutdown.clone(),
+            ));
+            let (relay, commits) = tokio::sync::mpsc::channel(bus::RELAY_QUEUE);
+            state.fanout.relay_to(relay);
+            tasks.spawn(bus::relay(
+                client.clone(),
+                instance.clone(),
+                commits,
+                shutdown.clone(),
+            ));
+            tasks.spawn(bus::listen(
+                client,
+                instance,
+                state.fanout.clone(),
+                shutdown.clone(),
+            ));
+        }
+        Ok(Hub {
+            gateway: prepared.serve(),
+            initial_owner,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.gateway.local_addr()
+    }
+
+    /// A token that stops the hub when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.gateway.shutdown_token()
+    }
+
+    /// Stops gracefully and waits until everything pending is committed.
+    pub async fn stop(self) -> Result<(), HubError> {
+        Ok(self.gateway.stop().await?)
+    }
+
+    /// Waits until the hub has stopped (after its token was cancelled).
+    pub async fn wait(self) -> Result<(), HubError> {
+        Ok(self.gateway.wait().await?)
+    }
+}
+
+/// The login of the owner the hub creates on its very first start.
+const FIRST_OWNER_EMAIL: &str = "owner@stocky.local";
+
+/// On the very first start (no users at all), creates the owner of the default tenant
+/// with a random password, returned once so the binary can print how to log in. Called
+/// once the listener is bound, so a start that fails on its port creates no owner.
+async fn bootstrap_owner(store: &Store) -> Result<Option<(String, String)>, HubError> {
+    if store.accounts(|a| a.count_users()).await? > 0 {
+        return Ok(None);
+    }
+    let email = FIRST_OWNER_EMAIL.to_string();
+    let password = auth::generate_password();
+    let hash = auth::hash_password_off_thread(password.clone())
+        .await
+        .map_err(|e| HubError::Bootstrap(e.message))?;
+    let account = stocky_store::Account {
+        id: random_id(),
+        tenant: DEFAULT_TENANT.into(),
+        role: stocky_core::auth::Role::Owner,
+        site: None,
+        modules: None,
+    };
+    let login = email.clone();
+    match store
+        .accounts(move |a| a.create_user(&account, &login, &hash))
+        .await
+    {
+        Ok(()) => Ok(Some((email, password))),
+        // Another instance starting on the same empty database created it first.
+        Err(StoreError::Conflict(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
