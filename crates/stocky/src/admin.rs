@@ -1,5 +1,6 @@
 //! `stocky admin …`: tenants, sites, users and API keys, offline against a data directory
-//! (the same store code the hub uses; safe while a hub runs on it). It works on an existing
+//! (the same store code the hub uses; safe while a hub runs on it), or with `--url` through
+//! a running hub's REST API (the SDK), in the credential's tenant. Offline it works on an existing
 //! database only — a hub creates it on its first start — so a mistyped `--data-dir` is an
 //! error, not a new empty database. Secrets are printed once — generated passwords and API
 //! keys — and stored only hashed.
@@ -9,6 +10,7 @@ use clap::Subcommand;
 use stocky_core::accounts::{check_password, email_key, parse_email};
 use stocky_core::auth::Role;
 use stocky_core::documents::check_name;
+use stocky_core::DEFAULT_TENANT;
 use stocky_server::auth::{
     digest, generate_password, hash_password_off_thread, random_token, API_KEY_PREFIX,
 };
@@ -289,6 +291,123 @@ async fn execute(store: &stocky_store::Store, command: AdminCommand) -> Result<(
             {
                 bail!("no active API key {id} in that tenant");
             }
+            println!("revoked API key {id}");
+        }
+    }
+    Ok(())
+}
+
+/// The same commands through a running hub's REST API, in the credential's tenant.
+pub async fn run_remote(client: &stocky_client::Client, command: AdminCommand) -> Result<()> {
+    use stocky_client::api::{NewApiKey, NewDevice, NewSite, NewUser};
+    let own_tenant = |tenant: &str| {
+        if tenant != DEFAULT_TENANT {
+            bail!("with --url the tenant is the credential's; leave out --tenant");
+        }
+        Ok(())
+    };
+    let print_rows = |listing: serde_json::Value| {
+        for row in listing["data"].as_array().into_iter().flatten() {
+            println!("{row}");
+        }
+    };
+    match command {
+        AdminCommand::TenantCreate { .. } | AdminCommand::TenantList => {
+            bail!("tenants are managed offline (stocky admin --data-dir …) or with POST /api/admin/tenants")
+        }
+        AdminCommand::UserResetPassword { .. } => {
+            bail!("user-reset-password works offline only (it is the way back in when no login works)")
+        }
+        AdminCommand::SiteCreate { id, tenant, name } => {
+            own_tenant(&tenant)?;
+            client
+                .create_site(&NewSite {
+                    id: id.clone(),
+                    name,
+                })
+                .await?;
+            println!("created site {id}");
+        }
+        AdminCommand::SiteList { tenant } => {
+            own_tenant(&tenant)?;
+            print_rows(client.sites().await?)
+        }
+        AdminCommand::DeviceCreate {
+            id,
+            site,
+            tenant,
+            name,
+        } => {
+            own_tenant(&tenant)?;
+            client
+                .create_device(&NewDevice {
+                    id: id.clone(),
+                    site_id: site,
+                    name,
+                })
+                .await?;
+            println!("created device {id}");
+        }
+        AdminCommand::DeviceList { tenant } => {
+            own_tenant(&tenant)?;
+            print_rows(client.devices().await?)
+        }
+        AdminCommand::UserCreate {
+            email,
+            grant,
+            password,
+        } => {
+            own_tenant(&grant.tenant)?;
+            let account = grant.account()?;
+            let (password, generated) = new_password(password)?;
+            let created = client
+                .create_user(&NewUser {
+                    email: email.clone(),
+                    password: password.clone(),
+                    role: account.role,
+                    site_id: account.site,
+                    modules: account.modules,
+                })
+                .await?;
+            println!(
+                "created user {email} ({}) id {}",
+                account.role.as_str(),
+                created["userId"].as_str().unwrap_or("?")
+            );
+            if generated {
+                println!("password: {password}");
+            }
+        }
+        AdminCommand::UserList { tenant } => {
+            own_tenant(&tenant)?;
+            print_rows(client.users().await?)
+        }
+        AdminCommand::KeyCreate { name, grant } => {
+            own_tenant(&grant.tenant)?;
+            let account = grant.account()?;
+            let created = client
+                .create_api_key(&NewApiKey {
+                    name: name.clone(),
+                    role: account.role,
+                    site_id: account.site,
+                    modules: account.modules,
+                })
+                .await?;
+            println!(
+                "created API key {name} ({}) id {}",
+                account.role.as_str(),
+                created["id"].as_str().unwrap_or("?")
+            );
+            println!("key: {}", created["key"].as_str().unwrap_or("?"));
+            println!("store it now: it is not shown again");
+        }
+        AdminCommand::KeyList { tenant } => {
+            own_tenant(&tenant)?;
+            print_rows(client.api_keys().await?)
+        }
+        AdminCommand::KeyRevoke { id, tenant } => {
+            own_tenant(&tenant)?;
+            client.revoke_api_key(&id).await?;
             println!("revoked API key {id}");
         }
     }

@@ -1,6 +1,6 @@
 //! `stocky backup`, `stocky restore` and `stocky snapshot`.
 //!
-//! Backup and restore run against a hub (`--url`, over its REST API) or offline against a
+//! Backup and restore run against a hub (`--url`, through the SDK) or offline against a
 //! database (`--data-dir`, or `--database-url` for PostgreSQL, through the same store code
 //! the hub uses; safe while hubs run on it, since every write takes the database's locks
 //! and appends to the log in its own transaction). A hub backup file is
@@ -20,11 +20,7 @@ use stocky_store::{CommittedEvent, EventSink, Location, Origin, Store, StoreOpti
 
 /// Where a backup or restore goes.
 pub enum Target {
-    Hub {
-        url: String,
-        client: reqwest::Client,
-        token: Option<String>,
-    },
+    Hub(stocky_client::Client),
     Offline {
         store: Store,
         writer: WriterGuard,
@@ -65,14 +61,15 @@ pub async fn open_offline(location: &Location, create: bool) -> Result<(Store, W
 }
 
 impl Target {
-    /// A running hub; `token` is sent as `Authorization: Bearer` (an admin's access token
-    /// or API key, or `STOCKY_ADMIN_TOKEN`).
-    pub fn hub(url: &str, token: Option<String>) -> Self {
-        Target::Hub {
-            url: url.trim_end_matches('/').to_owned(),
-            client: reqwest::Client::new(),
-            token,
-        }
+    /// A running hub at `url` (`http://host:port`, or `host:port`); `token` is sent as
+    /// `Authorization: Bearer` (an admin's access token or API key, or
+    /// `STOCKY_ADMIN_TOKEN`).
+    pub fn hub(url: &str, token: Option<String>) -> Result<Self> {
+        let client = stocky_client::Client::new(url)?;
+        Ok(Target::Hub(match token {
+            Some(token) => client.with_token(token),
+            None => client,
+        }))
     }
 
     /// Opens a database directly; `create` allows a new one (to restore into).
@@ -94,22 +91,9 @@ impl Target {
         Ok(())
     }
 
-    async fn get(&self, path: &str) -> Result<Value> {
-        match self {
-            Target::Hub { url, client, token } => {
-                let response = authorized(client.get(format!("{url}{path}")), token)
-                    .send()
-                    .await
-                    .with_context(|| format!("GET {url}{path}"))?;
-                answer(response).await
-            }
-            Target::Offline { .. } => unreachable!("offline reads call the store directly"),
-        }
-    }
-
     async fn databases(&self) -> Result<Vec<String>> {
         let listing = match self {
-            Target::Hub { .. } => self.get("/api/backup").await?,
+            Target::Hub(client) => client.backups().await.context("listing the databases")?,
             Target::Offline { store, tenant, .. } => backup::list(store, tenant).await?,
         };
         Ok(listing["databases"]
@@ -122,7 +106,7 @@ impl Target {
 
     async fn backup(&self, db: &str) -> Result<Value> {
         match self {
-            Target::Hub { .. } => self.get(&format!("/api/backup/{db}")).await,
+            Target::Hub(client) => Ok(client.backup(db).await?),
             Target::Offline { store, tenant, .. } => {
                 Ok(backup::backup_of(store, tenant, db, None).await?)
             }
@@ -131,15 +115,7 @@ impl Target {
 
     async fn restore(&self, db: &str, body: &Value) -> Result<Value> {
         match self {
-            Target::Hub { url, client, token } => {
-                let endpoint = format!("{url}/api/backup/{db}/restore");
-                let response = authorized(client.post(&endpoint), token)
-                    .json(body)
-                    .send()
-                    .await
-                    .with_context(|| format!("POST {endpoint}"))?;
-                answer(response).await
-            }
+            Target::Hub(client) => Ok(client.restore(db, body).await?),
             Target::Offline { store, tenant, .. } => {
                 let origin = Origin {
                     tenant: tenant.as_str().into(),
@@ -152,23 +128,6 @@ impl Target {
             }
         }
     }
-}
-
-fn authorized(request: reqwest::RequestBuilder, token: &Option<String>) -> reqwest::RequestBuilder {
-    match token {
-        Some(token) => request.bearer_auth(token),
-        None => request,
-    }
-}
-
-async fn answer(response: reqwest::Response) -> Result<Value> {
-    let status = response.status();
-    let body: Value = response.json().await.context("reading the hub's answer")?;
-    if !status.is_success() {
-        let message = body["error"]["message"].as_str().unwrap_or("no message");
-        bail!("the hub answered {status}: {message}");
-    }
-    Ok(body)
 }
 
 /// A one-line progress bar on stderr (plain lines when stderr is not a terminal).

@@ -47,6 +47,13 @@ enum Command {
 
 #[derive(Args)]
 struct AdminArgs {
+    /// A running hub's base URL: manage sites, devices, users and keys of the token's
+    /// tenant through its REST API instead of a data directory.
+    #[arg(long)]
+    url: Option<String>,
+    /// Credential for `--url`: an owner's or admin's access token or API key.
+    #[arg(long, env = "STOCKY_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     #[command(flatten)]
     database: DatabaseArgs,
     #[command(subcommand)]
@@ -97,7 +104,7 @@ struct Source {
 impl Source {
     async fn target(&self, create: bool) -> anyhow::Result<backup::Target> {
         match &self.url {
-            Some(url) => Ok(backup::Target::hub(url, self.token.clone())),
+            Some(url) => backup::Target::hub(url, self.token.clone()),
             None => backup::Target::offline(&self.database.location()?, &self.tenant, create).await,
         }
     }
@@ -348,7 +355,16 @@ async fn main() -> anyhow::Result<()> {
             )
             .await
         }
-        Command::Admin(args) => admin::run(&args.database.location()?, args.command).await,
+        Command::Admin(args) => match &args.url {
+            Some(url) => {
+                let client = stocky_client::Client::new(url)?;
+                let token = args
+                    .token
+                    .context("--url needs --token (or STOCKY_TOKEN)")?;
+                admin::run_remote(&client.with_token(token), args.command).await
+            }
+            None => admin::run(&args.database.location()?, args.command).await,
+        },
         Command::Snapshot(args) => {
             let db = stocky_store::sqlite_file(args.db_path.as_deref(), &args.data_dir);
             backup::run_snapshot(&db, &args.out)

@@ -7,8 +7,8 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
 
-/// The owner credential the test hubs accept.
-const ADMIN: &str = "cli-test-admin";
+use stocky_test_support::process::HubProcess;
+use stocky_test_support::ADMIN;
 
 #[tokio::test]
 async fn sigterm_closes_sockets_with_a_reconnect_reason_and_exits_zero() {
@@ -64,67 +64,9 @@ async fn sigterm_closes_sockets_with_a_reconnect_reason_and_exits_zero() {
     assert!(dir.path().join("stocky.db").exists());
 }
 
-/// A hub process on a data dir (or a given database file), stopped on drop.
-struct HubProcess {
-    child: std::process::Child,
-    http: String,
-}
-
-impl HubProcess {
-    fn start(args: &[&std::ffi::OsStr]) -> HubProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_stocky"))
-            .args(["hub", "--port", "0", "--admin-token", ADMIN])
-            .args(args)
-            .env_remove("PORT")
-            .env_remove("DB_PATH")
-            .env_remove("STOCKY_DATA_DIR")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = lines.next().unwrap().unwrap();
-        std::thread::spawn(move || lines.for_each(drop));
-        HubProcess {
-            child,
-            http: first.split_whitespace().last().unwrap().to_owned(),
-        }
-    }
-
-    async fn get(&self, path: &str) -> serde_json::Value {
-        let client = reqwest::Client::new();
-        client
-            .get(format!("{}{path}", self.http))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
-    async fn post(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
-        let client = reqwest::Client::new();
-        client
-            .post(format!("{}{path}", self.http))
-            .bearer_auth(ADMIN)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
-    fn stop(mut self) {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(self.child.wait().unwrap().success());
-    }
+/// A `stocky hub` process of this package's binary.
+fn hub_process(args: &[&std::ffi::OsStr]) -> HubProcess {
+    HubProcess::start(std::path::Path::new(env!("CARGO_BIN_EXE_stocky")), args).unwrap()
 }
 
 fn stocky(args: &[&std::ffi::OsStr]) {
@@ -149,30 +91,26 @@ async fn backup_restore_and_snapshot_from_the_command_line() {
     let file = dir.path().join("backup.json");
     let snap = dir.path().join("snap.db");
 
-    let hub = HubProcess::start(&[OsStr::new("--data-dir"), a.as_os_str()]);
-    hub.post(
-        "/api/sync/shop/products",
-        serde_json::json!({"data":[{"id":"1","name":"Café"},{"id":"2","name":"Té"}]}),
+    let hub = hub_process(&[OsStr::new("--data-dir"), a.as_os_str()]);
+    let sdk = hub.sdk();
+    sdk.post_documents(
+        "shop",
+        "products",
+        &serde_json::json!({"data":[{"id":"1","name":"Café"},{"id":"2","name":"Té"}]}),
     )
-    .await;
-    hub.post(
-        "/api/stock/update",
-        serde_json::json!({"updates":[{"productId":1,"stock":30}]}),
-    )
-    .await;
-    hub.post(
-        "/api/stock/subtract",
-        serde_json::json!({"subtractions":[{"productId":1,"quantity":4}]}),
-    )
-    .await;
-    let epoch = hub.get("/api/stock/status").await["epoch"].clone();
-    let products = hub.get("/api/sync/shop/products").await["data"].clone();
+    .await
+    .unwrap();
+    sdk.update_stock(&[(1, 30)]).await.unwrap();
+    sdk.subtract_stock(&[(1, 4)]).await.unwrap();
+    let epoch = sdk.status().await.unwrap().epoch;
+    let products = sdk.documents("shop", "products").await.unwrap()["data"].clone();
 
-    // Online backup over HTTP, and a snapshot while the hub runs.
+    // Online backup over HTTP (the URL without its scheme works too), and a snapshot
+    // while the hub runs.
     stocky(&[
         OsStr::new("backup"),
         OsStr::new("--url"),
-        OsStr::new(&hub.http),
+        OsStr::new(hub.http.trim_start_matches("http://")),
         OsStr::new("--token"),
         OsStr::new(ADMIN),
         OsStr::new("--out"),
@@ -185,7 +123,7 @@ async fn backup_restore_and_snapshot_from_the_command_line() {
         OsStr::new("--out"),
         snap.as_os_str(),
     ]);
-    hub.stop();
+    hub.stop().unwrap();
     let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
     let names: Vec<&str> = saved["databases"]
         .as_array()
@@ -202,24 +140,26 @@ async fn backup_restore_and_snapshot_from_the_command_line() {
         OsStr::new("--data-dir"),
         b.as_os_str(),
     ]);
-    let restored = HubProcess::start(&[OsStr::new("--data-dir"), b.as_os_str()]);
-    assert_eq!(restored.get("/api/stock/1").await["stock"], 26);
+    let restored = hub_process(&[OsStr::new("--data-dir"), b.as_os_str()]);
+    let sdk = restored.sdk();
+    assert_eq!(sdk.stock_of(1).await.unwrap().unwrap().stock, 26);
     assert_eq!(
-        restored.get("/api/sync/shop/products").await["data"],
+        sdk.documents("shop", "products").await.unwrap()["data"],
         products
     );
-    restored.stop();
+    restored.stop().unwrap();
 
     // A hub starts from the snapshot, with the same state and a fresh epoch.
-    let from_snapshot = HubProcess::start(&[
+    let from_snapshot = hub_process(&[
         OsStr::new("--db-path"),
         snap.as_os_str(),
         OsStr::new("--data-dir"),
         dir.path().as_os_str(),
     ]);
-    assert_eq!(from_snapshot.get("/api/stock/1").await["stock"], 26);
-    assert_ne!(from_snapshot.get("/api/stock/status").await["epoch"], epoch);
-    from_snapshot.stop();
+    let sdk = from_snapshot.sdk();
+    assert_eq!(sdk.stock_of(1).await.unwrap().unwrap().stock, 26);
+    assert_ne!(sdk.status().await.unwrap().epoch, epoch);
+    from_snapshot.stop().unwrap();
 }
 
 #[tokio::test]
@@ -248,7 +188,7 @@ async fn admin_needs_a_database_and_resets_a_lost_password() {
     assert!(!data.join("stocky.db").exists());
 
     // The hub creates it with its first owner; offline, that owner gets a new password.
-    let hub = HubProcess::start(&[OsStr::new("--data-dir"), data.as_os_str()]);
+    let hub = hub_process(&[OsStr::new("--data-dir"), data.as_os_str()]);
     let reset = admin(&["user-reset-password", "--email", "Owner@Stocky.local"]);
     let out = String::from_utf8_lossy(&reset.stdout);
     assert!(reset.status.success(), "{out}");
@@ -256,14 +196,47 @@ async fn admin_needs_a_database_and_resets_a_lost_password() {
         .lines()
         .find_map(|l| l.strip_prefix("password: "))
         .expect("the new password is printed");
-    let login = reqwest::Client::new()
-        .post(format!("{}/api/auth/login", hub.http))
-        .json(&serde_json::json!({"email": "owner@stocky.local", "password": password}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(login.status().as_u16(), 200);
+    let owner = stocky_client::Client::new(&hub.http).unwrap();
+    owner.login("owner@stocky.local", password).await.unwrap();
     let unknown = admin(&["user-reset-password", "--email", "nobody@stocky.local"]);
     assert!(!unknown.status.success());
-    hub.stop();
+
+    // Against the running hub (--url, through the SDK): the credential's tenant.
+    let remote = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_stocky"))
+            .args(["admin", "--url", &hub.http, "--token", ADMIN])
+            .args(args)
+            .env_remove("STOCKY_TOKEN")
+            .output()
+            .unwrap()
+    };
+    let created = remote(&["site-create", "north", "--name", "North shop"]);
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let listed = remote(&["site-list"]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("North shop"));
+    let key = remote(&[
+        "key-create",
+        "--name",
+        "till",
+        "--role",
+        "cashier",
+        "--site",
+        "north",
+    ]);
+    let out = String::from_utf8_lossy(&key.stdout);
+    let secret = out
+        .lines()
+        .find_map(|l| l.strip_prefix("key: "))
+        .expect("the key is printed");
+    let till = stocky_client::Client::new(&hub.http)
+        .unwrap()
+        .with_token(secret);
+    assert_eq!(till.me().await.unwrap()["siteId"], "north");
+    let tenants = remote(&["tenant-list"]);
+    assert!(!tenants.status.success(), "tenants are offline-only");
+    hub.stop().unwrap();
 }
