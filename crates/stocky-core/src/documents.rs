@@ -466,3 +466,54 @@ mod tests {
         );
     }
 }
+
+/// The `data` of a `sync:upsert` / `sync:delete` event, and what a document write did.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RecordsChanged {
+    pub db: String,
+    pub store: String,
+    /// The records as stored (with `id`, timestamps and `version`; tombstones for deletes).
+    pub records: Vec<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated: Option<usize>,
+}
+
+/// The `data` of a `backup:drop` event.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DatabaseDropped {
+    pub db: String,
+    /// Live records removed.
+    pub deleted: u64,
+}
+
+/// The `data` of a `backup:restore` event.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DatabaseRestored {
+    pub db: String,
+    pub stores: Vec<String>,
+    pub restored: usize,
+    pub updated: usize,
+    pub skipped: usize,
+}
+
+/// What a document write did; its serialisation is the event's `data`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DocOutcome {
+    Changed(RecordsChanged),
+    Dropped(DatabaseDropped),
+    Restored(DatabaseRestored),
+}
+
+impl DocOutcome {
+    /// The event's `data` JSON.
+    pub fn event_data(&self) -> String {
+        match self {
+            DocOutcome::Changed(c) => serde_json::to_string(c),
+            DocOutcome::Dropped(d) => serde_json::to_string(d),
+            DocOutcome::Restored(r) => serde_json::to_string(r),
+        }
+        .expect("serialising plain structs cannot fail")
+    }
+}

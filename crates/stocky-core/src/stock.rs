@@ -597,3 +597,23 @@ pub fn parse_ledger(movements: Option<&Value>) -> Result<Vec<LedgerEntry>, Inval
         })
         .collect()
 }
+
+/// One product's level after a ledger restore (the `data` lines of its `stock:sync` event).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SiteLevel {
+    pub product_id: ProductId,
+    pub stock: i64,
+    pub site_id: String,
+}
+
+/// What restoring ledger movements did (`_stock` backups).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerRestored {
+    /// Products whose stock was recomputed.
+    pub levels: Vec<SiteLevel>,
+    /// Movements appended.
+    pub restored: usize,
+    /// Movements already in the ledger (by UUID).
+    pub skipped: usize,
+}

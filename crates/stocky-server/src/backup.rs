@@ -16,11 +16,11 @@ use axum::http::StatusCode;
 use serde_json::{json, Map, Value};
 use stocky_core::documents::{
     check_name, client_fields, compare as compare_store, parse_backup_stores, parse_restore,
-    DocWrite, STOCK_DB,
+    DocOutcome, DocWrite, STOCK_DB,
 };
 use stocky_core::stock::parse_ledger;
 use stocky_core::time::{iso8601, now_millis};
-use stocky_store::{Applied, Command, Origin, Store};
+use stocky_store::{Applied, Command, Origin, Outcome, Store};
 
 use crate::error::ApiError;
 
@@ -120,30 +120,39 @@ pub async fn restore(
     let (event_id, counts, stores) = if db == STOCK_DB {
         let entries = parse_ledger(body.get("backup").and_then(|b| b.get("movements")))
             .map_err(|e| invalid(e.0))?;
-        let (id, summary) = match store
+        let (id, restored, skipped) = match store
             .submit(Command::RestoreLedger(entries), origin)
             .await?
         {
-            Applied::New { id, summary, .. } => (id, summary.unwrap_or(Value::Null)),
-            Applied::Duplicate { id, .. } => (id, json!({"restored": 0, "skipped": 0})),
+            Applied::New {
+                id,
+                outcome: Outcome::Ledger(done),
+                ..
+            } => (id, done.restored, done.skipped),
+            Applied::New { id, .. } | Applied::Duplicate { id, .. } => (id, 0, 0),
         };
         (
             id,
-            json!({"restored": summary["restored"], "updated": 0, "skipped": summary["skipped"]}),
+            json!({"restored": restored, "updated": 0, "skipped": skipped}),
             json!(["movements"]),
         )
     } else {
         let restore = parse_restore(db, body).map_err(|e| invalid(e.0))?;
         let stores = json!(restore.stores.keys().collect::<Vec<_>>());
-        let data = match store.submit(DocWrite::Restore(restore), origin).await? {
-            Applied::New { id, data, .. } => {
-                (id, serde_json::from_str(&data).unwrap_or(Value::Null))
-            }
-            Applied::Duplicate { id, .. } => {
-                (id, json!({"restored": 0, "updated": 0, "skipped": 0}))
-            }
-        };
-        (data.0, data.1, stores)
+        let (id, restored, updated, skipped) =
+            match store.submit(DocWrite::Restore(restore), origin).await? {
+                Applied::New {
+                    id,
+                    outcome: Outcome::Documents(DocOutcome::Restored(done)),
+                    ..
+                } => (id, done.restored, done.updated, done.skipped),
+                Applied::New { id, .. } | Applied::Duplicate { id, .. } => (id, 0, 0, 0),
+            };
+        (
+            id,
+            json!({"restored": restored, "updated": updated, "skipped": skipped}),
+            stores,
+        )
     };
     Ok(json!({
         "success": true,
@@ -204,13 +213,12 @@ pub async fn drop_database(store: &Store, origin: Origin, db: &str) -> Result<Va
         .submit(DocWrite::DropDatabase { db: db.to_owned() }, origin)
         .await?
     {
-        Applied::New { id, data, .. } => (
+        Applied::New {
             id,
-            serde_json::from_str::<Value>(&data)
-                .map(|d| d["deleted"].clone())
-                .unwrap_or(Value::Null),
-        ),
-        Applied::Duplicate { id, .. } => (id, json!(0)),
+            outcome: Outcome::Documents(DocOutcome::Dropped(done)),
+            ..
+        } => (id, done.deleted),
+        Applied::New { id, .. } | Applied::Duplicate { id, .. } => (id, 0),
     };
     Ok(
         json!({"success": true, "database": db, "deleted": deleted, "eventId": event_id, "timestamp": iso8601(now_millis())}),

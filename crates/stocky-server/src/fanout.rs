@@ -37,22 +37,30 @@ pub struct LiveEvent {
 }
 
 impl LiveEvent {
-    fn parts(&self, prev: u64) -> EventParts<'_> {
-        let c = &self.committed;
-        EventParts {
-            id: c.id,
-            prev,
-            epoch: &c.epoch,
-            event: &c.event,
-            data: &c.data,
-            client_id: &c.client_id,
-            timestamp_ms: c.timestamp_ms,
-            scope: Scope {
-                tenant_id: &c.tenant,
-                site_id: &c.site,
-            },
-            op_id: c.op_id.as_deref(),
+    /// The event with its frames for `prev = id - 1` encoded, once for every connection;
+    /// the ack only when a local connection sent it.
+    fn encode(committed: CommittedEvent) -> LiveEvent {
+        let parts = parts_of(&committed, committed.id - 1);
+        let frame = encode_event(&parts).into();
+        let ack = if committed.origin_connection != 0 {
+            encode_ack(&parts, false).into()
+        } else {
+            Utf8Bytes::default()
+        };
+        LiveEvent {
+            id: committed.id,
+            site: committed.site.clone(),
+            event: committed.event.clone(),
+            origin_connection: committed.origin_connection,
+            committed,
+            frame,
+            ack,
+            variants: Mutex::new(Vec::new()),
         }
+    }
+
+    fn parts(&self, prev: u64) -> EventParts<'_> {
+        parts_of(&self.committed, prev)
     }
 
     /// The event frame for a connection whose previous event was `prev`.
@@ -80,6 +88,24 @@ impl LiveEvent {
     }
 }
 
+/// The parts of `c`'s frame for a connection whose previous event was `prev`.
+fn parts_of(c: &CommittedEvent, prev: u64) -> EventParts<'_> {
+    EventParts {
+        id: c.id,
+        prev,
+        epoch: &c.epoch,
+        event: &c.event,
+        data: &c.data,
+        client_id: &c.client_id,
+        timestamp_ms: c.timestamp_ms,
+        scope: Scope {
+            tenant_id: &c.tenant,
+            site_id: &c.site,
+        },
+        op_id: c.op_id.as_deref(),
+    }
+}
+
 /// A committed event that did not originate on this instance (read from the log, or
 /// from another instance over the bus): nobody here gets an ack for it.
 pub fn foreign_event(parts: &EventParts<'_>) -> CommittedEvent {
@@ -94,8 +120,6 @@ pub fn foreign_event(parts: &EventParts<'_>) -> CommittedEvent {
         op_id: parts.op_id.map(str::to_owned),
         timestamp_ms: parts.timestamp_ms,
         origin_connection: 0,
-        frame: encode_event(parts),
-        ack: encode_ack(parts, false),
     }
 }
 
@@ -148,21 +172,10 @@ impl Stream {
     }
 
     /// Emits `event` (the next id) to every connection; returns how many got it.
-    fn emit(&self, mut event: CommittedEvent) -> usize {
+    fn emit(&self, event: CommittedEvent) -> usize {
         self.head.store(event.id, Ordering::Release);
         let origin = event.origin_connection;
-        let frame = std::mem::take(&mut event.frame).into();
-        let ack = std::mem::take(&mut event.ack).into();
-        let live = LiveEvent {
-            id: event.id,
-            site: event.site.clone(),
-            event: event.event.clone(),
-            origin_connection: origin,
-            committed: event,
-            frame,
-            ack,
-            variants: Mutex::new(Vec::new()),
-        };
+        let live = LiveEvent::encode(event);
         let receivers = self.tx.send(Delivery::Event(Arc::new(live))).unwrap_or(0);
         // The sender's own connection gets an ack, not the event.
         if origin != 0 {
@@ -266,18 +279,12 @@ impl Drop for ConnectionGuard {
 impl EventSink for Fanout {
     /// A commit of this instance: relayed to the other instances (when a bus runs) and
     /// delivered here.
-    fn publish(&self, mut event: CommittedEvent) -> usize {
+    fn publish(&self, event: CommittedEvent) -> usize {
         if let Some(relay) = self.relay.get() {
-            // The bus carries the parts, not this instance's encoded frames.
-            let (frame, ack) = (
-                std::mem::take(&mut event.frame),
-                std::mem::take(&mut event.ack),
-            );
             if relay.try_send(event.clone()).is_err() {
                 // Peers recover it from the log (see `follow`); nothing is lost.
                 tracing::debug!(id = event.id, "bus: relay queue full; peers will back-fill");
             }
-            (event.frame, event.ack) = (frame, ack);
         }
         self.deliver(event)
     }

@@ -8,8 +8,11 @@
 use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
-use stocky_core::documents::{BackupRecord, DocWrite, MergeStrategy, Restore};
-use stocky_core::stock::{LedgerEntry, Rejection};
+use stocky_core::documents::{
+    BackupRecord, DatabaseDropped, DatabaseRestored, DocOutcome, DocWrite, MergeStrategy,
+    RecordsChanged, Restore,
+};
+use stocky_core::stock::{LedgerEntry, LedgerRestored, Rejection, SiteLevel};
 use stocky_core::time::iso8601;
 
 use crate::sql::{args, Conn, DbError};
@@ -119,13 +122,14 @@ fn check_version(
     }
 }
 
-/// Applies a document write in the open transaction; returns the event's `data`.
+/// Applies a document write in the open transaction; returns what it did (whose
+/// serialisation is the event's `data`).
 pub(crate) fn apply(
     conn: &mut dyn Conn,
     tenant: &str,
     write: &DocWrite,
     now: i64,
-) -> Result<Value, SubmitError> {
+) -> Result<DocOutcome, SubmitError> {
     match write {
         DocWrite::Upsert { db, store, records } => {
             let (mut created, mut updated, mut out) = (0, 0, Vec::with_capacity(records.len()));
@@ -142,9 +146,13 @@ pub(crate) fn apply(
                 }
                 out.push(record);
             }
-            Ok(
-                json!({"db": db, "store": store, "records": out, "created": created, "updated": updated}),
-            )
+            Ok(DocOutcome::Changed(RecordsChanged {
+                db: db.clone(),
+                store: store.clone(),
+                records: out,
+                created: Some(created),
+                updated: Some(updated),
+            }))
         }
         DocWrite::Put {
             db,
@@ -157,9 +165,13 @@ pub(crate) fn apply(
             check_version(id, *if_version, current.as_ref())?;
             let (record, was_live) = put(conn, tenant, db, store, id, fields, current, now)?;
             let (created, updated) = if was_live { (0, 1) } else { (1, 0) };
-            Ok(
-                json!({"db": db, "store": store, "records": [record], "created": created, "updated": updated}),
-            )
+            Ok(DocOutcome::Changed(RecordsChanged {
+                db: db.clone(),
+                store: store.clone(),
+                records: vec![record],
+                created: Some(created),
+                updated: Some(updated),
+            }))
         }
         DocWrite::Patch {
             db,
@@ -198,7 +210,13 @@ pub(crate) fn apply(
             )
             .map_err(unavailable)?;
             let record = render(id, &body, version, row.created_at, now);
-            Ok(json!({"db": db, "store": store, "records": [record], "created": 0, "updated": 1}))
+            Ok(DocOutcome::Changed(RecordsChanged {
+                db: db.clone(),
+                store: store.clone(),
+                records: vec![record],
+                created: Some(0),
+                updated: Some(1),
+            }))
         }
         DocWrite::Delete {
             db,
@@ -229,7 +247,13 @@ pub(crate) fn apply(
                 Some(now),
             )
             .map_err(unavailable)?;
-            Ok(json!({"db": db, "store": store, "records": [tombstone(id, version, now)]}))
+            Ok(DocOutcome::Changed(RecordsChanged {
+                db: db.clone(),
+                store: store.clone(),
+                records: vec![tombstone(id, version, now)],
+                created: None,
+                updated: None,
+            }))
         }
         DocWrite::Restore(restore) => self::restore(conn, tenant, restore, now),
         DocWrite::DropDatabase { db } => {
@@ -251,7 +275,10 @@ pub(crate) fn apply(
                     what: format!("database {db:?}"),
                 }));
             }
-            Ok(json!({"db": db, "deleted": live}))
+            Ok(DocOutcome::Dropped(DatabaseDropped {
+                db: db.clone(),
+                deleted: live as u64,
+            }))
         }
     }
 }
@@ -286,7 +313,7 @@ fn restore(
     tenant: &str,
     restore: &Restore,
     now: i64,
-) -> Result<Value, SubmitError> {
+) -> Result<DocOutcome, SubmitError> {
     let db = &restore.db;
     if restore.overwrite {
         conn.execute(
@@ -322,10 +349,13 @@ fn restore(
                 .map_err(unavailable)?;
         }
     }
-    let stores: Vec<&String> = restore.stores.keys().collect();
-    Ok(
-        json!({"db": db, "stores": stores, "restored": restored, "updated": updated, "skipped": skipped}),
-    )
+    Ok(DocOutcome::Restored(DatabaseRestored {
+        db: db.clone(),
+        stores: restore.stores.keys().cloned().collect(),
+        restored,
+        updated,
+        skipped,
+    }))
 }
 
 /// Writes a backup record, keeping its timestamps; its version never goes backwards.
@@ -356,7 +386,7 @@ pub(crate) fn restore_ledger(
     entries: &[LedgerEntry],
     event_id: u64,
     now: i64,
-) -> Result<Value, SubmitError> {
+) -> Result<LedgerRestored, SubmitError> {
     let mut inserted: usize = 0;
     let mut touched = std::collections::BTreeSet::new();
     for e in entries {
@@ -414,9 +444,17 @@ pub(crate) fn restore_ledger(
             args![tenant, &site, product, sum, now, event_id as i64],
         )
         .map_err(unavailable)?;
-        levels.push(json!({"productId": product, "stock": sum, "siteId": site}));
+        levels.push(SiteLevel {
+            product_id: product,
+            stock: sum,
+            site_id: site,
+        });
     }
-    Ok(json!({"data": levels, "restored": inserted, "skipped": entries.len() - inserted}))
+    Ok(LedgerRestored {
+        levels,
+        restored: inserted,
+        skipped: entries.len() - inserted,
+    })
 }
 
 // ---- reads --------------------------------------------------------------------------

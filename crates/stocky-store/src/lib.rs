@@ -126,10 +126,6 @@ pub struct CommittedEvent {
     pub op_id: Option<String>,
     pub timestamp_ms: i64,
     pub origin_connection: u64,
-    /// What every other entitled client receives (with `prev = id - 1`).
-    pub frame: String,
-    /// What the sender receives in place of `frame`.
-    pub ack: String,
 }
 
 /// Where committed events go (the gateway's fan-out). Called on the writer thread in
@@ -170,22 +166,35 @@ impl From<DocWrite> for Command {
 /// A command's result.
 #[derive(Debug, Clone)]
 pub enum Applied {
-    /// Committed as event `id`; `data` is the event's `data` JSON (lines + resulting stock).
+    /// Committed as event `id`.
     New {
         id: u64,
         epoch: Arc<str>,
-        data: String,
+        /// The event's `data` JSON, as logged and sent (embed it; there is no need to
+        /// parse it: `outcome` says what happened).
+        data: Arc<str>,
         sent_to: usize,
-        /// Counts that are not part of the event (ledger restores).
-        summary: Option<serde_json::Value>,
+        outcome: Outcome,
     },
-    /// Its `op_id` was applied before as event `id`; nothing changed now. `ack` is the
-    /// acknowledgement frame to send to a WebSocket sender.
+    /// Its `op_id` was applied before as event `id`; nothing changed now. `original` is
+    /// that event, while the log still has it.
     Duplicate {
         id: u64,
         epoch: Arc<str>,
-        ack: String,
+        original: Option<StoredEvent>,
     },
+}
+
+/// What a committed command did, as a typed value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// A stock command: its movements.
+    Stock(Vec<stocky_core::stock::Movement>),
+    Documents(stocky_core::documents::DocOutcome),
+    /// `_stock` movements restored.
+    Ledger(stocky_core::stock::LedgerRestored),
+    /// An application event was published.
+    Published,
 }
 
 impl Applied {

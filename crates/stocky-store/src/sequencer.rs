@@ -20,8 +20,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use stocky_core::protocol::{encode_ack, encode_event, stock_event_data, EventParts, Scope};
-use stocky_core::stock::{plan, BusinessValidator, Rejection, StockCommand};
+use stocky_core::protocol::stock_event_data;
+use stocky_core::stock::{plan, BusinessValidator, Movement, Rejection, StockCommand};
 use stocky_core::time::now_millis;
 use stocky_core::{DEFAULT_SITE, DEFAULT_TENANT};
 use tokio::sync::{mpsc, oneshot};
@@ -29,8 +29,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::engine::{ConnRole, Engine};
 use crate::sql::{args, placeholder_rows, Arg, Conn, DbError, TxMode, ROWS_PER_STATEMENT};
 use crate::{
-    documents, unavailable, Applied, Command, CommittedEvent, EventSink, Origin, StoreError,
-    StoreOptions, StreamHead, SubmitError,
+    documents, unavailable, Applied, Command, CommittedEvent, EventSink, Origin, Outcome,
+    StoreError, StoreOptions, StoredEvent, StreamHead, SubmitError,
 };
 
 /// Work for the writer.
@@ -122,9 +122,7 @@ struct Writer {
 enum Staged {
     New {
         event: CommittedEvent,
-        epoch: Arc<str>,
-        data: String,
-        summary: Option<serde_json::Value>,
+        outcome: Outcome,
     },
     Done(Result<Applied, SubmitError>),
 }
@@ -206,20 +204,15 @@ impl Writer {
         self.streams.extend(staged_heads);
         for ((_, _, reply), outcome) in batch.drain(..).zip(outcomes) {
             let answer = match outcome {
-                Staged::New {
-                    event,
-                    epoch,
-                    data,
-                    summary,
-                } => {
-                    let id = event.id;
+                Staged::New { event, outcome } => {
+                    let (id, epoch, data) = (event.id, event.epoch.clone(), event.data.clone());
                     let sent_to = self.sink.publish(event);
                     Ok(Applied::New {
                         id,
                         epoch,
                         data,
                         sent_to,
-                        summary,
+                        outcome,
                     })
                 }
                 Staged::Done(answer) => answer,
@@ -306,31 +299,40 @@ impl Writer {
                 .applied_op(&origin.tenant, op_id)
                 .map_err(unavailable)?
             {
-                let ack = self
-                    .duplicate_ack(origin, &epoch, id, op_id)
-                    .map_err(unavailable)?;
-                return Ok(Staged::Done(Ok(Applied::Duplicate { id, epoch, ack })));
+                let original = self.logged_event(&origin.tenant, id).map_err(unavailable)?;
+                return Ok(Staged::Done(Ok(Applied::Duplicate {
+                    id,
+                    epoch,
+                    original,
+                })));
             }
         }
 
         let id = head + 1;
-        let (event_name, data, summary): (&str, String, _) = match command {
-            Command::Stock(stock) => (
-                stock.op.event_name(),
-                self.apply_stock(stock, origin, id, now)?,
-                None,
-            ),
+        let (event_name, data, outcome): (&str, String, Outcome) = match command {
+            Command::Stock(stock) => {
+                let movements = self.apply_stock(stock, origin, id, now)?;
+                let data = stock_event_data(stock.op, &movements);
+                (stock.op.event_name(), data, Outcome::Stock(movements))
+            }
             Command::Documents(write) => {
-                let data = documents::apply(&mut *self.conn, &origin.tenant, write, now)?;
-                (write.event_name(), data.to_string(), None)
+                let done = documents::apply(&mut *self.conn, &origin.tenant, write, now)?;
+                (
+                    write.event_name(),
+                    done.event_data(),
+                    Outcome::Documents(done),
+                )
             }
             Command::RestoreLedger(entries) => {
-                let mut result =
+                let restored =
                     documents::restore_ledger(&mut *self.conn, &origin.tenant, entries, id, now)?;
-                let levels = result["data"].take();
-                ("stock:sync", levels.to_string(), Some(result))
+                let data = serde_json::to_string(&restored.levels)
+                    .expect("serialising plain structs cannot fail");
+                ("stock:sync", data, Outcome::Ledger(restored))
             }
-            Command::Publish { event, data } => (event.as_str(), data.to_string(), None),
+            Command::Publish { event, data } => {
+                (event.as_str(), data.to_string(), Outcome::Published)
+            }
         };
         let conn = &mut *self.conn;
         conn.execute(
@@ -357,44 +359,23 @@ impl Writer {
         }
         heads.insert(origin.tenant.clone(), (epoch.clone(), id));
 
-        let parts = EventParts {
-            id,
-            prev: id - 1,
-            epoch: &epoch,
-            event: event_name,
-            data: &data,
-            client_id: &origin.client_id,
-            timestamp_ms: now,
-            scope: Scope {
-                tenant_id: &origin.tenant,
-                site_id: &origin.site,
-            },
-            op_id: origin.op_id.as_deref(),
-        };
         let event = CommittedEvent {
             tenant: origin.tenant.clone(),
             site: origin.site.clone(),
             id,
-            epoch: epoch.clone(),
+            epoch,
             event: Arc::from(event_name),
-            data: Arc::from(data.as_str()),
+            data: Arc::from(data),
             client_id: origin.client_id.clone(),
             op_id: origin.op_id.clone(),
             timestamp_ms: now,
             origin_connection: origin.connection,
-            frame: encode_event(&parts),
-            ack: encode_ack(&parts, false),
         };
-        Ok(Staged::New {
-            event,
-            epoch,
-            data,
-            summary,
-        })
+        Ok(Staged::New { event, outcome })
     }
 
     /// Validates a stock command against current stock and writes its movements and the
-    /// resulting stock; returns the event's `data`. However many lines it has, the command
+    /// resulting stock; returns the movements. However many lines it has, the command
     /// costs a few multi-row statements (a round trip each on PostgreSQL), not a few per
     /// line.
     fn apply_stock(
@@ -403,7 +384,7 @@ impl Writer {
         origin: &Origin,
         id: u64,
         now: i64,
-    ) -> Result<String, SubmitError> {
+    ) -> Result<Vec<Movement>, SubmitError> {
         let conn = &mut *self.conn;
         let tenant: &str = &origin.tenant;
         let site: &str = &origin.site;
@@ -512,7 +493,7 @@ impl Writer {
             }
             conn.execute(&sql, &params).map_err(unavailable)?;
         }
-        Ok(stock_event_data(command.op, &movements))
+        Ok(movements)
     }
 
     /// The tenant's committed `(epoch, head)`, read — and row-locked where the engine locks
@@ -542,44 +523,24 @@ impl Writer {
             .transpose()
     }
 
-    /// The ack for a retried command: the original event's data when the log still has it.
-    fn duplicate_ack(
-        &mut self,
-        origin: &Origin,
-        epoch: &str,
-        id: u64,
-        op_id: &str,
-    ) -> Result<String, DbError> {
-        let original = match self.conn.query_opt(
-            "SELECT event, data, site_id, created_at FROM events WHERE tenant_id = $1 AND id = $2",
-            args![&*origin.tenant, id as i64],
+    /// Event `id` of `tenant`'s log, while the log still has it (the original of a retry).
+    fn logged_event(&mut self, tenant: &str, id: u64) -> Result<Option<StoredEvent>, DbError> {
+        match self.conn.query_opt(
+            "SELECT site_id, event, data, client_id, created_at, op_id FROM events
+             WHERE tenant_id = $1 AND id = $2",
+            args![tenant, id as i64],
         )? {
-            Some(mut r) => Some((r.text(0)?, r.text(1)?, r.text(2)?, r.int(3)?)),
-            None => None,
-        };
-        let (event, data, site, at) = original.unwrap_or_else(|| {
-            (
-                String::new(),
-                "null".into(),
-                origin.site.to_string(),
-                now_millis(),
-            )
-        });
-        let parts = EventParts {
-            id,
-            prev: id.saturating_sub(1),
-            epoch,
-            event: &event,
-            data: &data,
-            client_id: &origin.client_id,
-            timestamp_ms: at,
-            scope: Scope {
-                tenant_id: &origin.tenant,
-                site_id: &site,
-            },
-            op_id: Some(op_id),
-        };
-        Ok(encode_ack(&parts, true))
+            Some(mut r) => Ok(Some(StoredEvent {
+                id,
+                site: r.text(0)?,
+                event: r.text(1)?,
+                data: r.text(2)?,
+                client_id: r.text(3)?,
+                created_at: r.int(4)?,
+                op_id: r.opt_text(5)?,
+            })),
+            None => Ok(None),
+        }
     }
 
     /// Drops events beyond the retention count or older than the TTL, and idempotency keys

@@ -437,14 +437,14 @@ async fn documents_and_ledger(at: Location) {
         .submit(Command::RestoreLedger(entries), origin(None))
         .await
         .unwrap();
-    let Applied::New { summary, .. } = restored else {
+    let Applied::New {
+        outcome: crate::Outcome::Ledger(done),
+        ..
+    } = restored
+    else {
         panic!("a ledger restore commits an event");
     };
-    let summary = summary.unwrap();
-    assert_eq!(
-        (summary["restored"].clone(), summary["skipped"].clone()),
-        (json!(1), json!(1))
-    );
+    assert_eq!((done.restored, done.skipped), (1, 1));
     assert_eq!(store.ledger_len(DEFAULT_TENANT).await.unwrap(), 2);
     let row = store
         .stock_of(DEFAULT_TENANT, DEFAULT_SITE, 5)

@@ -11,9 +11,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use serde_json::{json, Map, Value};
-use stocky_core::documents::{check_id, check_name, client_fields, parse_bulk, DocWrite};
+use stocky_core::documents::{
+    check_id, check_name, client_fields, parse_bulk, DocOutcome, DocWrite, RecordsChanged,
+};
 use stocky_core::time::{iso8601, now_millis, parse_iso8601};
-use stocky_store::Applied;
+use stocky_store::{Applied, Outcome};
 
 use super::{json_body, rest_origin};
 use crate::auth::Principal;
@@ -43,20 +45,21 @@ fn id_of(id: &str) -> Result<(), ApiError> {
 }
 
 /// Submits a write (the caller has been checked for `WriteDocuments`) and returns the
-/// event id and the event's data.
+/// event id, what changed (none for a duplicate) and whether it was a duplicate.
 async fn write(
     state: &AppState,
     p: &Principal,
     headers: &HeaderMap,
     write: DocWrite,
-) -> Result<(u64, Value, bool), ApiError> {
+) -> Result<(u64, Option<RecordsChanged>, bool), ApiError> {
     match state.store.submit(write, rest_origin(p, headers)?).await? {
-        Applied::New { id, data, .. } => Ok((
+        Applied::New {
             id,
-            serde_json::from_str(&data).unwrap_or(Value::Null),
-            false,
-        )),
-        Applied::Duplicate { id, .. } => Ok((id, Value::Null, true)),
+            outcome: Outcome::Documents(DocOutcome::Changed(changed)),
+            ..
+        } => Ok((id, Some(changed), false)),
+        Applied::New { id, .. } => Ok((id, None, false)),
+        Applied::Duplicate { id, .. } => Ok((id, None, true)),
     }
 }
 
@@ -113,8 +116,8 @@ async fn bulk(
     Ok(Json(json!({
         "success": true,
         "synced": synced,
-        "created": data["created"],
-        "updated": data["updated"],
+        "created": data.as_ref().and_then(|d| d.created),
+        "updated": data.as_ref().and_then(|d| d.updated),
         "eventId": event_id,
         "duplicate": duplicate,
         "timestamp": iso8601(now_millis()),
@@ -189,8 +192,8 @@ async fn single(
     let (event_id, data, duplicate) = write(&state, &p, &headers, command).await?;
     Ok(Json(json!({
         "success": true,
-        "data": data["records"][0],
-        "created": data["created"] == 1,
+        "data": data.as_ref().and_then(|d| d.records.first()),
+        "created": data.as_ref().and_then(|d| d.created) == Some(1),
         "eventId": event_id,
         "duplicate": duplicate,
         "timestamp": iso8601(now_millis()),

@@ -6,10 +6,12 @@
 //! command a no-op that answers like the original.
 
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use serde_json::{json, Value};
+use serde_json::Value;
+use stocky_core::api::{self, StockCommandResult, StockListing, StockStatus};
 use stocky_core::auth::stock_action;
 use stocky_core::stock::{Rejection, StockCommand, StockOp, MAX_PRODUCT_ID};
 use stocky_core::time::{iso8601, now_millis};
@@ -39,7 +41,7 @@ async fn command(
     headers: HeaderMap,
     request: Request,
     op: StockOp,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     p.require(stock_action(op))?;
     let body: Value = json_body(request, &state).await?;
     let field = op.rest_field();
@@ -53,70 +55,63 @@ async fn command(
         .map_err(|e| ApiError::bad_request("invalid_data", e.0))?;
     let lines = command.lines.len();
     let origin = rest_origin(&p, &headers)?;
-    let applied = state.store.submit(command, origin).await?;
-    let mut response = json!({"success": true, field: lines, "id": applied.id()});
-    match applied {
+    let body = match state.store.submit(command, origin).await? {
         Applied::New {
+            id,
             epoch,
             data,
             sent_to,
             ..
-        } => {
-            response["sentTo"] = json!(sent_to);
-            response["epoch"] = json!(&*epoch);
-            response["data"] = serde_json::from_str(&data).unwrap_or(Value::Null);
+        } => StockCommandResult::render(field, lines, id, &epoch, sent_to, Some(&data)),
+        Applied::Duplicate { id, epoch, .. } => {
+            StockCommandResult::render(field, lines, id, &epoch, 0, None)
         }
-        Applied::Duplicate { epoch, .. } => {
-            response["sentTo"] = json!(0);
-            response["epoch"] = json!(&*epoch);
-            response["duplicate"] = json!(true);
-        }
-    }
-    Ok(Json(response))
+    };
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 async fn status(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StockStatus>, ApiError> {
     let stream = state.tenant_stream(&p.tenant).await?;
-    Ok(Json(json!({
-        "connectedClients": stream.connected(),
-        "timestamp": iso8601(now_millis()),
-        "lastEventId": stream.head(),
-        "epoch": &*stream.epoch,
-    })))
+    Ok(Json(StockStatus {
+        connected_clients: stream.connected(),
+        timestamp: iso8601(now_millis()),
+        last_event_id: stream.head(),
+        epoch: stream.epoch.to_string(),
+    }))
 }
 
-fn stock_json(row: &StockRow) -> Value {
-    json!({
-        "productId": row.product_id,
-        "stock": row.on_hand,
-        "updatedAt": iso8601(row.updated_at),
-        "lastEventId": row.last_event_id,
-    })
+fn stock_row(row: &StockRow) -> api::StockRow {
+    api::StockRow {
+        product_id: row.product_id,
+        stock: row.on_hand,
+        updated_at: iso8601(row.updated_at),
+        last_event_id: row.last_event_id,
+    }
 }
 
 async fn list_stock(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StockListing>, ApiError> {
     let snapshot = state.store.snapshot(&p.tenant, &p.home_site()).await?;
-    let data: Vec<Value> = snapshot.stock.iter().map(stock_json).collect();
-    Ok(Json(json!({
-        "data": data,
-        "count": data.len(),
-        "lastEventId": snapshot.head,
-        "epoch": snapshot.epoch,
-        "timestamp": iso8601(now_millis()),
-    })))
+    let data: Vec<api::StockRow> = snapshot.stock.iter().map(stock_row).collect();
+    Ok(Json(StockListing {
+        count: data.len(),
+        data,
+        last_event_id: snapshot.head,
+        epoch: snapshot.epoch,
+        timestamp: iso8601(now_millis()),
+    }))
 }
 
 async fn one_product(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
     Path(raw): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<api::StockRow>, ApiError> {
     let product_id = raw
         .parse::<i64>()
         .ok()
@@ -132,7 +127,7 @@ async fn one_product(
         .stock_of(&p.tenant, &p.home_site(), product_id)
         .await?
     {
-        Some(row) => Ok(Json(stock_json(&row))),
+        Some(row) => Ok(Json(stock_row(&row))),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "product_not_found",

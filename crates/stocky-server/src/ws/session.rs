@@ -22,12 +22,12 @@ use futures_util::stream::FuturesOrdered;
 use futures_util::{SinkExt, StreamExt};
 use stocky_core::auth::stock_action;
 use stocky_core::protocol::{
-    encode_auth_error, encode_auth_success, encode_error, encode_event, encode_full_refresh,
-    encode_pong, encode_sync_complete, encode_welcome, parse_client_message, AuthInfo,
-    ClientMessage, EventParts, ProtocolError, Scope, StockLevel,
+    encode_ack, encode_auth_error, encode_auth_success, encode_error, encode_event,
+    encode_full_refresh, encode_pong, encode_sync_complete, encode_welcome, parse_client_message,
+    AuthInfo, ClientMessage, EventParts, ProtocolError, Scope, StockLevel,
 };
 use stocky_core::time::{iso8601, now_millis};
-use stocky_store::{Applied, Origin, SubmitError};
+use stocky_store::{Applied, Origin, StoredEvent, SubmitError};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::broadcast::Receiver;
 use tokio::time::{interval_at, timeout, Duration, Instant, MissedTickBehavior};
@@ -611,7 +611,14 @@ impl Session {
         let error = match result {
             // The ack arrives through the live stream, in the event's position.
             Ok(Applied::New { .. }) => return Ok(()),
-            Ok(Applied::Duplicate { ack, .. }) => return self.send_text(ack).await,
+            Ok(Applied::Duplicate {
+                id,
+                epoch,
+                original,
+            }) => {
+                let ack = self.duplicate_ack(id, &epoch, original.as_ref(), op_id.as_deref());
+                return self.send_text(ack).await;
+            }
             Err(SubmitError::Rejected(r)) => ("Validation failed", r.code(), r.to_string()),
             Err(SubmitError::Unavailable(why)) => {
                 tracing::warn!(error = %why, "ws: command not applied: storage unavailable");
@@ -631,6 +638,39 @@ impl Session {
             original_event,
         };
         self.send_error_for(refusal, op_id.as_deref()).await
+    }
+
+    /// The ack of a retried command: the original event's when the log still has it
+    /// (`docs/protocol.md` §2.5), sent outside the stream order.
+    fn duplicate_ack(
+        &self,
+        id: u64,
+        epoch: &str,
+        original: Option<&StoredEvent>,
+        op_id: Option<&str>,
+    ) -> String {
+        let home = self.principal.home_site();
+        let (event, data, site, at) = match original {
+            Some(e) => (e.event.as_str(), e.data.as_str(), &*e.site, e.created_at),
+            None => ("", "null", &*home, now_millis()),
+        };
+        encode_ack(
+            &EventParts {
+                id,
+                prev: id.saturating_sub(1),
+                epoch,
+                event,
+                data,
+                client_id: &self.client_id,
+                timestamp_ms: at,
+                scope: Scope {
+                    tenant_id: &self.stream.tenant,
+                    site_id: site,
+                },
+                op_id,
+            },
+            true,
+        )
     }
 
     async fn on_heartbeat(&mut self) -> Result<(), End> {
