@@ -1,6 +1,9 @@
-//! Storage for the hub (and later the edge): the stock ledger, the materialised on-hand
-//! stock, the transactional event log, documents and accounts — on embedded SQLite (the
-//! default) or on PostgreSQL shared by several hub instances ([`engine`]).
+//! Storage for both tiers (hub and edge): the stock ledger, the materialised on-hand
+//! stock, the transactional event log, documents and accounts — on embedded SQLite (cargo
+//! feature `sqlite`, the default) or on PostgreSQL shared by several hub instances
+//! (feature `postgres`) ([`engine`]). Writes answer with typed values ([`Applied`],
+//! [`Outcome`]) and hand typed [`CommittedEvent`]s to the gateway, which alone encodes
+//! frames.
 //!
 //! The logic is written once against the shared SQL dialect of [`sql`]. Writes go through
 //! one [`sequencer`] thread per store that owns its write connection and group-commits every
@@ -32,6 +35,7 @@ use stocky_core::stock::{BusinessValidator, LedgerEntry, Rejection, StockCommand
 use tokio::sync::{mpsc, oneshot};
 
 pub use accounts::{Account, Listed, Session, UserLogin};
+#[cfg(feature = "sqlite")]
 pub use engine::sqlite::snapshot;
 pub use engine::{sqlite_file, Location};
 pub use reader::{ReplayPage, Snapshot, StockRow, StoredEvent};

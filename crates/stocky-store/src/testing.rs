@@ -76,15 +76,22 @@ impl Drop for PostgresDatabase {
     }
 }
 
+/// Without the PostgreSQL engine there is no server to run statements on.
+#[cfg(not(feature = "postgres"))]
+fn admin(_: &str, _: &str) {
+    panic!("{DATABASE_URL_VAR} is set but stocky-store was built without its `postgres` feature");
+}
+
 /// Runs one statement on its own thread (the synchronous client must not run on an async
 /// runtime's thread).
+#[cfg(feature = "postgres")]
 fn admin(url: &str, statement: &str) {
     let (url, statement) = (url.to_owned(), statement.to_owned());
     std::thread::spawn(move || {
         let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap_or_else(|e| {
             panic!(
                 "{DATABASE_URL_VAR} is set but PostgreSQL at {} is unreachable: {e}",
-                crate::engine::postgres::redact(&url)
+                crate::engine::redact(&url)
             )
         });
         client

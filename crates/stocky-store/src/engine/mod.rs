@@ -1,11 +1,16 @@
 //! The database engines the store runs on, behind one [`Engine`] interface: embedded
-//! [`sqlite`] (the default: one file, nothing to install) and [`postgres`] (one database
-//! shared by several hub instances).
+//! `sqlite` (cargo feature `sqlite`, the default: one file, nothing to install) and
+//! `postgres` (feature `postgres`: one database shared by several hub instances).
 //!
 //! An engine opens connections and brings the schema up to date; everything else — the
 //! writer, reads, documents, accounts — is written once against [`crate::sql::Conn`].
+//! Each engine turns its driver's errors into [`DbError`] itself; nothing outside its
+//! module sees a driver type. A build without an engine refuses its locations with a
+//! clear error instead of failing later.
 
+#[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "sqlite")]
 pub mod sqlite;
 
 use std::path::{Path, PathBuf};
@@ -87,10 +92,25 @@ impl Location {
     }
 
     pub(crate) fn engine(&self) -> Result<Arc<dyn Engine>, StoreError> {
-        Ok(match self {
-            Location::Sqlite(path) => Arc::new(sqlite::Sqlite::new(path)?),
-            Location::Postgres(url) => Arc::new(postgres::Postgres::new(url)?),
-        })
+        match self {
+            #[cfg(feature = "sqlite")]
+            Location::Sqlite(path) => Ok(Arc::new(sqlite::Sqlite::new(path)?)),
+            #[cfg(feature = "postgres")]
+            Location::Postgres(url) => Ok(Arc::new(postgres::Postgres::new(url)?)),
+            #[allow(unreachable_patterns)]
+            other => Err(StoreError::Location(format!(
+                "this build of Stocky has no {} engine (cargo feature {:?} of stocky-store)",
+                other.engine_name(),
+                other.engine_name()
+            ))),
+        }
+    }
+
+    fn engine_name(&self) -> &'static str {
+        match self {
+            Location::Sqlite(_) => "sqlite",
+            Location::Postgres(_) => "postgres",
+        }
     }
 }
 
@@ -109,12 +129,32 @@ pub fn sqlite_file(db_path: Option<&Path>, data_dir: &Path) -> PathBuf {
     db_path.map_or_else(|| data_dir.join("stocky.db"), Path::to_owned)
 }
 
+/// The URL with its password replaced by `***`.
+pub(crate) fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            let hidden = if userinfo.contains(':') { ":***" } else { "" };
+            let path = path.split('?').next().unwrap_or("");
+            format!("{scheme}://{user}{hidden}@{host}{path}")
+        }
+        None => format!(
+            "{scheme}://{authority}{}",
+            path.split('?').next().unwrap_or("")
+        ),
+    }
+}
+
 /// Shows the location without the password of a PostgreSQL URL.
 impl std::fmt::Debug for Location {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Location::Sqlite(path) => write!(f, "sqlite:{}", path.display()),
-            Location::Postgres(url) => write!(f, "{}", postgres::redact(url)),
+            Location::Postgres(url) => write!(f, "{}", redact(url)),
         }
     }
 }

@@ -16,6 +16,7 @@ use postgres::error::SqlState;
 use postgres::types::{ToSql, Type};
 use postgres::{Client, NoTls, Statement};
 
+use super::redact;
 use super::{ConnRole, Engine};
 use crate::sql::{in_tx, Arg, Conn, DbError, DbErrorKind, Row, TxMode, Val};
 use crate::StoreError;
@@ -247,26 +248,6 @@ fn reason(e: &postgres::Error) -> String {
         cause = c.source();
     }
     text
-}
-
-/// The URL with its password replaced by `***`.
-pub(crate) fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or("");
-            let hidden = if userinfo.contains(':') { ":***" } else { "" };
-            let path = path.split('?').next().unwrap_or("");
-            format!("{scheme}://{user}{hidden}@{host}{path}")
-        }
-        None => format!(
-            "{scheme}://{authority}{}",
-            path.split('?').next().unwrap_or("")
-        ),
-    }
 }
 
 /// Each entry upgrades the schema from version `index` to `index + 1`. The tables are the
