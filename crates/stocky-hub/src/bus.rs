@@ -278,7 +278,7 @@ async fn latest_entry(con: &mut redis::aio::MultiplexedConnection) -> Result<Str
         .map_or_else(|| "0-0".to_string(), |entry| entry.id.clone()))
 }
 
-/// Rebuilds a committed event from a bus entry (frames encoded here, once).
+/// Rebuilds a committed event from a bus entry (the fan-out encodes its frames).
 fn decode(field: &dyn Fn(&str) -> String) -> Option<CommittedEvent> {
     let id: u64 = field("n").parse().ok()?;
     let timestamp_ms: i64 = field("ts").parse().ok()?;

@@ -1,7 +1,8 @@
 //! Fan-out of committed events to live connections.
 //!
 //! Each tenant stream has one `tokio::sync::broadcast` ring of `send_queue` slots. An event
-//! is encoded once (by the writer) and the same bytes are shared by every connection: a
+//! is encoded once, here, when it is emitted (`LiveEvent::encode`, the one place that
+//! renders event frames and acks), and the same bytes are shared by every connection: a
 //! delivery costs a reference-count increment, and each connection's writer drains
 //! everything it has pending and flushes once. The ring is the bound of every
 //! per-connection queue: a connection that falls `send_queue` events behind finds itself

@@ -114,8 +114,8 @@ pub struct Origin {
     pub op_id: Option<String>,
 }
 
-/// A committed event, handed to the [`EventSink`] after commit, with its frames encoded
-/// once for everyone.
+/// A committed event, handed to the [`EventSink`] after commit, as typed parts: the
+/// gateway's fan-out encodes its frames.
 #[derive(Debug, Clone)]
 pub struct CommittedEvent {
     pub tenant: Arc<str>,

@@ -14,7 +14,7 @@ pub use registry::{DirectoryCall, Registry, SessionDirectory};
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use stocky_core::protocol::connect::ConnectParams;
 
 use axum::http::HeaderMap;
 use session::{Connect, PreAuth};
@@ -31,37 +31,21 @@ const WRITE_BUFFER: usize = 16 * 1024;
 /// gets a `stock:error` instead of a dropped connection.
 const HARD_MESSAGE_CAP: usize = 4 * 1024 * 1024;
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ConnectParams {
-    last_event_id: Option<String>,
-    epoch: Option<String>,
-    token: Option<String>,
-    device_id: Option<String>,
-}
-
 pub async fn upgrade(
     State(state): State<AppState>,
-    Query(params): Query<ConnectParams>,
+    Query(query): Query<Vec<(String, String)>>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let resume = match params.last_event_id.as_deref().map(str::parse::<u64>) {
-        None => None,
-        Some(Ok(id)) => Some((id, params.epoch)),
-        Some(Err(_)) => {
-            return ApiError::bad_request(
-                "invalid_last_event_id",
-                "lastEventId must be a non-negative integer",
-            )
-            .into_response()
+    let pairs = query.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    let params = match ConnectParams::from_pairs(pairs) {
+        Ok(params) => params,
+        Err(e) => {
+            return ApiError::bad_request("invalid_last_event_id", e.to_string()).into_response()
         }
     };
-    let pre_auth = match params
-        .token
-        .filter(|t| !t.is_empty())
-        .or_else(|| credential(&headers))
-    {
+    let resume = params.last_event_id.map(|id| (id, params.epoch));
+    let pre_auth = match params.token.or_else(|| credential(&headers)) {
         None => PreAuth::Missing,
         Some(token) => match state.auth.authenticate(&state.store, &token).await {
             Ok(principal) => PreAuth::Authenticated(principal),

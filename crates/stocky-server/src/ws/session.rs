@@ -21,6 +21,7 @@ use axum::http::StatusCode;
 use futures_util::stream::FuturesOrdered;
 use futures_util::{SinkExt, StreamExt};
 use stocky_core::auth::stock_action;
+use stocky_core::protocol::close;
 use stocky_core::protocol::{
     encode_ack, encode_auth_error, encode_auth_success, encode_error, encode_event,
     encode_full_refresh, encode_pong, encode_sync_complete, encode_welcome, parse_client_message,
@@ -47,26 +48,6 @@ const REPLAY_PAGE: usize = 1000;
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long shutdown waits for this connection's in-flight commands.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Close codes (documented in `docs/protocol.md`).
-pub mod close {
-    /// Server restarting or shutting down: reconnect (with `lastEventId`).
-    pub const SERVICE_RESTART: u16 = 1012;
-    /// Authentication failed or is missing (seed 000's `close(1008, 'Token inválido')`).
-    pub const POLICY: u16 = 1008;
-    /// The access token expired: refresh it, then reconnect.
-    pub const TOKEN_EXPIRED: u16 = 4001;
-    /// A newer connection of the same user and device took over.
-    pub const REPLACED: u16 = 4002;
-    /// The connection fell too far behind: reconnect with `lastEventId` to resync.
-    pub const RESYNC: u16 = 4000;
-    /// A message above the hard size cap.
-    pub const TOO_BIG: u16 = 1009;
-    /// Protocol violation.
-    pub const PROTOCOL: u16 = 1002;
-    /// The credential could not be checked (the database is unavailable): retry later.
-    pub const TRY_AGAIN_LATER: u16 = 1013;
-}
 
 /// The connection is over (closed by either side or broken).
 struct End;
