@@ -575,6 +575,42 @@ impl Client {
 
     // ---- plumbing -----------------------------------------------------------------------
 
+    /// Any route, for what the typed calls do not cover (and for tests of the wire): the
+    /// status and the JSON answer (a JSON string holding the text when it is not JSON),
+    /// without turning error statuses into errors. The credential goes along, if any.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Result<(u16, Value), ClientError> {
+        let method =
+            Method::from_bytes(method.as_bytes()).map_err(|e| ClientError::InvalidUrl {
+                url: path.to_owned(),
+                reason: format!("method: {e}"),
+            })?;
+        let mut request = self.request(method, path).await?;
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let url = self.url(path);
+        let response = request.send().await.map_err(|source| ClientError::Http {
+            url: url.clone(),
+            source,
+        })?;
+        let status = response.status().as_u16();
+        let text = response
+            .text()
+            .await
+            .map_err(|source| ClientError::Http { url, source })?;
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Ok((status, value))
+    }
+
     /// `GET path` with the credential, decoded as `T`.
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         self.send::<T, ()>(Method::GET, path, None, None, true)

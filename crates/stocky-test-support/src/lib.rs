@@ -57,6 +57,8 @@ pub struct TestHub {
     pub dir: DataDir,
     pub http: String,
     pub ws: String,
+    /// A plain HTTP client with the operator credential, for tests of malformed requests
+    /// (everything else goes through the SDK).
     pub client: reqwest::Client,
 }
 
@@ -158,11 +160,11 @@ impl TestHub {
     /// Logs in and returns the access token (and the whole answer).
     pub async fn login(&self, email: &str, password: &str) -> Result<(String, Value)> {
         let (status, body) = self
-            .call(
+            .as_(
+                None,
                 "POST",
                 "/api/auth/login",
                 Some(serde_json::json!({"email": email, "password": password})),
-                &[],
             )
             .await?;
         if status != 200 {
@@ -174,7 +176,7 @@ impl TestHub {
         ))
     }
 
-    /// A request with a specific credential (or none).
+    /// A request with a specific credential (or none), through the SDK.
     pub async fn as_(
         &self,
         token: Option<&str>,
@@ -182,35 +184,18 @@ impl TestHub {
         path: &str,
         body: Option<Value>,
     ) -> Result<(u16, Value)> {
-        let method = reqwest::Method::from_bytes(method.as_bytes())?;
-        let mut request = reqwest::Client::new().request(method, format!("{}{path}", self.http));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await?;
-        let status = response.status().as_u16();
-        let text = response.text().await?;
-        Ok((
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        ))
+        let sdk = match token {
+            Some(token) => self.sdk_with(token),
+            None => stocky_client::Client::new(&self.http)?,
+        };
+        Ok(sdk.call(method, path, body.as_ref(), &[]).await?)
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Result<(u16, Value)> {
-        let response = self
-            .client
-            .post(format!("{}{path}", self.http))
-            .json(&body)
-            .send()
-            .await?;
-        let status = response.status().as_u16();
-        Ok((status, response.json().await?))
+        self.call("POST", path, Some(body), &[]).await
     }
 
-    /// Any method, optional JSON body and extra headers.
+    /// Any method, optional JSON body and extra headers, as the operator.
     pub async fn call(
         &self,
         method: &str,
@@ -218,27 +203,14 @@ impl TestHub {
         body: Option<Value>,
         headers: &[(&str, &str)],
     ) -> Result<(u16, Value)> {
-        let method = reqwest::Method::from_bytes(method.as_bytes())?;
-        let mut request = self.client.request(method, format!("{}{path}", self.http));
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        for (k, v) in headers {
-            request = request.header(*k, *v);
-        }
-        let response = request.send().await?;
-        let status = response.status().as_u16();
-        Ok((status, response.json().await?))
+        Ok(self
+            .sdk()
+            .call(method, path, body.as_ref(), headers)
+            .await?)
     }
 
     pub async fn get(&self, path: &str) -> Result<(u16, Value)> {
-        let response = self
-            .client
-            .get(format!("{}{path}", self.http))
-            .send()
-            .await?;
-        let status = response.status().as_u16();
-        Ok((status, response.json().await?))
+        self.call("GET", path, None, &[]).await
     }
 
     pub async fn stock(&self, product: i64) -> Result<i64> {

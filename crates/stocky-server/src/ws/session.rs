@@ -35,6 +35,7 @@ use tokio::time::{interval_at, timeout, Duration, Instant, MissedTickBehavior};
 
 use super::registry::Slot;
 use crate::auth::{Kind, Principal};
+use crate::error::ApiError;
 use crate::fanout::{Delivery, Stream};
 use crate::AppState;
 
@@ -600,17 +601,23 @@ impl Session {
                 let ack = self.duplicate_ack(id, &epoch, original.as_ref(), op_id.as_deref());
                 return self.send_text(ack).await;
             }
-            Err(SubmitError::Rejected(r)) => ("Validation failed", r.code(), r.to_string()),
-            Err(SubmitError::Unavailable(why)) => {
-                tracing::warn!(error = %why, "ws: command not applied: storage unavailable");
-                (
-                    "Service unavailable",
-                    "unavailable",
-                    "storage unavailable; nothing was changed, retry later".into(),
-                )
+            Err(e) => {
+                // The same code and message as REST gives; seed 000's `error` names the kind.
+                let error = match e {
+                    SubmitError::Rejected(_) => "Validation failed",
+                    SubmitError::Unavailable(_) => "Service unavailable",
+                };
+                (error, ApiError::from(e))
             }
         };
-        let (error, code, reason) = error;
+        let (
+            error,
+            ApiError {
+                code,
+                message: reason,
+                ..
+            },
+        ) = error;
         let original_event = Some(event.into());
         let refusal = ProtocolError {
             error,
