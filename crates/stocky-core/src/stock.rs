@@ -616,4 +616,6 @@ pub struct LedgerRestored {
     pub restored: usize,
     /// Movements already in the ledger (by UUID).
     pub skipped: usize,
+    /// Per movement, in the order given: appended (`true`) or already there (`false`).
+    pub appended: Vec<bool>,
 }

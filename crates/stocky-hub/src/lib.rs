@@ -5,12 +5,14 @@
 //!   out, the others' come in to the fan-out;
 //! - the cross-instance session registry ([`sessions`]), the gateway's
 //!   [`stocky_server::ws::SessionDirectory`];
-//! - the first owner, created on a database without users ([`Hub::initial_owner`]).
+//! - the first owner, created on a database without users ([`Hub::initial_owner`]);
+//! - store-node activation: one-time codes and `POST /activate` ([`activation`]).
 //!
 //! Start-up order: the gateway binds its port and opens the store, then the hub creates
 //! the first owner and starts its Redis tasks, then it serves. A start that fails at any
 //! step has created no owner (whose password only the creating start shows).
 
+pub mod activation;
 pub mod bus;
 pub mod sessions;
 
@@ -90,6 +92,8 @@ impl Hub {
             sessions: directory
                 .clone()
                 .map(|d| d as Arc<dyn stocky_server::ws::SessionDirectory>),
+            routes: activation::routes(),
+            public_routes: activation::public_routes(),
         };
         let prepared = Gateway::prepare(config.server, wiring).await?;
         let initial_owner = bootstrap_owner(&prepared.state().store).await?;

@@ -116,6 +116,10 @@ pub struct Wiring {
     pub validator: Option<Arc<dyn BusinessValidator>>,
     /// Where sessions are registered beyond this process (none: this process only).
     pub sessions: Option<Arc<dyn ws::SessionDirectory>>,
+    /// The tier's own routes behind the gateway's authentication and rate limits.
+    pub routes: Router<AppState>,
+    /// The tier's own routes without authentication (they check what they need).
+    pub public_routes: Router<AppState>,
 }
 
 /// A gateway whose listener is bound and whose store is open, not serving yet: the tier
@@ -127,6 +131,7 @@ pub struct Prepared {
     addr: SocketAddr,
     writer: stocky_store::WriterGuard,
     cors: CorsLayer,
+    routes: (Router<AppState>, Router<AppState>),
 }
 
 /// A running gateway.
@@ -213,6 +218,7 @@ impl Gateway {
             addr,
             writer,
             cors,
+            routes: (wiring.routes, wiring.public_routes),
         })
     }
 
@@ -259,6 +265,7 @@ impl Prepared {
             addr,
             writer,
             cors,
+            routes: (protected, public),
         } = self;
         let tasks = state.tasks.clone();
         let shutdown = state.shutdown.clone();
@@ -268,7 +275,7 @@ impl Prepared {
         tasks.spawn(follow::run(state.clone(), gap_reports));
 
         let app = Router::new()
-            .merge(rest::routes(&state))
+            .merge(rest::routes(&state, protected, public))
             .route(&state.config.ws_path, get(ws::upgrade))
             .fallback(rest::not_found)
             .layer(DefaultBodyLimit::max(state.config.max_body_bytes))

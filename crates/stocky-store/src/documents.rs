@@ -388,6 +388,7 @@ pub(crate) fn restore_ledger(
     now: i64,
 ) -> Result<LedgerRestored, SubmitError> {
     let mut inserted: usize = 0;
+    let mut appended = Vec::with_capacity(entries.len());
     let mut touched = std::collections::BTreeSet::new();
     for e in entries {
         let site_known: bool = conn
@@ -424,6 +425,7 @@ pub(crate) fn restore_ledger(
             )
             .map_err(unavailable)?;
         inserted += changed as usize;
+        appended.push(changed > 0);
         touched.insert((e.site.clone(), e.product_id));
     }
     let mut levels = Vec::with_capacity(touched.len());
@@ -454,6 +456,7 @@ pub(crate) fn restore_ledger(
         levels,
         restored: inserted,
         skipped: entries.len() - inserted,
+        appended,
     })
 }
 

@@ -23,6 +23,7 @@ pub mod engine;
 mod reader;
 mod sequencer;
 pub mod sql;
+mod sync;
 #[doc(hidden)]
 pub mod testing;
 
@@ -41,6 +42,7 @@ pub use engine::{sqlite_file, Location};
 pub use reader::{ReplayPage, Snapshot, StockRow, StoredEvent};
 use sql::Conn;
 pub use sql::DbError;
+pub use sync::{OutboxCursor, Pending, Redeemed, SyncTables, UPSTREAM_ORIGIN};
 
 /// Storage failures (the database, not the caller, is at fault). Each message carries its
 /// cause, so none has a `source()`: a report that walks the chain (anyhow's) says the
@@ -136,6 +138,16 @@ pub struct CommittedEvent {
 /// commit order; must not block. Returns how many connections the event was handed to.
 pub trait EventSink: Send + Sync + 'static {
     fn publish(&self, event: CommittedEvent) -> usize;
+}
+
+/// The sink of a store nobody watches live (offline CLI commands, an edge being
+/// activated): events are logged, and delivered to nobody.
+pub struct Unobserved;
+
+impl EventSink for Unobserved {
+    fn publish(&self, _: CommittedEvent) -> usize {
+        0
+    }
 }
 
 /// A write for the writer: each one commits with exactly one event.
@@ -376,6 +388,16 @@ impl Store {
         F: FnOnce(&mut Accounts<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         self.aux.run(move |c| f(&mut Accounts(c))).await
+    }
+
+    /// Runs `f` on the sync tables (activation codes, outbox, quarantine) on a pooled
+    /// connection (not the writer: nothing here is an event).
+    pub async fn sync<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut SyncTables<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.aux.run(move |c| f(&mut SyncTables(c))).await
     }
 
     /// Every tenant stream's committed head, in one read.

@@ -1,7 +1,7 @@
 //! Dependency boundaries between the crates, read from `cargo tree -e normal`:
 //! - the SDK carries no server-side dependency (axum, database drivers, Redis);
 //! - the gateway, which the edge shares, carries no PostgreSQL driver and no Redis client
-//!   (the hub adds those).
+//!   (the hub adds those), and neither does the edge.
 
 use std::process::Command;
 
@@ -61,6 +61,17 @@ fn the_gateway_needs_neither_postgres_nor_redis() {
     assert!(crates.iter().any(|c| c == "rusqlite"));
     assert_none_of(
         "stocky-server",
+        &crates,
+        &["postgres", "tokio-postgres", "redis", "stocky-hub"],
+    );
+}
+
+#[test]
+fn the_edge_runs_on_sqlite_alone() {
+    let crates = normal_dependencies("stocky-edge");
+    assert!(crates.iter().any(|c| c == "rusqlite"));
+    assert_none_of(
+        "stocky-edge",
         &crates,
         &["postgres", "tokio-postgres", "redis", "stocky-hub"],
     );

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use stocky_core::time::{iso8601, now_millis};
 use stocky_core::DEFAULT_SITE;
 use stocky_server::backup;
-use stocky_store::{CommittedEvent, EventSink, Location, Origin, Store, StoreOptions, WriterGuard};
+use stocky_store::{Location, Origin, Store, StoreOptions, Unobserved, WriterGuard};
 
 /// Where a backup or restore goes.
 pub enum Target {
@@ -26,15 +26,6 @@ pub enum Target {
         writer: WriterGuard,
         tenant: String,
     },
-}
-
-/// Offline writes have no live clients to notify.
-struct NoListeners;
-
-impl EventSink for NoListeners {
-    fn publish(&self, _: CommittedEvent) -> usize {
-        0
-    }
 }
 
 /// Opens a database without a hub (no live clients to notify); `create` allows a new
@@ -52,7 +43,7 @@ pub async fn open_offline(location: &Location, create: bool) -> Result<(Store, W
     let (store, writer, _) = Store::open(
         location,
         StoreOptions::default(),
-        Arc::new(NoListeners),
+        Arc::new(Unobserved),
         None,
     )
     .await

@@ -1,5 +1,6 @@
-//! `stocky`: one binary for every tier. Today: `stocky hub`, the cloud hub on embedded
-//! SQLite or PostgreSQL, and `stocky backup | restore | snapshot | admin` for its data.
+//! `stocky`: one binary for every tier: `stocky hub` (the cloud hub, on embedded SQLite
+//! or PostgreSQL), `stocky edge` (a store node, with `stocky edge activate`), and
+//! `stocky backup | restore | snapshot | admin` for the data.
 //!
 //! Settings come from defaults, then environment variables (seed 000's names where it
 //! names them), then flags; `stocky hub --help` lists them all.
@@ -18,6 +19,7 @@ use tracing_subscriber::EnvFilter;
 
 mod admin;
 mod backup;
+mod edge;
 
 #[derive(Parser)]
 #[command(
@@ -43,6 +45,8 @@ enum Command {
     Snapshot(SnapshotArgs),
     /// Manage tenants, sites, users and API keys of a data directory.
     Admin(AdminArgs),
+    /// Run a store node (offline-first, syncs with the hub); `stocky edge activate` first.
+    Edge(edge::EdgeArgs),
 }
 
 #[derive(Args)]
@@ -336,6 +340,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Hub(args) => run_hub(args.into_config()?).await,
+        Command::Edge(args) => edge::run(args).await,
         Command::Backup(args) => {
             let out = args.out.unwrap_or_else(|| {
                 PathBuf::from(format!(
@@ -408,7 +413,7 @@ async fn run_hub(config: HubConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

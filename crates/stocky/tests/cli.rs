@@ -240,3 +240,84 @@ async fn admin_needs_a_database_and_resets_a_lost_password() {
     assert!(!tenants.status.success(), "tenants are offline-only");
     hub.stop().unwrap();
 }
+
+#[tokio::test]
+async fn a_store_is_activated_and_run_from_the_command_line() {
+    use std::ffi::OsStr;
+    let dir = tempfile::tempdir().unwrap();
+    let (hub_dir, edge_dir) = (dir.path().join("hub"), dir.path().join("edge"));
+    let hub = hub_process(&[OsStr::new("--data-dir"), hub_dir.as_os_str()]);
+    let (status, answer) = hub
+        .sdk()
+        .call(
+            "POST",
+            "/api/admin/sites/default/activation-codes",
+            None,
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{answer}");
+    let code = answer["code"].as_str().unwrap().to_owned();
+    let activate = |code: &str| {
+        Command::new(env!("CARGO_BIN_EXE_stocky"))
+            .args([
+                "edge",
+                "activate",
+                "--hub",
+                &hub.http,
+                "--code",
+                code,
+                "--data-dir",
+            ])
+            .arg(&edge_dir)
+            .env_remove("REMOTE_API_URL")
+            .output()
+            .unwrap()
+    };
+    let done = activate(&code);
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&done.stdout).contains("activated: tenant default site default")
+    );
+    let twice = activate(&code);
+    assert!(!twice.status.success());
+
+    let mut edge = Command::new(env!("CARGO_BIN_EXE_stocky"))
+        .args(["edge", "--port", "0", "--admin-token", ADMIN, "--data-dir"])
+        .arg(&edge_dir)
+        .env_remove("PORT")
+        .env_remove("REMOTE_API_URL")
+        .env_remove("REMOTE_API_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(edge.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let http = first.split_whitespace().last().unwrap().to_owned();
+    assert!(http.starts_with("http://127.0.0.1:"), "{first}");
+    let local = stocky_client::Client::new(&http).unwrap().with_token(ADMIN);
+    local.add_stock(&[(3, 4)]).await.unwrap();
+    let mut synced = false;
+    for _ in 0..100 {
+        if hub.sdk().stock_of(3).await.unwrap().map(|r| r.stock) == Some(4) {
+            synced = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(synced, "the edge's sale reached the hub");
+    let status: serde_json::Value = local.get("/api/sync/status").await.unwrap();
+    assert_eq!(status["pending"], 0, "{status}");
+    Command::new("kill")
+        .args(["-TERM", &edge.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(edge.wait().unwrap().success());
+    hub.stop().unwrap();
+}

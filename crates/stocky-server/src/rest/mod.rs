@@ -12,6 +12,7 @@ mod backup;
 mod documents;
 mod events;
 mod login;
+pub mod push;
 mod stock;
 
 use std::net::SocketAddr;
@@ -34,9 +35,16 @@ use crate::AppState;
 /// Client id that REST-originated events carry.
 pub const REST_CLIENT_ID: &str = "rest";
 
-pub fn routes(state: &AppState) -> Router<AppState> {
-    let protected = Router::new()
+/// The gateway's routes plus a tier's own: `protected` ones get the same authentication
+/// and rate limits as the gateway's, `public` ones neither (they do their own checks).
+pub fn routes(
+    state: &AppState,
+    protected: Router<AppState>,
+    public: Router<AppState>,
+) -> Router<AppState> {
+    let protected = protected
         .merge(stock::routes())
+        .merge(push::routes())
         .merge(documents::routes())
         .merge(backup::routes(state.config.max_restore_bytes))
         .merge(admin::routes())
@@ -45,7 +53,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/api/auth/me", get(login::me))
         .route_layer(middleware::from_fn_with_state(state.clone(), rate_limit))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require));
-    Router::new()
+    public
         .merge(protected)
         .route("/api/auth/login", post(login::login))
         .route("/api/auth/refresh", post(login::refresh))
@@ -56,7 +64,10 @@ pub fn routes(state: &AppState) -> Router<AppState> {
 /// caller's role. (An extractor reads the body before the handler runs, so a caller
 /// without the permission would get `400`, `413` or `415` for a bad body and `403` only
 /// for a good one.) The rejections are [`ApiJson`]'s.
-async fn json_body<T: DeserializeOwned>(request: Request, state: &AppState) -> Result<T, ApiError> {
+pub async fn json_body<T: DeserializeOwned>(
+    request: Request,
+    state: &AppState,
+) -> Result<T, ApiError> {
     let ApiJson(value) = ApiJson::from_request(request, state).await?;
     Ok(value)
 }

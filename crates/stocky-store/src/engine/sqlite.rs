@@ -382,4 +382,30 @@ CREATE INDEX users_by_lower_email ON users (lower(email));
 -- change in a replay after it reconnected.
 ALTER TABLE events ADD COLUMN op_id TEXT;
 "#,
+    r#"
+-- Store nodes (edges): one-time activation codes at the hub (only their hash is kept);
+-- at an edge, its sync cursors and the operations the hub refused (quarantine).
+CREATE TABLE activation_codes (
+    code_hash   TEXT PRIMARY KEY,
+    tenant_id   TEXT NOT NULL REFERENCES tenants(id),
+    site_id     TEXT NOT NULL,
+    created_by  TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    used_at     INTEGER,
+    revoked_at  INTEGER,
+    device_id   TEXT
+);
+CREATE TABLE sync_state (
+    key         TEXT PRIMARY KEY,
+    value       TEXT NOT NULL
+);
+CREATE TABLE quarantine (
+    op_id       TEXT PRIMARY KEY,
+    operation   TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+CREATE INDEX movements_by_event ON movements (tenant_id, event_id, id);
+"#,
 ];

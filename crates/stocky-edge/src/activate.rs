@@ -1,0 +1,130 @@
+//! `stocky edge activate --hub URL --code 123456`: redeems the code at the hub
+//! (`POST /activate`), creates the local database, downloads the site's stock as the
+//! starting point of the local ledger, and only then writes `edge.json` — so an activation
+//! that fails half-way leaves no "activated" edge behind and can simply be run again with
+//! a new code.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::json;
+use stocky_client::Client;
+use stocky_core::stock::LedgerEntry;
+use stocky_core::time::{iso8601, now_millis};
+use stocky_core::{DEFAULT_SITE, DEFAULT_TENANT};
+use stocky_store::{Command, Location, Origin, Store, StoreOptions, Unobserved, UPSTREAM_ORIGIN};
+
+use crate::config::EdgeConfig;
+use crate::{database, EdgeError};
+
+/// What the hub answers to `POST /activate`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Activated {
+    tenant_id: String,
+    site_id: String,
+    device_id: String,
+    api_key: String,
+    #[serde(default)]
+    config: ActivatedConfig,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct ActivatedConfig {
+    sync_interval_minutes: Option<u64>,
+    push_batch_size: Option<usize>,
+}
+
+/// Activates the edge in `data_dir` with `code` at `hub_url`; `progress(done, total,
+/// label)` follows the download.
+pub async fn activate(
+    hub_url: &str,
+    code: &str,
+    name: Option<&str>,
+    data_dir: &Path,
+    mut progress: impl FnMut(u64, u64, &str),
+) -> Result<EdgeConfig, EdgeError> {
+    if EdgeConfig::path(data_dir).exists() {
+        return Err(EdgeError::AlreadyActivated(data_dir.to_owned()));
+    }
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| EdgeError::Io(format!("creating {}: {e}", data_dir.display())))?;
+    let hub = Client::new(hub_url)?;
+    progress(0, 3, "activating");
+    let activated: Activated = hub
+        .post("/activate", &json!({"code": code.trim(), "name": name}))
+        .await?;
+    let device = hub.clone().with_token(activated.api_key.clone());
+    progress(1, 3, "downloading stock");
+    let listing = device.stock().await?;
+
+    let (store, writer, _) = Store::open(
+        &Location::Sqlite(database(data_dir)),
+        StoreOptions::default(),
+        Arc::new(Unobserved),
+        None,
+    )
+    .await?;
+    // The hub's stock becomes the local ledger's starting point: one movement per product,
+    // marked as coming from upstream (never pushed back), with ids that make a repeated
+    // download a no-op.
+    let entries: Vec<LedgerEntry> = listing
+        .data
+        .iter()
+        .map(|row| LedgerEntry {
+            id: format!(
+                "snapshot-{}-{}-{}",
+                listing.epoch, listing.last_event_id, row.product_id
+            ),
+            site: DEFAULT_SITE.to_owned(),
+            product_id: row.product_id,
+            delta: row.stock,
+            kind: "snapshot".into(),
+            reason: Some("initial stock from the hub".into()),
+            origin_client: Some(UPSTREAM_ORIGIN.into()),
+            origin_op: None,
+            server_time: now_millis(),
+        })
+        .filter(|e| e.delta != 0)
+        .collect();
+    progress(2, 3, "writing the local ledger");
+    if !entries.is_empty() {
+        let origin = Origin {
+            tenant: DEFAULT_TENANT.into(),
+            site: DEFAULT_SITE.into(),
+            connection: 0,
+            client_id: UPSTREAM_ORIGIN.into(),
+            op_id: None,
+        };
+        store
+            .submit(Command::RestoreLedger(entries), origin)
+            .await?;
+    }
+    let (epoch, head) = (listing.epoch.clone(), listing.last_event_id.to_string());
+    store
+        .sync(move |s| {
+            s.set_state("hub.epoch", &epoch)?;
+            s.set_state("hub.last_event_id", &head)
+        })
+        .await?;
+    drop(store);
+    tokio::task::spawn_blocking(move || writer.join())
+        .await
+        .map_err(|e| EdgeError::Io(e.to_string()))?;
+
+    let config = EdgeConfig {
+        hub_url: hub.base_url().to_owned(),
+        tenant_id: activated.tenant_id,
+        site_id: activated.site_id,
+        device_id: activated.device_id,
+        api_key: activated.api_key,
+        activated_at: iso8601(now_millis()),
+        push_batch_size: activated.config.push_batch_size.unwrap_or(50).clamp(1, 500),
+        sync_interval_minutes: activated.config.sync_interval_minutes.unwrap_or(5).max(1),
+    };
+    config.save(data_dir)?;
+    progress(3, 3, "ready");
+    Ok(config)
+}

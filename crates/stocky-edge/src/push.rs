@@ -1,0 +1,175 @@
+//! The push worker: sends the outbox (the local ledger's own movements after the pushed
+//! cursor) to the hub's `POST /api/sync/push` in batches, oldest first.
+//!
+//! Invariants:
+//! - the cursor moves only past operations the hub answered (`applied`, `duplicate`, or
+//!   `rejected` — a rejected one goes to the quarantine first), so a crash or a lost answer
+//!   only makes the next attempt send them again, and the hub recognises them by UUID;
+//! - a rejected operation never blocks the ones behind it;
+//! - retries are driven by a timer (exponential backoff with jitter, at most a minute), not
+//!   by local writes; an idle outbox is looked at once a second.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use stocky_client::{Backoff, Client, ClientError};
+use stocky_core::time::{iso8601, now_millis};
+use stocky_core::DEFAULT_TENANT;
+use stocky_store::{OutboxCursor, Pending, Store, StoreError};
+use tokio_util::sync::CancellationToken;
+
+use crate::status::SyncStatus;
+
+/// `sync_state` key of the cursor (`"<event_id> <movement id>"`).
+const CURSOR_KEY: &str = "push.cursor";
+/// How often an idle outbox is looked at.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+#[derive(Deserialize)]
+struct PushAnswer {
+    results: Vec<OpResult>,
+}
+
+#[derive(Deserialize)]
+struct OpResult {
+    status: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// The pushed cursor.
+pub async fn cursor(store: &Store) -> Result<OutboxCursor, StoreError> {
+    let text = store.sync(|s| s.state(CURSOR_KEY)).await?;
+    Ok(text
+        .and_then(|t| {
+            let (event, id) = t.split_once(' ')?;
+            Some(OutboxCursor {
+                event_id: event.parse().ok()?,
+                id: id.to_owned(),
+            })
+        })
+        .unwrap_or_default())
+}
+
+/// Pushes until `shutdown`; `site` is the hub's site of this edge.
+pub async fn run(
+    store: Store,
+    hub: Client,
+    site: String,
+    batch: usize,
+    status: Arc<Mutex<SyncStatus>>,
+    shutdown: CancellationToken,
+) {
+    let backoff = Backoff {
+        initial: Duration::from_millis(500),
+        max: Duration::from_secs(60),
+    };
+    let mut failures = 0u32;
+    loop {
+        let wait = match push_once(&store, &hub, &site, batch).await {
+            Ok(0) => {
+                failures = 0;
+                status.lock().unwrap_or_else(|e| e.into_inner()).connected();
+                IDLE_POLL
+            }
+            Ok(sent) => {
+                failures = 0;
+                status
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .pushed(sent);
+                continue; // drain
+            }
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                tracing::debug!(error = %e, failures, "push failed; retrying");
+                status.lock().unwrap_or_else(|e| e.into_inner()).failed(&e);
+                backoff.delay(failures)
+            }
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Why a push round failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error(transparent)]
+    Hub(#[from] ClientError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One round: up to `batch` operations; returns how many the hub answered.
+async fn push_once(
+    store: &Store,
+    hub: &Client,
+    site: &str,
+    batch: usize,
+) -> Result<usize, PushError> {
+    let after = cursor(store).await?;
+    let pending: Vec<Pending> = store
+        .sync(move |s| s.outbox(DEFAULT_TENANT, &after, batch))
+        .await?;
+    let Some(last) = pending.last().map(|p| p.cursor.clone()) else {
+        return Ok(0);
+    };
+    let operations: Vec<Value> = pending
+        .iter()
+        .map(|p| {
+            let e = &p.entry;
+            json!({
+                "id": e.id,
+                "productId": e.product_id,
+                "delta": e.delta,
+                "kind": e.kind,
+                "reason": e.reason,
+                "clientTime": iso8601(e.server_time),
+            })
+        })
+        .collect();
+    let answer: PushAnswer = hub
+        .post(
+            "/api/sync/push",
+            &json!({"siteId": site, "operations": operations}),
+        )
+        .await?;
+    if answer.results.len() != pending.len() {
+        return Err(PushError::Hub(ClientError::Decode {
+            url: "/api/sync/push".into(),
+            message: format!(
+                "{} results for {} operations",
+                answer.results.len(),
+                pending.len()
+            ),
+        }));
+    }
+    let now = now_millis();
+    let refused: Vec<(String, String, String)> = pending
+        .iter()
+        .zip(&answer.results)
+        .zip(&operations)
+        .filter(|((_, result), _)| result.status == "rejected")
+        .map(|((p, result), op)| {
+            let reason = result.reason.clone().unwrap_or_else(|| "rejected".into());
+            (p.entry.id.clone(), op.to_string(), reason)
+        })
+        .collect();
+    let count = pending.len();
+    let cursor = format!("{} {}", last.event_id, last.id);
+    store
+        .sync(move |s| {
+            for (id, op, reason) in &refused {
+                tracing::warn!(op = %id, %reason, "the hub refused an operation: quarantined");
+                s.quarantine(id, op, reason, now)?;
+            }
+            s.set_state(CURSOR_KEY, &cursor)
+        })
+        .await?;
+    Ok(count)
+}

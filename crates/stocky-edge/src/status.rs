@@ -1,0 +1,95 @@
+//! `GET /api/sync/status` at the edge (seed 004): whether the hub is reachable, when the
+//! last push succeeded, how much waits in the outbox and since when, what is quarantined,
+//! and the last error. The worker keeps the live part in [`SyncStatus`]; depths are read
+//! from the database on each request.
+
+use std::sync::{Arc, Mutex};
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use serde_json::{json, Value};
+use stocky_core::auth::Action;
+use stocky_core::time::{iso8601, now_millis};
+use stocky_core::DEFAULT_TENANT;
+use stocky_server::auth::Principal;
+use stocky_server::error::ApiError;
+use stocky_server::AppState;
+
+use crate::push::{self, PushError};
+
+/// What the push worker last saw.
+#[derive(Debug, Default, Clone)]
+pub struct SyncStatus {
+    /// The hub answered the last attempt.
+    pub is_connected: bool,
+    /// Milliseconds; the last push round the hub answered.
+    pub last_push_at: Option<i64>,
+    pub pushed_total: u64,
+    pub last_error: Option<String>,
+    /// The hub refused the device credential (revoked): syncing stops until it is fixed.
+    pub credential_refused: bool,
+}
+
+impl SyncStatus {
+    pub(crate) fn connected(&mut self) {
+        self.is_connected = true;
+        self.credential_refused = false;
+    }
+
+    pub(crate) fn pushed(&mut self, count: usize) {
+        self.connected();
+        self.last_push_at = Some(now_millis());
+        self.pushed_total += count as u64;
+        self.last_error = None;
+    }
+
+    pub(crate) fn failed(&mut self, error: &PushError) {
+        self.is_connected = false;
+        if let PushError::Hub(e) = error {
+            self.credential_refused = matches!(e.status(), Some(401 | 403));
+        }
+        self.last_error = Some(error.to_string());
+    }
+}
+
+/// The status route, with the shared status and this edge's site.
+pub fn routes(status: Arc<Mutex<SyncStatus>>, site: String) -> Router<AppState> {
+    Router::new()
+        .route("/api/sync/status", get(sync_status))
+        .layer(Extension((status, site)))
+}
+
+async fn sync_status(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Extension((status, site)): Extension<(Arc<Mutex<SyncStatus>>, String)>,
+) -> Result<Json<Value>, ApiError> {
+    p.require(Action::Read)?;
+    let live = status.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let after = push::cursor(&state.store).await?;
+    let ((pending, oldest), quarantined) = state
+        .store
+        .sync(move |s| {
+            Ok((
+                s.outbox_depth(DEFAULT_TENANT, &after)?,
+                s.quarantined()?.len(),
+            ))
+        })
+        .await?;
+    let now = now_millis();
+    Ok(Json(json!({
+        "siteId": site,
+        "isConnected": live.is_connected,
+        "lastSync": live.last_push_at.map(iso8601),
+        "lastPushAt": live.last_push_at.map(iso8601),
+        "lastPullAt": null,
+        "pending": pending,
+        "oldestPendingAgeSecs": oldest.map(|t| (now - t).max(0) / 1000),
+        "quarantined": quarantined,
+        "pushedTotal": live.pushed_total,
+        "credentialRefused": live.credential_refused,
+        "lastError": live.last_error,
+        "timestamp": iso8601(now),
+    })))
+}

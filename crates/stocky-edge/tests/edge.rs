@@ -1,0 +1,315 @@
+//! A real hub and a real edge on port 0 with temp dirs: activation, selling with the hub
+//! down, draining when it is back, and the per-operation answers of a push.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+use stocky_client::api::NewApiKey;
+use stocky_client::{Client, Start, SubscribeOptions, Subscription, Update};
+use stocky_core::auth::Role;
+use stocky_core::stock::{StockCommand, StockLine, StockOp};
+use stocky_edge::{Edge, EdgeOptions};
+use stocky_test_support::{TestHub, ADMIN, WAIT};
+
+const EDGE_ADMIN: &str = "edge-operator-token";
+
+/// A site at the hub, a code for it, and a manager key of that site (the hub's own view).
+async fn site_with_code(hub: &TestHub, site: &str) -> Result<(String, Client)> {
+    let sdk = hub.sdk();
+    let (status, _) = sdk
+        .call("POST", "/api/admin/sites", Some(&json!({"id": site})), &[])
+        .await?;
+    anyhow::ensure!(status == 201, "site: {status}");
+    let code = new_code(hub, site, None).await?;
+    let key = sdk
+        .create_api_key(&NewApiKey {
+            name: format!("{site}-manager"),
+            role: Role::Manager,
+            site_id: Some(site.into()),
+            modules: None,
+        })
+        .await?;
+    let key = key["key"].as_str().context("a key")?.to_owned();
+    Ok((code, hub.sdk_with(&key)))
+}
+
+async fn new_code(hub: &TestHub, site: &str, ttl_secs: Option<u64>) -> Result<String> {
+    let body = ttl_secs.map(|t| json!({"ttlSecs": t}));
+    let (status, answer) = hub
+        .sdk()
+        .call(
+            "POST",
+            &format!("/api/admin/sites/{site}/activation-codes"),
+            body.as_ref(),
+            &[],
+        )
+        .await?;
+    anyhow::ensure!(status == 201, "code: {status} {answer}");
+    let code = answer["code"].as_str().context("a code")?.to_owned();
+    anyhow::ensure!(
+        code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()),
+        "{code}"
+    );
+    Ok(code)
+}
+
+async fn start_edge(dir: &std::path::Path) -> Result<(Edge, Client)> {
+    let mut options = EdgeOptions::for_data_dir(dir);
+    options.listen = "127.0.0.1:0".parse()?;
+    options.admin_token = Some(stocky_server::config::Secret(EDGE_ADMIN.into()));
+    let edge = Edge::start(options).await?;
+    let client = Client::new(&format!("http://{}", edge.local_addr()))?.with_token(EDGE_ADMIN);
+    Ok((edge, client))
+}
+
+async fn eventually<F, Fut>(what: &str, mut check: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if check().await? {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn activation_works_once_and_refuses_used_expired_revoked_and_wrong_codes() -> Result<()> {
+    let hub = TestHub::start().await?;
+    let (code, _) = site_with_code(&hub, "north").await?;
+    let dir = tempfile::tempdir()?;
+    let config = stocky_edge::activate(
+        &hub.http,
+        &code,
+        Some("till room"),
+        dir.path(),
+        |_, _, _| {},
+    )
+    .await?;
+    assert_eq!(
+        (config.tenant_id.as_str(), config.site_id.as_str()),
+        ("default", "north")
+    );
+    assert!(config.api_key.starts_with("sk_"));
+    assert!(
+        !format!("{config:?}").contains(&config.api_key),
+        "the key never reaches Debug"
+    );
+    // the device is registered at the hub
+    let devices = hub.sdk().devices().await?;
+    assert!(devices.to_string().contains(&config.device_id), "{devices}");
+    // activating the same dir again is refused locally
+    let again = stocky_edge::activate(&hub.http, &code, None, dir.path(), |_, _, _| {}).await;
+    assert!(again
+        .unwrap_err()
+        .to_string()
+        .contains("already holds an activated edge"));
+
+    let refused = |code: String| {
+        let http = hub.http.clone();
+        async move {
+            let dir = tempfile::tempdir()?;
+            let e = stocky_edge::activate(&http, &code, None, dir.path(), |_, _, _| {})
+                .await
+                .expect_err("refused");
+            assert!(
+                !stocky_edge::EdgeConfig::path(dir.path()).exists(),
+                "nothing activated"
+            );
+            anyhow::Ok(e.to_string())
+        }
+    };
+    assert!(refused(code.clone())
+        .await?
+        .contains("activation_code_used"));
+    let wrong = if code == "000000" { "000001" } else { "000000" };
+    assert!(refused(wrong.into())
+        .await?
+        .contains("activation_code_unknown"));
+    assert!(refused("12ab".into()).await?.contains("invalid_code"));
+    let revoked = new_code(&hub, "north", None).await?;
+    let (status, _) = hub
+        .sdk()
+        .call(
+            "DELETE",
+            &format!("/api/admin/sites/north/activation-codes/{revoked}"),
+            None,
+            &[],
+        )
+        .await?;
+    assert_eq!(status, 200);
+    assert!(refused(revoked).await?.contains("activation_code_revoked"));
+    let short = new_code(&hub, "north", Some(1)).await?;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(refused(short).await?.contains("activation_code_expired"));
+    // another tenant's admin cannot draw codes for this tenant's site
+    let (status, _) = hub
+        .as_(
+            None,
+            "POST",
+            "/api/admin/sites/north/activation-codes",
+            None,
+        )
+        .await?;
+    assert_eq!(status, 401);
+    Ok(())
+}
+
+async fn connected(sub: &mut Subscription) -> Result<()> {
+    loop {
+        match tokio::time::timeout(WAIT, sub.next())
+            .await?
+            .context("ended")??
+        {
+            Update::Connected(_) => return Ok(()),
+            _ => continue,
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_edge_sells_with_the_hub_down_and_drains_when_it_is_back() -> Result<()> {
+    let mut hub = TestHub::start().await?;
+    let (code, north) = site_with_code(&hub, "north").await?;
+    north.update_stock(&[(1, 2000)]).await?;
+    let dir = tempfile::tempdir()?;
+    stocky_edge::activate(&hub.http, &code, None, dir.path(), |_, _, _| {}).await?;
+    let (edge, local) = start_edge(dir.path()).await?;
+    assert_eq!(local.stock_of(1).await?.context("snapshot")?.stock, 2000);
+
+    hub.stop().await?;
+    let mut r1 = local.subscribe(SubscribeOptions::new(Start::Now).device("r1"));
+    let mut r2 = local.subscribe(SubscribeOptions::new(Start::Now).device("r2"));
+    connected(&mut r1).await?;
+    connected(&mut r2).await?;
+    let sale = StockCommand {
+        op: StockOp::Subtract,
+        lines: vec![StockLine {
+            product_id: 1,
+            amount: 1,
+        }],
+    };
+    for _ in 0..500 {
+        r1.send(&sale, None).await?;
+        r2.send(&sale, None).await?;
+    }
+    // Both registers see all 1,000 sales live: their own as Applied, the other's as Event.
+    for register in [&mut r1, &mut r2] {
+        let (mut own, mut others) = (0, 0);
+        while own + others < 1000 {
+            match tokio::time::timeout(WAIT, register.next())
+                .await?
+                .context("ended")??
+            {
+                Update::Applied(_) => own += 1,
+                Update::Event(_) => others += 1,
+                Update::Rejected(e) => bail!("refused: {e:?}"),
+                _ => {}
+            }
+        }
+        assert_eq!((own, others), (500, 500));
+    }
+    assert_eq!(local.stock_of(1).await?.context("stock")?.stock, 1000);
+    eventually("the edge to notice the hub is away", || async {
+        let status: Value = local.get("/api/sync/status").await?;
+        anyhow::ensure!(status["pending"] == 1000, "{status}");
+        Ok(status["isConnected"] == false && status["lastError"].is_string())
+    })
+    .await?;
+
+    hub.restart_with(|_| {}).await?;
+    eventually("the outbox to drain", || async {
+        let status: Value = local.get("/api/sync/status").await?;
+        Ok(status["pending"] == 0 && status["isConnected"] == true)
+    })
+    .await?;
+    assert_eq!(north.stock_of(1).await?.context("hub stock")?.stock, 1000);
+    // Nothing applied twice: the hub's ledger has the set and exactly 1,000 sales.
+    let ledger: Value = hub.sdk().backup("_stock").await?;
+    let movements = ledger["backup"]["movements"]
+        .as_array()
+        .context("movements")?;
+    let north_moves: Vec<&Value> = movements
+        .iter()
+        .filter(|m| m["siteId"] == "north")
+        .collect();
+    assert_eq!(north_moves.len(), 1001);
+    let sum: i64 = north_moves
+        .iter()
+        .map(|m| m["delta"].as_i64().unwrap_or(0))
+        .sum();
+    assert_eq!(sum, 1000, "hub stock = ledger sum");
+    edge.stop().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_poison_operation_is_quarantined_and_the_49_behind_it_apply() -> Result<()> {
+    let hub = TestHub::start().await?;
+    let (code, north) = site_with_code(&hub, "north").await?;
+    // At the hub: one request, 50 operations, one of them invalid.
+    let mut operations: Vec<Value> = (0..50)
+        .map(|i| json!({"id": format!("op-{i}"), "productId": 7, "delta": -1, "kind": "sale"}))
+        .collect();
+    operations[3]["delta"] = json!(0);
+    let body = json!({"sedeId": "north", "operations": operations});
+    let (status, answer) = north
+        .call("POST", "/api/sync/push", Some(&body), &[])
+        .await?;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        (answer["applied"].clone(), answer["rejected"].clone()),
+        (json!(49), json!(1))
+    );
+    assert_eq!(answer["results"][3]["status"], "rejected");
+    assert!(answer["results"][3]["reason"]
+        .as_str()
+        .unwrap_or("")
+        .contains("delta"));
+    // a replay is all duplicates, and stock may go below zero: sales are facts
+    let (_, again) = north
+        .call("POST", "/api/sync/push", Some(&body), &[])
+        .await?;
+    assert_eq!(again["duplicates"], 49);
+    assert_eq!(north.stock_of(7).await?.context("stock")?.stock, -49);
+    // another site's operations are not this key's to push
+    let (status, _) = north
+        .call(
+            "POST",
+            "/api/sync/push",
+            Some(&json!({"siteId": "default", "operations": []})),
+            &[],
+        )
+        .await?;
+    assert_eq!(status, 403);
+
+    // At an edge: a movement the hub refuses goes to the quarantine, the rest go through.
+    let dir = tempfile::tempdir()?;
+    stocky_edge::activate(&hub.http, &code, None, dir.path(), |_, _, _| {}).await?;
+    let (edge, local) = start_edge(dir.path()).await?;
+    let poison = json!({"backup": {"movements": [
+        {"id": "poison-1", "siteId": "default", "productId": 9, "delta": 0, "kind": "count",
+         "serverTime": "2026-01-01T00:00:00.000Z"}
+    ]}});
+    let (status, answer) = local
+        .call("POST", "/api/backup/_stock/restore", Some(&poison), &[])
+        .await?;
+    assert_eq!(status, 200, "{answer}");
+    local.add_stock(&[(9, 5)]).await?;
+    eventually("the push", || async {
+        let status: Value = local.get("/api/sync/status").await?;
+        Ok(status["pending"] == 0 && status["quarantined"] == 1)
+    })
+    .await?;
+    assert_eq!(north.stock_of(9).await?.context("pushed")?.stock, 5);
+    edge.stop().await?;
+    let _ = ADMIN;
+    Ok(())
+}
