@@ -106,6 +106,8 @@ pub async fn activate(
     store
         .sync(move |s| {
             s.set_state("hub.epoch", &epoch)?;
+            // The snapshot holds every hub movement up to `head`: pull after it.
+            s.set_state(crate::pull::CURSOR_KEY, &format!("{head} "))?;
             s.set_state("hub.last_event_id", &head)
         })
         .await?;

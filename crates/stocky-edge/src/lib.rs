@@ -6,6 +6,8 @@
 //! - activation with a one-time code ([`activate`]) and its identity ([`config`]);
 //! - the push worker ([`push`]): the local ledger's own movements go up in batches,
 //!   idempotent by movement UUID, with backoff;
+//! - the pull worker ([`pull`]): the hub's movements for this site come down by cursor,
+//!   woken by the hub's live stream;
 //! - the sync status route ([`status`]).
 //!
 //! Data layout: the edge keeps its one site's data under the local tenant and site
@@ -15,6 +17,7 @@
 
 pub mod activate;
 pub mod config;
+pub mod pull;
 pub mod push;
 pub mod status;
 
@@ -109,12 +112,29 @@ impl Edge {
         let prepared = Gateway::prepare(server, wiring).await?;
         let hub = stocky_client::Client::new(&config.hub_url)?.with_token(config.api_key.clone());
         let state = prepared.state();
+        let wake_pull = Arc::new(tokio::sync::Notify::new());
         state.tasks.spawn(push::run(
             state.store.clone(),
-            hub,
+            hub.clone(),
             config.site_id.clone(),
             config.push_batch_size,
             status.clone(),
+            wake_pull.clone(),
+            state.shutdown.clone(),
+        ));
+        state.tasks.spawn(pull::run(
+            state.store.clone(),
+            hub.clone(),
+            config.site_id.clone(),
+            wake_pull.clone(),
+            std::time::Duration::from_secs(config.sync_interval_minutes.max(1) * 60),
+            status.clone(),
+            state.shutdown.clone(),
+        ));
+        state.tasks.spawn(pull::watch(
+            hub,
+            config.device_id.clone(),
+            wake_pull,
             state.shutdown.clone(),
         ));
         tracing::info!(site = %config.site_id, device = %config.device_id, hub = %config.hub_url, "edge ready");

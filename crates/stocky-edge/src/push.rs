@@ -41,7 +41,15 @@ struct OpResult {
 
 /// The pushed cursor.
 pub async fn cursor(store: &Store) -> Result<OutboxCursor, StoreError> {
-    let text = store.sync(|s| s.state(CURSOR_KEY)).await?;
+    read_cursor(store, CURSOR_KEY).await
+}
+
+/// A `"<event_id> <movement id>"` cursor of `sync_state` (the start when absent).
+pub(crate) async fn read_cursor(
+    store: &Store,
+    key: &'static str,
+) -> Result<OutboxCursor, StoreError> {
+    let text = store.sync(move |s| s.state(key)).await?;
     Ok(text
         .and_then(|t| {
             let (event, id) = t.split_once(' ')?;
@@ -60,6 +68,7 @@ pub async fn run(
     site: String,
     batch: usize,
     status: Arc<Mutex<SyncStatus>>,
+    pulled: Arc<tokio::sync::Notify>,
     shutdown: CancellationToken,
 ) {
     let backoff = Backoff {
@@ -80,6 +89,8 @@ pub async fn run(
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .pushed(sent);
+                // The hub is reachable: bring its changes down too.
+                pulled.notify_one();
                 continue; // drain
             }
             Err(e) => {

@@ -25,6 +25,9 @@ pub struct SyncStatus {
     pub is_connected: bool,
     /// Milliseconds; the last push round the hub answered.
     pub last_push_at: Option<i64>,
+    /// Milliseconds; the last pull the hub answered.
+    pub last_pull_at: Option<i64>,
+    pub pulled_total: u64,
     pub pushed_total: u64,
     pub last_error: Option<String>,
     /// The hub refused the device credential (revoked): syncing stops until it is fixed.
@@ -42,6 +45,11 @@ impl SyncStatus {
         self.last_push_at = Some(now_millis());
         self.pushed_total += count as u64;
         self.last_error = None;
+    }
+
+    pub(crate) fn pulled(&mut self, count: usize) {
+        self.last_pull_at = Some(now_millis());
+        self.pulled_total += count as u64;
     }
 
     pub(crate) fn failed(&mut self, error: &PushError) {
@@ -81,9 +89,10 @@ async fn sync_status(
     Ok(Json(json!({
         "siteId": site,
         "isConnected": live.is_connected,
-        "lastSync": live.last_push_at.map(iso8601),
+        "lastSync": live.last_push_at.max(live.last_pull_at).map(iso8601),
         "lastPushAt": live.last_push_at.map(iso8601),
-        "lastPullAt": null,
+        "lastPullAt": live.last_pull_at.map(iso8601),
+        "pulledTotal": live.pulled_total,
         "pending": pending,
         "oldestPendingAgeSecs": oldest.map(|t| (now - t).max(0) / 1000),
         "quarantined": quarantined,

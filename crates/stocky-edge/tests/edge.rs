@@ -313,3 +313,99 @@ async fn a_poison_operation_is_quarantined_and_the_49_behind_it_apply() -> Resul
     let _ = ADMIN;
     Ok(())
 }
+
+#[tokio::test]
+async fn hub_changes_reach_the_edge_and_partitioned_deltas_both_count() -> Result<()> {
+    let mut hub = TestHub::start().await?;
+    let (code, north) = site_with_code(&hub, "north").await?;
+    north.update_stock(&[(1, 100)]).await?;
+    let dir = tempfile::tempdir()?;
+    stocky_edge::activate(&hub.http, &code, None, dir.path(), |_, _, _| {}).await?;
+    let (edge, local) = start_edge(dir.path()).await?;
+    // live: a change at the hub reaches the edge and its registers
+    let mut register = local.subscribe(SubscribeOptions::new(Start::Now).device("r1"));
+    connected(&mut register).await?;
+    north.add_stock(&[(1, 10)]).await?;
+    eventually("the hub's +10 at the edge", || async {
+        Ok(local.stock_of(1).await?.map(|r| r.stock) == Some(110))
+    })
+    .await?;
+    let seen = loop {
+        match tokio::time::timeout(WAIT, register.next())
+            .await?
+            .context("ended")??
+        {
+            Update::Event(e) => break e,
+            _ => continue,
+        }
+    };
+    assert_eq!(seen.stock_changes().context("stock")?[0].stock, 110);
+    drop(register);
+
+    // partitioned: the hub changes while the edge is away, the edge while the hub is away
+    edge.stop().await?;
+    north.add_stock(&[(1, 5)]).await?;
+    hub.stop().await?;
+    let (edge, local) = start_edge(dir.path()).await?;
+    local.subtract_stock(&[(1, 3)]).await?;
+    assert_eq!(local.stock_of(1).await?.context("stock")?.stock, 107);
+    hub.restart_with(|_| {}).await?;
+    eventually("both sides to agree", || async {
+        let at_edge = local.stock_of(1).await?.map(|r| r.stock);
+        let at_hub = north.stock_of(1).await?.map(|r| r.stock);
+        Ok(at_edge == Some(112) && at_hub == Some(112))
+    })
+    .await?;
+    edge.stop().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn sync_and_activation_routes_stay_inside_their_tenant() -> Result<()> {
+    let hub = TestHub::start().await?;
+    let (_code, north) = site_with_code(&hub, "north").await?;
+    north.add_stock(&[(1, 3)]).await?;
+    let (status, _) = hub
+        .call(
+            "POST",
+            "/api/admin/tenants",
+            Some(json!({"id": "acme", "owner": {"email": "o@acme.test", "password": "a long password"}})),
+            &[],
+        )
+        .await?;
+    assert_eq!(status, 201);
+    let (token, _) = hub.login("o@acme.test", "a long password").await?;
+    let acme = hub.sdk_with(&token);
+    // acme has no site "north": it cannot draw codes for it, push to it, or read it
+    let (status, _) = acme
+        .call("POST", "/api/admin/sites/north/activation-codes", None, &[])
+        .await?;
+    assert_eq!(status, 404);
+    let push =
+        json!({"siteId": "north", "operations": [{"id": "x-1", "productId": 1, "delta": 5}]});
+    let (status, _) = acme
+        .call("POST", "/api/sync/push", Some(&push), &[])
+        .await?;
+    assert_eq!(status, 404);
+    let (status, pulled) = acme
+        .call(
+            "POST",
+            "/api/sync/pull",
+            Some(&json!({"siteId": "north"})),
+            &[],
+        )
+        .await?;
+    assert_eq!(status, 200);
+    assert_eq!(
+        pulled["movements"],
+        json!([]),
+        "nothing of the other tenant"
+    );
+    // while the tenant's own key sees its movement
+    let (_, own) = north
+        .call("POST", "/api/sync/pull", Some(&json!({})), &[])
+        .await?;
+    assert_eq!(own["movements"].as_array().map(Vec::len), Some(1), "{own}");
+    assert_eq!(north.stock_of(1).await?.context("stock")?.stock, 3);
+    Ok(())
+}

@@ -35,7 +35,9 @@ pub enum Redeemed {
     Revoked,
 }
 
-/// Where the push has got to: the last pushed movement's `(event_id, id)`.
+/// A position in the ledger's `(event_id, id)` order: everything up to the movement `id`
+/// of event `event_id`; an empty `id` means every movement of `event_id` (so
+/// `(head, "")` is "all of the log up to `head`", and the default is the start).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OutboxCursor {
     pub event_id: u64,
@@ -177,25 +179,41 @@ impl SyncTables<'_> {
     }
 
     /// Up to `limit` operations of `tenant` after `after`, oldest first (movements brought
-    /// down from upstream excluded).
+    /// down from upstream excluded): the edge's outbox.
     pub fn outbox(
         &mut self,
         tenant: &str,
         after: &OutboxCursor,
         limit: usize,
     ) -> Result<Vec<Pending>, StoreError> {
+        self.movements_after(tenant, None, after, limit, Some(UPSTREAM_ORIGIN))
+    }
+
+    /// Up to `limit` ledger movements of `tenant` (of `site` only, when given) after
+    /// `after` in `(event_id, id)` order, leaving out those whose origin is `skip_origin`.
+    /// The ledger is append-only, so a cursor never misses or repeats a movement.
+    pub fn movements_after(
+        &mut self,
+        tenant: &str,
+        site: Option<&str>,
+        after: &OutboxCursor,
+        limit: usize,
+        skip_origin: Option<&str>,
+    ) -> Result<Vec<Pending>, StoreError> {
         let rows = self.0.query(
             "SELECT id, site_id, product_id, delta, kind, reason, origin_client, origin_op,
                 server_time, event_id
              FROM movements
-             WHERE tenant_id = $1 AND (event_id > $2 OR (event_id = $2 AND id > $3))
-               AND (origin_client IS NULL OR origin_client <> $4)
-             ORDER BY event_id, id LIMIT $5",
+             WHERE tenant_id = $1 AND (event_id > $2 OR (event_id = $2 AND $3 <> '' AND id > $3))
+               AND ($4 = '' OR site_id = $4)
+               AND ($5 = '' OR origin_client IS NULL OR origin_client <> $5)
+             ORDER BY event_id, id LIMIT $6",
             args![
                 tenant,
                 after.event_id as i64,
                 after.id.as_str(),
-                UPSTREAM_ORIGIN,
+                site.unwrap_or(""),
+                skip_origin.unwrap_or(""),
                 limit as i64
             ],
         )?;
@@ -230,7 +248,7 @@ impl SyncTables<'_> {
     ) -> Result<(u64, Option<i64>), StoreError> {
         let row = self.0.query_one(
             "SELECT COUNT(*), MIN(server_time) FROM movements
-             WHERE tenant_id = $1 AND (event_id > $2 OR (event_id = $2 AND id > $3))
+             WHERE tenant_id = $1 AND (event_id > $2 OR (event_id = $2 AND $3 <> '' AND id > $3))
                AND (origin_client IS NULL OR origin_client <> $4)",
             args![
                 tenant,

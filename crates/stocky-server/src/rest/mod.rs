@@ -12,8 +12,8 @@ mod backup;
 mod documents;
 mod events;
 mod login;
-pub mod push;
 mod stock;
+pub mod sync;
 
 use std::net::SocketAddr;
 
@@ -44,7 +44,7 @@ pub fn routes(
 ) -> Router<AppState> {
     let protected = protected
         .merge(stock::routes())
-        .merge(push::routes())
+        .merge(sync::routes())
         .merge(documents::routes())
         .merge(backup::routes(state.config.max_restore_bytes))
         .merge(admin::routes())

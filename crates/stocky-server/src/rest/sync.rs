@@ -1,6 +1,13 @@
-//! `POST /api/sync/push` (seed 003 §4.2): a downstream node (a store's edge) sends the
-//! stock movements it recorded, each with its UUID; the answer is per operation:
-//! `applied`, `duplicate` (that UUID is in the ledger already) or `rejected` with a reason.
+//! Sync between tiers (seed 003 §4.2), over the ledger:
+//!
+//! `POST /api/sync/push`: a downstream node (a store's edge) sends the stock movements it
+//! recorded, each with its UUID; the answer is per operation: `applied`, `duplicate` (that
+//! UUID is in the ledger already) or `rejected` with a reason.
+//!
+//! `POST /api/sync/pull` `{"cursor":{"eventId","id"}, "limit"}`: the movements of the
+//! caller's site after the cursor, oldest first, with the cursor to continue from. The
+//! ledger is append-only, so a cursor never misses or repeats a movement; a node applies
+//! them by UUID, so its own movements coming back change nothing.
 //!
 //! Movements from a store are facts: a valid one is never refused for the stock it leaves
 //! (a sale that happened may take stock below zero). The valid operations of a request are
@@ -12,11 +19,11 @@ use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::{Extension, Json, Router};
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 use stocky_core::auth::Action;
 use stocky_core::stock::{LedgerEntry, MAX_AMOUNT, MAX_PRODUCT_ID};
-use stocky_core::time::{now_millis, parse_iso8601};
-use stocky_store::{Applied, Command, Outcome};
+use stocky_core::time::{iso8601, now_millis, parse_iso8601};
+use stocky_store::{Applied, Command, OutboxCursor, Outcome};
 
 use super::{json_body, rest_origin};
 use crate::auth::Principal;
@@ -33,7 +40,78 @@ const MAX_KIND: usize = 32;
 const MAX_REASON: usize = 500;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/sync/push", post(push))
+    Router::new()
+        .route("/api/sync/push", post(push))
+        .route("/api/sync/pull", post(pull))
+}
+
+/// Movements one pull answers at most.
+pub const MAX_PULL: usize = 1000;
+
+async fn pull(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    request: Request,
+) -> Result<Json<Value>, ApiError> {
+    p.require(Action::Read)?;
+    let body: Value = json_body(request, &state).await?;
+    let site = match body.get("siteId").or_else(|| body.get("sedeId")) {
+        None | Some(Value::Null) => p.home_site().to_string(),
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "siteId must be a string",
+            ))
+        }
+    };
+    if !p.sees_site(&site) {
+        return Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("site {site:?} is not yours"),
+        ));
+    }
+    let cursor = &body["cursor"];
+    let after = OutboxCursor {
+        event_id: cursor["eventId"]
+            .as_u64()
+            .or_else(|| body["lastEventId"].as_u64())
+            .unwrap_or(0),
+        id: cursor["id"].as_str().unwrap_or("").to_owned(),
+    };
+    let limit = body["limit"]
+        .as_u64()
+        .map_or(MAX_PULL, |l| (l as usize).clamp(1, MAX_PULL));
+    let (tenant, at) = (p.tenant.to_string(), site.clone());
+    let rows = state
+        .store
+        .sync(move |s| s.movements_after(&tenant, Some(&at), &after, limit + 1, None))
+        .await?;
+    let has_more = rows.len() > limit;
+    let rows = &rows[..rows.len().min(limit)];
+    let next = rows
+        .last()
+        .map(|r| json!({"eventId": r.cursor.event_id, "id": r.cursor.id}));
+    let movements: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            let e = &r.entry;
+            json!({
+                "id": e.id, "productId": e.product_id, "delta": e.delta, "kind": e.kind,
+                "reason": e.reason, "originClient": e.origin_client, "originOp": e.origin_op,
+                "serverTime": iso8601(e.server_time), "eventId": r.cursor.event_id,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "success": true,
+        "siteId": site,
+        "movements": movements,
+        "cursor": next.unwrap_or_else(|| cursor.clone()),
+        "hasMore": has_more,
+        "timestamp": iso8601(now_millis()),
+    })))
 }
 
 /// One operation's fate.
@@ -157,7 +235,7 @@ async fn push(
         }
     }
     let count = |status: &str| results.iter().filter(|r| r.status == status).count();
-    Ok(Json(serde_json::json!({
+    Ok(Json(json!({
         "success": true,
         "siteId": site,
         "applied": count("applied"),

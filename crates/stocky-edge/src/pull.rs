@@ -1,0 +1,176 @@
+//! The pull side: movements recorded at the hub for this edge's site (hub REST commands,
+//! other nodes' pushes, transfers) come down by `POST /api/sync/pull` after a cursor and
+//! are appended to the local ledger by UUID, marked as upstream (never pushed back).
+//! Local stock is recomputed from the ledger, so the hub's deltas and the store's own
+//! ones both count, whatever the order they meet in.
+//!
+//! When it pulls: as soon as the hub's live stream (one WebSocket with the device
+//! credential) shows any change, after every push round the hub answered, and at the
+//! slow poll of `sync_interval_minutes` (seed 004) as a backstop.
+//!
+//! Invariants: the cursor moves only after the movements before it are committed
+//! locally; the edge's own movements coming back are duplicates by UUID and change
+//! nothing.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::json;
+use stocky_client::{Backoff, Client, Start, SubscribeOptions, Update};
+use stocky_core::stock::LedgerEntry;
+use stocky_core::time::{now_millis, parse_iso8601};
+use stocky_core::{DEFAULT_SITE, DEFAULT_TENANT};
+use stocky_store::{Command, Origin, OutboxCursor, Store, UPSTREAM_ORIGIN};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::push::PushError;
+use crate::status::SyncStatus;
+
+/// `sync_state` key of the pull cursor (`"<event_id> <movement id>"`).
+pub const CURSOR_KEY: &str = "pull.cursor";
+/// Movements asked for per pull.
+const PAGE: usize = 500;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PullAnswer {
+    movements: Vec<Movement>,
+    cursor: Cursor,
+    #[serde(default)]
+    has_more: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Cursor {
+    event_id: u64,
+    #[serde(default)]
+    id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Movement {
+    id: String,
+    product_id: i64,
+    delta: i64,
+    kind: String,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    origin_op: Option<String>,
+    server_time: String,
+}
+
+/// Pulls until `shutdown`, whenever `wake` is notified or `interval` passes.
+pub async fn run(
+    store: Store,
+    hub: Client,
+    site: String,
+    wake: Arc<Notify>,
+    interval: Duration,
+    status: Arc<Mutex<SyncStatus>>,
+    shutdown: CancellationToken,
+) {
+    let backoff = Backoff {
+        initial: Duration::from_millis(500),
+        max: Duration::from_secs(60),
+    };
+    let mut failures = 0u32;
+    loop {
+        let wait = match pull_once(&store, &hub, &site).await {
+            Ok((count, more)) => {
+                failures = 0;
+                status
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .pulled(count);
+                if more {
+                    continue;
+                }
+                interval
+            }
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                tracing::debug!(error = %e, failures, "pull failed; retrying");
+                backoff.delay(failures).min(interval)
+            }
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Wakes the puller whenever the hub's live stream shows a change (and on every
+/// (re)connect, to catch up), until `shutdown` or until the hub refuses the credential.
+pub async fn watch(hub: Client, device: String, wake: Arc<Notify>, shutdown: CancellationToken) {
+    let mut live = hub.subscribe(SubscribeOptions::new(Start::Now).device(device));
+    loop {
+        let update = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            update = live.next() => update,
+        };
+        match update {
+            Some(Ok(Update::Disconnected { .. })) => {}
+            Some(Ok(_)) => wake.notify_one(),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "the hub's live stream ended; pulling by timer only");
+                return;
+            }
+            None => return,
+        }
+    }
+}
+
+/// One page: returns how many movements came and whether more wait.
+async fn pull_once(store: &Store, hub: &Client, site: &str) -> Result<(usize, bool), PushError> {
+    let after = cursor(store).await?;
+    let answer: PullAnswer = hub
+        .post(
+            "/api/sync/pull",
+            &json!({"siteId": site, "cursor": {"eventId": after.event_id, "id": after.id}, "limit": PAGE}),
+        )
+        .await?;
+    let count = answer.movements.len();
+    if count > 0 {
+        let entries: Vec<LedgerEntry> = answer
+            .movements
+            .into_iter()
+            .map(|m| LedgerEntry {
+                id: m.id,
+                site: DEFAULT_SITE.to_owned(),
+                product_id: m.product_id,
+                delta: m.delta,
+                kind: m.kind,
+                reason: m.reason,
+                origin_client: Some(UPSTREAM_ORIGIN.into()),
+                origin_op: m.origin_op,
+                server_time: parse_iso8601(&m.server_time).unwrap_or_else(now_millis),
+            })
+            .collect();
+        let origin = Origin {
+            tenant: DEFAULT_TENANT.into(),
+            site: DEFAULT_SITE.into(),
+            connection: 0,
+            client_id: UPSTREAM_ORIGIN.into(),
+            op_id: None,
+        };
+        store
+            .submit(Command::RestoreLedger(entries), origin)
+            .await
+            .map_err(|e| PushError::Store(stocky_store::StoreError::Task(e.to_string())))?;
+    }
+    let next = format!("{} {}", answer.cursor.event_id, answer.cursor.id);
+    store.sync(move |s| s.set_state(CURSOR_KEY, &next)).await?;
+    Ok((count, answer.has_more))
+}
+
+/// The pull cursor (the hub's movements up to it are in the local ledger).
+pub async fn cursor(store: &Store) -> Result<OutboxCursor, stocky_store::StoreError> {
+    crate::push::read_cursor(store, CURSOR_KEY).await
+}
