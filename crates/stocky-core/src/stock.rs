@@ -616,6 +616,16 @@ pub struct LedgerRestored {
     pub restored: usize,
     /// Movements already in the ledger (by UUID).
     pub skipped: usize,
-    /// Per movement, in the order given: appended (`true`) or already there (`false`).
-    pub appended: Vec<bool>,
+    /// Per movement, in the order given, what became of it.
+    pub appended: Vec<Appended>,
+}
+
+/// What appending one movement by its UUID did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    New,
+    /// This tenant's ledger has it already (a retry).
+    AlreadyThere,
+    /// Another tenant's movement has that id: nothing written, nothing told about it.
+    IdTaken,
 }

@@ -135,6 +135,7 @@ impl Edge {
             hub,
             config.device_id.clone(),
             wake_pull,
+            status.clone(),
             state.shutdown.clone(),
         ));
         tracing::info!(site = %config.site_id, device = %config.device_id, hub = %config.hub_url, "edge ready");

@@ -95,6 +95,7 @@ pub async fn run(
             Err(e) => {
                 failures = failures.saturating_add(1);
                 tracing::debug!(error = %e, failures, "pull failed; retrying");
+                status.lock().unwrap_or_else(|e| e.into_inner()).failed(&e);
                 backoff.delay(failures).min(interval)
             }
         };
@@ -108,18 +109,31 @@ pub async fn run(
 
 /// Wakes the puller whenever the hub's live stream shows a change (and on every
 /// (re)connect, to catch up), until `shutdown` or until the hub refuses the credential.
-pub async fn watch(hub: Client, device: String, wake: Arc<Notify>, shutdown: CancellationToken) {
+/// The live stream also tells whether the hub is reachable (`isConnected`).
+pub async fn watch(
+    hub: Client,
+    device: String,
+    wake: Arc<Notify>,
+    status: Arc<Mutex<SyncStatus>>,
+    shutdown: CancellationToken,
+) {
     let mut live = hub.subscribe(SubscribeOptions::new(Start::Now).device(device));
     loop {
         let update = tokio::select! {
             _ = shutdown.cancelled() => return,
             update = live.next() => update,
         };
+        let status = || status.lock().unwrap_or_else(|e| e.into_inner());
         match update {
-            Some(Ok(Update::Disconnected { .. })) => {}
+            Some(Ok(Update::Disconnected { reason, .. })) => status().disconnected(&reason),
+            Some(Ok(Update::Connected(_))) => {
+                status().connected();
+                wake.notify_one();
+            }
             Some(Ok(_)) => wake.notify_one(),
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "the hub's live stream ended; pulling by timer only");
+                status().disconnected(&e.to_string());
                 return;
             }
             None => return,

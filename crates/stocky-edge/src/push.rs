@@ -78,9 +78,10 @@ pub async fn run(
     let mut failures = 0u32;
     loop {
         let wait = match push_once(&store, &hub, &site, batch).await {
+            // Nothing to send says nothing about the hub: the live stream and the pull
+            // keep the connection state.
             Ok(0) => {
                 failures = 0;
-                status.lock().unwrap_or_else(|e| e.into_inner()).connected();
                 IDLE_POLL
             }
             Ok(sent) => {

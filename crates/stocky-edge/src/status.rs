@@ -47,7 +47,13 @@ impl SyncStatus {
         self.last_error = None;
     }
 
+    pub(crate) fn disconnected(&mut self, reason: &str) {
+        self.is_connected = false;
+        self.last_error = Some(reason.to_owned());
+    }
+
     pub(crate) fn pulled(&mut self, count: usize) {
+        self.connected();
         self.last_pull_at = Some(now_millis());
         self.pulled_total += count as u64;
     }

@@ -295,7 +295,8 @@ async fn a_poison_operation_is_quarantined_and_the_49_behind_it_apply() -> Resul
     stocky_edge::activate(&hub.http, &code, None, dir.path(), |_, _, _| {}).await?;
     let (edge, local) = start_edge(dir.path()).await?;
     let poison = json!({"backup": {"movements": [
-        {"id": "poison-1", "siteId": "default", "productId": 9, "delta": 0, "kind": "count",
+        {"id": "poison-1", "siteId": "default", "productId": 9, "delta": 2,
+         "kind": "a-kind-name-far-longer-than-the-hub-accepts",
          "serverTime": "2026-01-01T00:00:00.000Z"}
     ]}});
     let (status, answer) = local
@@ -406,6 +407,15 @@ async fn sync_and_activation_routes_stay_inside_their_tenant() -> Result<()> {
         .call("POST", "/api/sync/pull", Some(&json!({})), &[])
         .await?;
     assert_eq!(own["movements"].as_array().map(Vec::len), Some(1), "{own}");
+    assert_eq!(north.stock_of(1).await?.context("stock")?.stock, 3);
+    // an id of the other tenant's ledger is refused, not reported as a duplicate
+    let taken = own["movements"][0]["id"].as_str().context("an id")?;
+    let push = json!({"operations": [{"id": taken, "productId": 1, "delta": 5}]});
+    let (status, answer) = acme
+        .call("POST", "/api/sync/push", Some(&push), &[])
+        .await?;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["results"][0]["status"], "rejected", "{answer}");
     assert_eq!(north.stock_of(1).await?.context("stock")?.stock, 3);
     Ok(())
 }

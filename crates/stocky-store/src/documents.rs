@@ -12,7 +12,7 @@ use stocky_core::documents::{
     BackupRecord, DatabaseDropped, DatabaseRestored, DocOutcome, DocWrite, MergeStrategy,
     RecordsChanged, Restore,
 };
-use stocky_core::stock::{LedgerEntry, LedgerRestored, Rejection, SiteLevel};
+use stocky_core::stock::{Appended, LedgerEntry, LedgerRestored, Rejection, SiteLevel};
 use stocky_core::time::iso8601;
 
 use crate::sql::{args, Conn, DbError};
@@ -425,7 +425,22 @@ pub(crate) fn restore_ledger(
             )
             .map_err(unavailable)?;
         inserted += changed as usize;
-        appended.push(changed > 0);
+        appended.push(if changed > 0 {
+            Appended::New
+        } else {
+            let owner = conn
+                .query_one(
+                    "SELECT tenant_id FROM movements WHERE id = $1",
+                    args![&e.id],
+                )
+                .and_then(|mut r| r.text(0))
+                .map_err(unavailable)?;
+            if owner == tenant {
+                Appended::AlreadyThere
+            } else {
+                Appended::IdTaken
+            }
+        });
         touched.insert((e.site.clone(), e.product_id));
     }
     let mut levels = Vec::with_capacity(touched.len());

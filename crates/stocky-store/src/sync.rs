@@ -190,7 +190,8 @@ impl SyncTables<'_> {
     }
 
     /// Up to `limit` ledger movements of `tenant` (of `site` only, when given) after
-    /// `after` in `(event_id, id)` order, leaving out those whose origin is `skip_origin`.
+    /// `after` in `(event_id, id)` order, leaving out those whose origin is `skip_origin`
+    /// and those that change nothing (a set to the level there already was).
     /// The ledger is append-only, so a cursor never misses or repeats a movement.
     pub fn movements_after(
         &mut self,
@@ -207,6 +208,7 @@ impl SyncTables<'_> {
              WHERE tenant_id = $1 AND (event_id > $2 OR (event_id = $2 AND $3 <> '' AND id > $3))
                AND ($4 = '' OR site_id = $4)
                AND ($5 = '' OR origin_client IS NULL OR origin_client <> $5)
+               AND delta <> 0
              ORDER BY event_id, id LIMIT $6",
             args![
                 tenant,
@@ -249,7 +251,7 @@ impl SyncTables<'_> {
         let row = self.0.query_one(
             "SELECT COUNT(*), MIN(server_time) FROM movements
              WHERE tenant_id = $1 AND (event_id > $2 OR (event_id = $2 AND $3 <> '' AND id > $3))
-               AND (origin_client IS NULL OR origin_client <> $4)",
+               AND (origin_client IS NULL OR origin_client <> $4) AND delta <> 0",
             args![
                 tenant,
                 after.event_id as i64,

@@ -20,8 +20,14 @@ pub struct HubProcess {
 impl HubProcess {
     /// Starts `bin hub --port 0 --admin-token ADMIN ARGS…` and waits for its banner.
     pub fn start(bin: &Path, args: &[&std::ffi::OsStr]) -> Result<HubProcess> {
+        Self::start_at(bin, 0, args)
+    }
+
+    /// The same on a given port (a restart where clients know the address).
+    pub fn start_at(bin: &Path, port: u16, args: &[&std::ffi::OsStr]) -> Result<HubProcess> {
+        let port = port.to_string();
         let mut child = Command::new(bin)
-            .args(["hub", "--port", "0", "--admin-token", ADMIN])
+            .args(["hub", "--port", &port, "--admin-token", ADMIN])
             .args(args)
             .env_remove("PORT")
             .env_remove("DB_PATH")
@@ -56,6 +62,13 @@ impl HubProcess {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// SIGKILL: no chance to finish anything (a crash).
+    pub fn kill(mut self) -> Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
     }
 
     /// SIGTERM, then waits; the exit must be clean.
@@ -97,4 +110,69 @@ pub fn example_binary(package: &str, name: &str) -> Result<PathBuf> {
         bail!("cannot build example {name} of {package} ({status})");
     }
     Ok(path)
+}
+
+/// A free TCP port on loopback (bound and released).
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// A `stocky edge` process on an activated data dir, killed on drop.
+pub struct EdgeProcess {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub http: String,
+}
+
+impl EdgeProcess {
+    /// Starts `bin edge --port 0 --admin-token ADMIN --data-dir DIR` and waits for its banner.
+    pub fn start(bin: &Path, data_dir: &Path) -> Result<EdgeProcess> {
+        let mut child = Command::new(bin)
+            .args(["edge", "--port", "0", "--admin-token", ADMIN, "--data-dir"])
+            .arg(data_dir)
+            .env_remove("PORT")
+            .env_remove("REMOTE_API_URL")
+            .env_remove("REMOTE_API_KEY")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let mut lines = BufReader::new(child.stdout.take().context("stdout is piped")?).lines();
+        let first = lines.next().context("the edge printed nothing")??;
+        std::thread::spawn(move || lines.for_each(drop));
+        let Some(http) = first
+            .split_whitespace()
+            .last()
+            .filter(|u| u.starts_with("http"))
+        else {
+            bail!("unexpected banner {first:?}");
+        };
+        Ok(EdgeProcess {
+            http: http.to_owned(),
+            child,
+        })
+    }
+
+    /// The SDK against this edge, as its local operator.
+    pub fn sdk(&self) -> stocky_client::Client {
+        stocky_client::Client::new(&self.http)
+            .expect("the banner's URL is valid")
+            .with_token(ADMIN)
+    }
+
+    /// SIGKILL (a crash).
+    pub fn kill(mut self) -> Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+impl Drop for EdgeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -21,7 +21,7 @@ use axum::{Extension, Json, Router};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 use stocky_core::auth::Action;
-use stocky_core::stock::{LedgerEntry, MAX_AMOUNT, MAX_PRODUCT_ID};
+use stocky_core::stock::{Appended, LedgerEntry, MAX_AMOUNT, MAX_PRODUCT_ID};
 use stocky_core::time::{iso8601, now_millis, parse_iso8601};
 use stocky_store::{Applied, Command, OutboxCursor, Outcome};
 
@@ -220,8 +220,14 @@ async fn push(
             } => {
                 last_event_id = Some(id);
                 for (slot, appended) in slots.iter().zip(done.appended) {
-                    if !appended {
-                        results[*slot].status = "duplicate";
+                    match appended {
+                        Appended::New => {}
+                        Appended::AlreadyThere => results[*slot].status = "duplicate",
+                        Appended::IdTaken => {
+                            results[*slot].status = "rejected";
+                            results[*slot].reason =
+                                Some("the id is already used by another movement".into());
+                        }
                     }
                 }
             }

@@ -1,0 +1,174 @@
+//! Crashes during a push, with real processes: `kill -9` of the hub, and separately of the
+//! edge, while the edge drains its outbox. After restarts nothing is lost and nothing is
+//! applied twice (movements counted by UUID in the hub's ledger).
+
+use std::ffi::OsStr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+use stocky_client::{Client, Start, SubscribeOptions, Update};
+use stocky_core::stock::{StockCommand, StockLine, StockOp};
+use stocky_test_support::process::{free_port, EdgeProcess, HubProcess};
+use stocky_test_support::WAIT;
+
+const SALES: usize = 4000;
+const START: i64 = 100_000;
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_stocky"))
+}
+
+fn hub_at(port: u16, dir: &Path) -> Result<HubProcess> {
+    HubProcess::start_at(bin(), port, &[OsStr::new("--data-dir"), dir.as_os_str()])
+}
+
+/// A hub on a fixed port with product 1 at `START`, and an activated edge dir.
+async fn setup(hub_dir: &Path, edge_dir: &Path, port: u16) -> Result<HubProcess> {
+    let hub = hub_at(port, hub_dir)?;
+    hub.sdk().update_stock(&[(1, START)]).await?;
+    let (status, answer) = hub
+        .sdk()
+        .call(
+            "POST",
+            "/api/admin/sites/default/activation-codes",
+            None,
+            &[],
+        )
+        .await?;
+    anyhow::ensure!(status == 201, "{answer}");
+    let code = answer["code"].as_str().context("code")?;
+    stocky_edge::activate(&hub.http, code, None, edge_dir, |_, _, _| {}).await?;
+    Ok(hub)
+}
+
+/// `SALES` sales at the edge, pipelined over one WebSocket, all acknowledged.
+async fn sell(edge: &Client) -> Result<()> {
+    let mut register = edge.subscribe(SubscribeOptions::new(Start::Now).device("till"));
+    let sale = StockCommand {
+        op: StockOp::Subtract,
+        lines: vec![StockLine {
+            product_id: 1,
+            amount: 1,
+        }],
+    };
+    // In rounds: the subscription's update queue is bounded, so read while sending.
+    let mut applied = 0;
+    for round in 1..=SALES / 500 {
+        for _ in 0..500 {
+            register.send(&sale, None).await?;
+        }
+        while applied < round * 500 {
+            match tokio::time::timeout(WAIT, register.next())
+                .await?
+                .context("ended")??
+            {
+                Update::Applied(_) => applied += 1,
+                Update::Rejected(e) => bail!("refused {e:?}"),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn hub_stock(hub: &Client) -> Result<Option<i64>> {
+    Ok(hub.stock_of(1).await?.map(|r| r.stock))
+}
+
+/// Polls until the hub has some but not all of the sales, then returns.
+async fn until_mid_push(hub: &Client) -> Result<i64> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(Some(stock)) = hub_stock(hub).await {
+            if stock < START {
+                return Ok(stock);
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("the push never started");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+async fn until_drained(edge: &Client, hub: &Client) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let status: Option<Value> = edge.get("/api/sync/status").await.ok();
+        let pending = status.as_ref().map(|s| s["pending"].clone());
+        if pending == Some(Value::from(0))
+            && hub_stock(hub).await.ok().flatten() == Some(START - SALES as i64)
+        {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("not drained: {status:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every sale once in the hub's ledger: the set plus `SALES` distinct movements, summing
+/// to the stock.
+async fn assert_exactly_once(hub: &Client) -> Result<()> {
+    let ledger: Value = hub.backup("_stock").await?;
+    let movements = ledger["backup"]["movements"]
+        .as_array()
+        .context("movements")?;
+    let ids: std::collections::HashSet<&str> =
+        movements.iter().filter_map(|m| m["id"].as_str()).collect();
+    assert_eq!(ids.len(), movements.len(), "ids are unique");
+    assert_eq!(movements.len(), 1 + SALES, "the set and every sale, once");
+    let sum: i64 = movements.iter().filter_map(|m| m["delta"].as_i64()).sum();
+    assert_eq!(sum, START - SALES as i64);
+    assert_eq!(hub_stock(hub).await?, Some(sum));
+    Ok(())
+}
+
+#[tokio::test]
+async fn kill_9_of_the_hub_mid_push_loses_nothing_and_applies_nothing_twice() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (hub_dir, edge_dir) = (dir.path().join("hub"), dir.path().join("edge"));
+    let port = free_port()?;
+    let hub = setup(&hub_dir, &edge_dir, port).await?;
+    let hub_sdk = hub.sdk();
+    hub.stop()?;
+    let edge = EdgeProcess::start(bin(), &edge_dir)?;
+    sell(&edge.sdk()).await?;
+    let hub = hub_at(port, &hub_dir)?;
+    let seen = until_mid_push(&hub_sdk).await?;
+    hub.kill()?;
+    assert!(
+        seen > START - SALES as i64,
+        "killed before the push ended ({seen})"
+    );
+    let _hub = hub_at(port, &hub_dir)?;
+    until_drained(&edge.sdk(), &hub_sdk).await?;
+    assert_exactly_once(&hub_sdk).await
+}
+
+#[tokio::test]
+async fn kill_9_of_the_edge_mid_push_loses_nothing_and_applies_nothing_twice() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (hub_dir, edge_dir) = (dir.path().join("hub"), dir.path().join("edge"));
+    let port = free_port()?;
+    let hub = setup(&hub_dir, &edge_dir, port).await?;
+    let hub_sdk = hub.sdk();
+    hub.stop()?;
+    let edge = EdgeProcess::start(bin(), &edge_dir)?;
+    sell(&edge.sdk()).await?;
+    edge.kill()?;
+    let _hub = hub_at(port, &hub_dir)?;
+    let edge = EdgeProcess::start(bin(), &edge_dir)?;
+    let seen = until_mid_push(&hub_sdk).await?;
+    edge.kill()?;
+    assert!(
+        seen > START - SALES as i64,
+        "killed before the push ended ({seen})"
+    );
+    let edge = EdgeProcess::start(bin(), &edge_dir)?;
+    until_drained(&edge.sdk(), &hub_sdk).await?;
+    assert_exactly_once(&hub_sdk).await
+}
