@@ -69,6 +69,8 @@ pub struct EdgeOptions {
     /// Overrides of `edge.json` (seed 004's `REMOTE_API_URL`, `REMOTE_API_KEY`).
     pub hub_url: Option<String>,
     pub api_key: Option<Secret>,
+    /// Overrides the slow poll period (seed 004 `SYNC_INTERVAL_MINUTES`).
+    pub sync_interval_minutes: Option<u64>,
 }
 
 impl EdgeOptions {
@@ -79,6 +81,7 @@ impl EdgeOptions {
             admin_token: None,
             hub_url: None,
             api_key: None,
+            sync_interval_minutes: None,
         }
     }
 }
@@ -99,6 +102,9 @@ impl Edge {
         }
         if let Some(key) = options.api_key {
             config.api_key = key.0;
+        }
+        if let Some(minutes) = options.sync_interval_minutes {
+            config.sync_interval_minutes = minutes.max(1);
         }
         let mut server = ServerConfig::for_data_dir(&options.data_dir);
         server.listen = options.listen;

@@ -419,3 +419,107 @@ async fn sync_and_activation_routes_stay_inside_their_tenant() -> Result<()> {
     assert_eq!(north.stock_of(1).await?.context("stock")?.stock, 3);
     Ok(())
 }
+
+/// Random interleavings (seeded, so a failure names its seed) of local sales and receipts,
+/// hub commands, hub restarts and edge restarts: at the end every node equals the hub's
+/// ledger.
+#[tokio::test]
+async fn random_interleavings_converge_on_the_hub_ledger() -> Result<()> {
+    for seed in [7u64, 1234, 99_991] {
+        converge(seed)
+            .await
+            .with_context(|| format!("seed {seed}"))?;
+    }
+    Ok(())
+}
+
+async fn converge(seed: u64) -> Result<()> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut hub = TestHub::start().await?;
+    let (code, north) = site_with_code(&hub, "north").await?;
+    north.update_stock(&[(1, 50), (2, 50), (3, 50)]).await?;
+    let dir = tempfile::tempdir()?;
+    stocky_edge::activate(&hub.http, &code, None, dir.path(), |_, _, _| {}).await?;
+    let (first, mut local) = start_edge(dir.path()).await?;
+    let mut edge = Some(first);
+    let mut hub_up = true;
+    for _ in 0..40 {
+        let product = rng.i64(1..=3);
+        let amount = rng.i64(1..=5);
+        match rng.u8(0..10) {
+            0..=2 if edge.is_some() => {
+                // a refused sale (not enough stock here) changes nothing anywhere
+                let _ = local.subtract_stock(&[(product, amount)]).await;
+            }
+            3 if edge.is_some() => {
+                local.add_stock(&[(product, amount)]).await?;
+            }
+            4..=5 if hub_up => {
+                if rng.bool() {
+                    north.add_stock(&[(product, amount)]).await?;
+                } else {
+                    let _ = north.subtract_stock(&[(product, amount)]).await;
+                }
+            }
+            6 if hub_up => {
+                hub.stop().await?;
+                hub_up = false;
+            }
+            6 => {
+                hub.restart_with(|_| {}).await?;
+                hub_up = true;
+            }
+            7 => match edge.take() {
+                Some(running) if rng.bool() => running.stop().await?,
+                Some(running) => edge = Some(running),
+                None => {
+                    let (started, client) = start_edge(dir.path()).await?;
+                    (edge, local) = (Some(started), client);
+                }
+            },
+            _ => tokio::time::sleep(Duration::from_millis(rng.u64(0..30))).await,
+        }
+    }
+    if !hub_up {
+        hub.restart_with(|_| {}).await?;
+    }
+    if edge.is_none() {
+        let (started, client) = start_edge(dir.path()).await?;
+        (edge, local) = (Some(started), client);
+    }
+    // Wake a pull for whatever the hub did last, then wait for both sides to agree.
+    local.add_stock(&[(1, 1)]).await?;
+    eventually("the nodes to converge", || async {
+        let status: Value = local.get("/api/sync/status").await?;
+        if status["pending"] != 0 {
+            return Ok(false);
+        }
+        for product in 1..=3 {
+            let at_hub = north.stock_of(product).await?.map(|r| r.stock);
+            if local.stock_of(product).await?.map(|r| r.stock) != at_hub {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    })
+    .await?;
+    let ledger: Value = hub.sdk().backup("_stock").await?;
+    for product in 1..=3 {
+        let sum: i64 = ledger["backup"]["movements"]
+            .as_array()
+            .context("movements")?
+            .iter()
+            .filter(|m| m["siteId"] == "north" && m["productId"] == product)
+            .filter_map(|m| m["delta"].as_i64())
+            .sum();
+        assert_eq!(
+            north.stock_of(product).await?.map(|r| r.stock),
+            Some(sum),
+            "product {product}"
+        );
+    }
+    if let Some(edge) = edge {
+        edge.stop().await?;
+    }
+    Ok(())
+}

@@ -1,7 +1,8 @@
 //! `stocky edge`: run a store node, and `stocky edge activate` to enrol it with a hub.
 //!
-//! Settings: flags, then seed 004's environment names (`REMOTE_API_URL`, `REMOTE_API_KEY`),
-//! then `edge.json` written by the activation.
+//! Settings: flags, then seed 004's environment names (`REMOTE_API_URL`, `REMOTE_API_KEY`,
+//! `SYNC_INTERVAL_MINUTES`; `SYNC_DEBUG=true` logs every sync round), then `edge.json`
+//! written by the activation.
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
@@ -62,6 +63,10 @@ struct RunArgs {
     /// A device API key, overriding edge.json (seed 004's REMOTE_API_KEY).
     #[arg(long, env = "REMOTE_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
+    /// Minutes between backup pulls while the hub's live stream is away (seed 004's
+    /// SYNC_INTERVAL_MINUTES) [default: from edge.json, 5].
+    #[arg(long, env = "SYNC_INTERVAL_MINUTES")]
+    sync_interval_minutes: Option<u64>,
 }
 
 pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
@@ -107,6 +112,7 @@ async fn serve(args: RunArgs) -> anyhow::Result<()> {
     options.admin_token = args.admin_token.map(Secret);
     options.hub_url = args.hub_url.filter(|u| !u.is_empty());
     options.api_key = args.api_key.filter(|k| !k.is_empty()).map(Secret);
+    options.sync_interval_minutes = args.sync_interval_minutes;
     let edge = Edge::start(options).await.context("starting the edge")?;
     let addr = edge.local_addr();
     let banner = format!(

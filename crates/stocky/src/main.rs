@@ -332,9 +332,16 @@ fn seed_redis_url() -> Option<String> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Seed 004's SYNC_DEBUG: the edge's sync rounds at debug level.
+    let sync_debug = std::env::var("SYNC_DEBUG").is_ok_and(|v| matches!(v.as_str(), "true" | "1"));
+    let default_filter = if sync_debug {
+        "info,stocky_edge=debug"
+    } else {
+        "info"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();
