@@ -27,41 +27,49 @@ mod tempfile_dir {
 impl HubProcess {
     /// Runs `bin hub --port 0` in a new temp dir with `env` extra settings.
     pub fn start(bin: &str, env: &[(&str, String)]) -> Result<Self> {
-        let dir = std::env::temp_dir().join(format!(
-            "stocky-bench-{}-{}",
-            std::process::id(),
-            fastrand_suffix()
-        ));
-        std::fs::create_dir_all(&dir)?;
-        let mut command = Command::new(bin);
-        command
-            .args(["hub", "--port", "0", "--data-dir"])
-            .arg(&dir)
-            .env("STOCKY_PING_INTERVAL_SECS", "3600")
-            .env("STOCKY_ADMIN_TOKEN", ADMIN_TOKEN)
-            .env("STOCKY_RATE_LIMIT", "0")
-            .env("STOCKY_RATE_LIMIT_IP", "0")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        for (k, v) in env {
-            command.env(k, v);
-        }
-        let mut child = command.spawn().with_context(|| format!("starting {bin}"))?;
-        let stdout = child.stdout.take().context("hub stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let first = lines.next().context("hub printed nothing")??;
-        // Keep reading so that the hub never writes into a closed pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        let Some(url) = first
-            .split_whitespace()
-            .last()
-            .and_then(|u| u.strip_prefix("http://"))
-        else {
-            bail!("unexpected first line from the hub: {first}");
-        };
+        Self::run(bin, &["hub"], env)
+    }
+
+    /// Runs `bin edge --port 0` on a new temp dir: `activate(dir)` enrols it first.
+    pub fn edge(
+        bin: &str,
+        env: &[(&str, String)],
+        activate: impl FnOnce(&std::path::Path) -> Result<()>,
+    ) -> Result<Self> {
+        let dir = temp_dir()?;
+        activate(&dir)?;
+        Self::run_in(bin, &["edge"], env, dir)
+    }
+
+    /// Stops this process (SIGTERM) and runs `bin <args>` again on its data dir, with
+    /// other `env` (a restart with other settings).
+    pub fn restart(&mut self, bin: &str, args: &[&str], env: &[(&str, String)]) -> Result<()> {
+        self.terminate();
+        let (child, addr) = spawn(bin, args, env, &self._dir.0)?;
+        (self.child, self.addr) = (child, addr);
+        Ok(())
+    }
+
+    fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+
+    fn run(bin: &str, args: &[&str], env: &[(&str, String)]) -> Result<Self> {
+        Self::run_in(bin, args, env, temp_dir()?)
+    }
+
+    fn run_in(
+        bin: &str,
+        args: &[&str],
+        env: &[(&str, String)],
+        dir: std::path::PathBuf,
+    ) -> Result<Self> {
+        let (child, addr) = spawn(bin, args, env, &dir)?;
         Ok(HubProcess {
-            addr: url.to_owned(),
+            addr,
             child,
             _dir: tempfile_dir::TempDir(dir),
         })
@@ -90,11 +98,57 @@ impl HubProcess {
 
 impl Drop for HubProcess {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
+        self.terminate();
     }
+}
+
+/// `bin <args> --port 0 --data-dir <dir>` with the bench's settings; returns the child and
+/// the `host:port` of its banner.
+fn spawn(
+    bin: &str,
+    args: &[&str],
+    env: &[(&str, String)],
+    dir: &std::path::Path,
+) -> Result<(Child, String)> {
+    let mut command = Command::new(bin);
+    command
+        .args(args)
+        .args(["--port", "0", "--data-dir"])
+        .arg(dir)
+        .env("STOCKY_PING_INTERVAL_SECS", "3600")
+        .env("STOCKY_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("STOCKY_RATE_LIMIT", "0")
+        .env("STOCKY_RATE_LIMIT_IP", "0")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().with_context(|| format!("starting {bin}"))?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines.next().context("the process printed nothing")??;
+    // Keep reading so that the process never writes into a closed pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    let Some(url) = first
+        .split_whitespace()
+        .last()
+        .and_then(|u| u.strip_prefix("http://"))
+    else {
+        bail!("unexpected first line: {first}");
+    };
+    Ok((child, url.to_owned()))
+}
+
+fn temp_dir() -> Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!(
+        "stocky-bench-{}-{}",
+        std::process::id(),
+        fastrand_suffix()
+    ));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
 }
 
 fn fastrand_suffix() -> u64 {

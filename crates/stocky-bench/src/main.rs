@@ -62,6 +62,14 @@ enum Scenario {
         #[arg(long, default_value_t = 5)]
         seconds: u64,
     },
+    /// An edge takes `operations` commands with its hub away (the latency of the first
+    /// `latency_commands`, one at a time, is measured), then drains them to a SQLite hub.
+    EdgeDrain {
+        #[arg(long, default_value_t = 100_000)]
+        operations: usize,
+        #[arg(long, default_value_t = 1000)]
+        latency_commands: usize,
+    },
     /// Time to replay `events` missed events to a reconnecting client.
     Replay {
         #[arg(long, default_value_t = 10_000)]
@@ -108,6 +116,10 @@ async fn main() -> Result<()> {
                 seconds,
             } => commands(&cli.hub, clients, window, Duration::from_secs(seconds)).await?,
             Scenario::Replay { events } => replay(&cli.hub, events).await?,
+            Scenario::EdgeDrain {
+                operations,
+                latency_commands,
+            } => edge_drain(&cli.hub, operations, latency_commands).await?,
             Scenario::Idle { connections } => idle(&cli.hub, connections).await?,
         };
         println!("run {run}: {}", figure.line);
@@ -364,6 +376,100 @@ async fn commands(bin: &str, clients: usize, window: usize, duration: Duration) 
         line: format!(
             "{clients} clients × {window} in flight: {rate:.0} commands/s ({acked} in {secs:.2} s); \
              CPU hub {hub_cpu:.2} s, bench {own_cpu:.2} s"
+        ),
+    })
+}
+
+async fn edge_drain(bin: &str, operations: usize, latency_commands: usize) -> Result<Figure> {
+    let hub = HubProcess::start(bin, &[])?;
+    let sdk = stocky_client::Client::new(&hub.addr)?.with_token(hub::ADMIN_TOKEN);
+    let (status, answer) = sdk
+        .call(
+            "POST",
+            "/api/admin/sites/default/activation-codes",
+            None,
+            &[],
+        )
+        .await?;
+    anyhow::ensure!(status == 201, "activation code: {status} {answer}");
+    let code = answer["code"].as_str().context("a code")?.to_owned();
+    let hub_url = format!("http://{}", hub.addr);
+    // The hub is "away": the edge runs against a port nobody listens on.
+    let away = format!(
+        "http://127.0.0.1:{}",
+        std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port()
+    );
+    let mut edge = HubProcess::edge(bin, &[("REMOTE_API_URL", away)], |dir| {
+        let activated = std::process::Command::new(bin)
+            .args([
+                "edge",
+                "activate",
+                "--hub",
+                &hub_url,
+                "--code",
+                &code,
+                "--data-dir",
+            ])
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .status()?;
+        anyhow::ensure!(activated.success(), "activation failed");
+        Ok(())
+    })?;
+
+    let mut client = WsClient::connect(&edge.addr, WS).await?;
+    let mut times = Vec::with_capacity(latency_commands);
+    for i in 0..latency_commands {
+        let t0 = Instant::now();
+        client.send_text(&add_command(i % 1000 + 1)).await?;
+        loop {
+            match client.next().await? {
+                Some(Kind::Ack) => break,
+                Some(Kind::Error) => bail!("a command was refused"),
+                Some(_) => {}
+                None => bail!("connection ended"),
+            }
+        }
+        times.push(t0.elapsed().as_secs_f64() * 1000.0);
+    }
+    drop(client);
+    times.sort_by(f64::total_cmp);
+    let percentile = |p: f64| times[((times.len() - 1) as f64 * p) as usize];
+    let rest = operations.saturating_sub(latency_commands);
+    let queued = pipeline(&edge.addr, 4, 64, Duration::from_secs(600), rest).await?;
+    anyhow::ensure!(queued == rest, "queued {queued} of {rest}");
+
+    // The hub is back: the edge restarts with its real hub URL and drains.
+    edge.restart(bin, &["edge"], &[])?;
+    let local = stocky_client::Client::new(&edge.addr)?.with_token(hub::ADMIN_TOKEN);
+    let t0 = Instant::now();
+    loop {
+        let status: serde_json::Value = local.get("/api/sync/status").await?;
+        if status["pending"] == 0 {
+            break;
+        }
+        if t0.elapsed() > Duration::from_secs(600) {
+            bail!("not drained: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let rate = operations as f64 / secs;
+    let at_hub = sdk.stock().await?;
+    let total: i64 = at_hub.data.iter().map(|r| r.stock).sum();
+    anyhow::ensure!(
+        total == operations as i64,
+        "the hub holds {total} of {operations}"
+    );
+    Ok(Figure {
+        value: rate,
+        line: format!(
+            "{operations} operations drained to the hub in {secs:.2} s ({rate:.0} ops/s); \
+             edge command latency with the hub away: p50 {:.2} ms, p99 {:.2} ms",
+            percentile(0.5),
+            percentile(0.99)
         ),
     })
 }

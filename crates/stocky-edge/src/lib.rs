@@ -71,6 +71,9 @@ pub struct EdgeOptions {
     pub api_key: Option<Secret>,
     /// Overrides the slow poll period (seed 004 `SYNC_INTERVAL_MINUTES`).
     pub sync_interval_minutes: Option<u64>,
+    /// The gateway's rate limits per credential and per IP (0 = unlimited).
+    pub rate_per_credential: u32,
+    pub rate_per_ip: u32,
 }
 
 impl EdgeOptions {
@@ -82,6 +85,8 @@ impl EdgeOptions {
             hub_url: None,
             api_key: None,
             sync_interval_minutes: None,
+            rate_per_credential: 6000,
+            rate_per_ip: 12_000,
         }
     }
 }
@@ -110,6 +115,8 @@ impl Edge {
         server.listen = options.listen;
         server.db_path = Some(database(&options.data_dir));
         server.admin_token = options.admin_token;
+        server.rate_per_credential = options.rate_per_credential;
+        server.rate_per_ip = options.rate_per_ip;
         let status = Arc::new(Mutex::new(SyncStatus::default()));
         let wiring = Wiring {
             routes: status::routes(status.clone(), config.site_id.clone()),

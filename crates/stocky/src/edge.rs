@@ -67,6 +67,12 @@ struct RunArgs {
     /// SYNC_INTERVAL_MINUTES) [default: from edge.json, 5].
     #[arg(long, env = "SYNC_INTERVAL_MINUTES")]
     sync_interval_minutes: Option<u64>,
+    /// REST requests and WebSocket commands per credential per minute (0 = unlimited).
+    #[arg(long, env = "STOCKY_RATE_LIMIT", default_value_t = 6000)]
+    rate_limit: u32,
+    /// Requests per client IP per minute (0 = unlimited).
+    #[arg(long, env = "STOCKY_RATE_LIMIT_IP", default_value_t = 12_000)]
+    rate_limit_ip: u32,
 }
 
 pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
@@ -113,6 +119,8 @@ async fn serve(args: RunArgs) -> anyhow::Result<()> {
     options.hub_url = args.hub_url.filter(|u| !u.is_empty());
     options.api_key = args.api_key.filter(|k| !k.is_empty()).map(Secret);
     options.sync_interval_minutes = args.sync_interval_minutes;
+    options.rate_per_credential = args.rate_limit;
+    options.rate_per_ip = args.rate_limit_ip;
     let edge = Edge::start(options).await.context("starting the edge")?;
     let addr = edge.local_addr();
     let banner = format!(
