@@ -69,6 +69,9 @@ enum Scenario {
         operations: usize,
         #[arg(long, default_value_t = 1000)]
         latency_commands: usize,
+        /// Operations per push request (the edge's default is 50).
+        #[arg(long, default_value_t = 50)]
+        batch: usize,
     },
     /// Time to replay `events` missed events to a reconnecting client.
     Replay {
@@ -119,7 +122,8 @@ async fn main() -> Result<()> {
             Scenario::EdgeDrain {
                 operations,
                 latency_commands,
-            } => edge_drain(&cli.hub, operations, latency_commands).await?,
+                batch,
+            } => edge_drain(&cli.hub, operations, latency_commands, batch).await?,
             Scenario::Idle { connections } => idle(&cli.hub, connections).await?,
         };
         println!("run {run}: {}", figure.line);
@@ -380,7 +384,12 @@ async fn commands(bin: &str, clients: usize, window: usize, duration: Duration) 
     })
 }
 
-async fn edge_drain(bin: &str, operations: usize, latency_commands: usize) -> Result<Figure> {
+async fn edge_drain(
+    bin: &str,
+    operations: usize,
+    latency_commands: usize,
+    batch: usize,
+) -> Result<Figure> {
     let hub = HubProcess::start(bin, &[])?;
     let sdk = stocky_client::Client::new(&hub.addr)?.with_token(hub::ADMIN_TOKEN);
     let (status, answer) = sdk
@@ -442,7 +451,7 @@ async fn edge_drain(bin: &str, operations: usize, latency_commands: usize) -> Re
     anyhow::ensure!(queued == rest, "queued {queued} of {rest}");
 
     // The hub is back: the edge restarts with its real hub URL and drains.
-    edge.restart(bin, &["edge"], &[])?;
+    edge.restart(bin, &["edge"], &[("STOCKY_PUSH_BATCH", batch.to_string())])?;
     let local = stocky_client::Client::new(&edge.addr)?.with_token(hub::ADMIN_TOKEN);
     let t0 = Instant::now();
     loop {
@@ -453,7 +462,7 @@ async fn edge_drain(bin: &str, operations: usize, latency_commands: usize) -> Re
         if t0.elapsed() > Duration::from_secs(600) {
             bail!("not drained: {status}");
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let secs = t0.elapsed().as_secs_f64();
     let rate = operations as f64 / secs;
@@ -466,7 +475,8 @@ async fn edge_drain(bin: &str, operations: usize, latency_commands: usize) -> Re
     Ok(Figure {
         value: rate,
         line: format!(
-            "{operations} operations drained to the hub in {secs:.2} s ({rate:.0} ops/s); \
+            "{operations} operations drained to the hub in {secs:.2} s ({rate:.0} ops/s, \
+             {batch} per push); \
              edge command latency with the hub away: p50 {:.2} ms, p99 {:.2} ms",
             percentile(0.5),
             percentile(0.99)

@@ -71,6 +71,8 @@ pub struct EdgeOptions {
     pub api_key: Option<Secret>,
     /// Overrides the slow poll period (seed 004 `SYNC_INTERVAL_MINUTES`).
     pub sync_interval_minutes: Option<u64>,
+    /// Overrides the operations per push request (seed 003: 50; at most 500).
+    pub push_batch_size: Option<usize>,
     /// The gateway's rate limits per credential and per IP (0 = unlimited).
     pub rate_per_credential: u32,
     pub rate_per_ip: u32,
@@ -85,6 +87,7 @@ impl EdgeOptions {
             hub_url: None,
             api_key: None,
             sync_interval_minutes: None,
+            push_batch_size: None,
             rate_per_credential: 6000,
             rate_per_ip: 12_000,
         }
@@ -110,6 +113,9 @@ impl Edge {
         }
         if let Some(minutes) = options.sync_interval_minutes {
             config.sync_interval_minutes = minutes.max(1);
+        }
+        if let Some(batch) = options.push_batch_size {
+            config.push_batch_size = batch.clamp(1, 500);
         }
         let mut server = ServerConfig::for_data_dir(&options.data_dir);
         server.listen = options.listen;

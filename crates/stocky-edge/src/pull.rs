@@ -32,6 +32,9 @@ use crate::status::SyncStatus;
 pub const CURSOR_KEY: &str = "pull.cursor";
 /// Movements asked for per pull.
 const PAGE: usize = 500;
+/// A wake-up waits this long for more before pulling, so a burst of hub commits (a drain
+/// of this edge's own pushes, say) costs one pull, not one per commit.
+const DEBOUNCE: Duration = Duration::from_millis(100);
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -101,7 +104,7 @@ pub async fn run(
         };
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = wake.notified() => {}
+            _ = wake.notified() => tokio::time::sleep(DEBOUNCE).await,
             _ = tokio::time::sleep(wait) => {}
         }
     }

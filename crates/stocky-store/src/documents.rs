@@ -15,7 +15,7 @@ use stocky_core::documents::{
 use stocky_core::stock::{Appended, LedgerEntry, LedgerRestored, Rejection, SiteLevel};
 use stocky_core::time::iso8601;
 
-use crate::sql::{args, Conn, DbError};
+use crate::sql::{args, placeholder_rows, Conn, DbError, ROWS_PER_STATEMENT};
 use crate::{unavailable, StoreError, SubmitError};
 
 /// A stored record's columns.
@@ -378,8 +378,8 @@ fn write_restored(
     )
 }
 
-/// Appends ledger movements (skipping ones already present), recomputes the stock of every
-/// product they touch from the whole ledger, and returns the resulting levels per site.
+/// Appends ledger movements (skipping ones already present), adds what was appended to the
+/// materialised stock of every product they touch, and returns the resulting levels.
 pub(crate) fn restore_ledger(
     conn: &mut dyn Conn,
     tenant: &str,
@@ -387,45 +387,61 @@ pub(crate) fn restore_ledger(
     event_id: u64,
     now: i64,
 ) -> Result<LedgerRestored, SubmitError> {
-    let mut inserted: usize = 0;
-    let mut appended = Vec::with_capacity(entries.len());
-    let mut touched = std::collections::BTreeSet::new();
+    let mut known_sites = std::collections::HashSet::new();
     for e in entries {
-        let site_known: bool = conn
-            .query_one(
-                "SELECT EXISTS (SELECT 1 FROM sites WHERE tenant_id = $1 AND id = $2)",
-                args![tenant, &e.site],
-            )
-            .and_then(|r| r.bool(0))
-            .map_err(unavailable)?;
-        if !site_known {
-            return Err(rejected(Rejection::NotFound {
-                what: format!("site {:?} of movement {}", e.site, e.id),
-            }));
+        if known_sites.insert(e.site.as_str()) {
+            let site_known: bool = conn
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM sites WHERE tenant_id = $1 AND id = $2)",
+                    args![tenant, &e.site],
+                )
+                .and_then(|r| r.bool(0))
+                .map_err(unavailable)?;
+            if !site_known {
+                return Err(rejected(Rejection::NotFound {
+                    what: format!("site {:?} of movement {}", e.site, e.id),
+                }));
+            }
         }
-        let changed = conn
-            .execute(
-                "INSERT INTO movements (id, tenant_id, site_id, product_id, delta, kind, reason,
-                    origin_client, origin_op, event_id, server_time)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-                 ON CONFLICT DO NOTHING",
-                args![
-                    &e.id,
-                    tenant,
-                    &e.site,
-                    e.product_id,
-                    e.delta,
-                    &e.kind,
-                    &e.reason,
-                    &e.origin_client,
-                    &e.origin_op,
-                    event_id as i64,
-                    e.server_time
-                ],
-            )
-            .map_err(unavailable)?;
-        inserted += changed as usize;
-        appended.push(if changed > 0 {
+    }
+    // Multi-row inserts; `RETURNING` names the movements that were not there yet.
+    let mut new_ids = std::collections::HashSet::new();
+    for chunk in entries.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO movements (id, tenant_id, site_id, product_id, delta, kind, reason,
+                origin_client, origin_op, event_id, server_time)
+             VALUES {} ON CONFLICT DO NOTHING RETURNING id",
+            placeholder_rows(1, chunk.len(), 11)
+        );
+        let mut params = Vec::with_capacity(chunk.len() * 11);
+        for e in chunk {
+            params.extend_from_slice(args![
+                &e.id,
+                tenant,
+                &e.site,
+                e.product_id,
+                e.delta,
+                &e.kind,
+                &e.reason,
+                &e.origin_client,
+                &e.origin_op,
+                event_id as i64,
+                e.server_time
+            ]);
+        }
+        for mut row in conn.query(&sql, &params).map_err(unavailable)? {
+            new_ids.insert(row.text(0).map_err(unavailable)?);
+        }
+    }
+    let inserted = new_ids.len();
+    let mut appended = Vec::with_capacity(entries.len());
+    // Per touched product, the sum of the deltas appended now (duplicates add nothing).
+    let mut touched = std::collections::BTreeMap::<(&str, i64), i64>::new();
+    for e in entries {
+        let sum = touched.entry((e.site.as_str(), e.product_id)).or_insert(0);
+        // `remove`: an id given twice in one batch is appended once.
+        appended.push(if new_ids.remove(&e.id) {
+            *sum += e.delta;
             Appended::New
         } else {
             let owner = conn
@@ -441,32 +457,35 @@ pub(crate) fn restore_ledger(
                 Appended::IdTaken
             }
         });
-        touched.insert((e.site.clone(), e.product_id));
     }
+    // On-hand is the ledger sum, kept materialised: add what was appended (a product with
+    // no row yet starts from zero). One row per product and statement: PostgreSQL refuses
+    // to upsert a row twice in one statement.
+    let touched: Vec<((&str, i64), i64)> = touched.into_iter().collect();
     let mut levels = Vec::with_capacity(touched.len());
-    for (site, product) in touched {
-        let sum: i64 = conn
-            .query_one(
-                "SELECT CAST(COALESCE(SUM(delta), 0) AS BIGINT) FROM movements
-                 WHERE tenant_id = $1 AND site_id = $2 AND product_id = $3",
-                args![tenant, &site, product],
-            )
-            .and_then(|r| r.int(0))
-            .map_err(unavailable)?;
-        conn.execute(
+    for chunk in touched.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
             "INSERT INTO stock (tenant_id, site_id, product_id, on_hand, updated_at, last_event_id)
-             VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (tenant_id, site_id, product_id) DO UPDATE SET on_hand = excluded.on_hand,
-                updated_at = excluded.updated_at, last_event_id = excluded.last_event_id",
-            args![tenant, &site, product, sum, now, event_id as i64],
-        )
-        .map_err(unavailable)?;
-        levels.push(SiteLevel {
-            product_id: product,
-            stock: sum,
-            site_id: site,
-        });
+             VALUES {}
+             ON CONFLICT (tenant_id, site_id, product_id) DO UPDATE
+                SET on_hand = stock.on_hand + excluded.on_hand,
+                    updated_at = excluded.updated_at, last_event_id = excluded.last_event_id
+             RETURNING site_id, product_id, on_hand",
+            placeholder_rows(1, chunk.len(), 6)
+        );
+        let mut params = Vec::with_capacity(chunk.len() * 6);
+        for ((site, product), delta) in chunk {
+            params.extend_from_slice(args![tenant, *site, *product, *delta, now, event_id as i64]);
+        }
+        for mut row in conn.query(&sql, &params).map_err(unavailable)? {
+            levels.push(SiteLevel {
+                site_id: row.text(0).map_err(unavailable)?,
+                product_id: row.int(1).map_err(unavailable)?,
+                stock: row.int(2).map_err(unavailable)?,
+            });
+        }
     }
+    levels.sort_by(|a, b| (&a.site_id, a.product_id).cmp(&(&b.site_id, b.product_id)));
     Ok(LedgerRestored {
         levels,
         restored: inserted,

@@ -205,7 +205,8 @@ impl SyncTables<'_> {
             "SELECT id, site_id, product_id, delta, kind, reason, origin_client, origin_op,
                 server_time, event_id
              FROM movements
-             WHERE tenant_id = $1 AND (event_id > $2 OR (event_id = $2 AND $3 <> '' AND id > $3))
+             WHERE tenant_id = $1 AND event_id >= $2
+               AND (event_id > $2 OR ($3 <> '' AND id > $3))
                AND ($4 = '' OR site_id = $4)
                AND ($5 = '' OR origin_client IS NULL OR origin_client <> $5)
                AND delta <> 0
@@ -250,7 +251,8 @@ impl SyncTables<'_> {
     ) -> Result<(u64, Option<i64>), StoreError> {
         let row = self.0.query_one(
             "SELECT COUNT(*), MIN(server_time) FROM movements
-             WHERE tenant_id = $1 AND (event_id > $2 OR (event_id = $2 AND $3 <> '' AND id > $3))
+             WHERE tenant_id = $1 AND event_id >= $2
+               AND (event_id > $2 OR ($3 <> '' AND id > $3))
                AND (origin_client IS NULL OR origin_client <> $4) AND delta <> 0",
             args![
                 tenant,

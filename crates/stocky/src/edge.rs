@@ -67,6 +67,9 @@ struct RunArgs {
     /// SYNC_INTERVAL_MINUTES) [default: from edge.json, 5].
     #[arg(long, env = "SYNC_INTERVAL_MINUTES")]
     sync_interval_minutes: Option<u64>,
+    /// Operations per push request [default: from edge.json, 50; at most 500].
+    #[arg(long, env = "STOCKY_PUSH_BATCH")]
+    push_batch_size: Option<usize>,
     /// REST requests and WebSocket commands per credential per minute (0 = unlimited).
     #[arg(long, env = "STOCKY_RATE_LIMIT", default_value_t = 6000)]
     rate_limit: u32,
@@ -119,6 +122,7 @@ async fn serve(args: RunArgs) -> anyhow::Result<()> {
     options.hub_url = args.hub_url.filter(|u| !u.is_empty());
     options.api_key = args.api_key.filter(|k| !k.is_empty()).map(Secret);
     options.sync_interval_minutes = args.sync_interval_minutes;
+    options.push_batch_size = args.push_batch_size;
     options.rate_per_credential = args.rate_limit;
     options.rate_per_ip = args.rate_limit_ip;
     let edge = Edge::start(options).await.context("starting the edge")?;

@@ -6,8 +6,9 @@
 //!
 //! `POST /api/sync/pull` `{"cursor":{"eventId","id"}, "limit"}`: the movements of the
 //! caller's site after the cursor, oldest first, with the cursor to continue from. The
-//! ledger is append-only, so a cursor never misses or repeats a movement; a node applies
-//! them by UUID, so its own movements coming back change nothing.
+//! ledger is append-only, so a cursor never misses or repeats a movement. The caller's own
+//! pushes are left out (a node applies movements by UUID anyway, so they would change
+//! nothing).
 //!
 //! Movements from a store are facts: a valid one is never refused for the stock it leaves
 //! (a sale that happened may take stock below zero). The valid operations of a request are
@@ -83,10 +84,15 @@ async fn pull(
     let limit = body["limit"]
         .as_u64()
         .map_or(MAX_PULL, |l| (l as usize).clamp(1, MAX_PULL));
-    let (tenant, at) = (p.tenant.to_string(), site.clone());
+    // The caller's own pushes are already where it is: leave them out.
+    let (tenant, at, own) = (
+        p.tenant.to_string(),
+        site.clone(),
+        format!("device:{}", p.id),
+    );
     let rows = state
         .store
-        .sync(move |s| s.movements_after(&tenant, Some(&at), &after, limit + 1, None))
+        .sync(move |s| s.movements_after(&tenant, Some(&at), &after, limit + 1, Some(&own)))
         .await?;
     let has_more = rows.len() > limit;
     let rows = &rows[..rows.len().min(limit)];
