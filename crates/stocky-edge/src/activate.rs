@@ -12,8 +12,8 @@ use serde_json::json;
 use stocky_client::Client;
 use stocky_core::stock::LedgerEntry;
 use stocky_core::time::{iso8601, now_millis};
-use stocky_core::{DEFAULT_SITE, DEFAULT_TENANT};
-use stocky_store::{Command, Location, Origin, Store, StoreOptions, Unobserved, UPSTREAM_ORIGIN};
+use stocky_core::DEFAULT_SITE;
+use stocky_store::{Command, Location, Store, StoreOptions, Unobserved, UPSTREAM_ORIGIN};
 
 use crate::config::EdgeConfig;
 use crate::{database, EdgeError};
@@ -91,13 +91,7 @@ pub async fn activate(
         .collect();
     progress(2, 3, "writing the local ledger");
     if !entries.is_empty() {
-        let origin = Origin {
-            tenant: DEFAULT_TENANT.into(),
-            site: DEFAULT_SITE.into(),
-            connection: 0,
-            client_id: UPSTREAM_ORIGIN.into(),
-            op_id: None,
-        };
+        let origin = crate::upstream_origin();
         store
             .submit(Command::RestoreLedger(entries), origin)
             .await?;

@@ -20,8 +20,8 @@ use serde_json::json;
 use stocky_client::{Backoff, Client, Start, SubscribeOptions, Update};
 use stocky_core::stock::LedgerEntry;
 use stocky_core::time::{now_millis, parse_iso8601};
-use stocky_core::{DEFAULT_SITE, DEFAULT_TENANT};
-use stocky_store::{Command, Origin, OutboxCursor, Store, UPSTREAM_ORIGIN};
+use stocky_core::DEFAULT_SITE;
+use stocky_store::{Command, OutboxCursor, Store, UPSTREAM_ORIGIN};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -170,13 +170,7 @@ async fn pull_once(store: &Store, hub: &Client, site: &str) -> Result<(usize, bo
                 server_time: parse_iso8601(&m.server_time).unwrap_or_else(now_millis),
             })
             .collect();
-        let origin = Origin {
-            tenant: DEFAULT_TENANT.into(),
-            site: DEFAULT_SITE.into(),
-            connection: 0,
-            client_id: UPSTREAM_ORIGIN.into(),
-            op_id: None,
-        };
+        let origin = crate::upstream_origin();
         store
             .submit(Command::RestoreLedger(entries), origin)
             .await

@@ -26,31 +26,16 @@ impl HubProcess {
     /// The same on a given port (a restart where clients know the address).
     pub fn start_at(bin: &Path, port: u16, args: &[&std::ffi::OsStr]) -> Result<HubProcess> {
         let port = port.to_string();
-        let mut child = Command::new(bin)
+        let mut command = Command::new(bin);
+        command
             .args(["hub", "--port", &port, "--admin-token", ADMIN])
             .args(args)
             .env_remove("PORT")
             .env_remove("DB_PATH")
             .env_remove("STOCKY_DATA_DIR")
-            .env_remove("DATABASE_URL")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        let mut lines = BufReader::new(child.stdout.take().context("stdout is piped")?).lines();
-        let first = lines.next().context("the hub printed nothing")??;
-        std::thread::spawn(move || lines.for_each(drop));
-        let Some(http) = first
-            .split_whitespace()
-            .last()
-            .filter(|u| u.starts_with("http"))
-        else {
-            bail!("unexpected banner {first:?}");
-        };
-        Ok(HubProcess {
-            http: http.to_owned(),
-            child,
-        })
+            .env_remove("DATABASE_URL");
+        let (child, http) = spawn_with_banner(&mut command, bin)?;
+        Ok(HubProcess { http, child })
     }
 
     /// The SDK against this hub, as the operator.
@@ -112,6 +97,27 @@ pub fn example_binary(package: &str, name: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// Spawns `command` (stdout piped, stderr dropped) and reads the URL its banner's first
+/// line ends with; the rest of stdout is drained so the process never blocks on it.
+fn spawn_with_banner(command: &mut Command, bin: &Path) -> Result<(Child, String)> {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let mut lines = BufReader::new(child.stdout.take().context("stdout is piped")?).lines();
+    let first = lines.next().context("the process printed nothing")??;
+    std::thread::spawn(move || lines.for_each(drop));
+    let Some(http) = first
+        .split_whitespace()
+        .last()
+        .filter(|u| u.starts_with("http"))
+    else {
+        bail!("unexpected banner {first:?}");
+    };
+    Ok((child, http.to_owned()))
+}
+
 /// A free TCP port on loopback (bound and released).
 pub fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
@@ -129,30 +135,15 @@ pub struct EdgeProcess {
 impl EdgeProcess {
     /// Starts `bin edge --port 0 --admin-token ADMIN --data-dir DIR` and waits for its banner.
     pub fn start(bin: &Path, data_dir: &Path) -> Result<EdgeProcess> {
-        let mut child = Command::new(bin)
+        let mut command = Command::new(bin);
+        command
             .args(["edge", "--port", "0", "--admin-token", ADMIN, "--data-dir"])
             .arg(data_dir)
             .env_remove("PORT")
             .env_remove("REMOTE_API_URL")
-            .env_remove("REMOTE_API_KEY")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        let mut lines = BufReader::new(child.stdout.take().context("stdout is piped")?).lines();
-        let first = lines.next().context("the edge printed nothing")??;
-        std::thread::spawn(move || lines.for_each(drop));
-        let Some(http) = first
-            .split_whitespace()
-            .last()
-            .filter(|u| u.starts_with("http"))
-        else {
-            bail!("unexpected banner {first:?}");
-        };
-        Ok(EdgeProcess {
-            http: http.to_owned(),
-            child,
-        })
+            .env_remove("REMOTE_API_KEY");
+        let (child, http) = spawn_with_banner(&mut command, bin)?;
+        Ok(EdgeProcess { http, child })
     }
 
     /// The SDK against this edge, as its local operator.

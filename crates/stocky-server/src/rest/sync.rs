@@ -56,23 +56,7 @@ async fn pull(
 ) -> Result<Json<Value>, ApiError> {
     p.require(Action::Read)?;
     let body: Value = json_body(request, &state).await?;
-    let site = match body.get("siteId").or_else(|| body.get("sedeId")) {
-        None | Some(Value::Null) => p.home_site().to_string(),
-        Some(Value::String(s)) => s.clone(),
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "invalid_body",
-                "siteId must be a string",
-            ))
-        }
-    };
-    if !p.sees_site(&site) {
-        return Err(ApiError::new(
-            axum::http::StatusCode::FORBIDDEN,
-            "forbidden",
-            format!("site {site:?} is not yours"),
-        ));
-    }
+    let site = requested_site(&p, body.get("siteId").or_else(|| body.get("sedeId")))?;
     let cursor = &body["cursor"];
     let after = OutboxCursor {
         event_id: cursor["eventId"]
@@ -144,23 +128,7 @@ async fn push(
             "body must be a JSON object with \"operations\"",
         ));
     };
-    let site = match body.get("siteId").or_else(|| body.get("sedeId")) {
-        None | Some(Value::Null) => p.home_site().to_string(),
-        Some(Value::String(s)) => s.clone(),
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "invalid_body",
-                "siteId must be a string",
-            ))
-        }
-    };
-    if !p.sees_site(&site) {
-        return Err(ApiError::new(
-            axum::http::StatusCode::FORBIDDEN,
-            "forbidden",
-            format!("site {site:?} is not yours"),
-        ));
-    }
+    let site = requested_site(&p, body.get("siteId").or_else(|| body.get("sedeId")))?;
     let Some(Value::Array(operations)) = body.get("operations") else {
         return Err(ApiError::bad_request(
             "invalid_data",
@@ -256,6 +224,29 @@ async fn push(
         "lastEventId": last_event_id,
         "results": results,
     })))
+}
+
+/// The request's `siteId` (seed 003's `sedeId` accepted), by default the caller's home
+/// site; it must be one the caller sees.
+fn requested_site(p: &Principal, given: Option<&Value>) -> Result<String, ApiError> {
+    let site = match given {
+        None | Some(Value::Null) => p.home_site().to_string(),
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "siteId must be a string",
+            ))
+        }
+    };
+    if !p.sees_site(&site) {
+        return Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("site {site:?} is not yours"),
+        ));
+    }
+    Ok(site)
 }
 
 /// One movement of a push, checked: `{"id","productId","delta","kind","reason","clientTime"}`.
