@@ -173,8 +173,7 @@ async fn pull_once(store: &Store, hub: &Client, site: &str) -> Result<(usize, bo
         let origin = crate::upstream_origin();
         store
             .submit(Command::RestoreLedger(entries), origin)
-            .await
-            .map_err(|e| PushError::Store(stocky_store::StoreError::Task(e.to_string())))?;
+            .await?;
     }
     let next = format!("{} {}", answer.cursor.event_id, answer.cursor.id);
     store.sync(move |s| s.set_state(CURSOR_KEY, &next)).await?;

@@ -108,13 +108,15 @@ pub async fn run(
     }
 }
 
-/// Why a push round failed.
+/// Why a sync round (push or pull) failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
     #[error(transparent)]
     Hub(#[from] ClientError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("the local database refused the pulled movements: {0}")]
+    Local(#[from] stocky_store::SubmitError),
 }
 
 /// One round: up to `batch` operations; returns how many the hub answered.
