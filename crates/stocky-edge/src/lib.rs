@@ -8,7 +8,7 @@
 //!   idempotent by movement UUID, with backoff;
 //! - the pull worker ([`pull`]): the hub's movements for this site come down by cursor,
 //!   woken by the hub's live stream;
-//! - the sync status route ([`status`]).
+//! - the sync status route ([`status`]) and the quarantine's ([`quarantine`]).
 //!
 //! Data layout: the edge keeps its one site's data under the local tenant and site
 //! `default`; the hub's tenant and site ids live in `edge.json` and are used on the wire.
@@ -19,6 +19,7 @@ pub mod activate;
 pub mod config;
 pub mod pull;
 pub mod push;
+pub mod quarantine;
 pub mod status;
 
 use std::net::SocketAddr;
@@ -136,12 +137,17 @@ impl Edge {
         server.rate_per_credential = options.rate_per_credential;
         server.rate_per_ip = options.rate_per_ip;
         let status = Arc::new(Mutex::new(SyncStatus::default()));
+        let hub = stocky_client::Client::new(&config.hub_url)?.with_token(config.api_key.clone());
+        let upstream = quarantine::Upstream {
+            hub: hub.clone(),
+            site: config.site_id.clone(),
+        };
         let wiring = Wiring {
-            routes: status::routes(status.clone(), config.site_id.clone()),
+            routes: status::routes(status.clone(), config.site_id.clone())
+                .merge(quarantine::routes(upstream)),
             ..Wiring::default()
         };
         let prepared = Gateway::prepare(server, wiring).await?;
-        let hub = stocky_client::Client::new(&config.hub_url)?.with_token(config.api_key.clone());
         let state = prepared.state();
         let wake_pull = Arc::new(tokio::sync::Notify::new());
         state.tasks.spawn(push::run(

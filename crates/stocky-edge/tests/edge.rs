@@ -310,6 +310,38 @@ async fn a_poison_operation_is_quarantined_and_the_49_behind_it_apply() -> Resul
     })
     .await?;
     assert_eq!(north.stock_of(9).await?.context("pushed")?.stock, 5);
+    // The quarantine is visible, a retry the hub still refuses stays, a discard takes the
+    // movement's delta back out locally so both sides agree again.
+    let listed: Value = local.get("/api/sync/quarantine").await?;
+    assert_eq!(listed["count"], 1, "{listed}");
+    assert_eq!(listed["data"][0]["opId"], "poison-1");
+    assert!(
+        listed["data"][0]["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("kind"),
+        "{listed}"
+    );
+    let (status, retried) = local
+        .call("POST", "/api/sync/quarantine/poison-1/retry", None, &[])
+        .await?;
+    assert_eq!(
+        (status, retried["success"].clone()),
+        (200, json!(false)),
+        "{retried}"
+    );
+    assert_eq!(local.stock_of(9).await?.context("local")?.stock, 7);
+    let (status, _) = local
+        .call("DELETE", "/api/sync/quarantine/poison-1", None, &[])
+        .await?;
+    assert_eq!(status, 200);
+    assert_eq!(local.stock_of(9).await?.context("local")?.stock, 5);
+    let listed: Value = local.get("/api/sync/quarantine").await?;
+    assert_eq!(listed["count"], 0);
+    let (status, _) = local
+        .call("DELETE", "/api/sync/quarantine/poison-1", None, &[])
+        .await?;
+    assert_eq!(status, 404);
     edge.stop().await?;
     let _ = ADMIN;
     Ok(())

@@ -280,6 +280,14 @@ impl SyncTables<'_> {
         Ok(())
     }
 
+    /// Takes an operation out of the quarantine; `false` when it is not there.
+    pub fn release(&mut self, op_id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .0
+            .execute("DELETE FROM quarantine WHERE op_id = $1", args![op_id])?
+            > 0)
+    }
+
     /// The quarantine: `(op_id, operation JSON, reason, created_at)`, oldest first.
     pub fn quarantined(&mut self) -> Result<Vec<(String, String, String, i64)>, StoreError> {
         let rows = self.0.query(

@@ -1,0 +1,162 @@
+//! The operations the hub refused, for an admin at the edge (seed 003 §4.2: visible,
+//! retryable, discardable):
+//!
+//! - `GET /api/sync/quarantine` lists them with the hub's reason;
+//! - `POST /api/sync/quarantine/{opId}/retry` sends one again now (after the hub's rules or
+//!   the data were fixed); it leaves the quarantine only when the hub takes it;
+//! - `DELETE /api/sync/quarantine/{opId}` gives up on it: a compensating movement (marked
+//!   upstream, never pushed) takes its delta back out of the local stock, so the edge
+//!   agrees with the hub again, and the ledger keeps both.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde_json::{json, Value};
+use stocky_client::Client;
+use stocky_core::auth::Action;
+use stocky_core::stock::LedgerEntry;
+use stocky_core::time::{iso8601, now_millis};
+use stocky_core::DEFAULT_SITE;
+use stocky_server::auth::Principal;
+use stocky_server::error::ApiError;
+use stocky_server::AppState;
+use stocky_store::{Command, UPSTREAM_ORIGIN};
+
+/// The hub client and this edge's hub site, for retries.
+#[derive(Clone)]
+pub(crate) struct Upstream {
+    pub hub: Client,
+    pub site: String,
+}
+
+pub(crate) fn routes(upstream: Upstream) -> Router<AppState> {
+    Router::new()
+        .route("/api/sync/quarantine", get(list))
+        .route("/api/sync/quarantine/{op_id}/retry", post(retry))
+        .route(
+            "/api/sync/quarantine/{op_id}",
+            axum::routing::delete(discard),
+        )
+        .layer(Extension(upstream))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> Result<Json<Value>, ApiError> {
+    p.require(Action::Read)?;
+    let rows = state.store.sync(|s| s.quarantined()).await?;
+    let data: Vec<Value> = rows
+        .into_iter()
+        .map(|(op_id, operation, reason, at)| {
+            json!({
+                "opId": op_id,
+                "operation": serde_json::from_str::<Value>(&operation).unwrap_or(Value::String(operation)),
+                "reason": reason,
+                "quarantinedAt": iso8601(at),
+            })
+        })
+        .collect();
+    Ok(Json(json!({"count": data.len(), "data": data})))
+}
+
+/// The quarantined operation `op_id` as it was sent.
+async fn quarantined(state: &AppState, op_id: &str) -> Result<Value, ApiError> {
+    let rows = state.store.sync(|s| s.quarantined()).await?;
+    let Some((_, operation, _, _)) = rows.into_iter().find(|(id, ..)| id == op_id) else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no quarantined operation {op_id:?}"),
+        ));
+    };
+    serde_json::from_str(&operation).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("the quarantined operation is not JSON: {e}"),
+        )
+    })
+}
+
+async fn retry(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Extension(upstream): Extension<Upstream>,
+    Path(op_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    p.require(Action::ManageAccess)?;
+    let operation = quarantined(&state, &op_id).await?;
+    let answer: Value = upstream
+        .hub
+        .post(
+            "/api/sync/push",
+            &json!({"siteId": upstream.site, "operations": [operation]}),
+        )
+        .await
+        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "hub_unavailable", e.to_string()))?;
+    let result = answer["results"][0].clone();
+    let taken = matches!(result["status"].as_str(), Some("applied" | "duplicate"));
+    if taken {
+        let id = op_id.clone();
+        state.store.sync(move |s| s.release(&id)).await?;
+    } else {
+        let (id, reason) = (
+            op_id.clone(),
+            result["reason"].as_str().unwrap_or("rejected").to_owned(),
+        );
+        let body = operation.to_string();
+        state
+            .store
+            .sync(move |s| s.quarantine(&id, &body, &reason, now_millis()))
+            .await?;
+    }
+    Ok(Json(
+        json!({"success": taken, "opId": op_id, "result": result}),
+    ))
+}
+
+async fn discard(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(op_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    p.require(Action::ManageAccess)?;
+    let operation = quarantined(&state, &op_id).await?;
+    let (Some(product_id), Some(delta)) =
+        (operation["productId"].as_i64(), operation["delta"].as_i64())
+    else {
+        return Err(ApiError::bad_request(
+            "invalid_operation",
+            "the quarantined operation has no productId/delta",
+        ));
+    };
+    let compensation = LedgerEntry {
+        id: format!("discard-{op_id}"),
+        site: DEFAULT_SITE.to_owned(),
+        product_id,
+        delta: -delta,
+        kind: "discard".into(),
+        reason: Some(format!(
+            "quarantined operation {op_id} discarded by {}",
+            p.id
+        )),
+        origin_client: Some(UPSTREAM_ORIGIN.into()),
+        origin_op: Some(op_id.clone()),
+        server_time: now_millis(),
+    };
+    state
+        .store
+        .submit(
+            Command::RestoreLedger(vec![compensation]),
+            crate::upstream_origin(),
+        )
+        .await?;
+    let id = op_id.clone();
+    state.store.sync(move |s| s.release(&id)).await?;
+    tracing::info!(op = %op_id, by = %p.id, "quarantined operation discarded");
+    Ok(Json(
+        json!({"success": true, "opId": op_id, "discarded": true}),
+    ))
+}
