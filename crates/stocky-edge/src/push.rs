@@ -7,7 +7,9 @@
 //!   only makes the next attempt send them again, and the hub recognises them by UUID;
 //! - a rejected operation never blocks the ones behind it;
 //! - retries are driven by a timer (exponential backoff with jitter, at most a minute), not
-//!   by local writes; an idle outbox is looked at once a second.
+//!   by local writes; an idle outbox is looked at once a second;
+//! - a round keeps up to four requests of one batch each in flight, and the cursor moves
+//!   only when all of them are answered.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,6 +28,8 @@ use crate::status::SyncStatus;
 const CURSOR_KEY: &str = "push.cursor";
 /// How often an idle outbox is looked at.
 const IDLE_POLL: Duration = Duration::from_secs(1);
+/// Push requests a round keeps in flight at most (each of the configured batch size).
+const IN_FLIGHT: usize = 4;
 
 #[derive(Deserialize)]
 struct PushAnswer {
@@ -119,7 +123,8 @@ pub enum PushError {
     Local(#[from] stocky_store::SubmitError),
 }
 
-/// One round: up to `batch` operations; returns how many the hub answered.
+/// One round: up to `IN_FLIGHT` requests of `batch` operations; returns how many the hub
+/// answered.
 async fn push_once(
     store: &Store,
     hub: &Client,
@@ -128,7 +133,7 @@ async fn push_once(
 ) -> Result<usize, PushError> {
     let after = cursor(store).await?;
     let pending: Vec<Pending> = store
-        .sync(move |s| s.outbox(DEFAULT_TENANT, &after, batch))
+        .sync(move |s| s.outbox(DEFAULT_TENANT, &after, batch * IN_FLIGHT))
         .await?;
     let Some(last) = pending.last().map(|p| p.cursor.clone()) else {
         return Ok(0);
@@ -147,26 +152,30 @@ async fn push_once(
             })
         })
         .collect();
-    let answer: PushAnswer = hub
-        .post(
-            "/api/sync/push",
-            &json!({"siteId": site, "operations": operations}),
-        )
-        .await?;
-    if answer.results.len() != pending.len() {
+    // Up to IN_FLIGHT requests of `batch` operations at once; the cursor moves only once
+    // every one of them is answered (a failure sends them all again: their ids make the
+    // repeat harmless, and movements commute, so the hub may commit them in any order).
+    let bodies: Vec<Value> = operations
+        .chunks(batch.max(1))
+        .map(|chunk| json!({"siteId": site, "operations": chunk}))
+        .collect();
+    let requests = bodies
+        .iter()
+        .map(|body| hub.post::<PushAnswer, _>("/api/sync/push", body));
+    let mut results = Vec::with_capacity(operations.len());
+    for answer in futures_util::future::join_all(requests).await {
+        results.extend(answer?.results);
+    }
+    if results.len() != pending.len() {
         return Err(PushError::Hub(ClientError::Decode {
             url: "/api/sync/push".into(),
-            message: format!(
-                "{} results for {} operations",
-                answer.results.len(),
-                pending.len()
-            ),
+            message: format!("{} results for {} operations", results.len(), pending.len()),
         }));
     }
     let now = now_millis();
     let refused: Vec<(String, String, String)> = pending
         .iter()
-        .zip(&answer.results)
+        .zip(&results)
         .zip(&operations)
         .filter(|((_, result), _)| result.status == "rejected")
         .map(|((p, result), op)| {
