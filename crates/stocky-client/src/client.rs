@@ -64,16 +64,22 @@ impl Credential {
         }
     }
 
-    /// A session whose access token should be refreshed now.
-    fn refresh_due(&self, now_ms: i64) -> bool {
+    /// When a session's access token should be refreshed: a fifth of its lifetime (at
+    /// least 30 s, at most half) before it expires. `None` for other credentials.
+    fn refresh_at_ms(&self) -> Option<i64> {
         match self {
             Credential::Session {
                 expires_at_ms,
                 lifetime_ms,
                 ..
-            } => now_ms >= expires_at_ms - (lifetime_ms / 5).max(30_000).min(*lifetime_ms / 2),
-            _ => false,
+            } => Some(expires_at_ms - (lifetime_ms / 5).max(30_000).min(*lifetime_ms / 2)),
+            _ => None,
         }
+    }
+
+    /// A session whose access token should be refreshed now.
+    fn refresh_due(&self, now_ms: i64) -> bool {
+        self.refresh_at_ms().is_some_and(|at| now_ms >= at)
     }
 }
 
@@ -265,14 +271,7 @@ impl Client {
 
     /// When the session's access token should be refreshed (none for other credentials).
     pub(crate) fn refresh_deadline_ms(&self) -> Option<i64> {
-        match &*self.lock() {
-            Credential::Session {
-                expires_at_ms,
-                lifetime_ms,
-                ..
-            } => Some(expires_at_ms - (lifetime_ms / 5).max(30_000).min(*lifetime_ms / 2)),
-            _ => None,
-        }
+        self.lock().refresh_at_ms()
     }
 
     pub(crate) fn has_session(&self) -> bool {

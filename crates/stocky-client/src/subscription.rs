@@ -628,9 +628,17 @@ impl Worker {
                         auth_error = Some(error.clone());
                     }
                     let pending = &mut self.pending;
-                    let mut own = |op: &str| pending.remove(op).is_some();
+                    let mut answered = false;
+                    let mut own = |op: &str| {
+                        let mine = pending.remove(op).is_some();
+                        answered |= mine;
+                        mine
+                    };
                     let step = self.tracker.on_message(message, &mut own);
-                    self.order.retain(|op| self.pending.contains_key(op));
+                    if answered {
+                        // Only when a command was answered: most frames are others' events.
+                        self.order.retain(|op| self.pending.contains_key(op));
+                    }
                     self.publish_position();
                     if let Some(reply) = step.reply {
                         if sink.send(Message::text(reply)).await.is_err() {

@@ -610,14 +610,25 @@ pub struct SiteLevel {
 /// What restoring ledger movements did (`_stock` backups).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LedgerRestored {
-    /// Products whose stock was recomputed.
+    /// The resulting level of every product the movements touch.
     pub levels: Vec<SiteLevel>,
-    /// Movements appended.
-    pub restored: usize,
-    /// Movements already in the ledger (by UUID).
-    pub skipped: usize,
     /// Per movement, in the order given, what became of it.
     pub appended: Vec<Appended>,
+}
+
+impl LedgerRestored {
+    /// Movements appended.
+    pub fn restored(&self) -> usize {
+        self.appended
+            .iter()
+            .filter(|a| **a == Appended::New)
+            .count()
+    }
+
+    /// Movements not appended (already in the ledger, or an id another tenant's has).
+    pub fn skipped(&self) -> usize {
+        self.appended.len() - self.restored()
+    }
 }
 
 /// What appending one movement by its UUID did.

@@ -128,7 +128,7 @@ pub async fn restore(
                 id,
                 outcome: Outcome::Ledger(done),
                 ..
-            } => (id, done.restored, done.skipped),
+            } => (id, done.restored(), done.skipped()),
             Applied::New { id, .. } | Applied::Duplicate { id, .. } => (id, 0, 0),
         };
         (

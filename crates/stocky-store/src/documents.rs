@@ -433,7 +433,6 @@ pub(crate) fn restore_ledger(
             new_ids.insert(row.text(0).map_err(unavailable)?);
         }
     }
-    let inserted = new_ids.len();
     let mut appended = Vec::with_capacity(entries.len());
     // Per touched product, the sum of the deltas appended now (duplicates add nothing).
     let mut touched = std::collections::BTreeMap::<(&str, i64), i64>::new();
@@ -486,12 +485,7 @@ pub(crate) fn restore_ledger(
         }
     }
     levels.sort_by(|a, b| (&a.site_id, a.product_id).cmp(&(&b.site_id, b.product_id)));
-    Ok(LedgerRestored {
-        levels,
-        restored: inserted,
-        skipped: entries.len() - inserted,
-        appended,
-    })
+    Ok(LedgerRestored { levels, appended })
 }
 
 // ---- reads --------------------------------------------------------------------------

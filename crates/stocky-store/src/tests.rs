@@ -444,7 +444,7 @@ async fn documents_and_ledger(at: Location) {
     else {
         panic!("a ledger restore commits an event");
     };
-    assert_eq!((done.restored, done.skipped), (1, 1));
+    assert_eq!((done.restored(), done.skipped()), (1, 1));
     assert_eq!(store.ledger_len(DEFAULT_TENANT).await.unwrap(), 2);
     let row = store
         .stock_of(DEFAULT_TENANT, DEFAULT_SITE, 5)
