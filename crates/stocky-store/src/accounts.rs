@@ -33,6 +33,13 @@ pub struct UserLogin {
     pub password_hash: String,
 }
 
+/// The account an API key speaks for and, for a store node's credential, its device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyHolder {
+    pub account: Account,
+    pub device: Option<String>,
+}
+
 /// A login session found by its refresh token.
 #[derive(Debug, Clone)]
 pub struct Session {
@@ -336,14 +343,123 @@ pub(crate) fn create_api_key(
     Ok(())
 }
 
-pub(crate) fn api_key(conn: &mut dyn Conn, key_hash: &str) -> Result<Option<Account>, StoreError> {
+pub(crate) fn api_key(conn: &mut dyn Conn, key_hash: &str) -> Result<Option<KeyHolder>, StoreError> {
     match conn.query_opt(
-        "SELECT id, tenant_id, role, site_id, modules FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+        "SELECT id, tenant_id, role, site_id, modules, device_id FROM api_keys
+         WHERE key_hash = $1 AND revoked_at IS NULL",
         args![key_hash],
     )? {
-        Some(mut r) => Ok(Some(account_at(&mut r, 0)?)),
+        Some(mut r) => Ok(Some(KeyHolder {
+            account: account_at(&mut r, 0)?,
+            device: r.opt_text(5)?,
+        })),
         None => Ok(None),
     }
+}
+
+/// Binds an API key to the device it was issued to (a store node's credential).
+pub(crate) fn bind_key_to_device(
+    conn: &mut dyn Conn,
+    key_id: &str,
+    device: &str,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE api_keys SET device_id = $2 WHERE id = $1",
+        args![key_id, device],
+    )?;
+    Ok(())
+}
+
+/// The enabled users whose home is `tenant`'s `site`, with their password hashes (what a
+/// store node needs so that they can sign in while it is offline).
+pub(crate) fn site_users(
+    conn: &mut dyn Conn,
+    tenant: &str,
+    site: &str,
+) -> Result<Vec<UserLogin>, StoreError> {
+    let rows = conn.query(
+        "SELECT id, tenant_id, role, site_id, modules, email, password_hash FROM users
+         WHERE tenant_id = $1 AND site_id = $2 AND disabled_at IS NULL ORDER BY id",
+        args![tenant, site],
+    )?;
+    rows.into_iter()
+        .map(|mut r| {
+            Ok(UserLogin {
+                account: account_at(&mut r, 0)?,
+                email: r.text(5)?,
+                password_hash: r.text(6)?,
+            })
+        })
+        .collect::<Result<_, DbError>>()
+        .map_err(StoreError::from)
+}
+
+/// What mirroring the upstream's users changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Mirrored {
+    pub added: usize,
+    pub changed: usize,
+    pub removed: usize,
+}
+
+/// Makes the local users exactly `users` (cloud wins: a store node never edits users).
+/// A user that is gone or changed (email, password, role, modules) loses its local
+/// sessions, so a password reset or a demotion at the hub also holds at the store.
+/// One transaction.
+pub(crate) fn mirror_users(
+    conn: &mut dyn Conn,
+    users: &[UserLogin],
+) -> Result<Mirrored, StoreError> {
+    in_tx(conn, TxMode::Plain, |tx| -> Result<Mirrored, StoreError> {
+        let now = now_millis();
+        let mut local = std::collections::HashMap::new();
+        for mut r in tx.query(
+            "SELECT id, tenant_id, role, site_id, modules, email, password_hash FROM users",
+            args![],
+        )? {
+            let account = account_at(&mut r, 0)?;
+            local.insert(account.id.clone(), (account, r.text(5)?, r.text(6)?));
+        }
+        let mut done = Mirrored::default();
+        let wanted: std::collections::HashSet<&str> =
+            users.iter().map(|u| u.account.id.as_str()).collect();
+        for id in local.keys().filter(|id| !wanted.contains(id.as_str())) {
+            tx.execute("DELETE FROM sessions WHERE user_id = $1", args![id])?;
+            tx.execute("DELETE FROM users WHERE id = $1", args![id])?;
+            done.removed += 1;
+        }
+        for user in users {
+            let a = &user.account;
+            match local.get(&a.id) {
+                Some((account, email, hash))
+                    if account == a && *email == user.email && *hash == user.password_hash => {}
+                Some(_) => {
+                    tx.execute(
+                        "UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
+                        args![&a.id, now],
+                    )?;
+                    tx.execute(
+                        "UPDATE users SET email = $2, password_hash = $3, role = $4, site_id = $5,
+                            modules = $6, disabled_at = NULL WHERE id = $1",
+                        args![
+                            &a.id,
+                            &user.email,
+                            &user.password_hash,
+                            a.role.as_str(),
+                            &a.site,
+                            &modules_to_text(&a.modules)
+                        ],
+                    )?;
+                    done.changed += 1;
+                }
+                None => {
+                    create_user(tx, a, &user.email, &user.password_hash)?;
+                    done.added += 1;
+                }
+            }
+        }
+        Ok(done)
+    })
 }
 
 pub(crate) fn list_api_keys(conn: &mut dyn Conn, tenant: &str) -> Result<Vec<Listed>, StoreError> {

@@ -22,8 +22,10 @@ mod documents;
 pub mod engine;
 mod reader;
 mod sequencer;
+mod site_state;
 pub mod sql;
 mod sync;
+mod sync_log;
 #[doc(hidden)]
 pub mod testing;
 
@@ -35,14 +37,16 @@ use stocky_core::documents::DocWrite;
 use stocky_core::stock::{BusinessValidator, LedgerEntry, Rejection, StockCommand};
 use tokio::sync::{mpsc, oneshot};
 
-pub use accounts::{Account, Listed, Session, UserLogin};
+pub use accounts::{Account, KeyHolder, Listed, Mirrored, Session, UserLogin};
 #[cfg(feature = "sqlite")]
 pub use engine::sqlite::snapshot;
 pub use engine::{sqlite_file, Location};
 pub use reader::{ReplayPage, Snapshot, StockRow, StoredEvent};
 use sql::Conn;
 pub use sql::DbError;
+pub use site_state::SiteState;
 pub use sync::{OutboxCursor, Pending, Redeemed, SyncTables, UPSTREAM_ORIGIN};
+pub use sync_log::SyncLogEntry;
 
 /// Storage failures (the database, not the caller, is at fault). Each message carries its
 /// cause, so none has a `source()`: a report that walks the chain (anyhow's) says the
@@ -611,8 +615,14 @@ impl Accounts<'_> {
     ) -> Result<(), StoreError> {
         accounts::create_api_key(self.0, account, name, key_hash)
     }
-    pub fn api_key(&mut self, key_hash: &str) -> Result<Option<Account>, StoreError> {
+    pub fn api_key(&mut self, key_hash: &str) -> Result<Option<KeyHolder>, StoreError> {
         accounts::api_key(self.0, key_hash)
+    }
+    pub fn site_users(&mut self, tenant: &str, site: &str) -> Result<Vec<UserLogin>, StoreError> {
+        accounts::site_users(self.0, tenant, site)
+    }
+    pub fn mirror_users(&mut self, users: &[UserLogin]) -> Result<Mirrored, StoreError> {
+        accounts::mirror_users(self.0, users)
     }
     pub fn list_api_keys(&mut self, tenant: &str) -> Result<Vec<Listed>, StoreError> {
         accounts::list_api_keys(self.0, tenant)

@@ -149,6 +149,7 @@ impl SyncTables<'_> {
                     ..account.clone()
                 };
                 accounts::create_api_key(tx, &account, key_name, key_hash)?;
+                accounts::bind_key_to_device(tx, &account.id, device_id)?;
                 tx.execute(
                     "UPDATE activation_codes SET used_at = $2, device_id = $3 WHERE code_hash = $1",
                     args![code_hash, now, device_id],

@@ -523,7 +523,10 @@ async fn accounts(at: Location) {
         .unwrap();
     assert_eq!(
         store.accounts(|a| a.api_key("h1")).await.unwrap(),
-        Some(key)
+        Some(crate::KeyHolder {
+            account: key,
+            device: None
+        })
     );
     assert!(store
         .accounts(|a| a.revoke_api_key("acme", "k1"))
@@ -581,6 +584,146 @@ async fn accounts(at: Location) {
     );
     let tenants = store.accounts(|a| a.list_tenants()).await.unwrap();
     assert_eq!(tenants.len(), 2);
+    drop(store);
+    writer.join();
+}
+
+#[tokio::test]
+async fn store_nodes_mirror_users_and_sites_track_their_node_on_every_engine() {
+    on_every_engine(store_nodes).await;
+}
+
+async fn store_nodes(at: Location) {
+    let (store, writer, _) = open(&at, Arc::default()).await;
+    let user = |id: &str, email: &str, hash: &str, role: Role| UserLogin {
+        account: Account {
+            id: id.into(),
+            tenant: DEFAULT_TENANT.into(),
+            role,
+            site: Some(DEFAULT_SITE.into()),
+            modules: None,
+        },
+        email: email.into(),
+        password_hash: hash.into(),
+    };
+    // Mirroring: added, then one changed (its session revoked), one gone, one reusing the
+    // gone one's email.
+    let first = vec![
+        user("u1", "ana@shop.test", "h1", Role::Cashier),
+        user("u2", "bo@shop.test", "h2", Role::Manager),
+    ];
+    let done = store.accounts(move |a| a.mirror_users(&first)).await.unwrap();
+    assert_eq!((done.added, done.changed, done.removed), (2, 0, 0));
+    let holder = user("u1", "", "", Role::Cashier).account;
+    store
+        .accounts(move |a| a.create_session("s1", &holder, None, "r1", i64::MAX))
+        .await
+        .unwrap();
+    let second = vec![
+        user("u1", "ana@shop.test", "h1-reset", Role::Cashier),
+        user("u3", "bo@shop.test", "h3", Role::Cashier),
+    ];
+    let done = store
+        .accounts(move |a| a.mirror_users(&second))
+        .await
+        .unwrap();
+    assert_eq!((done.added, done.changed, done.removed), (1, 1, 1));
+    assert!(!store.accounts(|a| a.session_active("s1")).await.unwrap());
+    let bo = store
+        .accounts(|a| a.user_by_email("bo@shop.test"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(bo.account.id, "u3");
+    let same = vec![
+        user("u1", "ana@shop.test", "h1-reset", Role::Cashier),
+        user("u3", "bo@shop.test", "h3", Role::Cashier),
+    ];
+    let done = store.accounts(move |a| a.mirror_users(&same)).await.unwrap();
+    assert_eq!(done, Mirrored::default(), "an unchanged mirror writes nothing");
+    let mine = store
+        .accounts(|a| a.site_users(DEFAULT_TENANT, DEFAULT_SITE))
+        .await
+        .unwrap();
+    assert_eq!(mine.len(), 2);
+    assert!(store
+        .accounts(|a| a.site_users(DEFAULT_TENANT, "elsewhere"))
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Site state: online while the marking connection is open and fresh.
+    let states = |fresh: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .sync(move |s| s.site_states(DEFAULT_TENANT, fresh))
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|s| s.id == DEFAULT_SITE)
+                .unwrap()
+        }
+    };
+    assert!(!states(0).await.is_online);
+    let t = 1_000_000;
+    let on = |c: &'static str, now: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .sync(move |s| s.site_online(DEFAULT_TENANT, DEFAULT_SITE, c, now, now - 90))
+                .await
+                .unwrap()
+        }
+    };
+    assert!(on("c1", t).await, "offline → online is a change");
+    assert!(!on("c2", t + 1).await, "a second connection is not");
+    assert!(states(t).await.is_online);
+    assert!(!states(t + 10).await.is_online, "a stale ping is not online");
+    let off = |c: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .sync(move |s| s.site_offline(DEFAULT_TENANT, DEFAULT_SITE, c))
+                .await
+                .unwrap()
+        }
+    };
+    assert!(!off("c1").await, "the old connection no longer holds it");
+    assert!(states(t).await.is_online);
+    store
+        .sync(move |s| s.site_synced(DEFAULT_TENANT, DEFAULT_SITE, t + 5, Some(42)))
+        .await
+        .unwrap();
+    store
+        .sync(move |s| s.site_synced(DEFAULT_TENANT, DEFAULT_SITE, t + 6, Some(7)))
+        .await
+        .unwrap();
+    let state = states(t).await;
+    assert_eq!(
+        (state.sync_version, state.last_sync_at, state.last_ping_at),
+        (42, Some(t + 6), Some(t + 6))
+    );
+    assert!(off("c2").await);
+    assert!(!states(0).await.is_online);
+
+    // The sync log keeps the newest rows, newest first.
+    for i in 0..3u64 {
+        let entry = SyncLogEntry {
+            kind: "push".into(),
+            records_affected: i,
+            status: "success".into(),
+            error: None,
+            started_at: i as i64,
+            completed_at: i as i64 + 1,
+        };
+        store.sync(move |s| s.log_sync(&entry)).await.unwrap();
+    }
+    let log = store.sync(|s| s.sync_log(2)).await.unwrap();
+    assert_eq!(
+        log.iter().map(|e| e.records_affected).collect::<Vec<_>>(),
+        vec![2, 1]
+    );
     drop(store);
     writer.join();
 }

@@ -408,4 +408,23 @@ CREATE TABLE quarantine (
 );
 CREATE INDEX movements_by_event ON movements (tenant_id, event_id, id);
 "#,
+    r#"
+-- A device credential knows its device; a site shows its store node's sync state (seed
+-- 003 `sedes`: online, last ping, last sync, sync version); an edge logs its sync rounds
+-- (seed 004 `SyncLog`).
+ALTER TABLE api_keys ADD COLUMN device_id TEXT;
+ALTER TABLE sites ADD COLUMN online_connection TEXT;
+ALTER TABLE sites ADD COLUMN last_ping_at INTEGER;
+ALTER TABLE sites ADD COLUMN last_sync_at INTEGER;
+ALTER TABLE sites ADD COLUMN sync_version INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE sync_log (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind          TEXT NOT NULL,
+    records       INTEGER NOT NULL,
+    status        TEXT NOT NULL,
+    error         TEXT,
+    started_at    INTEGER NOT NULL,
+    completed_at  INTEGER NOT NULL
+);
+"#,
 ];
