@@ -14,8 +14,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 use stocky_core::api::{
-    LoginRequest, NewApiKey, NewDevice, NewSite, NewUser, RefreshRequest, StockCommandResult,
-    StockListing, StockRow, StockStatus, TokenGrant,
+    LoginRequest, NewApiKey, NewDevice, NewSite, NewUser, RefreshRequest, SiteUsers,
+    StockCommandResult, StockListing, StockRow, StockStatus, TokenGrant,
 };
 use stocky_core::stock::{StockCommand, StockLine, StockOp};
 use stocky_core::time::now_millis;
@@ -558,6 +558,12 @@ impl Client {
         let path = format!("/api/admin/api-keys/{}", seg(id));
         let request = self.request(Method::DELETE, &path).await?;
         self.finish(&path, request).await
+    }
+
+    /// `GET /api/sync/users` (a store node's device credential only): its site's users
+    /// with their password hashes, for offline sign-in.
+    pub async fn site_users(&self) -> Result<SiteUsers, ClientError> {
+        self.get("/api/sync/users").await
     }
 
     /// `POST /api/admin/tenants` (the hub operator only): `body` is

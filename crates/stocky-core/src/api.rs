@@ -228,3 +228,35 @@ mod tests {
         assert!(back.duplicate && back.data.is_none());
     }
 }
+
+/// `GET /api/sync/users` (device credentials only): the users whose home is the store
+/// node's site, with the password hashes it needs to sign them in while offline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SiteUsers {
+    pub site_id: String,
+    pub users: Vec<SiteUser>,
+}
+
+/// One user of [`SiteUsers`].
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SiteUser {
+    pub id: String,
+    pub email: String,
+    /// Argon2 PHC string: never a password.
+    pub password_hash: String,
+    pub role: crate::auth::Role,
+    /// Enabled modules; `None` for all.
+    pub modules: Option<Vec<String>>,
+}
+
+impl std::fmt::Debug for SiteUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SiteUser")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}

@@ -202,7 +202,9 @@ impl Default for ModuleMap {
         let map = ModuleMap {
             modules: HashMap::new(),
             families: HashMap::new(),
-            admin_only: vec!["SALE_CREATED".into()],
+            admin_only: ["SALE_CREATED", "stock:negative", "site:status"]
+                .map(String::from)
+                .to_vec(),
         };
         map.with(pairs.iter().map(|(e, m)| (e.to_string(), m.to_string())))
     }

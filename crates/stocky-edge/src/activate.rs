@@ -1,6 +1,7 @@
 //! `stocky edge activate --hub URL --code 123456`: redeems the code at the hub
 //! (`POST /activate`), creates the local database, downloads the site's stock as the
-//! starting point of the local ledger, and only then writes `edge.json` — so an activation
+//! starting point of the local ledger and the site's users (offline sign-in), and only
+//! then writes `edge.json` — so an activation
 //! that fails half-way leaves no "activated" edge behind and can simply be run again with
 //! a new code.
 
@@ -52,13 +53,15 @@ pub async fn activate(
     std::fs::create_dir_all(data_dir)
         .map_err(|e| EdgeError::Io(format!("creating {}: {e}", data_dir.display())))?;
     let hub = Client::new(hub_url)?;
-    progress(0, 3, "activating");
+    progress(0, 4, "activating");
     let activated: Activated = hub
         .post("/activate", &json!({"code": code.trim(), "name": name}))
         .await?;
     let device = hub.clone().with_token(activated.api_key.clone());
-    progress(1, 3, "downloading stock");
+    progress(1, 4, "downloading stock");
     let listing = device.stock().await?;
+    progress(2, 4, "downloading the site's users");
+    let users = device.site_users().await?;
 
     let (store, writer, _) = Store::open(
         &Location::Sqlite(database(data_dir)),
@@ -89,7 +92,8 @@ pub async fn activate(
         })
         .filter(|e| e.delta != 0)
         .collect();
-    progress(2, 3, "writing the local ledger");
+    progress(3, 4, "writing the local ledger and users");
+    crate::users::mirror(&store, users).await?;
     if !entries.is_empty() {
         let origin = crate::upstream_origin();
         store
@@ -121,6 +125,6 @@ pub async fn activate(
         sync_interval_minutes: activated.config.sync_interval_minutes.unwrap_or(5).max(1),
     };
     config.save(data_dir)?;
-    progress(3, 3, "ready");
+    progress(4, 4, "ready");
     Ok(config)
 }

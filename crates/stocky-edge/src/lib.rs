@@ -8,7 +8,8 @@
 //!   idempotent by movement UUID, with backoff;
 //! - the pull worker ([`pull`]): the hub's movements for this site come down by cursor,
 //!   woken by the hub's live stream;
-//! - the sync status route ([`status`]) and the quarantine's ([`quarantine`]).
+//! - the site's users, mirrored for offline sign-in ([`users`]);
+//! - the sync status and log routes ([`status`]) and the quarantine's ([`quarantine`]).
 //!
 //! Data layout: the edge keeps its one site's data under the local tenant and site
 //! `default`; the hub's tenant and site ids live in `edge.json` and are used on the wire.
@@ -17,10 +18,12 @@
 
 pub mod activate;
 pub mod config;
+mod log;
 pub mod pull;
 pub mod push;
 pub mod quarantine;
 pub mod status;
+pub mod users;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -168,10 +171,20 @@ impl Edge {
             status.clone(),
             state.shutdown.clone(),
         ));
+        let wake_users = Arc::new(tokio::sync::Notify::new());
+        state.tasks.spawn(users::run(
+            state.store.clone(),
+            hub.clone(),
+            wake_users.clone(),
+            std::time::Duration::from_secs(config.sync_interval_minutes.max(1) * 60),
+            status.clone(),
+            state.shutdown.clone(),
+        ));
         state.tasks.spawn(pull::watch(
             hub,
             config.device_id.clone(),
             wake_pull,
+            wake_users,
             status.clone(),
             state.shutdown.clone(),
         ));

@@ -83,7 +83,16 @@ pub async fn run(
     };
     let mut failures = 0u32;
     loop {
-        let wait = match pull_once(&store, &hub, &site).await {
+        let started = now_millis();
+        let result = pull_once(&store, &hub, &site).await;
+        crate::log::record(
+            &store,
+            "pull",
+            started,
+            result.as_ref().map(|(n, _)| *n as u64),
+        )
+        .await;
+        let wait = match result {
             Ok((count, more)) => {
                 failures = 0;
                 status
@@ -111,12 +120,13 @@ pub async fn run(
 }
 
 /// Wakes the puller whenever the hub's live stream shows a change (and on every
-/// (re)connect, to catch up), until `shutdown` or until the hub refuses the credential.
+/// (re)connect, to catch up, with the users' refresh), until `shutdown` or until the hub refuses the credential.
 /// The live stream also tells whether the hub is reachable (`isConnected`).
 pub async fn watch(
     hub: Client,
     device: String,
     wake: Arc<Notify>,
+    wake_users: Arc<Notify>,
     status: Arc<Mutex<SyncStatus>>,
     shutdown: CancellationToken,
 ) {
@@ -132,6 +142,7 @@ pub async fn watch(
             Some(Ok(Update::Connected(_))) => {
                 status().connected();
                 wake.notify_one();
+                wake_users.notify_one();
             }
             Some(Ok(_)) => wake.notify_one(),
             Some(Err(e)) => {

@@ -81,7 +81,10 @@ pub async fn run(
     };
     let mut failures = 0u32;
     loop {
-        let wait = match push_once(&store, &hub, &site, batch).await {
+        let started = now_millis();
+        let result = push_once(&store, &hub, &site, batch).await;
+        crate::log::record(&store, "push", started, result.as_ref().map(|n| *n as u64)).await;
+        let wait = match result {
             // Nothing to send says nothing about the hub: the live stream and the pull
             // keep the connection state.
             Ok(0) => {

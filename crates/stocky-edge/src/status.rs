@@ -1,4 +1,4 @@
-//! `GET /api/sync/status` at the edge (seed 004): whether the hub is reachable, when the
+//! `GET /api/sync/status` at the edge (seed 004), and `GET /api/sync/log` (its `SyncLog`): whether the hub is reachable, when the
 //! last push succeeded, how much waits in the outbox and since when, what is quarantined,
 //! and the last error. The worker keeps the live part in [`SyncStatus`]; depths are read
 //! from the database on each request.
@@ -71,6 +71,7 @@ impl SyncStatus {
 pub fn routes(status: Arc<Mutex<SyncStatus>>, site: String) -> Router<AppState> {
     Router::new()
         .route("/api/sync/status", get(sync_status))
+        .route("/api/sync/log", get(sync_log))
         .layer(Extension((status, site)))
 }
 
@@ -107,4 +108,34 @@ async fn sync_status(
         "lastError": live.last_error,
         "timestamp": iso8601(now),
     })))
+}
+
+#[derive(serde::Deserialize)]
+struct LogQuery {
+    limit: Option<usize>,
+}
+
+/// `GET /api/sync/log?limit=`: the newest sync rounds (default 100, at most 1000).
+async fn sync_log(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    axum::extract::Query(query): axum::extract::Query<LogQuery>,
+) -> Result<Json<Value>, ApiError> {
+    p.require(Action::Read)?;
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let rows = state.store.sync(move |s| s.sync_log(limit)).await?;
+    let rows: Vec<Value> = rows
+        .into_iter()
+        .map(|r| {
+            json!({
+                "type": r.kind,
+                "recordsAffected": r.records_affected,
+                "status": r.status,
+                "error": r.error,
+                "startedAt": iso8601(r.started_at),
+                "completedAt": iso8601(r.completed_at),
+            })
+        })
+        .collect();
+    Ok(Json(json!({"data": rows})))
 }

@@ -555,3 +555,208 @@ async fn converge(seed: u64) -> Result<()> {
     }
     Ok(())
 }
+
+fn user(email: &str, role: Role, site: Option<&str>) -> stocky_client::api::NewUser {
+    stocky_client::api::NewUser {
+        email: email.into(),
+        password: "a long password".into(),
+        role,
+        site_id: site.map(Into::into),
+        modules: None,
+    }
+}
+
+#[tokio::test]
+async fn the_sites_users_sign_in_at_the_edge_offline_and_follow_the_hub() -> Result<()> {
+    let mut hub = TestHub::start().await?;
+    let (code, north_key) = site_with_code(&hub, "north").await?;
+    north_key.update_stock(&[(1, 10)]).await?;
+    let sdk = hub.sdk();
+    sdk.create_user(&user("cashier@north.test", Role::Cashier, Some("north")))
+        .await?;
+    sdk.create_user(&user("boss@shop.test", Role::Admin, None))
+        .await?;
+    sdk.create_site(&stocky_client::api::NewSite {
+        id: "south".into(),
+        name: None,
+    })
+    .await?;
+    sdk.create_user(&user("cashier@south.test", Role::Cashier, Some("south")))
+        .await?;
+    // Password hashes go to device credentials only, whatever the caller's role.
+    let (status, _) = north_key.call("GET", "/api/sync/users", None, &[]).await?;
+    assert_eq!(status, 403, "an ordinary key of the site");
+    let (status, _) = sdk.call("GET", "/api/sync/users", None, &[]).await?;
+    assert_eq!(status, 403, "the hub's operator");
+
+    let dir = tempfile::tempdir()?;
+    let mut steps = Vec::new();
+    let config = stocky_edge::activate(&hub.http, &code, None, dir.path(), |done, total, _| {
+        steps.push((done, total))
+    })
+    .await?;
+    assert_eq!(steps.last(), Some(&(4, 4)));
+    let device = hub.sdk_with(&config.api_key);
+    let listed = device.site_users().await?;
+    assert_eq!(listed.site_id, "north");
+    assert_eq!(
+        listed
+            .users
+            .iter()
+            .map(|u| u.email.as_str())
+            .collect::<Vec<_>>(),
+        vec!["cashier@north.test"],
+        "only the site's own users"
+    );
+    assert!(
+        !format!("{listed:?}").contains("argon2"),
+        "hashes stay out of Debug"
+    );
+
+    let (edge, _) = start_edge(dir.path()).await?;
+    let at_edge = format!("http://{}", edge.local_addr());
+    hub.stop().await?;
+    // The hub is away: the cashier signs in at the edge with the hub password and sells.
+    let cashier = Client::new(&at_edge)?;
+    let grant = cashier
+        .login("cashier@north.test", "a long password")
+        .await?;
+    assert_eq!(grant.user.role, Role::Cashier);
+    cashier.subtract_stock(&[(1, 3)]).await?;
+    assert_eq!(cashier.stock_of(1).await?.context("stock")?.stock, 7);
+    let refused = cashier.update_stock(&[(1, 100)]).await.unwrap_err();
+    assert_eq!(refused.status(), Some(403), "roles hold at the edge");
+    for (email, password) in [
+        ("cashier@north.test", "wrong password!"),
+        ("boss@shop.test", "a long password"),
+        ("cashier@south.test", "a long password"),
+    ] {
+        let e = Client::new(&at_edge)?
+            .login(email, password)
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), Some(401), "{email}");
+    }
+
+    // Back online: a user added at the hub reaches the edge (cloud wins), and the sale is
+    // logged as a push in the sync log.
+    hub.restart_with(|_| {}).await?;
+    hub.sdk()
+        .create_user(&user("late@north.test", Role::Manager, Some("north")))
+        .await?;
+    edge.stop().await?; // a restart refreshes the users at once
+    let (edge, local) = start_edge(dir.path()).await?;
+    let at_edge = format!("http://{}", edge.local_addr());
+    eventually("the new user at the edge", || {
+        let at_edge = at_edge.clone();
+        async move {
+            Ok(Client::new(&at_edge)?
+                .login("late@north.test", "a long password")
+                .await
+                .is_ok())
+        }
+    })
+    .await?;
+    eventually("the sale at the hub", || async {
+        Ok(north_key.stock_of(1).await?.map(|r| r.stock) == Some(7))
+    })
+    .await?;
+    let log: Value = local.get("/api/sync/log").await?;
+    let rows = log["data"].as_array().context("rows")?;
+    assert!(
+        rows.iter()
+            .any(|r| r["type"] == "push" && r["status"] == "success" && r["recordsAffected"] == 1),
+        "{log}"
+    );
+    assert!(rows.iter().any(|r| r["type"] == "users"), "{log}");
+    edge.stop().await?;
+    Ok(())
+}
+
+async fn next_event(sub: &mut Subscription, name: &str) -> Result<Value> {
+    loop {
+        match tokio::time::timeout(WAIT, sub.next())
+            .await?
+            .context("ended")??
+        {
+            Update::Event(e) if e.event == name => return Ok(e.data),
+            _ => continue,
+        }
+    }
+}
+
+#[tokio::test]
+async fn admins_see_each_site_online_synced_and_below_zero() -> Result<()> {
+    let hub = TestHub::start().await?;
+    let (code, north_key) = site_with_code(&hub, "north").await?;
+    let mut admin = hub.sdk().subscribe(SubscribeOptions::new(Start::Now));
+    connected(&mut admin).await?;
+    let mut manager = north_key.subscribe(SubscribeOptions::new(Start::Now).device("m"));
+    connected(&mut manager).await?;
+    let site = |sites: &Value| -> Value {
+        sites["data"]
+            .as_array()
+            .and_then(|all| all.iter().find(|s| s["id"] == "north").cloned())
+            .unwrap_or_default()
+    };
+    let before = site(&hub.sdk().sites().await?);
+    assert_eq!(
+        (before["isOnline"].clone(), before["lastSyncAt"].clone()),
+        (json!(false), Value::Null)
+    );
+
+    let dir = tempfile::tempdir()?;
+    let config = stocky_edge::activate(&hub.http, &code, None, dir.path(), |_, _, _| {}).await?;
+    let (edge, local) = start_edge(dir.path()).await?;
+    let online = next_event(&mut admin, "site:status").await?;
+    assert_eq!(online["siteId"], "north");
+    assert_eq!(online["deviceId"], config.device_id.as_str());
+    assert_eq!(online["isOnline"], true);
+    local.add_stock(&[(5, 2)]).await?;
+    eventually("the push and pull marks", || async {
+        let north = site(&hub.sdk().sites().await?);
+        Ok(north["isOnline"] == true
+            && north["lastPingAt"].is_string()
+            && north["lastSyncAt"].is_string()
+            && north["syncVersion"].as_u64() > Some(0))
+    })
+    .await?;
+
+    // A sale pushed from the store takes stock below zero: applied, and admins are told.
+    let push =
+        json!({"operations": [{"id": "neg-1", "productId": 9, "delta": -4, "kind": "sale"}]});
+    let answer: Value = hub
+        .sdk_with(&config.api_key)
+        .post("/api/sync/push", &push)
+        .await?;
+    assert_eq!(answer["results"][0]["status"], "applied", "{answer}");
+    let alert = next_event(&mut admin, "stock:negative").await?;
+    assert_eq!(alert["siteId"], "north");
+    assert_eq!(alert["products"], json!([{"productId": 9, "stock": -4}]));
+
+    edge.stop().await?;
+    let offline = next_event(&mut admin, "site:status").await?;
+    assert_eq!(offline["isOnline"], false);
+    assert_eq!(site(&hub.sdk().sites().await?)["isOnline"], false);
+    // Presence and alerts are for admins: the site's manager saw the stock changes only.
+    north_key.add_stock(&[(1, 1)]).await?;
+    loop {
+        match tokio::time::timeout(WAIT, manager.next())
+            .await?
+            .context("ended")??
+        {
+            Update::Event(e) => {
+                assert!(
+                    e.event.starts_with("stock:") && e.event != "stock:negative",
+                    "{}",
+                    e.event
+                );
+                if e.data.to_string().contains("\"productId\":1") {
+                    break;
+                }
+            }
+            _ => continue,
+        }
+    }
+    Ok(())
+}

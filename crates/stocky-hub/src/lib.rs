@@ -6,7 +6,8 @@
 //! - the cross-instance session registry ([`sessions`]), the gateway's
 //!   [`stocky_server::ws::SessionDirectory`];
 //! - the first owner, created on a database without users ([`Hub::initial_owner`]);
-//! - store-node activation: one-time codes and `POST /activate` ([`activation`]).
+//! - store-node activation: one-time codes and `POST /activate` ([`activation`]);
+//! - the users a store node mirrors for offline sign-in ([`site_users`]).
 //!
 //! Start-up order: the gateway binds its port and opens the store, then the hub creates
 //! the first owner and starts its Redis tasks, then it serves. A start that fails at any
@@ -15,6 +16,7 @@
 pub mod activation;
 pub mod bus;
 pub mod sessions;
+pub mod site_users;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -92,7 +94,7 @@ impl Hub {
             sessions: directory
                 .clone()
                 .map(|d| d as Arc<dyn stocky_server::ws::SessionDirectory>),
-            routes: activation::routes(),
+            routes: activation::routes().merge(site_users::routes()),
             public_routes: activation::public_routes(),
         };
         let prepared = Gateway::prepare(config.server, wiring).await?;

@@ -54,6 +54,8 @@ pub struct Principal {
     pub session: Option<String>,
     /// When the credential expires (seconds since the epoch), for access tokens.
     pub expires_at: Option<i64>,
+    /// The device a store node's credential was issued to (API keys from activation).
+    pub device: Option<Arc<str>>,
 }
 
 impl Principal {
@@ -67,6 +69,7 @@ impl Principal {
             modules: account.modules.map(Into::into),
             session: None,
             expires_at: None,
+            device: None,
         }
     }
 
@@ -81,6 +84,7 @@ impl Principal {
             modules: None,
             session: None,
             expires_at: None,
+            device: None,
         }
     }
 
@@ -203,9 +207,12 @@ impl Authenticator {
         }
         if credential.starts_with(API_KEY_PREFIX) {
             let hash = digest(credential);
-            let account = store.accounts(move |a| a.api_key(&hash)).await?;
-            return account
-                .map(|a| Principal::from_account(Kind::ApiKey, a))
+            let holder = store.accounts(move |a| a.api_key(&hash)).await?;
+            return holder
+                .map(|h| Principal {
+                    device: h.device.map(Into::into),
+                    ..Principal::from_account(Kind::ApiKey, h.account)
+                })
                 .ok_or_else(unauthorized);
         }
         let now = stocky_core::time::now_millis() / 1000;
@@ -223,6 +230,7 @@ impl Authenticator {
             modules: claims.modules.map(Into::into),
             session: Some(claims.sid),
             expires_at: Some(claims.exp),
+            device: None,
         })
     }
 

@@ -20,6 +20,7 @@ pub mod error;
 pub mod fanout;
 mod follow;
 pub mod limits;
+pub mod presence;
 pub mod rest;
 pub mod ws;
 

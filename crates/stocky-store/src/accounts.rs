@@ -343,7 +343,10 @@ pub(crate) fn create_api_key(
     Ok(())
 }
 
-pub(crate) fn api_key(conn: &mut dyn Conn, key_hash: &str) -> Result<Option<KeyHolder>, StoreError> {
+pub(crate) fn api_key(
+    conn: &mut dyn Conn,
+    key_hash: &str,
+) -> Result<Option<KeyHolder>, StoreError> {
     match conn.query_opt(
         "SELECT id, tenant_id, role, site_id, modules, device_id FROM api_keys
          WHERE key_hash = $1 AND revoked_at IS NULL",

@@ -42,9 +42,9 @@ pub use accounts::{Account, KeyHolder, Listed, Mirrored, Session, UserLogin};
 pub use engine::sqlite::snapshot;
 pub use engine::{sqlite_file, Location};
 pub use reader::{ReplayPage, Snapshot, StockRow, StoredEvent};
+pub use site_state::SiteState;
 use sql::Conn;
 pub use sql::DbError;
-pub use site_state::SiteState;
 pub use sync::{OutboxCursor, Pending, Redeemed, SyncTables, UPSTREAM_ORIGIN};
 pub use sync_log::SyncLogEntry;
 

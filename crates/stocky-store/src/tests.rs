@@ -612,7 +612,10 @@ async fn store_nodes(at: Location) {
         user("u1", "ana@shop.test", "h1", Role::Cashier),
         user("u2", "bo@shop.test", "h2", Role::Manager),
     ];
-    let done = store.accounts(move |a| a.mirror_users(&first)).await.unwrap();
+    let done = store
+        .accounts(move |a| a.mirror_users(&first))
+        .await
+        .unwrap();
     assert_eq!((done.added, done.changed, done.removed), (2, 0, 0));
     let holder = user("u1", "", "", Role::Cashier).account;
     store
@@ -639,8 +642,15 @@ async fn store_nodes(at: Location) {
         user("u1", "ana@shop.test", "h1-reset", Role::Cashier),
         user("u3", "bo@shop.test", "h3", Role::Cashier),
     ];
-    let done = store.accounts(move |a| a.mirror_users(&same)).await.unwrap();
-    assert_eq!(done, Mirrored::default(), "an unchanged mirror writes nothing");
+    let done = store
+        .accounts(move |a| a.mirror_users(&same))
+        .await
+        .unwrap();
+    assert_eq!(
+        done,
+        Mirrored::default(),
+        "an unchanged mirror writes nothing"
+    );
     let mine = store
         .accounts(|a| a.site_users(DEFAULT_TENANT, DEFAULT_SITE))
         .await
@@ -679,7 +689,10 @@ async fn store_nodes(at: Location) {
     assert!(on("c1", t).await, "offline → online is a change");
     assert!(!on("c2", t + 1).await, "a second connection is not");
     assert!(states(t).await.is_online);
-    assert!(!states(t + 10).await.is_online, "a stale ping is not online");
+    assert!(
+        !states(t + 10).await.is_online,
+        "a stale ping is not online"
+    );
     let off = |c: &'static str| {
         let store = store.clone();
         async move {

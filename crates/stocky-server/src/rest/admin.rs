@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use stocky_core::accounts::{check_password, parse_email};
 use stocky_core::auth::{Action, Role};
 use stocky_core::documents::check_name;
+use stocky_core::time::iso8601;
 use stocky_store::Account;
 
 use super::json_body;
@@ -139,12 +140,24 @@ async fn list_sites(
     Extension(p): Extension<Principal>,
 ) -> Result<Json<Value>, ApiError> {
     p.require(Action::Read)?;
-    let tenant = p.tenant.to_string();
-    let sites = state.store.accounts(move |a| a.list_sites(&tenant)).await?;
+    let (tenant, fresh) = (p.tenant.to_string(), crate::presence::fresh_after(&state));
+    let sites = state
+        .store
+        .sync(move |s| s.site_states(&tenant, fresh))
+        .await?;
     let sites: Vec<Value> = sites
         .into_iter()
-        .filter(|(id, _)| p.sees_site(id))
-        .map(|(id, name)| json!({"id": id, "name": name}))
+        .filter(|site| p.sees_site(&site.id))
+        .map(|site| {
+            json!({
+                "id": site.id,
+                "name": site.name,
+                "isOnline": site.is_online,
+                "lastPingAt": site.last_ping_at.map(iso8601),
+                "lastSyncAt": site.last_sync_at.map(iso8601),
+                "syncVersion": site.sync_version,
+            })
+        })
         .collect();
     Ok(Json(json!({"data": sites})))
 }

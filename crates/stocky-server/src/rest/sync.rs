@@ -68,21 +68,36 @@ async fn pull(
     let limit = body["limit"]
         .as_u64()
         .map_or(MAX_PULL, |l| (l as usize).clamp(1, MAX_PULL));
+    // Read before the movements: every movement up to `head` is committed, so an answer
+    // that is not cut short holds everything up to it.
+    let (_, head) = state.store.stream_head(&p.tenant).await?;
+    let asked_from = after.event_id;
     // The caller's own pushes are already where it is: leave them out.
     let (tenant, at, own) = (
         p.tenant.to_string(),
         site.clone(),
         format!("device:{}", p.id),
     );
-    let rows = state
+    let mut rows = state
         .store
         .sync(move |s| s.movements_after(&tenant, Some(&at), &after, limit + 1, Some(&own)))
         .await?;
     let has_more = rows.len() > limit;
-    let rows = &rows[..rows.len().min(limit)];
-    let next = rows
-        .last()
-        .map(|r| json!({"eventId": r.cursor.event_id, "id": r.cursor.id}));
+    rows.truncate(limit);
+    // Where to continue: after the last movement sent when the answer was cut short, else
+    // after the whole log up to `head` (so the caller's own movements, left out, are not
+    // scanned again at its next pull).
+    let next = match rows.last() {
+        Some(last) if has_more => json!({"eventId": last.cursor.event_id, "id": last.cursor.id}),
+        _ if head >= asked_from => json!({"eventId": head, "id": ""}),
+        _ => cursor.clone(),
+    };
+    // How far the node is: the last hub event it now holds entirely.
+    let version = match rows.last() {
+        Some(last) if has_more => last.cursor.event_id.saturating_sub(1),
+        _ => head.max(asked_from),
+    };
+    crate::presence::synced(&state, &p, Some(version)).await;
     let movements: Vec<Value> = rows
         .iter()
         .map(|r| {
@@ -98,7 +113,7 @@ async fn pull(
         "success": true,
         "siteId": site,
         "movements": movements,
-        "cursor": next.unwrap_or_else(|| cursor.clone()),
+        "cursor": next,
         "hasMore": has_more,
         "timestamp": iso8601(now_millis()),
     })))
@@ -193,6 +208,15 @@ async fn push(
                 ..
             } => {
                 last_event_id = Some(id);
+                let below_zero: Vec<Value> = done
+                    .levels
+                    .iter()
+                    .filter(|level| level.stock < 0)
+                    .map(|level| json!({"productId": level.product_id, "stock": level.stock}))
+                    .collect();
+                if done.restored() > 0 && !below_zero.is_empty() {
+                    alert_negative(&state, &p, &site, id, below_zero).await;
+                }
                 for (slot, appended) in slots.iter().zip(done.appended) {
                     match appended {
                         Appended::New => {}
@@ -214,6 +238,7 @@ async fn push(
             }
         }
     }
+    crate::presence::synced(&state, &p, None).await;
     let count = |status: &str| results.iter().filter(|r| r.status == status).count();
     Ok(Json(json!({
         "success": true,
@@ -224,6 +249,34 @@ async fn push(
         "lastEventId": last_event_id,
         "results": results,
     })))
+}
+
+/// The event that tells admins a store's facts took stock below zero.
+pub const STOCK_NEGATIVE_EVENT: &str = "stock:negative";
+
+/// Raises [`STOCK_NEGATIVE_EVENT`] for the products a push left below zero (`event`: the
+/// push's `stock:sync`). The movements stand: this is an alert, not a refusal.
+async fn alert_negative(
+    state: &AppState,
+    p: &Principal,
+    site: &str,
+    event: u64,
+    products: Vec<Value>,
+) {
+    let origin = stocky_store::Origin {
+        tenant: p.tenant.clone(),
+        site: site.into(),
+        connection: 0,
+        client_id: "sync".into(),
+        op_id: None,
+    };
+    let command = Command::Publish {
+        event: STOCK_NEGATIVE_EVENT.into(),
+        data: json!({"siteId": site, "products": products, "eventId": event, "deviceId": p.device.as_deref()}),
+    };
+    if let Err(e) = state.store.submit(command, origin).await {
+        tracing::warn!(error = %e, site, "could not raise stock:negative");
+    }
 }
 
 /// The request's `siteId` (seed 003's `sedeId` accepted), by default the caller's home

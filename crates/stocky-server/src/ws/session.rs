@@ -176,7 +176,9 @@ pub(super) async fn run(mut socket: WebSocket, state: AppState, connect: Connect
         in_flight: FuturesOrdered::new(),
         slot,
     };
+    crate::presence::connected(&session.state, &session.principal, &session.client_id).await;
     let _ = session.serve(connect.resume, &device, welcomed).await;
+    crate::presence::disconnected(&session.state, &session.principal, &session.client_id).await;
     tracing::debug!(client_id = %session.client_id, "ws: disconnected");
 }
 
@@ -675,6 +677,7 @@ impl Session {
                 .close(close::PROTOCOL, "no answer to ping".into())
                 .await;
         }
+        crate::presence::alive(&self.state, &self.principal).await;
         self.send(Message::Ping(Default::default())).await
     }
 
