@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
+use crate::sync_rules::{CollectionRule, Side};
 use crate::time::parse_iso8601;
 
 /// The fields of a record that the server owns.
@@ -145,6 +146,16 @@ pub enum DocWrite {
         id: String,
         if_version: Option<i64>,
     },
+    /// Revisions from the other tier (a store node's push at the hub, the hub's changes
+    /// pulled at the store), each resolved against the stored one under `rule`
+    /// ([`crate::sync_rules::resolve`]).
+    Merge {
+        db: String,
+        store: String,
+        records: Vec<SyncedRecord>,
+        from: Side,
+        rule: CollectionRule,
+    },
     /// `POST /api/backup/:db/restore`.
     Restore(Restore),
     /// `DELETE /api/backup/:db`: remove every record of the database.
@@ -155,14 +166,87 @@ impl DocWrite {
     /// The event this write produces on the log.
     pub fn event_name(&self) -> &'static str {
         match self {
-            DocWrite::Upsert { .. } | DocWrite::Put { .. } | DocWrite::Patch { .. } => {
-                "sync:upsert"
-            }
+            DocWrite::Upsert { .. }
+            | DocWrite::Put { .. }
+            | DocWrite::Patch { .. }
+            | DocWrite::Merge { .. } => "sync:upsert",
             DocWrite::Delete { .. } => "sync:delete",
             DocWrite::Restore(_) => "backup:restore",
             DocWrite::DropDatabase { .. } => "backup:drop",
         }
     }
+}
+
+/// A revision of a record as another tier holds it (client fields plus metadata).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncedRecord {
+    pub id: String,
+    pub fields: Map<String, Value>,
+    pub version: i64,
+    /// Milliseconds since the epoch.
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub deleted: bool,
+}
+
+impl SyncedRecord {
+    /// Reads a record as rendered by the server (`id`, `version`, `created_at`,
+    /// `updated_at`, client fields; a tombstone has `_deleted: true`).
+    pub fn from_rendered(value: &Value) -> Result<Self, Invalid> {
+        let Value::Object(object) = value else {
+            return invalid("a record must be an object");
+        };
+        let id = record_id(object.get("id").unwrap_or(&Value::Null), "record")?;
+        let version = object
+            .get("version")
+            .and_then(Value::as_i64)
+            .filter(|v| *v >= 1)
+            .ok_or_else(|| Invalid(format!("record {id:?}: version must be a positive integer")))?;
+        let time = |key: &str| -> Result<Option<i64>, Invalid> {
+            match object.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => parse_iso8601(s).map(Some).ok_or_else(|| {
+                    Invalid(format!(
+                        "record {id:?}: {key} must be an ISO-8601 timestamp"
+                    ))
+                }),
+                Some(_) => invalid(format!("record {id:?}: {key} must be a string")),
+            }
+        };
+        let updated_at = time("updated_at")?
+            .ok_or_else(|| Invalid(format!("record {id:?}: updated_at is required")))?;
+        let created_at = time("created_at")?.unwrap_or(updated_at);
+        let deleted = object.get("_deleted") == Some(&Value::Bool(true));
+        let mut fields = client_fields(object);
+        fields.remove("_deleted");
+        Ok(SyncedRecord {
+            id,
+            fields,
+            version,
+            created_at,
+            updated_at,
+            deleted,
+        })
+    }
+}
+
+/// What merging one [`SyncedRecord`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Merged {
+    /// The stored revision stood (the same, or newer).
+    Kept,
+    /// The incoming revision was stored as it is.
+    Taken,
+    /// A new revision combining both sides was stored.
+    Combined,
+}
+
+/// What a [`DocWrite::Merge`] did: the changed records (the event's `data`) and, per
+/// incoming record in order, its fate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MergeDone {
+    pub changed: RecordsChanged,
+    pub results: Vec<Merged>,
 }
 
 /// Parses a bulk body `{"data":[…]}`.
@@ -502,6 +586,7 @@ pub struct DatabaseRestored {
 #[derive(Debug, Clone, PartialEq)]
 pub enum DocOutcome {
     Changed(RecordsChanged),
+    Merged(MergeDone),
     Dropped(DatabaseDropped),
     Restored(DatabaseRestored),
 }
@@ -511,6 +596,7 @@ impl DocOutcome {
     pub fn event_data(&self) -> String {
         match self {
             DocOutcome::Changed(c) => serde_json::to_string(c),
+            DocOutcome::Merged(m) => serde_json::to_string(&m.changed),
             DocOutcome::Dropped(d) => serde_json::to_string(d),
             DocOutcome::Restored(r) => serde_json::to_string(r),
         }

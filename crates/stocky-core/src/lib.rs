@@ -10,6 +10,7 @@ pub mod auth;
 pub mod documents;
 pub mod protocol;
 pub mod stock;
+pub mod sync_rules;
 pub mod time;
 
 /// The tenant every hub has from its first start; real tenants arrive with authentication.

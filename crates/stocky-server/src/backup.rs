@@ -129,7 +129,9 @@ pub async fn restore(
                 outcome: Outcome::Ledger(done),
                 ..
             } => (id, done.restored(), done.skipped()),
-            Applied::New { id, .. } | Applied::Duplicate { id, .. } => (id, 0, 0),
+            Applied::New { id, .. }
+            | Applied::Duplicate { id, .. }
+            | Applied::Unchanged { id, .. } => (id, 0, 0),
         };
         (
             id,
@@ -146,7 +148,9 @@ pub async fn restore(
                     outcome: Outcome::Documents(DocOutcome::Restored(done)),
                     ..
                 } => (id, done.restored, done.updated, done.skipped),
-                Applied::New { id, .. } | Applied::Duplicate { id, .. } => (id, 0, 0, 0),
+                Applied::New { id, .. }
+                | Applied::Duplicate { id, .. }
+                | Applied::Unchanged { id, .. } => (id, 0, 0, 0),
             };
         (
             id,
@@ -218,7 +222,9 @@ pub async fn drop_database(store: &Store, origin: Origin, db: &str) -> Result<Va
             outcome: Outcome::Documents(DocOutcome::Dropped(done)),
             ..
         } => (id, done.deleted),
-        Applied::New { id, .. } | Applied::Duplicate { id, .. } => (id, 0),
+        Applied::New { id, .. } | Applied::Duplicate { id, .. } | Applied::Unchanged { id, .. } => {
+            (id, 0)
+        }
     };
     Ok(
         json!({"success": true, "database": db, "deleted": deleted, "eventId": event_id, "timestamp": iso8601(now_millis())}),

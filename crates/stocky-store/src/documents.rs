@@ -9,10 +9,11 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 use stocky_core::documents::{
-    BackupRecord, DatabaseDropped, DatabaseRestored, DocOutcome, DocWrite, MergeStrategy,
-    RecordsChanged, Restore,
+    BackupRecord, DatabaseDropped, DatabaseRestored, DocOutcome, DocWrite, MergeDone,
+    MergeStrategy, Merged, RecordsChanged, Restore, SyncedRecord,
 };
 use stocky_core::stock::{Appended, LedgerEntry, LedgerRestored, Rejection, SiteLevel};
+use stocky_core::sync_rules::{resolve, CollectionRule, Resolution, Revision, Side};
 use stocky_core::time::iso8601;
 
 use crate::sql::{args, placeholder_rows, Conn, DbError, ROWS_PER_STATEMENT};
@@ -55,6 +56,19 @@ fn read_row(
     }))
 }
 
+/// Who changes records, and under which event: every write records the event id (the
+/// order sync reads changes in) and the origin (`modified_by`), so that a tier can leave
+/// out what came from the one it would send it to.
+pub(crate) struct Stamp<'a> {
+    pub now: i64,
+    pub event_id: u64,
+    pub by: &'a str,
+}
+
+/// `modified_by` of a revision that combined both tiers' fields (sync field priorities):
+/// it belongs to neither side, so both send it on.
+pub const MERGED_BY: &str = "merge";
+
 #[allow(clippy::too_many_arguments)]
 fn write_row(
     conn: &mut dyn Conn,
@@ -67,14 +81,29 @@ fn write_row(
     created_at: i64,
     updated_at: i64,
     deleted_at: Option<i64>,
+    stamp: &Stamp<'_>,
 ) -> Result<(), DbError> {
     conn.execute(
-        "INSERT INTO documents (tenant_id, db, store, id, body, version, created_at, updated_at, deleted_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+        "INSERT INTO documents (tenant_id, db, store, id, body, version, created_at, updated_at,
+            deleted_at, event_id, modified_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
          ON CONFLICT (tenant_id, db, store, id) DO UPDATE SET body = excluded.body,
             version = excluded.version, created_at = excluded.created_at,
-            updated_at = excluded.updated_at, deleted_at = excluded.deleted_at",
-        args![tenant, db, store, id, body, version, created_at, updated_at, deleted_at],
+            updated_at = excluded.updated_at, deleted_at = excluded.deleted_at,
+            event_id = excluded.event_id, modified_by = excluded.modified_by",
+        args![
+            tenant,
+            db,
+            store,
+            id,
+            body,
+            version,
+            created_at,
+            updated_at,
+            deleted_at,
+            stamp.event_id as i64,
+            stamp.by
+        ],
     )?;
     Ok(())
 }
@@ -98,7 +127,7 @@ pub(crate) fn render(
     Value::Object(object)
 }
 
-fn tombstone(id: &str, version: i64, updated_at: i64) -> Value {
+pub(crate) fn tombstone(id: &str, version: i64, updated_at: i64) -> Value {
     json!({"id": id, "version": version, "updated_at": iso8601(updated_at), "_deleted": true})
 }
 
@@ -128,8 +157,9 @@ pub(crate) fn apply(
     conn: &mut dyn Conn,
     tenant: &str,
     write: &DocWrite,
-    now: i64,
+    stamp: &Stamp<'_>,
 ) -> Result<DocOutcome, SubmitError> {
+    let now = stamp.now;
     match write {
         DocWrite::Upsert { db, store, records } => {
             let (mut created, mut updated, mut out) = (0, 0, Vec::with_capacity(records.len()));
@@ -138,7 +168,7 @@ pub(crate) fn apply(
                     .clone()
                     .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
                 let current = read_row(conn, tenant, db, store, &id).map_err(unavailable)?;
-                let (record, was_live) = put(conn, tenant, db, store, &id, fields, current, now)?;
+                let (record, was_live) = put(conn, tenant, db, store, &id, fields, current, stamp)?;
                 if was_live {
                     updated += 1;
                 } else {
@@ -163,7 +193,7 @@ pub(crate) fn apply(
         } => {
             let current = read_row(conn, tenant, db, store, id).map_err(unavailable)?;
             check_version(id, *if_version, current.as_ref())?;
-            let (record, was_live) = put(conn, tenant, db, store, id, fields, current, now)?;
+            let (record, was_live) = put(conn, tenant, db, store, id, fields, current, stamp)?;
             let (created, updated) = if was_live { (0, 1) } else { (1, 0) };
             Ok(DocOutcome::Changed(RecordsChanged {
                 db: db.clone(),
@@ -207,6 +237,7 @@ pub(crate) fn apply(
                 row.created_at,
                 now,
                 None,
+                stamp,
             )
             .map_err(unavailable)?;
             let record = render(id, &body, version, row.created_at, now);
@@ -245,6 +276,7 @@ pub(crate) fn apply(
                 row.created_at,
                 now,
                 Some(now),
+                stamp,
             )
             .map_err(unavailable)?;
             Ok(DocOutcome::Changed(RecordsChanged {
@@ -255,7 +287,14 @@ pub(crate) fn apply(
                 updated: None,
             }))
         }
-        DocWrite::Restore(restore) => self::restore(conn, tenant, restore, now),
+        DocWrite::Merge {
+            db,
+            store,
+            records,
+            from,
+            rule,
+        } => merge(conn, tenant, (db, store), records, *from, rule, stamp),
+        DocWrite::Restore(restore) => self::restore(conn, tenant, restore, stamp),
         DocWrite::DropDatabase { db } => {
             let live: i64 = conn
                 .query_one(
@@ -293,8 +332,9 @@ fn put(
     id: &str,
     fields: &Map<String, Value>,
     current: Option<Row>,
-    now: i64,
+    stamp: &Stamp<'_>,
 ) -> Result<(Value, bool), SubmitError> {
+    let now = stamp.now;
     let body = Value::Object(fields.clone()).to_string();
     let (version, created_at, was_live) = match &current {
         Some(row) if !row.deleted => (row.version + 1, row.created_at, true),
@@ -302,17 +342,132 @@ fn put(
         None => (1, now, false),
     };
     write_row(
-        conn, tenant, db, store, id, &body, version, created_at, now, None,
+        conn, tenant, db, store, id, &body, version, created_at, now, None, stamp,
     )
     .map_err(unavailable)?;
     Ok((render(id, &body, version, created_at, now), was_live))
+}
+
+/// Resolves each incoming revision against the stored one (see
+/// [`stocky_core::sync_rules::resolve`]) and writes the ones that change something.
+fn merge(
+    conn: &mut dyn Conn,
+    tenant: &str,
+    (db, store): (&str, &str),
+    records: &[SyncedRecord],
+    from: Side,
+    rule: &CollectionRule,
+    stamp: &Stamp<'_>,
+) -> Result<DocOutcome, SubmitError> {
+    let (mut created, mut updated) = (0, 0);
+    let mut changed = Vec::new();
+    let mut results = Vec::with_capacity(records.len());
+    for record in records {
+        let current = read_row(conn, tenant, db, store, &record.id).map_err(unavailable)?;
+        let stored_fields =
+            current
+                .as_ref()
+                .map(|row| match serde_json::from_str::<Value>(&row.body) {
+                    Ok(Value::Object(map)) => map,
+                    _ => Map::new(),
+                });
+        let stored = current
+            .as_ref()
+            .zip(stored_fields.as_ref())
+            .map(|(row, fields)| Revision {
+                fields,
+                version: row.version,
+                updated_at: row.updated_at,
+                deleted: row.deleted,
+            });
+        let incoming = Revision {
+            fields: &record.fields,
+            version: record.version,
+            updated_at: record.updated_at,
+            deleted: record.deleted,
+        };
+        let floor = current.as_ref().map_or(0, |row| row.version);
+        let (fields, version, updated_at, deleted, by, result) =
+            match resolve(stored, incoming, from, rule) {
+                Resolution::Keep => {
+                    results.push(Merged::Kept);
+                    continue;
+                }
+                Resolution::Take => (
+                    &record.fields,
+                    // Never backwards, even when a side wins with a lower version.
+                    if record.version > floor {
+                        record.version
+                    } else {
+                        floor + 1
+                    },
+                    record.updated_at,
+                    record.deleted,
+                    stamp.by,
+                    Merged::Taken,
+                ),
+                Resolution::Merge(ref fields) => (
+                    &fields.clone(),
+                    record.version.max(floor) + 1,
+                    stamp.now,
+                    false,
+                    MERGED_BY,
+                    Merged::Combined,
+                ),
+            };
+        let was_live = current.as_ref().is_some_and(|row| !row.deleted);
+        let created_at = current
+            .as_ref()
+            .map_or(record.created_at, |row| row.created_at);
+        let body = if deleted {
+            "{}".to_owned()
+        } else {
+            Value::Object(fields.clone()).to_string()
+        };
+        let by = Stamp { by, ..*stamp };
+        write_row(
+            conn,
+            tenant,
+            db,
+            store,
+            &record.id,
+            &body,
+            version,
+            created_at,
+            updated_at,
+            deleted.then_some(updated_at),
+            &by,
+        )
+        .map_err(unavailable)?;
+        if deleted {
+            changed.push(tombstone(&record.id, version, updated_at));
+        } else {
+            if was_live {
+                updated += 1;
+            } else {
+                created += 1;
+            }
+            changed.push(render(&record.id, &body, version, created_at, updated_at));
+        }
+        results.push(result);
+    }
+    Ok(DocOutcome::Merged(MergeDone {
+        changed: RecordsChanged {
+            db: db.to_owned(),
+            store: store.to_owned(),
+            records: changed,
+            created: Some(created),
+            updated: Some(updated),
+        },
+        results,
+    }))
 }
 
 fn restore(
     conn: &mut dyn Conn,
     tenant: &str,
     restore: &Restore,
-    now: i64,
+    stamp: &Stamp<'_>,
 ) -> Result<DocOutcome, SubmitError> {
     let db = &restore.db;
     if restore.overwrite {
@@ -345,7 +500,7 @@ fn restore(
             } else {
                 restored += 1;
             }
-            write_restored(conn, tenant, db, store, record, current.as_ref(), now)
+            write_restored(conn, tenant, db, store, record, current.as_ref(), stamp)
                 .map_err(unavailable)?;
         }
     }
@@ -366,15 +521,16 @@ fn write_restored(
     store: &str,
     record: &BackupRecord,
     current: Option<&Row>,
-    now: i64,
+    stamp: &Stamp<'_>,
 ) -> Result<(), DbError> {
+    let now = stamp.now;
     let body = Value::Object(record.fields.clone()).to_string();
     let floor = current.map_or(1, |r| r.version + 1);
     let version = record.version.unwrap_or(1).max(floor);
     let updated_at = record.updated_at.unwrap_or(now);
     let created_at = record.created_at.unwrap_or(updated_at);
     write_row(
-        conn, tenant, db, store, &record.id, &body, version, created_at, updated_at, None,
+        conn, tenant, db, store, &record.id, &body, version, created_at, updated_at, None, stamp,
     )
 }
 

@@ -18,6 +18,7 @@
 //! - a refused command writes nothing.
 
 mod accounts;
+mod doc_changes;
 mod documents;
 pub mod engine;
 mod reader;
@@ -38,6 +39,8 @@ use stocky_core::stock::{BusinessValidator, LedgerEntry, Rejection, StockCommand
 use tokio::sync::{mpsc, oneshot};
 
 pub use accounts::{Account, KeyHolder, Listed, Mirrored, Session, UserLogin};
+pub use doc_changes::{DocChange, DocCursor};
+pub use documents::MERGED_BY;
 #[cfg(feature = "sqlite")]
 pub use engine::sqlite::snapshot;
 pub use engine::{sqlite_file, Location};
@@ -203,6 +206,13 @@ pub enum Applied {
         epoch: Arc<str>,
         original: Option<StoredEvent>,
     },
+    /// Valid, and there was nothing to change (a merge whose records all stood): no event
+    /// was logged and no id used; `id` is the stream's head, which the state is as of.
+    Unchanged {
+        id: u64,
+        epoch: Arc<str>,
+        outcome: Outcome,
+    },
 }
 
 /// What a committed command did, as a typed value.
@@ -218,9 +228,13 @@ pub enum Outcome {
 }
 
 impl Applied {
+    /// The event the command's result is visible as of: its own, its first application's
+    /// (duplicate), or the head (unchanged).
     pub fn id(&self) -> u64 {
         match self {
-            Applied::New { id, .. } | Applied::Duplicate { id, .. } => *id,
+            Applied::New { id, .. }
+            | Applied::Duplicate { id, .. }
+            | Applied::Unchanged { id, .. } => *id,
         }
     }
 }

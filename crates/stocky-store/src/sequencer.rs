@@ -20,6 +20,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use stocky_core::documents::DocOutcome;
 use stocky_core::protocol::stock_event_data;
 use stocky_core::stock::{plan, BusinessValidator, Movement, Rejection, StockCommand};
 use stocky_core::time::now_millis;
@@ -316,7 +317,21 @@ impl Writer {
                 (stock.op.event_name(), data, Outcome::Stock(movements))
             }
             Command::Documents(write) => {
-                let done = documents::apply(&mut *self.conn, &origin.tenant, write, now)?;
+                let stamp = documents::Stamp {
+                    now,
+                    event_id: id,
+                    by: &origin.client_id,
+                };
+                let done = documents::apply(&mut *self.conn, &origin.tenant, write, &stamp)?;
+                if let DocOutcome::Merged(merged) = &done {
+                    if merged.changed.records.is_empty() {
+                        return Ok(Staged::Done(Ok(Applied::Unchanged {
+                            id: head,
+                            epoch,
+                            outcome: Outcome::Documents(done),
+                        })));
+                    }
+                }
                 (
                     write.event_name(),
                     done.event_data(),

@@ -740,3 +740,114 @@ async fn store_nodes(at: Location) {
     drop(store);
     writer.join();
 }
+
+#[tokio::test]
+async fn document_changes_page_in_log_order_and_merges_resolve_on_every_engine() {
+    on_every_engine(document_sync).await;
+}
+
+async fn document_sync(at: Location) {
+    use stocky_core::documents::{Merged, SyncedRecord};
+    use stocky_core::sync_rules::{CollectionRule, Direction, Side};
+    let (store, writer, _) = open(&at, Arc::default()).await;
+    let fields = |v: serde_json::Value| match v {
+        serde_json::Value::Object(m) => m,
+        _ => unreachable!(),
+    };
+    let upsert = DocWrite::Upsert {
+        db: "pos".into(),
+        store: "products".into(),
+        records: vec![
+            (Some("p1".into()), fields(json!({"name": "tea"}))),
+            (Some("p2".into()), fields(json!({"name": "cake"}))),
+        ],
+    };
+    store
+        .submit(Command::Documents(upsert), origin(None))
+        .await
+        .unwrap();
+    let all = store
+        .sync(|s| s.documents_after(DEFAULT_TENANT, &DocCursor::default(), 10, None))
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0].modified_by.as_deref(), Some("test"));
+    let after_first = all[0].cursor.clone();
+    let rest = store
+        .sync(move |s| s.documents_after(DEFAULT_TENANT, &after_first, 10, None))
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 1, "the cursor pages inside one event");
+    let skipped = store
+        .sync(|s| s.documents_after(DEFAULT_TENANT, &DocCursor::default(), 10, Some("test")))
+        .await
+        .unwrap();
+    assert!(skipped.is_empty());
+
+    let rule = CollectionRule::new("*", "*", Direction::Both);
+    let revision = |version: i64, name: &str| SyncedRecord {
+        id: "p1".into(),
+        fields: fields(json!({ "name": name })),
+        version,
+        created_at: 1,
+        updated_at: 2_000_000_000_000,
+        deleted: false,
+    };
+    let merge = |records: Vec<SyncedRecord>| {
+        Command::Documents(DocWrite::Merge {
+            db: "pos".into(),
+            store: "products".into(),
+            records,
+            from: Side::Remote,
+            rule: rule.clone(),
+        })
+    };
+    let mut upstream = origin(None);
+    upstream.client_id = "upstream".into();
+    let taken = store
+        .submit(merge(vec![revision(5, "green tea")]), upstream.clone())
+        .await
+        .unwrap();
+    let Applied::New {
+        outcome: Outcome::Documents(stocky_core::documents::DocOutcome::Merged(done)),
+        ..
+    } = taken
+    else {
+        panic!("{taken:?}")
+    };
+    assert_eq!(done.results, vec![Merged::Taken]);
+    let again = store
+        .submit(
+            merge(vec![revision(5, "green tea"), revision(2, "old")]),
+            upstream.clone(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(again, Applied::Unchanged { .. }),
+        "the same and an older revision change nothing and use no id: {again:?}"
+    );
+    let record = store
+        .document(DEFAULT_TENANT, "pos", "products", "p1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (record["name"].clone(), record["version"].clone()),
+        (json!("green tea"), json!(5))
+    );
+    let from_upstream = store
+        .sync(|s| s.documents_after(DEFAULT_TENANT, &DocCursor::default(), 10, Some("upstream")))
+        .await
+        .unwrap();
+    assert_eq!(
+        from_upstream
+            .iter()
+            .map(|c| c.cursor.id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["p2"],
+        "what came from upstream is left out of what goes back"
+    );
+    drop(store);
+    writer.join();
+}

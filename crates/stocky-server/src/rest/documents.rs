@@ -58,7 +58,7 @@ async fn write(
             outcome: Outcome::Documents(DocOutcome::Changed(changed)),
             ..
         } => Ok((id, Some(changed), false)),
-        Applied::New { id, .. } => Ok((id, None, false)),
+        Applied::New { id, .. } | Applied::Unchanged { id, .. } => Ok((id, None, false)),
         Applied::Duplicate { id, .. } => Ok((id, None, true)),
     }
 }

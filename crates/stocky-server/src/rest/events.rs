@@ -90,6 +90,7 @@ async fn publish(
     let (id, sent_to, duplicate) = match applied {
         Applied::New { id, sent_to, .. } => (id, sent_to, false),
         Applied::Duplicate { id, .. } => (id, 0, true),
+        Applied::Unchanged { id, .. } => (id, 0, false),
     };
     Ok((
         StatusCode::CREATED,

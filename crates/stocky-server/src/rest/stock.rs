@@ -63,7 +63,7 @@ async fn command(
             sent_to,
             ..
         } => StockCommandResult::render(field, lines, id, &epoch, sent_to, Some(&data)),
-        Applied::Duplicate { id, epoch, .. } => {
+        Applied::Duplicate { id, epoch, .. } | Applied::Unchanged { id, epoch, .. } => {
             StockCommandResult::render(field, lines, id, &epoch, 0, None)
         }
     };

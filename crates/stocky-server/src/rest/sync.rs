@@ -229,7 +229,9 @@ async fn push(
                     }
                 }
             }
-            Applied::New { id, .. } | Applied::Duplicate { id, .. } => {
+            Applied::New { id, .. }
+            | Applied::Duplicate { id, .. }
+            | Applied::Unchanged { id, .. } => {
                 // An Idempotency-Key repeat: the whole request was applied before.
                 last_event_id = Some(id);
                 for slot in &slots {

@@ -603,6 +603,11 @@ impl Session {
                 let ack = self.duplicate_ack(id, &epoch, original.as_ref(), op_id.as_deref());
                 return self.send_text(ack).await;
             }
+            // Nothing to change: answered like a repeat, as of the head.
+            Ok(Applied::Unchanged { id, epoch, .. }) => {
+                let ack = self.duplicate_ack(id, &epoch, None, op_id.as_deref());
+                return self.send_text(ack).await;
+            }
             Err(e) => {
                 // The same code and message as REST gives; seed 000's `error` names the kind.
                 let error = match e {

@@ -405,6 +405,11 @@ CREATE INDEX movements_by_event ON movements (tenant_id, event_id, id);
 -- 003 `sedes`: online, last ping, last sync, sync version); an edge logs its sync rounds
 -- (seed 004 `SyncLog`).
 ALTER TABLE api_keys ADD COLUMN device_id TEXT;
+-- Documents remember the event that last changed them (the order sync reads changes in)
+-- and who did (so a tier leaves out what came from the one it sends to).
+ALTER TABLE documents ADD COLUMN event_id BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE documents ADD COLUMN modified_by TEXT;
+CREATE INDEX documents_by_event ON documents (tenant_id, event_id, db, store, id);
 ALTER TABLE sites ADD COLUMN online_connection TEXT;
 ALTER TABLE sites ADD COLUMN last_ping_at BIGINT;
 ALTER TABLE sites ADD COLUMN last_sync_at BIGINT;
