@@ -233,7 +233,9 @@ impl SyncedRecord {
 /// What merging one [`SyncedRecord`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Merged {
-    /// The stored revision stood (the same, or newer).
+    /// The incoming revision was the stored one already.
+    Same,
+    /// The stored revision won.
     Kept,
     /// The incoming revision was stored as it is.
     Taken,

@@ -174,7 +174,9 @@ impl Revision<'_> {
 /// What to do with an incoming revision.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Resolution {
-    /// The stored revision stands (it is the same, or it won).
+    /// The incoming revision is the stored one.
+    Same,
+    /// The stored revision won.
     Keep,
     /// Store the incoming revision as it is.
     Take,
@@ -194,7 +196,7 @@ pub fn resolve(
         return Resolution::Take;
     };
     if stored.same_as(&incoming) {
-        return Resolution::Keep;
+        return Resolution::Same;
     }
     let incoming_wins = match rule.conflict {
         Conflict::Cloud => incoming_from == Side::Remote,
@@ -275,7 +277,7 @@ mod tests {
             from,
             rule,
         ) {
-            Resolution::Keep => (stored.0.clone(), stored.1, stored.2),
+            Resolution::Same | Resolution::Keep => (stored.0.clone(), stored.1, stored.2),
             Resolution::Take => (incoming.0.clone(), incoming.1, incoming.2),
             Resolution::Merge(f) => (f, stored.1.max(incoming.1) + 1, 1_000),
         }
@@ -295,7 +297,7 @@ mod tests {
         assert_eq!(take((2, 5), (2, 5), Side::Local), Resolution::Keep);
         assert_eq!(
             resolve(Some(rev(&a, 2, 5)), rev(&a, 2, 5), Side::Remote, &rule),
-            Resolution::Keep,
+            Resolution::Same,
             "the same revision is no change"
         );
         assert_eq!(
@@ -343,7 +345,7 @@ mod tests {
                 Side::Remote,
                 &rule
             ),
-            Resolution::Keep
+            Resolution::Same
         );
         // A field missing on its priority side is removed.
         let bare = map(json!({"firstName": "Ana", "notes": "x"}));

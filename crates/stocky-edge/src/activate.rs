@@ -1,7 +1,7 @@
 //! `stocky edge activate --hub URL --code 123456`: redeems the code at the hub
 //! (`POST /activate`), creates the local database, downloads the site's stock as the
-//! starting point of the local ledger and the site's users (offline sign-in), and only
-//! then writes `edge.json` — so an activation
+//! starting point of the local ledger, the site's users (offline sign-in) and the
+//! document collections that come down (the catalog), and only then writes `edge.json` — so an activation
 //! that fails half-way leaves no "activated" edge behind and can simply be run again with
 //! a new code.
 
@@ -36,6 +36,7 @@ struct Activated {
 struct ActivatedConfig {
     sync_interval_minutes: Option<u64>,
     push_batch_size: Option<usize>,
+    sync_rules: Option<stocky_core::sync_rules::SyncRules>,
 }
 
 /// Activates the edge in `data_dir` with `code` at `hub_url`; `progress(done, total,
@@ -53,14 +54,14 @@ pub async fn activate(
     std::fs::create_dir_all(data_dir)
         .map_err(|e| EdgeError::Io(format!("creating {}: {e}", data_dir.display())))?;
     let hub = Client::new(hub_url)?;
-    progress(0, 4, "activating");
+    progress(0, 5, "activating");
     let activated: Activated = hub
         .post("/activate", &json!({"code": code.trim(), "name": name}))
         .await?;
     let device = hub.clone().with_token(activated.api_key.clone());
-    progress(1, 4, "downloading stock");
+    progress(1, 5, "downloading stock");
     let listing = device.stock().await?;
-    progress(2, 4, "downloading the site's users");
+    progress(2, 5, "downloading the site's users");
     let users = device.site_users().await?;
 
     let (store, writer, _) = Store::open(
@@ -92,7 +93,7 @@ pub async fn activate(
         })
         .filter(|e| e.delta != 0)
         .collect();
-    progress(3, 4, "writing the local ledger and users");
+    progress(3, 5, "writing the local ledger and users");
     crate::users::mirror(&store, users).await?;
     if !entries.is_empty() {
         let origin = crate::upstream_origin();
@@ -109,6 +110,19 @@ pub async fn activate(
             s.set_state("hub.last_event_id", &head)
         })
         .await?;
+    // The catalog and the other collections that come down, and whatever moved at the hub
+    // since the stock was read: the same pull the running edge does.
+    let sync_rules = activated.config.sync_rules.unwrap_or_default();
+    let mut pulled = 0;
+    loop {
+        let (count, more) =
+            crate::pull::pull_once(&store, &device, &activated.site_id, &sync_rules).await?;
+        pulled += count as u64;
+        progress(4, 5, &format!("downloading documents ({pulled})"));
+        if !more {
+            break;
+        }
+    }
     drop(store);
     tokio::task::spawn_blocking(move || writer.join())
         .await
@@ -123,8 +137,9 @@ pub async fn activate(
         activated_at: iso8601(now_millis()),
         push_batch_size: activated.config.push_batch_size.unwrap_or(50).clamp(1, 500),
         sync_interval_minutes: activated.config.sync_interval_minutes.unwrap_or(5).max(1),
+        sync_rules,
     };
     config.save(data_dir)?;
-    progress(4, 4, "ready");
+    progress(5, 5, "ready");
     Ok(config)
 }

@@ -29,6 +29,9 @@ pub struct EdgeConfig {
     /// The slow poll period while the hub is unreachable (seed 004 `SYNC_INTERVAL_MINUTES`).
     #[serde(default = "default_interval")]
     pub sync_interval_minutes: u64,
+    /// How each document collection syncs (the hub's rules, handed over at activation).
+    #[serde(default)]
+    pub sync_rules: stocky_core::sync_rules::SyncRules,
 }
 
 fn default_batch() -> usize {

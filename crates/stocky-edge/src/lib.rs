@@ -8,6 +8,7 @@
 //!   idempotent by movement UUID, with backoff;
 //! - the pull worker ([`pull`]): the hub's movements for this site come down by cursor,
 //!   woken by the hub's live stream;
+//! - document collections both ways by the hub's sync rules ([`documents`]);
 //! - the site's users, mirrored for offline sign-in ([`users`]);
 //! - the sync status and log routes ([`status`]) and the quarantine's ([`quarantine`]).
 //!
@@ -18,6 +19,7 @@
 
 pub mod activate;
 pub mod config;
+mod documents;
 mod log;
 pub mod pull;
 pub mod push;
@@ -54,6 +56,8 @@ pub enum EdgeError {
     Submit(#[from] stocky_store::SubmitError),
     #[error(transparent)]
     Gateway(#[from] GatewayError),
+    #[error("downloading from the hub failed: {0}")]
+    Sync(#[from] push::PushError),
     #[error("{0}")]
     Io(String),
 }
@@ -153,10 +157,12 @@ impl Edge {
         let prepared = Gateway::prepare(server, wiring).await?;
         let state = prepared.state();
         let wake_pull = Arc::new(tokio::sync::Notify::new());
+        let rules = Arc::new(config.sync_rules.clone());
         state.tasks.spawn(push::run(
             state.store.clone(),
             hub.clone(),
             config.site_id.clone(),
+            rules.clone(),
             config.push_batch_size,
             status.clone(),
             wake_pull.clone(),
@@ -166,6 +172,7 @@ impl Edge {
             state.store.clone(),
             hub.clone(),
             config.site_id.clone(),
+            rules,
             wake_pull.clone(),
             std::time::Duration::from_secs(config.sync_interval_minutes.max(1) * 60),
             status.clone(),

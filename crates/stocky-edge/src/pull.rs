@@ -1,6 +1,7 @@
 //! The pull side: movements recorded at the hub for this edge's site (hub REST commands,
 //! other nodes' pushes, transfers) come down by `POST /api/sync/pull` after a cursor and
-//! are appended to the local ledger by UUID, marked as upstream (never pushed back).
+//! are appended to the local ledger by UUID, marked as upstream (never pushed back); the
+//! hub's document changes come with them and merge by their rules ([`crate::documents`]).
 //! Local stock is recomputed from the ledger, so the hub's deltas and the store's own
 //! ones both count, whatever the order they meet in.
 //!
@@ -19,6 +20,7 @@ use serde::Deserialize;
 use serde_json::json;
 use stocky_client::{Backoff, Client, Start, SubscribeOptions, Update};
 use stocky_core::stock::LedgerEntry;
+use stocky_core::sync_rules::SyncRules;
 use stocky_core::time::{now_millis, parse_iso8601};
 use stocky_core::DEFAULT_SITE;
 use stocky_store::{Command, OutboxCursor, Store, UPSTREAM_ORIGIN};
@@ -43,6 +45,12 @@ struct PullAnswer {
     cursor: Cursor,
     #[serde(default)]
     has_more: bool,
+    #[serde(default)]
+    documents: Vec<crate::documents::Pulled>,
+    #[serde(default)]
+    documents_cursor: Option<serde_json::Value>,
+    #[serde(default)]
+    documents_has_more: bool,
 }
 
 #[derive(Deserialize)]
@@ -68,10 +76,12 @@ struct Movement {
 }
 
 /// Pulls until `shutdown`, whenever `wake` is notified or `interval` passes.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     store: Store,
     hub: Client,
     site: String,
+    rules: Arc<SyncRules>,
     wake: Arc<Notify>,
     interval: Duration,
     status: Arc<Mutex<SyncStatus>>,
@@ -84,7 +94,7 @@ pub async fn run(
     let mut failures = 0u32;
     loop {
         let started = now_millis();
-        let result = pull_once(&store, &hub, &site).await;
+        let result = pull_once(&store, &hub, &site, &rules).await;
         crate::log::record(
             &store,
             "pull",
@@ -155,16 +165,32 @@ pub async fn watch(
     }
 }
 
-/// One page: returns how many movements came and whether more wait.
-async fn pull_once(store: &Store, hub: &Client, site: &str) -> Result<(usize, bool), PushError> {
+/// One page of movements and of documents: returns how many changes came and whether
+/// more wait.
+pub(crate) async fn pull_once(
+    store: &Store,
+    hub: &Client,
+    site: &str,
+    rules: &SyncRules,
+) -> Result<(usize, bool), PushError> {
     let after = cursor(store).await?;
+    let documents_after =
+        crate::documents::read_cursor(store, crate::documents::PULL_CURSOR_KEY).await?;
     let answer: PullAnswer = hub
         .post(
             "/api/sync/pull",
-            &json!({"siteId": site, "cursor": {"eventId": after.event_id, "id": after.id}, "limit": PAGE}),
+            &json!({
+                "siteId": site,
+                "cursor": {"eventId": after.event_id, "id": after.id},
+                "limit": PAGE,
+                "documentsCursor": crate::documents::wire(&documents_after),
+                "documentsLimit": PAGE,
+            }),
         )
         .await?;
-    let count = answer.movements.len();
+    let count = answer.movements.len() + answer.documents.len();
+    let more = answer.has_more || answer.documents_has_more;
+    crate::documents::merge_pulled(store, answer.documents, rules).await?;
     if count > 0 {
         let entries: Vec<LedgerEntry> = answer
             .movements
@@ -187,8 +213,19 @@ async fn pull_once(store: &Store, hub: &Client, site: &str) -> Result<(usize, bo
             .await?;
     }
     let next = format!("{} {}", answer.cursor.event_id, answer.cursor.id);
-    store.sync(move |s| s.set_state(CURSOR_KEY, &next)).await?;
-    Ok((count, answer.has_more))
+    let documents_next = answer
+        .documents_cursor
+        .as_ref()
+        .map(|c| crate::documents::encode(&crate::documents::from_wire(c)));
+    store
+        .sync(move |s| {
+            if let Some(documents_next) = &documents_next {
+                s.set_state(crate::documents::PULL_CURSOR_KEY, documents_next)?;
+            }
+            s.set_state(CURSOR_KEY, &next)
+        })
+        .await?;
+    Ok((count, more))
 }
 
 /// The pull cursor (the hub's movements up to it are in the local ledger).

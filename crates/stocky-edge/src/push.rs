@@ -1,5 +1,6 @@
 //! The push worker: sends the outbox (the local ledger's own movements after the pushed
-//! cursor) to the hub's `POST /api/sync/push` in batches, oldest first.
+//! cursor, then the local document changes, [`crate::documents`]) to the hub's
+//! `POST /api/sync/push` in batches, oldest first.
 //!
 //! Invariants:
 //! - the cursor moves only past operations the hub answered (`applied`, `duplicate`, or
@@ -17,6 +18,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use stocky_client::{Backoff, Client, ClientError};
+use stocky_core::sync_rules::SyncRules;
 use stocky_core::time::{iso8601, now_millis};
 use stocky_core::DEFAULT_TENANT;
 use stocky_store::{OutboxCursor, Pending, Store, StoreError};
@@ -66,10 +68,12 @@ pub(crate) async fn read_cursor(
 }
 
 /// Pushes until `shutdown`; `site` is the hub's site of this edge.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     store: Store,
     hub: Client,
     site: String,
+    rules: Arc<SyncRules>,
     batch: usize,
     status: Arc<Mutex<SyncStatus>>,
     pulled: Arc<tokio::sync::Notify>,
@@ -82,7 +86,12 @@ pub async fn run(
     let mut failures = 0u32;
     loop {
         let started = now_millis();
-        let result = push_once(&store, &hub, &site, batch).await;
+        let result = match push_once(&store, &hub, &site, batch).await {
+            Ok(movements) => crate::documents::push_once(&store, &hub, &site, &rules, batch)
+                .await
+                .map(|documents| movements + documents),
+            Err(e) => Err(e),
+        };
         crate::log::record(&store, "push", started, result.as_ref().map(|n| *n as u64)).await;
         let wait = match result {
             // Nothing to send says nothing about the hub: the live stream and the pull

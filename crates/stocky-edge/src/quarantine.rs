@@ -4,9 +4,10 @@
 //! - `GET /api/sync/quarantine` lists them with the hub's reason;
 //! - `POST /api/sync/quarantine/{opId}/retry` sends one again now (after the hub's rules or
 //!   the data were fixed); it leaves the quarantine only when the hub takes it;
-//! - `DELETE /api/sync/quarantine/{opId}` gives up on it: a compensating movement (marked
-//!   upstream, never pushed) takes its delta back out of the local stock, so the edge
-//!   agrees with the hub again, and the ledger keeps both.
+//! - `DELETE /api/sync/quarantine/{opId}` gives up on it: for a movement, a compensating
+//!   movement (marked upstream, never pushed) takes its delta back out of the local stock,
+//!   so the edge agrees with the hub again, and the ledger keeps both; for a document, the
+//!   local revision stays until the hub's next change of the record comes down.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -97,7 +98,10 @@ async fn retry(
         .await
         .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "hub_unavailable", e.to_string()))?;
     let result = answer["results"][0].clone();
-    let taken = matches!(result["status"].as_str(), Some("applied" | "duplicate"));
+    let taken = matches!(
+        result["status"].as_str(),
+        Some("applied" | "duplicate" | "superseded")
+    );
     if taken {
         let id = op_id.clone();
         state.store.sync(move |s| s.release(&id)).await?;
@@ -124,6 +128,15 @@ async fn discard(
 ) -> Result<Json<Value>, ApiError> {
     p.require(Action::ManageAccess)?;
     let operation = quarantined(&state, &op_id).await?;
+    if operation["type"] == "document" {
+        // The local revision stays as it is; the hub's next change of it comes down.
+        let id = op_id.clone();
+        state.store.sync(move |s| s.release(&id)).await?;
+        tracing::info!(op = %op_id, by = %p.id, "quarantined document discarded");
+        return Ok(Json(
+            json!({"success": true, "opId": op_id, "discarded": true}),
+        ));
+    }
     let (Some(product_id), Some(delta)) =
         (operation["productId"].as_i64(), operation["delta"].as_i64())
     else {

@@ -92,6 +92,7 @@ async fn sync_status(
             ))
         })
         .await?;
+    let pending_documents = crate::documents::pending(&state.store).await?;
     let now = now_millis();
     Ok(Json(json!({
         "siteId": site,
@@ -101,6 +102,7 @@ async fn sync_status(
         "lastPullAt": live.last_pull_at.map(iso8601),
         "pulledTotal": live.pulled_total,
         "pending": pending,
+        "pendingDocuments": pending_documents,
         "oldestPendingAgeSecs": oldest.map(|t| (now - t).max(0) / 1000),
         "quarantined": quarantined,
         "pushedTotal": live.pushed_total,

@@ -434,6 +434,32 @@ async fn sync_and_activation_routes_stay_inside_their_tenant() -> Result<()> {
         json!([]),
         "nothing of the other tenant"
     );
+    // nor its documents, nor may it push into them
+    hub.sdk()
+        .put_document("pos", "products", "secret", &json!({"cost": 1}), None)
+        .await?;
+    let (_, pulled) = acme
+        .call(
+            "POST",
+            "/api/sync/pull",
+            Some(&json!({"documentsCursor": {}})),
+            &[],
+        )
+        .await?;
+    assert_eq!(pulled["documents"], json!([]), "{pulled}");
+    let record =
+        json!({"id": "secret", "version": 9, "updated_at": "2030-01-01T00:00:00Z", "cost": 0});
+    let push = json!({"operations": [{"id": "d-1", "type": "document", "db": "pos", "store": "products", "record": record}]});
+    let (_, answer) = acme
+        .call("POST", "/api/sync/push", Some(&push), &[])
+        .await?;
+    assert_eq!(answer["results"][0]["status"], "applied", "{answer}");
+    let mine = hub.sdk().document("pos", "products", "secret").await?;
+    assert_eq!(
+        mine.context("record")?["data"]["cost"],
+        1,
+        "the default tenant's copy is untouched"
+    );
     // while the tenant's own key sees its movement
     let (_, own) = north
         .call("POST", "/api/sync/pull", Some(&json!({})), &[])
@@ -595,7 +621,7 @@ async fn the_sites_users_sign_in_at_the_edge_offline_and_follow_the_hub() -> Res
         steps.push((done, total))
     })
     .await?;
-    assert_eq!(steps.last(), Some(&(4, 4)));
+    assert_eq!(steps.last(), Some(&(5, 5)));
     let device = hub.sdk_with(&config.api_key);
     let listed = device.site_users().await?;
     assert_eq!(listed.site_id, "north");
@@ -758,5 +784,138 @@ async fn admins_see_each_site_online_synced_and_below_zero() -> Result<()> {
             _ => continue,
         }
     }
+    Ok(())
+}
+
+/// Menu up, orders down, customers both with seed 004's field priorities, the rest both
+/// by last write.
+fn store_rules(config: &mut stocky_test_support::HubConfig) {
+    use stocky_core::sync_rules::{CollectionRule, Direction, SyncRules};
+    let mut customers = CollectionRule::new("pos", "customers", Direction::Both);
+    customers.local_fields = vec!["isBanned".into()];
+    customers.remote_fields = vec!["firstName".into()];
+    config.server.sync_rules = SyncRules {
+        collections: vec![
+            CollectionRule::new("pos", "menu", Direction::Up),
+            CollectionRule::new("pos", "orders", Direction::Down),
+            customers,
+            CollectionRule::new("*", "*", Direction::Both),
+        ],
+    };
+}
+
+/// A record's client fields and version, without timestamps (`record` as
+/// `GET /api/sync/:db/:store/:id` answers it).
+fn content(answer: &Value) -> (Value, Value) {
+    let record = &answer["data"];
+    let mut fields = record.clone();
+    for key in ["created_at", "updated_at", "version"] {
+        fields.as_object_mut().map(|o| o.remove(key));
+    }
+    (fields, record["version"].clone())
+}
+
+#[tokio::test]
+async fn documents_sync_both_ways_by_their_collection_rules() -> Result<()> {
+    let mut hub = TestHub::start_with(store_rules).await?;
+    let (code, _) = site_with_code(&hub, "north").await?;
+    let sdk = hub.sdk();
+    sdk.put_document(
+        "pos",
+        "products",
+        "p1",
+        &json!({"name": "tea", "price": 2}),
+        None,
+    )
+    .await?;
+    sdk.put_document("pos", "orders", "o1", &json!({"total": 9}), None)
+        .await?;
+    sdk.put_document("pos", "menu", "m0", &json!({"name": "hub menu"}), None)
+        .await?;
+    sdk.put_document(
+        "pos",
+        "customers",
+        "c1",
+        &json!({"firstName": "Ana", "isBanned": false, "notes": "hub"}),
+        None,
+    )
+    .await?;
+    let dir = tempfile::tempdir()?;
+    stocky_edge::activate(&hub.http, &code, None, dir.path(), |_, _, _| {}).await?;
+    let (edge, local) = start_edge(dir.path()).await?;
+    // The catalog and the orders came down with activation; the menu, which only goes
+    // up, did not.
+    let p1 = local
+        .document("pos", "products", "p1")
+        .await?
+        .context("p1")?;
+    assert_eq!(
+        (p1["data"]["name"].clone(), p1["data"]["version"].clone()),
+        (json!("tea"), json!(1))
+    );
+    assert!(local.document("pos", "orders", "o1").await?.is_some());
+    assert!(local.document("pos", "menu", "m0").await?.is_none());
+
+    // Up: the store's menu reaches the hub; an order written at the store does not.
+    local
+        .put_document("pos", "orders", "o2", &json!({"total": 1}), None)
+        .await?;
+    local
+        .put_document("pos", "menu", "m1", &json!({"name": "store menu"}), None)
+        .await?;
+    eventually("the menu at the hub", || async {
+        Ok(sdk.document("pos", "menu", "m1").await?.is_some())
+    })
+    .await?;
+    assert!(sdk.document("pos", "orders", "o2").await?.is_none());
+    // Down: a catalog edit at the hub reaches the store.
+    sdk.patch_document("pos", "products", "p1", &json!({"price": 3}), None)
+        .await?;
+    eventually("the price at the edge", || async {
+        let p1 = local.document("pos", "products", "p1").await?;
+        Ok(p1.is_some_and(|p| p["data"]["price"] == 3))
+    })
+    .await?;
+
+    // Partitioned edits of one customer: the store bans, the hub fixes the name later.
+    hub.stop().await?;
+    local
+        .patch_document(
+            "pos",
+            "customers",
+            "c1",
+            &json!({"isBanned": true, "firstName": "Ana (typo)"}),
+            None,
+        )
+        .await?;
+    edge.stop().await?;
+    hub.restart_with(store_rules).await?;
+    let sdk = hub.sdk();
+    sdk.patch_document(
+        "pos",
+        "customers",
+        "c1",
+        &json!({"firstName": "Ana María", "isBanned": false, "notes": "hub 2"}),
+        None,
+    )
+    .await?;
+    let (edge, local) = start_edge(dir.path()).await?;
+    let expected =
+        json!({"id": "c1", "firstName": "Ana María", "isBanned": true, "notes": "hub 2"});
+    eventually("both tiers to agree on the customer", || async {
+        let at_hub = sdk
+            .document("pos", "customers", "c1")
+            .await?
+            .context("hub")?;
+        let at_edge = local
+            .document("pos", "customers", "c1")
+            .await?
+            .context("edge")?;
+        Ok(content(&at_hub) == content(&at_edge) && content(&at_hub).0 == expected)
+    })
+    .await?;
+    let status: Value = local.get("/api/sync/status").await?;
+    assert_eq!(status["pendingDocuments"], 0, "{status}");
+    edge.stop().await?;
     Ok(())
 }

@@ -224,6 +224,7 @@ async fn activate(
                     "syncIntervalMinutes": 5,
                     "pushBatchSize": 50,
                     "wsPath": state.config.ws_path,
+                    "syncRules": state.config.sync_rules,
                 },
             })))
         }

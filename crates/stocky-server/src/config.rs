@@ -70,6 +70,10 @@ pub struct ServerConfig {
     pub log_poll: Duration,
     /// PostgreSQL (`DATABASE_URL`); none = the embedded SQLite file.
     pub database_url: Option<Secret>,
+    /// How each document collection syncs between the hub and store nodes (direction,
+    /// conflict policy, field priorities); the hub enforces them on pushes and hands them
+    /// to a store node at activation.
+    pub sync_rules: stocky_core::sync_rules::SyncRules,
 }
 
 /// A secret setting: never printed.
@@ -128,6 +132,7 @@ impl ServerConfig {
             login_failures: 5,
             log_poll: Duration::from_secs(1),
             database_url: None,
+            sync_rules: Default::default(),
         }
     }
 

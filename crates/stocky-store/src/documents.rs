@@ -389,6 +389,10 @@ fn merge(
         let floor = current.as_ref().map_or(0, |row| row.version);
         let (fields, version, updated_at, deleted, by, result) =
             match resolve(stored, incoming, from, rule) {
+                Resolution::Same => {
+                    results.push(Merged::Same);
+                    continue;
+                }
                 Resolution::Keep => {
                     results.push(Merged::Kept);
                     continue;

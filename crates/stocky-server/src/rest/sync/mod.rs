@@ -1,0 +1,66 @@
+//! Sync between tiers (seed 003 §4.2), over the ledger and the document collections:
+//!
+//! `POST /api/sync/push` ([`push`]): a downstream node (a store's edge) sends what it
+//! recorded — stock movements, each with its UUID, and document revisions — and gets an
+//! answer per operation: `applied`, `duplicate`, `superseded` (a document whose hub
+//! revision won; the node gets it at its next pull) or `rejected` with a reason.
+//!
+//! `POST /api/sync/pull` ([`pull`]): the movements of the caller's site and the document
+//! changes of its tenant after the caller's cursors, oldest first, with the cursors to
+//! continue from. Both are read in log order (the ledger and the documents remember the
+//! event that wrote them), so a cursor never misses or repeats a change. The caller's own
+//! pushes are left out.
+//!
+//! Movements from a store are facts: a valid one is never refused for the stock it leaves
+//! (a sale that happened may take stock below zero: admins get `stock:negative`).
+//! Documents follow the hub's [`stocky_core::sync_rules::SyncRules`]: a collection that
+//! does not sync up refuses pushes, one that does not come down is left out of pulls,
+//! and conflicts resolve by the collection's rule.
+
+mod pull;
+mod push;
+
+use axum::routing::post;
+use axum::Router;
+use serde_json::Value;
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::AppState;
+
+pub use push::{MAX_PUSH_OPERATIONS, STOCK_NEGATIVE_EVENT};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/sync/push", post(push::push))
+        .route("/api/sync/pull", post(pull::pull))
+}
+
+/// The request's `siteId` (seed 003's `sedeId` accepted), by default the caller's home
+/// site; it must be one the caller sees.
+fn requested_site(p: &Principal, given: Option<&Value>) -> Result<String, ApiError> {
+    let site = match given {
+        None | Some(Value::Null) => p.home_site().to_string(),
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "siteId must be a string",
+            ))
+        }
+    };
+    if !p.sees_site(&site) {
+        return Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("site {site:?} is not yours"),
+        ));
+    }
+    Ok(site)
+}
+
+/// How the caller's writes are marked (movements' `origin_client`, documents'
+/// `modified_by`), so its pulls leave them out.
+fn pusher(p: &Principal) -> String {
+    format!("device:{}", p.id)
+}

@@ -1,0 +1,347 @@
+//! `POST /api/sync/push` `{"siteId", "operations":[…]}`: a store node's movements
+//! (`{"id","productId","delta","kind","reason","clientTime"}`, `"type":"movement"` by
+//! default) and document revisions (`{"id","type":"document","db","store","record"}`,
+//! the record as the server renders it, with `version` and `updated_at`).
+//!
+//! The valid movements of a request are appended in one writer transaction and commit
+//! with one `stock:sync` event; the documents of each collection are merged in one
+//! transaction per collection under the collection's rule (from the local side). An
+//! invalid operation is refused alone and never blocks the others.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Request, State};
+use axum::http::HeaderMap;
+use axum::{Extension, Json};
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+use stocky_core::auth::Action;
+use stocky_core::documents::{check_name, DocOutcome, DocWrite, Merged, SyncedRecord};
+use stocky_core::stock::{Appended, LedgerEntry, MAX_AMOUNT, MAX_PRODUCT_ID};
+use stocky_core::sync_rules::Side;
+use stocky_core::time::{now_millis, parse_iso8601};
+use stocky_store::{Applied, Command, Outcome};
+
+use super::{pusher, requested_site};
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::rest::{json_body, rest_origin};
+use crate::AppState;
+
+/// Operations one request may carry.
+pub const MAX_PUSH_OPERATIONS: usize = 500;
+/// Longest operation id (a UUID has 36 characters).
+const MAX_OP_ID: usize = 64;
+/// Longest movement kind (`sale`, `refund`, `adjustment`, …).
+const MAX_KIND: usize = 32;
+/// Longest reason text.
+const MAX_REASON: usize = 500;
+/// The event that tells admins a store's facts took stock below zero.
+pub const STOCK_NEGATIVE_EVENT: &str = "stock:negative";
+
+/// One operation's fate.
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+struct OpResult {
+    id: Option<String>,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+impl OpResult {
+    fn refuse(&mut self, reason: String) {
+        self.status = "rejected";
+        self.reason = Some(reason);
+    }
+}
+
+/// A checked operation.
+enum Operation {
+    Movement(LedgerEntry),
+    Document {
+        db: String,
+        store: String,
+        record: SyncedRecord,
+    },
+}
+
+pub(super) async fn push(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    headers: HeaderMap,
+    request: Request,
+) -> Result<Json<Value>, ApiError> {
+    p.require(Action::SetStock)?;
+    let body: Value = json_body(request, &state).await?;
+    let Value::Object(body) = body else {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "body must be a JSON object with \"operations\"",
+        ));
+    };
+    let site = requested_site(&p, body.get("siteId").or_else(|| body.get("sedeId")))?;
+    let Some(Value::Array(operations)) = body.get("operations") else {
+        return Err(ApiError::bad_request(
+            "invalid_data",
+            "operations is required (an array of movements and documents)",
+        ));
+    };
+    if operations.len() > MAX_PUSH_OPERATIONS {
+        return Err(ApiError::bad_request(
+            "invalid_data",
+            format!("at most {MAX_PUSH_OPERATIONS} operations per request"),
+        ));
+    }
+    let (tenant, known) = (p.tenant.to_string(), site.clone());
+    if !state
+        .store
+        .accounts(move |a| a.site_exists(&tenant, &known))
+        .await?
+    {
+        return Err(ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "not_found",
+            format!("site {site:?} not found"),
+        ));
+    }
+
+    let now = now_millis();
+    let origin_client = pusher(&p);
+    let mut results = Vec::with_capacity(operations.len());
+    let mut entries = Vec::new();
+    let mut slots = Vec::new();
+    let mut collections: BTreeMap<(String, String), Vec<(usize, SyncedRecord)>> = BTreeMap::new();
+    for (i, op) in operations.iter().enumerate() {
+        let id = op.get("id").and_then(Value::as_str).map(str::to_owned);
+        let mut result = OpResult {
+            id,
+            status: "applied",
+            reason: None,
+        };
+        match parse_operation(op, &site, &origin_client, now) {
+            Ok(Operation::Movement(entry)) => {
+                slots.push(i);
+                entries.push(entry);
+            }
+            Ok(Operation::Document { db, store, record }) => {
+                if state
+                    .config
+                    .sync_rules
+                    .rule_for(&db, &store)
+                    .direction
+                    .goes_up()
+                {
+                    collections
+                        .entry((db, store))
+                        .or_default()
+                        .push((i, record));
+                } else {
+                    result.refuse(format!(
+                        "operations[{i}]: {db}/{store} does not sync up from stores: it is managed at the hub"
+                    ));
+                }
+            }
+            Err(reason) => result.refuse(format!("operations[{i}]: {reason}")),
+        }
+        results.push(result);
+    }
+    let mut origin = rest_origin(&p, &headers)?;
+    origin.site = site.as_str().into();
+    origin.client_id = origin_client.into();
+    let mut last_event_id = None;
+    if !entries.is_empty() {
+        match state
+            .store
+            .submit(Command::RestoreLedger(entries), origin.clone())
+            .await?
+        {
+            Applied::New {
+                id,
+                outcome: Outcome::Ledger(done),
+                ..
+            } => {
+                last_event_id = Some(id);
+                let below_zero: Vec<Value> = done
+                    .levels
+                    .iter()
+                    .filter(|level| level.stock < 0)
+                    .map(|level| json!({"productId": level.product_id, "stock": level.stock}))
+                    .collect();
+                if done.restored() > 0 && !below_zero.is_empty() {
+                    alert_negative(&state, &p, &site, id, below_zero).await;
+                }
+                for (slot, appended) in slots.iter().zip(done.appended) {
+                    match appended {
+                        Appended::New => {}
+                        Appended::AlreadyThere => results[*slot].status = "duplicate",
+                        Appended::IdTaken => results[*slot]
+                            .refuse("the id is already used by another movement".into()),
+                    }
+                }
+            }
+            Applied::New { id, .. }
+            | Applied::Duplicate { id, .. }
+            | Applied::Unchanged { id, .. } => {
+                // An Idempotency-Key repeat: the whole request was applied before.
+                last_event_id = Some(id);
+                for slot in &slots {
+                    results[*slot].status = "duplicate";
+                }
+            }
+        }
+    }
+    // Documents: one merge per collection. The request's Idempotency-Key belongs to the
+    // movements; revisions are idempotent by themselves (the same one is `duplicate`).
+    origin.op_id = None;
+    for ((db, store), records) in collections {
+        let rule = state.config.sync_rules.rule_for(&db, &store);
+        let (slots, records): (Vec<usize>, Vec<SyncedRecord>) = records.into_iter().unzip();
+        let write = DocWrite::Merge {
+            db,
+            store,
+            records,
+            from: Side::Local,
+            rule,
+        };
+        let applied = state
+            .store
+            .submit(Command::Documents(write), origin.clone())
+            .await?;
+        let (Applied::New {
+            id,
+            outcome: Outcome::Documents(DocOutcome::Merged(done)),
+            ..
+        }
+        | Applied::Unchanged {
+            id,
+            outcome: Outcome::Documents(DocOutcome::Merged(done)),
+            ..
+        }) = applied
+        else {
+            continue;
+        };
+        last_event_id = last_event_id.max(Some(id));
+        for (slot, merged) in slots.iter().zip(done.results) {
+            results[*slot].status = match merged {
+                Merged::Taken | Merged::Combined => "applied",
+                Merged::Same => "duplicate",
+                Merged::Kept => "superseded",
+            };
+        }
+    }
+    crate::presence::synced(&state, &p, None).await;
+    let count = |status: &str| results.iter().filter(|r| r.status == status).count();
+    Ok(Json(json!({
+        "success": true,
+        "siteId": site,
+        "applied": count("applied"),
+        "duplicates": count("duplicate"),
+        "superseded": count("superseded"),
+        "rejected": count("rejected"),
+        "lastEventId": last_event_id,
+        "results": results,
+    })))
+}
+
+/// Raises [`STOCK_NEGATIVE_EVENT`] for the products a push left below zero (`event`: the
+/// push's `stock:sync`). The movements stand: this is an alert, not a refusal.
+async fn alert_negative(
+    state: &AppState,
+    p: &Principal,
+    site: &str,
+    event: u64,
+    products: Vec<Value>,
+) {
+    let origin = stocky_store::Origin {
+        tenant: p.tenant.clone(),
+        site: site.into(),
+        connection: 0,
+        client_id: "sync".into(),
+        op_id: None,
+    };
+    let command = Command::Publish {
+        event: STOCK_NEGATIVE_EVENT.into(),
+        data: json!({"siteId": site, "products": products, "eventId": event, "deviceId": p.device.as_deref()}),
+    };
+    if let Err(e) = state.store.submit(command, origin).await {
+        tracing::warn!(error = %e, site, "could not raise stock:negative");
+    }
+}
+
+fn text(o: &Map<String, Value>, key: &str, max: usize) -> Result<Option<String>, String> {
+    match o.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= max => Ok(Some(s.clone())),
+        Some(_) => Err(format!("{key} must be a string of 1 to {max} bytes")),
+    }
+}
+
+/// One operation of a push, checked.
+fn parse_operation(
+    op: &Value,
+    site: &str,
+    origin_client: &str,
+    now: i64,
+) -> Result<Operation, String> {
+    let Value::Object(o) = op else {
+        return Err("must be an object".into());
+    };
+    let id = text(o, "id", MAX_OP_ID)?.ok_or("id is required (the operation's UUID)")?;
+    match o.get("type").and_then(Value::as_str).unwrap_or("movement") {
+        "movement" => parse_movement(o, id, site, origin_client, now).map(Operation::Movement),
+        "document" => {
+            let db = text(o, "db", 64)?.ok_or("db is required for a document")?;
+            let store = text(o, "store", 64)?.ok_or("store is required for a document")?;
+            check_name("database", &db).map_err(|e| e.0)?;
+            check_name("store", &store).map_err(|e| e.0)?;
+            if db.starts_with('_') {
+                return Err(format!("{db} is reserved"));
+            }
+            let record = SyncedRecord::from_rendered(o.get("record").unwrap_or(&Value::Null))
+                .map_err(|e| e.0)?;
+            Ok(Operation::Document { db, store, record })
+        }
+        other => Err(format!(
+            "type {other:?} is not an operation type (movement, document)"
+        )),
+    }
+}
+
+/// A movement: `{"id","productId","delta","kind","reason","clientTime"}`.
+fn parse_movement(
+    o: &Map<String, Value>,
+    id: String,
+    site: &str,
+    origin_client: &str,
+    now: i64,
+) -> Result<LedgerEntry, String> {
+    let product_id = o
+        .get("productId")
+        .and_then(Value::as_i64)
+        .filter(|p| (1..=MAX_PRODUCT_ID).contains(p))
+        .ok_or("productId must be a positive integer")?;
+    let delta = o
+        .get("delta")
+        .and_then(Value::as_i64)
+        .filter(|d| *d != 0 && d.checked_abs().is_some_and(|a| a <= MAX_AMOUNT))
+        .ok_or_else(|| {
+            format!("delta must be a non-zero integer of at most {MAX_AMOUNT} in size")
+        })?;
+    let kind = text(o, "kind", MAX_KIND)?.unwrap_or_else(|| "sync".into());
+    let reason = text(o, "reason", MAX_REASON)?;
+    if let Some(at) = text(o, "clientTime", 40)? {
+        parse_iso8601(&at).ok_or("clientTime must be an ISO-8601 timestamp")?;
+    }
+    Ok(LedgerEntry {
+        origin_op: Some(id.clone()),
+        id,
+        site: site.to_owned(),
+        product_id,
+        delta,
+        kind,
+        reason,
+        origin_client: Some(origin_client.to_owned()),
+        server_time: now,
+    })
+}
