@@ -19,6 +19,10 @@ use stocky_store::{Command, Location, Store, StoreOptions, Unobserved, UPSTREAM_
 use crate::config::EdgeConfig;
 use crate::{database, EdgeError};
 
+/// The kind of the movements that carry the hub's stock at activation into the local
+/// ledger (one per product, standing for the hub's history up to then).
+pub(crate) const SNAPSHOT_KIND: &str = "snapshot";
+
 /// What the hub answers to `POST /activate`.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -85,7 +89,7 @@ pub async fn activate(
             site: DEFAULT_SITE.to_owned(),
             product_id: row.product_id,
             delta: row.stock,
-            kind: "snapshot".into(),
+            kind: SNAPSHOT_KIND.into(),
             reason: Some("initial stock from the hub".into()),
             origin_client: Some(UPSTREAM_ORIGIN.into()),
             origin_op: None,
@@ -104,7 +108,7 @@ pub async fn activate(
     let (epoch, head) = (listing.epoch.clone(), listing.last_event_id.to_string());
     store
         .sync(move |s| {
-            s.set_state("hub.epoch", &epoch)?;
+            s.set_state(crate::pull::EPOCH_KEY, &epoch)?;
             // The snapshot holds every hub movement up to `head`: pull after it.
             s.set_state(crate::pull::CURSOR_KEY, &format!("{head} "))?;
             s.set_state("hub.last_event_id", &head)

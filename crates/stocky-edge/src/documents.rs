@@ -28,7 +28,7 @@ use stocky_store::{Command, DocCursor, Store, StoreError, UPSTREAM_ORIGIN};
 use crate::push::PushError;
 
 /// `sync_state` keys of the document cursors.
-const PUSH_CURSOR_KEY: &str = "documents.push.cursor";
+pub(crate) const PUSH_CURSOR_KEY: &str = "documents.push.cursor";
 pub(crate) const PULL_CURSOR_KEY: &str = "documents.pull.cursor";
 
 /// A document change as a pull answers it.

@@ -22,7 +22,7 @@ use stocky_client::{Backoff, Client, Start, SubscribeOptions, Update};
 use stocky_core::stock::LedgerEntry;
 use stocky_core::sync_rules::SyncRules;
 use stocky_core::time::{now_millis, parse_iso8601};
-use stocky_core::DEFAULT_SITE;
+use stocky_core::{DEFAULT_SITE, DEFAULT_TENANT};
 use stocky_store::{Command, OutboxCursor, Store, UPSTREAM_ORIGIN};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -32,6 +32,8 @@ use crate::status::SyncStatus;
 
 /// `sync_state` key of the pull cursor (`"<event_id> <movement id>"`).
 pub const CURSOR_KEY: &str = "pull.cursor";
+/// `sync_state` key of the hub's epoch the cursors belong to.
+pub(crate) const EPOCH_KEY: &str = "hub.epoch";
 /// Movements asked for per pull.
 const PAGE: usize = 500;
 /// A wake-up waits this long for more before pulling, so a burst of hub commits (a drain
@@ -51,6 +53,8 @@ struct PullAnswer {
     documents_cursor: Option<serde_json::Value>,
     #[serde(default)]
     documents_has_more: bool,
+    #[serde(default)]
+    epoch: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -188,6 +192,11 @@ pub(crate) async fn pull_once(
             }),
         )
         .await?;
+    if let Some(epoch) = &answer.epoch {
+        if resync_if_new(store, epoch).await? {
+            return Ok((0, true));
+        }
+    }
     let count = answer.movements.len() + answer.documents.len();
     let more = answer.has_more || answer.documents_has_more;
     crate::documents::merge_pulled(store, answer.documents, rules).await?;
@@ -226,6 +235,63 @@ pub(crate) async fn pull_once(
         })
         .await?;
     Ok((count, more))
+}
+
+/// When the hub's epoch is not the one the cursors belong to (its database was replaced
+/// or restored), every cursor starts over: everything is pulled again and merged (the
+/// movements by UUID, so nothing counts twice; the activation snapshot, which stood for
+/// the hub's history, is taken back out first) and everything local is pushed again (the
+/// hub recognises what it has). Returns whether it started over.
+async fn resync_if_new(store: &Store, epoch: &str) -> Result<bool, PushError> {
+    let known = store.sync(|s| s.state(EPOCH_KEY)).await?;
+    if known.as_deref() == Some(epoch) {
+        return Ok(false);
+    }
+    if known.is_some() {
+        // The activation snapshot stood for the old hub's history, which now comes down
+        // movement by movement: take it back out first (idempotent by id, so a crash
+        // before the cursors below are reset only repeats a no-op).
+        let snapshot = store
+            .sync(|s| s.movements_of_kind(DEFAULT_TENANT, crate::activate::SNAPSHOT_KIND))
+            .await?;
+        let reversal: Vec<LedgerEntry> = snapshot
+            .into_iter()
+            .map(|m| LedgerEntry {
+                id: format!("resync-{}", m.id),
+                delta: -m.delta,
+                kind: "resync".into(),
+                reason: Some("the hub's history was replaced: pulled again instead".into()),
+                origin_client: Some(UPSTREAM_ORIGIN.into()),
+                origin_op: None,
+                server_time: now_millis(),
+                ..m
+            })
+            .collect();
+        if !reversal.is_empty() {
+            store
+                .submit(Command::RestoreLedger(reversal), crate::upstream_origin())
+                .await?;
+        }
+    }
+    let epoch = epoch.to_owned();
+    let started_over = store
+        .sync(move |s| {
+            s.set_state(EPOCH_KEY, &epoch)?;
+            if known.is_none() {
+                return Ok(false);
+            }
+            let start = crate::documents::encode(&stocky_store::DocCursor::default());
+            s.set_state(CURSOR_KEY, "0 ")?;
+            s.set_state(crate::push::CURSOR_KEY, "0 ")?;
+            s.set_state(crate::documents::PULL_CURSOR_KEY, &start)?;
+            s.set_state(crate::documents::PUSH_CURSOR_KEY, &start)?;
+            Ok(true)
+        })
+        .await?;
+    if started_over {
+        tracing::warn!("the hub's history changed (new epoch): syncing everything again");
+    }
+    Ok(started_over)
 }
 
 /// The pull cursor (the hub's movements up to it are in the local ledger).

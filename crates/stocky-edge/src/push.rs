@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::status::SyncStatus;
 
 /// `sync_state` key of the cursor (`"<event_id> <movement id>"`).
-const CURSOR_KEY: &str = "push.cursor";
+pub(crate) const CURSOR_KEY: &str = "push.cursor";
 /// How often an idle outbox is looked at.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 /// Push requests a round keeps in flight at most (each of the configured batch size).

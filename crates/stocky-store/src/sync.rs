@@ -244,6 +244,36 @@ impl SyncTables<'_> {
             .map_err(StoreError::from)
     }
 
+    /// Every movement of `tenant` of kind `kind`, in ledger order.
+    pub fn movements_of_kind(
+        &mut self,
+        tenant: &str,
+        kind: &str,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        let rows = self.0.query(
+            "SELECT id, site_id, product_id, delta, kind, reason, origin_client, origin_op,
+                server_time
+             FROM movements WHERE tenant_id = $1 AND kind = $2 ORDER BY event_id, id",
+            args![tenant, kind],
+        )?;
+        rows.into_iter()
+            .map(|mut r| {
+                Ok(LedgerEntry {
+                    id: r.text(0)?,
+                    site: r.text(1)?,
+                    product_id: r.int(2)?,
+                    delta: r.int(3)?,
+                    kind: r.text(4)?,
+                    reason: r.opt_text(5)?,
+                    origin_client: r.opt_text(6)?,
+                    origin_op: r.opt_text(7)?,
+                    server_time: r.int(8)?,
+                })
+            })
+            .collect::<Result<_, DbError>>()
+            .map_err(StoreError::from)
+    }
+
     /// How many operations wait after `after`, and the server time of the oldest.
     pub fn outbox_depth(
         &mut self,

@@ -49,7 +49,7 @@ pub(super) async fn pull(
     let limit_movements = limit(&body, "limit", MAX_PULL);
     // Read before the changes: everything up to `head` is committed, so an answer that is
     // not cut short holds everything up to it.
-    let (_, head) = state.store.stream_head(&p.tenant).await?;
+    let (epoch, head) = state.store.stream_head(&p.tenant).await?;
     let asked_from = after.event_id;
     let (tenant, at, own) = (p.tenant.to_string(), site.clone(), pusher(&p));
     let mut rows = state
@@ -88,6 +88,7 @@ pub(super) async fn pull(
         "movements": movements,
         "cursor": next,
         "hasMore": has_more,
+        "epoch": epoch,
         "timestamp": iso8601(now_millis()),
     });
     if let Some(given) = body.get("documentsCursor") {
