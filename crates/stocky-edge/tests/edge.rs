@@ -911,6 +911,7 @@ async fn documents_sync_both_ways_by_their_collection_rules() -> Result<()> {
             .document("pos", "customers", "c1")
             .await?
             .context("edge")?;
+        eprintln!("hub {} edge {}", at_hub["data"], at_edge["data"]);
         Ok(content(&at_hub) == content(&at_edge) && content(&at_hub).0 == expected)
     })
     .await?;

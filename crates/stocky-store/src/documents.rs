@@ -399,8 +399,9 @@ fn merge(
                 }
                 Resolution::Take => (
                     &record.fields,
-                    // Never backwards, even when a side wins with a lower version.
-                    if record.version > floor {
+                    // The incoming version as it is, so both tiers hold the same revision;
+                    // never backwards, even when a side wins with a lower one.
+                    if record.version >= floor {
                         record.version
                     } else {
                         floor + 1
