@@ -21,6 +21,12 @@ pub type ProductId = i64;
 /// Largest quantity or stock level accepted (keeps every sum far from `i64` overflow and
 /// exactly representable as a JavaScript number).
 pub const MAX_AMOUNT: i64 = 1_000_000_000_000;
+/// Whether `delta` is a movement size the ledger accepts: at most [`MAX_AMOUNT`] either
+/// way. Checked without `abs`, which wraps on `i64::MIN`.
+pub fn delta_in_range(delta: i64) -> bool {
+    delta.checked_abs().is_some_and(|size| size <= MAX_AMOUNT)
+}
+
 /// Largest product id accepted (JavaScript's `Number.MAX_SAFE_INTEGER`).
 pub const MAX_PRODUCT_ID: i64 = 9_007_199_254_740_991;
 /// Most lines one command may carry; larger batches must be split by the client.
@@ -574,7 +580,7 @@ pub fn parse_ledger(movements: Option<&Value>) -> Result<Vec<LedgerEntry>, Inval
             let delta = o
                 .get("delta")
                 .and_then(Value::as_i64)
-                .filter(|d| d.abs() <= MAX_AMOUNT)
+                .filter(|d| delta_in_range(*d))
                 .ok_or_else(|| {
                     fail(format!(
                         "{at}.delta must be an integer of at most {MAX_AMOUNT} in size"
@@ -635,8 +641,7 @@ impl LedgerRestored {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Appended {
     New,
-    /// This tenant's ledger has it already (a retry).
+    /// This tenant's ledger has it already (a retry). Ids are per tenant: another
+    /// tenant's movement with the same id neither blocks nor shows.
     AlreadyThere,
-    /// Another tenant's movement has that id: nothing written, nothing told about it.
-    IdTaken,
 }

@@ -12,7 +12,9 @@ use stocky_core::documents::{
     BackupRecord, DatabaseDropped, DatabaseRestored, DocOutcome, DocWrite, MergeDone,
     MergeStrategy, Merged, RecordsChanged, Restore, SyncedRecord,
 };
-use stocky_core::stock::{Appended, LedgerEntry, LedgerRestored, Rejection, SiteLevel};
+use stocky_core::stock::{
+    delta_in_range, Appended, LedgerEntry, LedgerRestored, Rejection, SiteLevel, MAX_AMOUNT,
+};
 use stocky_core::sync_rules::{resolve, CollectionRule, Resolution, Revision, Side};
 use stocky_core::time::iso8601;
 
@@ -601,21 +603,19 @@ pub(crate) fn restore_ledger(
         let sum = touched.entry((e.site.as_str(), e.product_id)).or_insert(0);
         // `remove`: an id given twice in one batch is appended once.
         appended.push(if new_ids.remove(&e.id) {
-            *sum += e.delta;
+            // Checked: a level beyond twice the largest amount cannot come from valid
+            // history, and refusing it here keeps the SQL addition below from overflowing.
+            *sum = sum
+                .checked_add(e.delta)
+                .filter(|s| s.checked_abs().is_some_and(|a| a <= 2 * MAX_AMOUNT))
+                .ok_or_else(|| {
+                    rejected(Rejection::Overflow {
+                        product_id: e.product_id,
+                    })
+                })?;
             Appended::New
         } else {
-            let owner = conn
-                .query_one(
-                    "SELECT tenant_id FROM movements WHERE id = $1",
-                    args![&e.id],
-                )
-                .and_then(|mut r| r.text(0))
-                .map_err(unavailable)?;
-            if owner == tenant {
-                Appended::AlreadyThere
-            } else {
-                Appended::IdTaken
-            }
+            Appended::AlreadyThere
         });
     }
     // On-hand is the ledger sum, kept materialised: add what was appended (a product with
@@ -638,11 +638,18 @@ pub(crate) fn restore_ledger(
             params.extend_from_slice(args![tenant, *site, *product, *delta, now, event_id as i64]);
         }
         for mut row in conn.query(&sql, &params).map_err(unavailable)? {
-            levels.push(SiteLevel {
+            let level = SiteLevel {
                 site_id: row.text(0).map_err(unavailable)?,
                 product_id: row.int(1).map_err(unavailable)?,
                 stock: row.int(2).map_err(unavailable)?,
-            });
+            };
+            // The savepoint is rolled back: the whole append is refused, nothing changes.
+            if !delta_in_range(level.stock) {
+                return Err(rejected(Rejection::Overflow {
+                    product_id: level.product_id,
+                }));
+            }
+            levels.push(level);
         }
     }
     levels.sort_by(|a, b| (&a.site_id, a.product_id).cmp(&(&b.site_id, b.product_id)));

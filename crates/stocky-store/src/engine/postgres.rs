@@ -410,6 +410,10 @@ ALTER TABLE api_keys ADD COLUMN device_id TEXT;
 ALTER TABLE documents ADD COLUMN event_id BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE documents ADD COLUMN modified_by TEXT;
 CREATE INDEX documents_by_event ON documents (tenant_id, event_id, db, store, id);
+-- Movement ids are per tenant: another tenant's ids neither collide with nor reveal
+-- this tenant's.
+ALTER TABLE movements DROP CONSTRAINT movements_pkey;
+ALTER TABLE movements ADD PRIMARY KEY (tenant_id, id);
 ALTER TABLE sites ADD COLUMN online_connection TEXT;
 ALTER TABLE sites ADD COLUMN last_ping_at BIGINT;
 ALTER TABLE sites ADD COLUMN last_sync_at BIGINT;

@@ -418,6 +418,31 @@ ALTER TABLE api_keys ADD COLUMN device_id TEXT;
 ALTER TABLE documents ADD COLUMN event_id INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE documents ADD COLUMN modified_by TEXT;
 CREATE INDEX documents_by_event ON documents (tenant_id, event_id, db, store, id);
+-- Movement ids are per tenant: another tenant's ids neither collide with nor reveal
+-- this tenant's (SQLite cannot change a primary key in place: the table is rebuilt).
+CREATE TABLE movements_by_tenant (
+    id            TEXT NOT NULL,
+    tenant_id     TEXT NOT NULL,
+    site_id       TEXT NOT NULL,
+    product_id    INTEGER NOT NULL,
+    delta         INTEGER NOT NULL,
+    kind          TEXT NOT NULL,
+    reason        TEXT,
+    origin_client TEXT,
+    origin_op     TEXT,
+    event_id      INTEGER NOT NULL,
+    client_time   INTEGER,
+    server_time   INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+INSERT INTO movements_by_tenant (id, tenant_id, site_id, product_id, delta, kind, reason,
+    origin_client, origin_op, event_id, client_time, server_time)
+SELECT id, tenant_id, site_id, product_id, delta, kind, reason, origin_client, origin_op,
+    event_id, client_time, server_time FROM movements;
+DROP TABLE movements;
+ALTER TABLE movements_by_tenant RENAME TO movements;
+CREATE INDEX movements_by_product ON movements (tenant_id, site_id, product_id);
+CREATE INDEX movements_by_event ON movements (tenant_id, event_id, id);
 ALTER TABLE sites ADD COLUMN online_connection TEXT;
 ALTER TABLE sites ADD COLUMN last_ping_at INTEGER;
 ALTER TABLE sites ADD COLUMN last_sync_at INTEGER;

@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 use stocky_core::auth::Action;
 use stocky_core::documents::{check_name, DocOutcome, DocWrite, Merged, SyncedRecord};
-use stocky_core::stock::{Appended, LedgerEntry, MAX_AMOUNT, MAX_PRODUCT_ID};
+use stocky_core::stock::{delta_in_range, Appended, LedgerEntry, MAX_AMOUNT, MAX_PRODUCT_ID};
 use stocky_core::sync_rules::Side;
 use stocky_core::time::{now_millis, parse_iso8601};
 use stocky_store::{Applied, Command, Outcome};
@@ -172,11 +172,8 @@ pub(super) async fn push(
                     alert_negative(&state, &p, &site, id, below_zero).await;
                 }
                 for (slot, appended) in slots.iter().zip(done.appended) {
-                    match appended {
-                        Appended::New => {}
-                        Appended::AlreadyThere => results[*slot].status = "duplicate",
-                        Appended::IdTaken => results[*slot]
-                            .refuse("the id is already used by another movement".into()),
+                    if appended == Appended::AlreadyThere {
+                        results[*slot].status = "duplicate";
                     }
                 }
             }
@@ -324,7 +321,7 @@ fn parse_movement(
     let delta = o
         .get("delta")
         .and_then(Value::as_i64)
-        .filter(|d| *d != 0 && d.checked_abs().is_some_and(|a| a <= MAX_AMOUNT))
+        .filter(|d| *d != 0 && delta_in_range(*d))
         .ok_or_else(|| {
             format!("delta must be a non-zero integer of at most {MAX_AMOUNT} in size")
         })?;

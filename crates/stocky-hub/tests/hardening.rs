@@ -1,0 +1,138 @@
+//! Regression tests for the findings of the hardening review (issue 15), one per finding,
+//! against a real hub: each failed on the code before its fix.
+
+use stocky_test_support as support;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde_json::{json, Value};
+use support::TestHub;
+
+const PW: &str = "correct horse battery";
+
+fn movement(id: &str, product: i64, delta: i64) -> Value {
+    json!({"id": id, "productId": product, "delta": delta, "kind": "restore",
+           "serverTime": "2026-01-01T00:00:00.000Z", "siteId": "default"})
+}
+
+async fn restore_ledger(
+    hub: &TestHub,
+    token: Option<&str>,
+    movements: Vec<Value>,
+) -> Result<(u16, Value)> {
+    hub.as_(
+        Some(token.unwrap_or(support::ADMIN)),
+        "POST",
+        "/api/backup/_stock/restore",
+        Some(json!({"backup": {"movements": movements}})),
+    )
+    .await
+}
+
+/// Finding 1: `abs()` wrapped on `i64::MIN`, so a restore could leave stock at `i64::MIN`
+/// and the ledger stopped summing to the stock.
+#[tokio::test]
+async fn finding_1_quantities_never_wrap() -> Result<()> {
+    let hub = TestHub::start().await?;
+    hub.sdk().update_stock(&[(1, 5)]).await?;
+    let (status, body) = restore_ledger(&hub, None, vec![movement("m-min", 1, i64::MIN)]).await?;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("delta"), "{body}");
+    let push = json!({"operations": [{"id": "p-min", "productId": 1, "delta": i64::MIN}]});
+    let (status, body) = hub.post("/api/sync/push", push).await?;
+    assert_eq!(
+        (status, body["results"][0]["status"].clone()),
+        (200, json!("rejected")),
+        "{body}"
+    );
+    // Each movement in range, their sum out of it: refused whole.
+    let big = 1_000_000_000_000;
+    let many: Vec<Value> = (0..3)
+        .map(|i| movement(&format!("big-{i}"), 1, big))
+        .collect();
+    let (status, body) = restore_ledger(&hub, None, many).await?;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (422, json!("stock_overflow")),
+        "{body}"
+    );
+    assert_eq!(hub.stock(1).await?, 5, "nothing changed");
+    // The ledger still sums to the stock, and the hub takes its own backup back.
+    let backup: Value = hub.sdk().backup("_stock").await?;
+    let sum: i64 = backup["backup"]["movements"]
+        .as_array()
+        .context("movements")?
+        .iter()
+        .filter_map(|m| m["delta"].as_i64())
+        .sum();
+    assert_eq!(sum, 5);
+    let (status, body) = hub.post("/api/backup/_stock/restore", backup).await?;
+    assert_eq!(status, 200, "{body}");
+    Ok(())
+}
+
+/// Finding 2: a cashier's large restore body was read and parsed before the 403. The
+/// answer must come before the body is sent.
+#[tokio::test]
+async fn finding_2_roles_are_checked_before_large_bodies_are_read() -> Result<()> {
+    let hub = TestHub::start().await?;
+    hub.post(
+        "/api/admin/users",
+        json!({"email": "c@a.test", "password": PW, "role": "cashier", "siteId": "default"}),
+    )
+    .await?;
+    let (token, _) = hub.login("c@a.test", PW).await?;
+    let addr = hub.http.trim_start_matches("http://").to_owned();
+    for path in ["/api/backup/pos/restore", "/api/backup/pos/compare"] {
+        let token = token.clone();
+        let addr = addr.clone();
+        let answer = tokio::task::spawn_blocking(move || -> Result<String> {
+            let mut socket = std::net::TcpStream::connect(&addr)?;
+            socket.set_read_timeout(Some(Duration::from_secs(5)))?;
+            // Announce 60 MB, send 1 KiB of it, then wait for the answer.
+            write!(
+                socket,
+                "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: 60000000\r\n\r\n"
+            )?;
+            socket.write_all(&[b' '; 1024])?;
+            let mut answer = vec![0u8; 4096];
+            let n = socket.read(&mut answer)?;
+            Ok(String::from_utf8_lossy(&answer[..n]).into_owned())
+        })
+        .await??;
+        assert!(answer.starts_with("HTTP/1.1 403"), "{path}: {answer}");
+    }
+    Ok(())
+}
+
+/// Finding 5: movement ids were global, so tenant B restoring A's backup got
+/// `restored: 0, skipped: 4` — silent loss and an existence oracle across tenants.
+#[tokio::test]
+async fn finding_5_movement_ids_are_per_tenant() -> Result<()> {
+    let hub = TestHub::start().await?;
+    hub.sdk().update_stock(&[(1, 5), (2, 7)]).await?;
+    let backup: Value = hub.sdk().backup("_stock").await?;
+    let (status, body) = hub
+        .post(
+            "/api/admin/tenants",
+            json!({"id": "b", "name": "B", "owner": {"email": "o@b.test", "password": PW}}),
+        )
+        .await?;
+    assert_eq!(status, 201, "{body}");
+    let (b, _) = hub.login("o@b.test", PW).await?;
+    let (status, body) = hub
+        .as_(Some(&b), "POST", "/api/backup/_stock/restore", Some(backup))
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["restored"].clone(), body["skipped"].clone()),
+        (json!(2), json!(0)),
+        "{body}"
+    );
+    let (_, stock) = hub.as_(Some(&b), "GET", "/api/stock/2", None).await?;
+    assert_eq!(stock["stock"], 7);
+    assert_eq!(hub.stock(2).await?, 7, "tenant A is untouched");
+    Ok(())
+}
