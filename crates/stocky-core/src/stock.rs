@@ -267,6 +267,10 @@ pub enum Rejection {
     /// The record (or database) a write needs does not exist.
     #[error("{what} not found")]
     NotFound { what: String },
+    /// An idempotency key (`opId`, `Idempotency-Key`) already used by this caller for a
+    /// different command.
+    #[error("idempotency key {op_id:?} was already used for a different command")]
+    IdempotencyConflict { op_id: String },
 }
 
 impl Rejection {
@@ -279,6 +283,7 @@ impl Rejection {
             Rejection::Custom(_) => "rejected_by_validator",
             Rejection::VersionConflict { .. } => "version_conflict",
             Rejection::NotFound { .. } => "not_found",
+            Rejection::IdempotencyConflict { .. } => "idempotency_key_reused",
         }
     }
 
@@ -290,7 +295,8 @@ impl Rejection {
             | Rejection::Overflow { product_id } => Some(*product_id),
             Rejection::Custom(_)
             | Rejection::VersionConflict { .. }
-            | Rejection::NotFound { .. } => None,
+            | Rejection::NotFound { .. }
+            | Rejection::IdempotencyConflict { .. } => None,
         }
     }
 }

@@ -70,6 +70,7 @@ pub(crate) fn upstream_origin() -> stocky_store::Origin {
         site: stocky_core::DEFAULT_SITE.into(),
         connection: 0,
         client_id: stocky_store::UPSTREAM_ORIGIN.into(),
+        op_scope: stocky_store::UPSTREAM_ORIGIN.into(),
         op_id: None,
     }
 }

@@ -136,3 +136,81 @@ async fn finding_5_movement_ids_are_per_tenant() -> Result<()> {
     assert_eq!(hub.stock(2).await?, 7, "tenant A is untouched");
     Ok(())
 }
+
+/// Finding 6: an idempotency key was recognised tenant-wide, so a caller reusing any key
+/// got another caller's event (an admin-only sale, another site's order) and its own
+/// command was silently not applied.
+#[tokio::test]
+async fn finding_6_idempotency_keys_belong_to_their_caller() -> Result<()> {
+    let hub = TestHub::start().await?;
+    hub.post("/api/admin/sites", json!({"id": "s2"})).await?;
+    hub.post(
+        "/api/admin/users",
+        json!({"email": "m2@a.test", "password": PW, "role": "manager", "siteId": "s2"}),
+    )
+    .await?;
+    let (cashier, _) = hub.login("m2@a.test", PW).await?;
+    let key = [("Idempotency-Key", "k-1")];
+    let (status, sale) = hub
+        .call(
+            "POST",
+            "/api/events",
+            Some(json!({"type": "SALE_CREATED", "data": {"total": 990, "secret": "admins only"}})),
+            &key,
+        )
+        .await?;
+    assert_eq!(status, 201, "{sale}");
+    // The manager's command with the same key is its own: applied, nothing of the sale.
+    let (status, answer) = hub
+        .sdk_with(&cashier)
+        .call(
+            "POST",
+            "/api/stock/add",
+            Some(&json!({"additions": [{"productId": 3, "quantity": 2}]})),
+            &key,
+        )
+        .await?;
+    assert_eq!(status, 200, "{answer}");
+    assert!(!answer.to_string().contains("admins only"), "{answer}");
+    assert!(
+        answer["id"].is_u64() && answer["id"] != sale["id"],
+        "{answer}"
+    );
+    assert!(answer.get("duplicate").is_none(), "{answer}");
+    let (_, stock) = hub.as_(Some(&cashier), "GET", "/api/stock/3", None).await?;
+    assert_eq!(stock["stock"], 2, "{stock}");
+    // A retry by the same caller is a duplicate; the same key for another command is a
+    // conflict that changes nothing.
+    let (status, again) = hub
+        .sdk_with(&cashier)
+        .call(
+            "POST",
+            "/api/stock/add",
+            Some(&json!({"additions": [{"productId": 3, "quantity": 2}]})),
+            &key,
+        )
+        .await?;
+    assert_eq!(
+        (status, again["id"].clone()),
+        (200, answer["id"].clone()),
+        "{again}"
+    );
+    assert_eq!(again["duplicate"], true, "{again}");
+    let (status, reused) = hub
+        .sdk_with(&cashier)
+        .call(
+            "POST",
+            "/api/stock/add",
+            Some(&json!({"additions": [{"productId": 3, "quantity": 50}]})),
+            &key,
+        )
+        .await?;
+    assert_eq!(
+        (status, reused["error"]["code"].clone()),
+        (409, json!("idempotency_key_reused")),
+        "{reused}"
+    );
+    let (_, stock) = hub.as_(Some(&cashier), "GET", "/api/stock/3", None).await?;
+    assert_eq!(stock["stock"], 2);
+    Ok(())
+}

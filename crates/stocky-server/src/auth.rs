@@ -97,6 +97,18 @@ impl Principal {
         }
     }
 
+    /// Whose idempotency keys this principal's are: its credential, so another caller's
+    /// key neither blocks its commands nor returns their events.
+    pub fn op_scope(&self) -> Arc<str> {
+        let kind = match self.kind {
+            Kind::User => "user",
+            Kind::ApiKey => "key",
+            Kind::AdminToken => "admin",
+            Kind::Dev => "dev",
+        };
+        format!("{kind}:{}/{}", self.tenant, self.id).into()
+    }
+
     /// The key its request budget is counted under.
     pub fn rate_key(&self) -> String {
         format!("{}/{}", self.tenant, self.id)

@@ -50,9 +50,9 @@ impl From<Rejection> for ApiError {
     fn from(r: Rejection) -> Self {
         let status = match r {
             Rejection::UnknownProduct { .. } => StatusCode::NOT_FOUND,
-            Rejection::InsufficientStock { .. } | Rejection::VersionConflict { .. } => {
-                StatusCode::CONFLICT
-            }
+            Rejection::InsufficientStock { .. }
+            | Rejection::VersionConflict { .. }
+            | Rejection::IdempotencyConflict { .. } => StatusCode::CONFLICT,
             Rejection::NotFound { .. } => StatusCode::NOT_FOUND,
             Rejection::Overflow { .. } | Rejection::Custom(_) => StatusCode::UNPROCESSABLE_ENTITY,
         };

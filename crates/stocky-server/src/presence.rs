@@ -122,6 +122,7 @@ async fn announce(
         site: site.into(),
         connection: 0,
         client_id: "presence".into(),
+        op_scope: "presence".into(),
         op_id: None,
     };
     let command = Command::Publish {

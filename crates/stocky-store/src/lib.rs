@@ -119,6 +119,10 @@ pub struct Origin {
     /// The gateway connection that sent it (0 for REST); its echo becomes an `ack`.
     pub connection: u64,
     pub client_id: Arc<str>,
+    /// Whose idempotency keys these are (the credential): a key is recognised only for
+    /// the scope that used it, so another caller's key neither blocks a command nor
+    /// returns someone else's event.
+    pub op_scope: Arc<str>,
     /// Idempotency key: a command whose `op_id` was applied before is not applied again.
     pub op_id: Option<String>,
 }

@@ -295,11 +295,19 @@ impl Writer {
                 }
             },
         };
-        if let Some(op_id) = &origin.op_id {
-            if let Some(id) = self
-                .applied_op(&origin.tenant, op_id)
-                .map_err(unavailable)?
+        let op_key = origin
+            .op_id
+            .as_ref()
+            .map(|op_id| (scoped_op_key(&origin.op_scope, op_id), fingerprint(command)));
+        if let Some((key, print)) = &op_key {
+            if let Some((id, used_for)) =
+                self.applied_op(&origin.tenant, key).map_err(unavailable)?
             {
+                if used_for.is_some_and(|used_for| used_for != *print) {
+                    return Err(SubmitError::Rejected(Rejection::IdempotencyConflict {
+                        op_id: origin.op_id.clone().unwrap_or_default(),
+                    }));
+                }
                 let original = self.logged_event(&origin.tenant, id).map_err(unavailable)?;
                 return Ok(Staged::Done(Ok(Applied::Duplicate {
                     id,
@@ -365,10 +373,11 @@ impl Writer {
             ],
         )
         .map_err(unavailable)?;
-        if let Some(op_id) = &origin.op_id {
+        if let Some((key, print)) = &op_key {
             conn.execute(
-                "INSERT INTO applied_ops (tenant_id, op_id, event_id, created_at) VALUES ($1, $2, $3, $4)",
-                args![&*origin.tenant, op_id, id as i64, now],
+                "INSERT INTO applied_ops (tenant_id, op_id, event_id, created_at, fingerprint)
+                 VALUES ($1, $2, $3, $4, $5)",
+                args![&*origin.tenant, key, id as i64, now, print],
             )
             .map_err(unavailable)?;
         }
@@ -528,14 +537,20 @@ impl Writer {
         Ok(found)
     }
 
-    fn applied_op(&mut self, tenant: &str, op_id: &str) -> Result<Option<u64>, DbError> {
-        self.conn
-            .query_opt(
-                "SELECT event_id FROM applied_ops WHERE tenant_id = $1 AND op_id = $2",
-                args![tenant, op_id],
-            )?
-            .map(|r| r.int(0).map(|id| id as u64))
-            .transpose()
+    /// The event a scoped idempotency key was applied as, and the fingerprint of the
+    /// command it was used for (none for keys recorded before fingerprints existed).
+    fn applied_op(
+        &mut self,
+        tenant: &str,
+        key: &str,
+    ) -> Result<Option<(u64, Option<String>)>, DbError> {
+        match self.conn.query_opt(
+            "SELECT event_id, fingerprint FROM applied_ops WHERE tenant_id = $1 AND op_id = $2",
+            args![tenant, key],
+        )? {
+            Some(mut r) => Ok(Some((r.int(0)? as u64, r.opt_text(1)?))),
+            None => Ok(None),
+        }
     }
 
     /// Event `id` of `tenant`'s log, while the log still has it (the original of a retry).
@@ -582,4 +597,29 @@ impl Writer {
             args![now - 86_400_000],
         );
     }
+}
+
+/// The key `applied_ops` records an idempotency key under: its scope and the key.
+fn scoped_op_key(scope: &str, op_id: &str) -> String {
+    format!("{scope}\u{1f}{op_id}")
+}
+
+/// A digest of what a command asks for (FNV-1a over its content, leaving out what the
+/// server fills in per attempt, such as the time a pushed movement arrived), so that a
+/// key reused for a different command is told apart from a retry.
+fn fingerprint(command: &Command) -> String {
+    let content = match command {
+        Command::RestoreLedger(entries) => format!(
+            "{:?}",
+            entries
+                .iter()
+                .map(|e| (&e.id, &e.site, e.product_id, e.delta, &e.kind, &e.reason))
+                .collect::<Vec<_>>()
+        ),
+        other => format!("{other:?}"),
+    };
+    let hash = content.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{hash:016x}")
 }

@@ -45,6 +45,7 @@ fn origin(op_id: Option<&str>) -> Origin {
         site: DEFAULT_SITE.into(),
         connection: 0,
         client_id: "test".into(),
+        op_scope: "test".into(),
         op_id: op_id.map(str::to_owned),
     }
 }

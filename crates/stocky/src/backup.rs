@@ -113,6 +113,7 @@ impl Target {
                     site: DEFAULT_SITE.into(),
                     connection: 0,
                     client_id: "cli".into(),
+                    op_scope: "cli".into(),
                     op_id: None,
                 };
                 Ok(backup::restore(store, origin, db, body).await?)

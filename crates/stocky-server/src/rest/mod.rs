@@ -133,6 +133,7 @@ fn rest_origin(principal: &Principal, headers: &HeaderMap) -> Result<Origin, Api
         site: principal.home_site(),
         connection: 0,
         client_id: REST_CLIENT_ID.into(),
+        op_scope: principal.op_scope(),
         op_id,
     })
 }

@@ -580,6 +580,7 @@ impl Session {
                     site: self.principal.home_site(),
                     connection: self.connection,
                     client_id: self.client_id.clone(),
+                    op_scope: self.principal.op_scope(),
                     op_id: op_id.clone(),
                 };
                 self.in_flight.push_back(Box::pin(async move {

@@ -418,6 +418,9 @@ ALTER TABLE api_keys ADD COLUMN device_id TEXT;
 ALTER TABLE documents ADD COLUMN event_id INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE documents ADD COLUMN modified_by TEXT;
 CREATE INDEX documents_by_event ON documents (tenant_id, event_id, db, store, id);
+-- Idempotency keys are recorded per credential (the key is "<scope>\x1f<opId>") with a
+-- fingerprint of the command they were used for.
+ALTER TABLE applied_ops ADD COLUMN fingerprint TEXT;
 -- Movement ids are per tenant: another tenant's ids neither collide with nor reveal
 -- this tenant's (SQLite cannot change a primary key in place: the table is rebuilt).
 CREATE TABLE movements_by_tenant (

@@ -255,6 +255,7 @@ async fn alert_negative(
         site: site.into(),
         connection: 0,
         client_id: "sync".into(),
+        op_scope: p.op_scope(),
         op_id: None,
     };
     let command = Command::Publish {
