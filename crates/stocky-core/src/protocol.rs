@@ -68,6 +68,17 @@ impl ProtocolError {
 }
 
 /// Parses one text frame (levels 1 and 2 of seed 000's validation).
+/// The `opId` of a message that could not be parsed as a command, when it has a valid
+/// one: refusals echo it (protocol §2.3), so the client can match them to what it sent.
+pub fn echoed_op_id(text: &str) -> Option<String> {
+    let value: Value = serde_json::from_str(text).ok()?;
+    value
+        .get("opId")?
+        .as_str()
+        .filter(|s| !s.is_empty() && s.len() <= MAX_OP_ID_LEN)
+        .map(str::to_owned)
+}
+
 pub fn parse_client_message(text: &str) -> Result<ClientMessage, ProtocolError> {
     let value: Value = serde_json::from_str(text)
         .map_err(|e| ProtocolError::new("Invalid JSON", "invalid_json", e.to_string()))?;

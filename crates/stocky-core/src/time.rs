@@ -29,8 +29,19 @@ pub fn iso8601(millis: i64) -> String {
     )
 }
 
+/// Days in month `mo` (1–12) of year `y` (proleptic Gregorian).
+fn days_in_month(y: i64, mo: i64) -> i64 {
+    match mo {
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
 /// Parses an ISO-8601 UTC timestamp (`2025-10-08T00:00:00.000Z`, `2025-10-08T00:00:00Z`,
-/// or a bare date `2025-10-08`) into milliseconds since the Unix epoch.
+/// or a bare date `2025-10-08`) into milliseconds since the Unix epoch. A day the month
+/// does not have (`2025-02-31`, `2025-04-31`) is not a date.
 pub fn parse_iso8601(text: &str) -> Option<i64> {
     let b = text.as_bytes();
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
@@ -44,7 +55,7 @@ pub fn parse_iso8601(text: &str) -> Option<i64> {
         return None;
     }
     let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
+    if !(1..=12).contains(&mo) || !(1..=days_in_month(y, mo)).contains(&d) {
         return None;
     }
     let mut millis = days_from_civil(y, mo, d) * 86_400_000;
@@ -122,6 +133,7 @@ mod tests {
             Some(1_759_881_600_000)
         );
         assert_eq!(parse_iso8601("2025-10-08"), Some(1_759_881_600_000));
+        assert!(parse_iso8601("2024-02-29").is_some(), "a leap day");
         assert_eq!(
             parse_iso8601("2025-10-08T00:00:00.5Z"),
             Some(1_759_881_600_500)
@@ -132,6 +144,9 @@ mod tests {
             "2025-13-01",
             "2025-10-08T25:00:00Z",
             "2025-10-08T00:00:00",
+            "2025-02-31",
+            "2025-02-29",
+            "2025-04-31T00:00:00Z",
         ] {
             assert_eq!(parse_iso8601(bad), None, "{bad}");
         }

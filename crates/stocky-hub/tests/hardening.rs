@@ -214,3 +214,85 @@ async fn finding_6_idempotency_keys_belong_to_their_caller() -> Result<()> {
     assert_eq!(stock["stock"], 2);
     Ok(())
 }
+
+/// Finding 7, the smaller ones: refusals echo `opId`; an empty bulk write uses no event
+/// id; `2025-02-31` is not a date; `POST /api/events` without a type is `invalid_event`;
+/// invalid UTF-8 closes with 1007.
+#[tokio::test]
+async fn finding_7_the_smaller_ones() -> Result<()> {
+    let hub = TestHub::start().await?;
+    let mut ws = hub.connect().await?;
+    ws.send(json!({"event": "stock:add", "data": "not lines", "opId": "op-7"}))
+        .await?;
+    let refusal = ws.recv().await?;
+    assert_eq!(refusal["data"]["code"], "invalid_data", "{refusal}");
+    assert_eq!(refusal["data"]["opId"], "op-7", "{refusal}");
+
+    hub.sdk().update_stock(&[(1, 1)]).await?;
+    assert_eq!(ws.recv().await?["event"], "stock:update");
+    let head = hub.sdk().stock().await?.last_event_id;
+    let (status, answer) = hub.post("/api/sync/pos/items", json!({"data": []})).await?;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        (answer["eventId"].clone(), answer["created"].clone()),
+        (json!(head), json!(0)),
+        "{answer}"
+    );
+    assert_eq!(
+        hub.sdk().stock().await?.last_event_id,
+        head,
+        "no event was used"
+    );
+    ws.expect_silence(Duration::from_millis(200)).await?;
+
+    let (status, answer) = hub.get("/api/sync/pos/items/since/2025-02-31").await?;
+    assert_eq!(status, 400, "{answer}");
+
+    let (status, answer) = hub.post("/api/events", json!({"data": 1})).await?;
+    assert_eq!(
+        (status, answer["error"]["code"].clone()),
+        (400, json!("invalid_event")),
+        "{answer}"
+    );
+
+    let addr = hub.http.trim_start_matches("http://").to_owned();
+    let code = tokio::task::spawn_blocking(move || -> Result<u16> {
+        let mut socket = std::net::TcpStream::connect(&addr)?;
+        socket.set_read_timeout(Some(Duration::from_secs(5)))?;
+        write!(
+            socket,
+            "GET /ws?token={} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            support::ADMIN
+        )?;
+        let mut buffer = vec![0u8; 1 << 16];
+        let mut seen = Vec::new();
+        // The 101 and the welcome frame.
+        while !String::from_utf8_lossy(&seen).contains("welcome") {
+            let n = socket.read(&mut buffer)?;
+            anyhow::ensure!(n > 0, "closed early");
+            seen.extend_from_slice(&buffer[..n]);
+        }
+        // A masked text frame whose payload is not UTF-8.
+        let payload = [0xffu8, 0xfe, 0xfd];
+        let mask = [1u8, 2, 3, 4];
+        let mut frame = vec![0x81, 0x80 | payload.len() as u8];
+        frame.extend_from_slice(&mask);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        socket.write_all(&frame)?;
+        // Find the close frame (opcode 8) and its code.
+        let mut all = Vec::new();
+        loop {
+            let n = socket.read(&mut buffer)?;
+            anyhow::ensure!(n > 0, "no close frame");
+            all.extend_from_slice(&buffer[..n]);
+            if let Some(at) = all.windows(1).position(|w| w[0] == 0x88) {
+                if all.len() >= at + 4 {
+                    return Ok(u16::from_be_bytes([all[at + 2], all[at + 3]]));
+                }
+            }
+        }
+    })
+    .await??;
+    assert_eq!(code, 1007);
+    Ok(())
+}

@@ -128,6 +128,11 @@ pub async fn restore(
                 id,
                 outcome: Outcome::Ledger(done),
                 ..
+            }
+            | Applied::Unchanged {
+                id,
+                outcome: Outcome::Ledger(done),
+                ..
             } => (id, done.restored(), done.skipped()),
             Applied::New { id, .. }
             | Applied::Duplicate { id, .. }

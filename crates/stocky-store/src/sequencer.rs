@@ -331,14 +331,17 @@ impl Writer {
                     by: &origin.client_id,
                 };
                 let done = documents::apply(&mut *self.conn, &origin.tenant, write, &stamp)?;
-                if let DocOutcome::Merged(merged) = &done {
-                    if merged.changed.records.is_empty() {
-                        return Ok(Staged::Done(Ok(Applied::Unchanged {
-                            id: head,
-                            epoch,
-                            outcome: Outcome::Documents(done),
-                        })));
-                    }
+                let nothing = match &done {
+                    DocOutcome::Changed(changed) => changed.records.is_empty(),
+                    DocOutcome::Merged(merged) => merged.changed.records.is_empty(),
+                    DocOutcome::Dropped(_) | DocOutcome::Restored(_) => false,
+                };
+                if nothing {
+                    return Ok(Staged::Done(Ok(Applied::Unchanged {
+                        id: head,
+                        epoch,
+                        outcome: Outcome::Documents(done),
+                    })));
                 }
                 (
                     write.event_name(),
@@ -349,6 +352,14 @@ impl Writer {
             Command::RestoreLedger(entries) => {
                 let restored =
                     documents::restore_ledger(&mut *self.conn, &origin.tenant, entries, id, now)?;
+                if restored.restored() == 0 {
+                    // Every movement was there already (or there were none).
+                    return Ok(Staged::Done(Ok(Applied::Unchanged {
+                        id: head,
+                        epoch,
+                        outcome: Outcome::Ledger(restored),
+                    })));
+                }
                 let data = serde_json::to_string(&restored.levels)
                     .expect("serialising plain structs cannot fail");
                 ("stock:sync", data, Outcome::Ledger(restored))

@@ -17,6 +17,8 @@ pub const RESYNC: u16 = 4000;
 pub const TOO_BIG: u16 = 1009;
 /// Protocol violation, or no answer to the server's ping.
 pub const PROTOCOL: u16 = 1002;
+/// A text message that is not valid UTF-8 (RFC 6455: invalid frame payload data).
+pub const INVALID_PAYLOAD: u16 = 1007;
 /// The credential could not be checked (the database is unavailable): retry later.
 pub const TRY_AGAIN_LATER: u16 = 1013;
 
@@ -50,6 +52,7 @@ mod tests {
             SERVICE_RESTART,
             RESYNC,
             PROTOCOL,
+            INVALID_PAYLOAD,
             TRY_AGAIN_LATER,
             1000,
             1006,

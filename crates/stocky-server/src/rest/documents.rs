@@ -57,6 +57,11 @@ async fn write(
             id,
             outcome: Outcome::Documents(DocOutcome::Changed(changed)),
             ..
+        }
+        | Applied::Unchanged {
+            id,
+            outcome: Outcome::Documents(DocOutcome::Changed(changed)),
+            ..
         } => Ok((id, Some(changed), false)),
         Applied::New { id, .. } | Applied::Unchanged { id, .. } => Ok((id, None, false)),
         Applied::Duplicate { id, .. } => Ok((id, None, true)),

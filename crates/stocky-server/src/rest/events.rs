@@ -10,7 +10,6 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Extension, Json, Router};
-use serde::Deserialize;
 use serde_json::{json, Value};
 use stocky_core::auth::Action;
 use stocky_core::documents::{check_event_name, check_name};
@@ -28,14 +27,38 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/api/events", post(publish))
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PublishBody {
-    #[serde(alias = "event")]
+/// A checked `{"type", "data", "siteId"}` body (`event` is an alias of `type`).
+struct PublishBody {
     r#type: String,
-    #[serde(default)]
     data: Value,
     site_id: Option<String>,
+}
+
+impl PublishBody {
+    /// Every shape problem is a `400 invalid_event` naming the field.
+    fn parse(body: Value) -> Result<Self, ApiError> {
+        let invalid = |message: &str| ApiError::bad_request("invalid_event", message);
+        let Value::Object(mut body) = body else {
+            return Err(invalid(
+                "body must be a JSON object with \"type\" and \"data\"",
+            ));
+        };
+        let r#type = match body.remove("type").or_else(|| body.remove("event")) {
+            Some(Value::String(name)) => name,
+            Some(_) => return Err(invalid("type must be a string: the event's name")),
+            None => return Err(invalid("type is required: the event's name")),
+        };
+        let site_id = match body.remove("siteId") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(site)) => Some(site),
+            Some(_) => return Err(invalid("siteId must be a string")),
+        };
+        Ok(PublishBody {
+            r#type,
+            data: body.remove("data").unwrap_or(Value::Null),
+            site_id,
+        })
+    }
 }
 
 async fn publish(
@@ -45,7 +68,7 @@ async fn publish(
     request: Request,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     p.require(Action::WriteDocuments)?;
-    let body: PublishBody = json_body(request, &state).await?;
+    let body = PublishBody::parse(json_body(request, &state).await?)?;
     check_event_name(&body.r#type).map_err(|e| ApiError::bad_request("invalid_event", e.0))?;
     if body.data.to_string().len() > MAX_DATA_BYTES {
         return Err(ApiError::bad_request(

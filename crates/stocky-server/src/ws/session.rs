@@ -23,7 +23,7 @@ use futures_util::{SinkExt, StreamExt};
 use stocky_core::auth::stock_action;
 use stocky_core::protocol::close;
 use stocky_core::protocol::{
-    encode_ack, encode_auth_error, encode_auth_success, encode_error, encode_event,
+    echoed_op_id, encode_ack, encode_auth_error, encode_auth_success, encode_error, encode_event,
     encode_full_refresh, encode_pong, encode_sync_complete, encode_welcome, parse_client_message,
     AuthInfo, ClientMessage, EventParts, ProtocolError, Scope, StockLevel,
 };
@@ -495,6 +495,9 @@ impl Session {
                 let text = e.to_string();
                 let code = if text.contains("too long") || text.contains("too big") {
                     close::TOO_BIG
+                } else if text.to_ascii_lowercase().contains("utf-8") {
+                    // RFC 6455 §7.4.1: data inconsistent with the message type.
+                    close::INVALID_PAYLOAD
                 } else {
                     close::PROTOCOL
                 };
@@ -533,7 +536,10 @@ impl Session {
                 .await;
         }
         match parse_client_message(text) {
-            Err(e) => self.send_error(e).await,
+            Err(e) => {
+                let op_id = echoed_op_id(text);
+                self.send_error_for(e, op_id.as_deref()).await
+            }
             Ok(ClientMessage::Ping) => self.send_text(encode_pong(now_millis())).await,
             Ok(ClientMessage::RequestSync {
                 last_event_id,
