@@ -296,3 +296,22 @@ async fn finding_7_the_smaller_ones() -> Result<()> {
     assert_eq!(code, 1007);
     Ok(())
 }
+
+/// Finding 3: the throttle was checked before the password check and counted after it,
+/// so 100 simultaneous wrong logins from one IP ran 77 checks (limit 20).
+#[tokio::test]
+async fn finding_3_a_login_burst_runs_no_more_checks_than_the_limit() -> Result<()> {
+    let hub = TestHub::start().await?;
+    let attempts = (0..100).map(|i| {
+        let body = json!({"email": format!("nobody{i}@a.test"), "password": "wrong password"});
+        hub.as_(None, "POST", "/api/auth/login", Some(body))
+    });
+    let mut statuses = Vec::new();
+    for answer in futures_util::future::join_all(attempts).await {
+        statuses.push(answer?.0);
+    }
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    let throttled = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!((checked, throttled), (20, 80), "{statuses:?}");
+    Ok(())
+}

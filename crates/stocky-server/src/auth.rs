@@ -324,11 +324,34 @@ pub fn hash_password(password: &str) -> Result<String, ApiError> {
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
 }
 
+/// Password work (argon2 hashes and verifies) running at once, process-wide: one per
+/// core. Each takes about 19 MiB and tens of milliseconds on purpose, so a burst of logins
+/// queues here instead of taking memory and every core.
+fn password_work() -> &'static tokio::sync::Semaphore {
+    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    PERMITS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        tokio::sync::Semaphore::new(cores.max(1))
+    })
+}
+
+/// Runs password work `f` on a blocking thread, at most one per core at a time.
+pub async fn password_work_off_thread<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    let internal = |e: String| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e);
+    let _permit = password_work()
+        .acquire()
+        .await
+        .map_err(|e| internal(e.to_string()))?;
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| internal(e.to_string()))
+}
+
 /// [`hash_password`] on a blocking thread (argon2 takes tens of milliseconds on purpose).
 pub async fn hash_password_off_thread(password: String) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || hash_password(&password))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+    password_work_off_thread(move || hash_password(&password)).await?
 }
 
 /// Checks a password against its argon2 hash (blocking).

@@ -66,6 +66,16 @@ impl Limiter {
         Ok(())
     }
 
+    /// Takes back one event counted for `key` (an attempt reserved with [`Limiter::hit`]
+    /// that turned out not to count, such as a successful login).
+    pub fn refund(&self, key: &str) {
+        if let Ok(mut counts) = self.counts.lock() {
+            if let Some(entry) = counts.get_mut(key) {
+                entry.1 = entry.1.saturating_sub(1);
+            }
+        }
+    }
+
     /// Forgets `key` (e.g. after a successful login).
     pub fn reset(&self, key: &str) {
         if let Ok(mut counts) = self.counts.lock() {
@@ -85,6 +95,9 @@ mod tests {
         let retry = limiter.hit("a").unwrap_err();
         assert!(retry <= Duration::from_secs(60) && retry > Duration::from_secs(58));
         assert!(limiter.hit("b").is_ok());
+        limiter.refund("a");
+        assert!(limiter.hit("a").is_ok(), "a refunded event frees its place");
+        assert!(limiter.hit("a").is_err());
         limiter.reset("a");
         assert!(limiter.hit("a").is_ok());
         assert!(Limiter::new(0, Duration::from_secs(1)).hit("x").is_ok());

@@ -3,8 +3,10 @@
 //! Login checks an argon2 password hash (on a blocking thread) and opens a session: an
 //! access token (JWT carrying `{userId, tenantId, siteId, role, modules, sid, exp}`) and a
 //! refresh token (stored hashed, rotated on every use). Logout revokes the session, which
-//! also invalidates its access tokens. Failed logins are throttled per email and per IP;
-//! every failure says the same thing.
+//! also invalidates its access tokens. Failed logins are throttled per email and per IP
+//! (each attempt reserves its place before the password is checked; a success gives it
+//! back), password checks run at most one per core at a time, and every failure says the
+//! same thing.
 
 use std::net::SocketAddr;
 
@@ -75,11 +77,14 @@ pub async fn login(
     let email = email_key(&body.email);
     let ip = addr.ip().to_string();
     let limits = &state.limits;
-    if let Err(retry) = limits
-        .login_per_email
-        .blocked(&email)
-        .and(limits.login_per_ip.blocked(&ip))
-    {
+    // The attempt is counted before the password is checked, atomically with the limit
+    // check, so a burst of simultaneous attempts cannot run more checks than the limit
+    // allows; a success gives its place back.
+    if let Err(retry) = limits.login_per_ip.hit(&ip) {
+        return Err(too_many(retry));
+    }
+    if let Err(retry) = limits.login_per_email.hit(&email) {
+        limits.login_per_ip.refund(&ip);
         return Err(too_many(retry));
     }
     let lookup = email.clone();
@@ -89,7 +94,7 @@ pub async fn login(
         .await
         .map_err(|e| ApiError::from(e).into_response())?;
     let password = body.password;
-    let checked = tokio::task::spawn_blocking(move || match user {
+    let checked = auth::password_work_off_thread(move || match user {
         Some(user) if password_matches(&password, &user.password_hash) => Some(user),
         Some(_) => None,
         // Spend the same time on unknown emails, so timing does not reveal which exist.
@@ -99,20 +104,12 @@ pub async fn login(
         }
     })
     .await
-    .map_err(|e| {
-        ApiError::new(
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            e.to_string(),
-        )
-        .into_response()
-    })?;
+    .map_err(IntoResponse::into_response)?;
     let Some(user) = checked else {
-        let _ = limits.login_per_email.hit(&email);
-        let _ = limits.login_per_ip.hit(&ip);
         tracing::info!("login failed");
         return Err(unauthorized().into_response());
     };
+    limits.login_per_ip.refund(&ip);
     limits.login_per_email.reset(&email);
     let sid = crate::random_id();
     let refresh = random_token("rt_");
