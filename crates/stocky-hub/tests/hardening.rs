@@ -315,3 +315,79 @@ async fn finding_3_a_login_burst_runs_no_more_checks_than_the_limit() -> Result<
     assert_eq!((checked, throttled), (20, 80), "{statuses:?}");
     Ok(())
 }
+
+/// Reads until the server answers or closes; `None` when it did neither within `within`.
+fn outcome(socket: &mut std::net::TcpStream, within: Duration) -> Option<String> {
+    socket.set_read_timeout(Some(within)).ok()?;
+    let mut seen = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        match socket.read(&mut buffer) {
+            Ok(0) => return Some(format!("closed {}", String::from_utf8_lossy(&seen))),
+            Ok(n) => {
+                seen.extend_from_slice(&buffer[..n]);
+                if seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    return Some(String::from_utf8_lossy(&seen).into_owned());
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return Some("reset".into())
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Finding 4: half-sent headers, idle sockets and partial bodies stayed open forever
+/// (slowloris); with a low descriptor limit, 300 of them made `/health` time out.
+#[tokio::test]
+async fn finding_4_slow_and_idle_connections_are_cut_and_capped() -> Result<()> {
+    let hub = TestHub::start_with(|c| {
+        c.server.header_timeout = Duration::from_secs(1);
+        c.server.body_timeout = Duration::from_secs(1);
+        c.server.max_connections = 4;
+    })
+    .await?;
+    let addr = hub.http.trim_start_matches("http://").to_owned();
+    let token = support::ADMIN.to_owned();
+    tokio::task::spawn_blocking(move || -> Result<()> {
+        let connect = || std::net::TcpStream::connect(&addr);
+        // Half-sent headers: cut after the header timeout.
+        let mut half = connect()?;
+        half.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")?;
+        assert!(outcome(&mut half, Duration::from_secs(5)).is_some(), "half-sent headers stay open");
+        // An idle keep-alive connection after an answered request: cut too.
+        let mut idle = connect()?;
+        idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")?;
+        let answered = outcome(&mut idle, Duration::from_secs(5)).context("an answer")?;
+        assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
+        let mut rest = [0u8; 4096];
+        let _ = idle.read(&mut rest); // the body
+        assert!(outcome(&mut idle, Duration::from_secs(5)).is_some(), "idle connection stays open");
+        // A partial body: refused after the body timeout.
+        let mut partial = connect()?;
+        write!(
+            partial,
+            "POST /api/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"type\""
+        )?;
+        let answer = outcome(&mut partial, Duration::from_secs(5)).context("the partial body is never cut")?;
+        assert!(!answer.starts_with("HTTP/1.1 2"), "{answer}");
+        // The cap: four silent connections fill it, the fifth is closed at once, and the
+        // server serves again once the silent ones are cut.
+        let silent: Vec<_> = (0..4).map(|_| connect()).collect::<Result<_, _>>()?;
+        std::thread::sleep(Duration::from_millis(200));
+        let mut over = connect()?;
+        over.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")?;
+        let refused = outcome(&mut over, Duration::from_secs(1)).context("no answer at all")?;
+        assert!(!refused.contains("200 OK"), "{refused}");
+        drop(silent);
+        std::thread::sleep(Duration::from_millis(1500));
+        let mut after = connect()?;
+        after.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")?;
+        let answer = outcome(&mut after, Duration::from_secs(5)).context("health after")?;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        Ok(())
+    })
+    .await??;
+    Ok(())
+}

@@ -74,6 +74,13 @@ pub struct ServerConfig {
     /// conflict policy, field priorities); the hub enforces them on pushes and hands them
     /// to a store node at activation.
     pub sync_rules: stocky_core::sync_rules::SyncRules,
+    /// A request's headers (and an idle keep-alive connection's next request) must arrive
+    /// within this (`STOCKY_HEADER_TIMEOUT_SECS`).
+    pub header_timeout: Duration,
+    /// A request body must arrive within this.
+    pub body_timeout: Duration,
+    /// Open connections at most, WebSockets included (`STOCKY_MAX_CONNECTIONS`).
+    pub max_connections: usize,
 }
 
 /// A secret setting: never printed.
@@ -133,6 +140,9 @@ impl ServerConfig {
             log_poll: Duration::from_secs(1),
             database_url: None,
             sync_rules: Default::default(),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_connections: 100_000,
         }
     }
 

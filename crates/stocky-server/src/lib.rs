@@ -19,6 +19,7 @@ pub mod config;
 pub mod error;
 pub mod fanout;
 mod follow;
+pub mod http;
 pub mod limits;
 pub mod presence;
 pub mod rest;
@@ -31,7 +32,6 @@ use std::sync::Arc;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue, Method};
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use axum::Router;
 use stocky_core::stock::BusinessValidator;
 use stocky_store::{Store, StoreError};
@@ -280,22 +280,19 @@ impl Prepared {
             .route(&state.config.ws_path, get(ws::upgrade))
             .fallback(rest::not_found)
             .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+            .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+                state.config.body_timeout,
+            ))
             .layer(cors)
             .with_state(state.clone());
         let grace = state.config.shutdown_grace;
         let stop = shutdown.clone();
+        let limits = http::ConnectionLimits {
+            header_timeout: state.config.header_timeout,
+            max_connections: state.config.max_connections,
+        };
         let run = tokio::spawn(async move {
-            // Writers flush once per batch on purpose; Nagle would only hold the last frame
-            // of a batch back until the peer's delayed ACK (~40 ms).
-            let listener = listener.tap_io(|tcp| {
-                if let Err(e) = tcp.set_nodelay(true) {
-                    tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-                }
-            });
-            let app = app.into_make_service_with_connect_info::<SocketAddr>();
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await;
+            http::serve(listener, app, limits, stop, grace).await;
             tasks.close();
             if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
                 tracing::warn!("shutdown: some connections did not finish within {grace:?}");
@@ -304,8 +301,7 @@ impl Prepared {
             drop(state);
             tokio::task::spawn_blocking(move || writer.join())
                 .await
-                .map_err(|e| GatewayError::Task(e.to_string()))?;
-            served.map_err(GatewayError::Serve)
+                .map_err(|e| GatewayError::Task(e.to_string()))
         });
         Gateway {
             addr,

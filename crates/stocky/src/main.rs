@@ -232,6 +232,12 @@ struct HubArgs {
     /// Failed logins allowed per email per rate window.
     #[arg(long, env = "STOCKY_LOGIN_FAILURES", default_value_t = 5)]
     login_failures: u32,
+    /// Seconds a request's headers (and an idle connection's next request) may take.
+    #[arg(long, env = "STOCKY_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    header_timeout_secs: u64,
+    /// Open connections at most, WebSockets included; beyond it new ones are closed.
+    #[arg(long, env = "STOCKY_MAX_CONNECTIONS", default_value_t = 100_000)]
+    max_connections: usize,
     /// Redis for events between hub instances, e.g. redis://127.0.0.1:6379 [default: none,
     /// or built from seed 001's ENABLE_REDIS, REDIS_HOST, REDIS_PORT, REDIS_PASSWORD,
     /// REDIS_DB].
@@ -304,6 +310,8 @@ impl HubArgs {
         config.rate_per_ip = self.rate_limit_ip;
         config.rate_window = Duration::from_secs(self.rate_window_secs.max(1));
         config.login_failures = self.login_failures;
+        config.header_timeout = Duration::from_secs(self.header_timeout_secs.max(1));
+        config.max_connections = self.max_connections.max(1);
         config.log_poll = Duration::from_millis(self.log_poll_ms.max(10));
         hub.redis_url = self
             .redis_url
