@@ -36,7 +36,7 @@ fn invalid<T>(message: impl Into<String>) -> Result<T, Invalid> {
 
 /// Checks the name of an application event published through `POST /api/events`:
 /// `[A-Za-z0-9_.:-]{1,64}`, and not one of the hub's own families (`stock:`, `sync:`,
-/// `backup:`), which only the hub emits.
+/// `backup:`, `site:` — store presence), which only the hub emits.
 pub fn check_event_name(name: &str) -> Result<(), Invalid> {
     let charset = !name.is_empty()
         && name.len() <= 64
@@ -48,7 +48,7 @@ pub fn check_event_name(name: &str) -> Result<(), Invalid> {
             "event type {name:?} must be 1 to 64 letters, digits, '_', '.', ':' or '-'"
         ));
     }
-    if ["stock:", "sync:", "backup:"]
+    if ["stock:", "sync:", "backup:", "site:"]
         .iter()
         .any(|p| name.starts_with(p))
     {

@@ -254,6 +254,16 @@ async fn finding_7_the_smaller_ones() -> Result<()> {
         (400, json!("invalid_event")),
         "{answer}"
     );
+    // Nobody forges the hub's own events, store presence included.
+    for name in ["site:status", "stock:negative"] {
+        let (status, answer) = hub
+            .post(
+                "/api/events",
+                json!({"type": name, "data": {"siteId": "default"}}),
+            )
+            .await?;
+        assert_eq!(status, 400, "{name}: {answer}");
+    }
 
     let addr = hub.http.trim_start_matches("http://").to_owned();
     let code = tokio::task::spawn_blocking(move || -> Result<u16> {

@@ -232,6 +232,11 @@ struct HubArgs {
     /// Failed logins allowed per email per rate window.
     #[arg(long, env = "STOCKY_LOGIN_FAILURES", default_value_t = 5)]
     login_failures: u32,
+    /// A JSON file of document sync rules for store nodes
+    /// (`{"collections":[{"db","store","direction","conflict","localFields","remoteFields"}]}`,
+    /// see docs/sync.md) [default: every collection both ways, last write wins].
+    #[arg(long, env = "STOCKY_SYNC_RULES")]
+    sync_rules: Option<PathBuf>,
     /// Seconds a request's headers (and an idle connection's next request) may take.
     #[arg(long, env = "STOCKY_HEADER_TIMEOUT_SECS", default_value_t = 10)]
     header_timeout_secs: u64,
@@ -310,6 +315,9 @@ impl HubArgs {
         config.rate_per_ip = self.rate_limit_ip;
         config.rate_window = Duration::from_secs(self.rate_window_secs.max(1));
         config.login_failures = self.login_failures;
+        if let Some(path) = &self.sync_rules {
+            config.sync_rules = read_sync_rules(path)?;
+        }
         config.header_timeout = Duration::from_secs(self.header_timeout_secs.max(1));
         config.max_connections = self.max_connections.max(1);
         config.log_poll = Duration::from_millis(self.log_poll_ms.max(10));
@@ -444,4 +452,16 @@ pub(crate) async fn wait_for_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// The sync rules in `path`, checked.
+fn read_sync_rules(path: &std::path::Path) -> anyhow::Result<stocky_core::sync_rules::SyncRules> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("reading the sync rules {}: {e}", path.display()))?;
+    let rules: stocky_core::sync_rules::SyncRules = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{} is not a set of sync rules: {e}", path.display()))?;
+    rules
+        .check()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(rules)
 }

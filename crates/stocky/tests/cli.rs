@@ -246,7 +246,35 @@ async fn a_store_is_activated_and_run_from_the_command_line() {
     use std::ffi::OsStr;
     let dir = tempfile::tempdir().unwrap();
     let (hub_dir, edge_dir) = (dir.path().join("hub"), dir.path().join("edge"));
-    let hub = hub_process(&[OsStr::new("--data-dir"), hub_dir.as_os_str()]);
+    // The hub's sync rules come from a file; a bad one stops the start with its reason.
+    let rules = dir.path().join("rules.json");
+    std::fs::write(
+        &rules,
+        r#"{"collections":[{"db":"pos","store":"customers","direction":"both","localFields":["isBanned"],"remoteFields":["isBanned"]}]}"#,
+    )
+    .unwrap();
+    let refused = Command::new(env!("CARGO_BIN_EXE_stocky"))
+        .args(["hub", "--port", "0", "--sync-rules"])
+        .arg(&rules)
+        .arg("--data-dir")
+        .arg(&hub_dir)
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("priority on both sides"), "{stderr}");
+    std::fs::write(
+        &rules,
+        r#"{"collections":[{"db":"pos","store":"menu","direction":"up"},{"db":"*","store":"*","direction":"both"}]}"#,
+    )
+    .unwrap();
+    let hub = hub_process(&[
+        OsStr::new("--data-dir"),
+        hub_dir.as_os_str(),
+        OsStr::new("--sync-rules"),
+        rules.as_os_str(),
+    ]);
     let (status, answer) = hub
         .sdk()
         .call(
@@ -286,6 +314,13 @@ async fn a_store_is_activated_and_run_from_the_command_line() {
     );
     let twice = activate(&code);
     assert!(!twice.status.success());
+    // The edge took the hub's rules at activation.
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(edge_dir.join("edge.json")).unwrap()).unwrap();
+    assert_eq!(
+        config["syncRules"]["collections"][0]["direction"], "up",
+        "{config}"
+    );
 
     let mut edge = Command::new(env!("CARGO_BIN_EXE_stocky"))
         .args(["edge", "--port", "0", "--admin-token", ADMIN, "--data-dir"])
