@@ -401,3 +401,117 @@ async fn finding_4_slow_and_idle_connections_are_cut_and_capped() -> Result<()> 
     .await??;
     Ok(())
 }
+
+/// Known gaps closed: logout and key revocation end open WebSockets (at the next ping);
+/// 401s are throttled per IP; a WebSocket upgrade from another origin's page is refused.
+#[tokio::test]
+async fn revocation_reaches_open_sockets_and_bad_credentials_are_throttled() -> Result<()> {
+    let hub = TestHub::start_with(|c| {
+        c.server.ping_interval = Duration::from_millis(300);
+        c.server.login_failures = 1; // 20 bad credentials per IP per window
+    })
+    .await?;
+    hub.post(
+        "/api/admin/users",
+        json!({"email": "m@a.test", "password": PW, "role": "manager"}),
+    )
+    .await?;
+    let (token, _) = hub.login("m@a.test", PW).await?;
+    let mut ws = support::Client::connect(&hub.ws_with(&token, "")).await?;
+    let (status, _) = hub
+        .as_(Some(&token), "POST", "/api/auth/logout", None)
+        .await?;
+    assert_eq!(status, 200);
+    let (ended, _) = ws.until_end().await?;
+    assert!(
+        matches!(&ended, support::Ended::Closed(Some((code, _))) if u16::from(*code) == 1008),
+        "{ended:?}"
+    );
+    let (_, key) = hub
+        .post(
+            "/api/admin/api-keys",
+            json!({"name": "till", "role": "cashier"}),
+        )
+        .await?;
+    let (secret, id) = (
+        key["key"].as_str().context("key")?,
+        key["id"].as_str().context("id")?,
+    );
+    let mut ws = support::Client::connect(&hub.ws_with(secret, "")).await?;
+    let (status, _) = hub
+        .call("DELETE", &format!("/api/admin/api-keys/{id}"), None, &[])
+        .await?;
+    assert_eq!(status, 200);
+    let (ended, _) = ws.until_end().await?;
+    assert!(
+        matches!(&ended, support::Ended::Closed(Some((code, _))) if u16::from(*code) == 1008),
+        "{ended:?}"
+    );
+
+    // Origins: another site's page is refused; a listed one and no Origin are not.
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let with_origin = |origin: &str| -> Result<_> {
+        let mut request = hub.ws_with(support::ADMIN, "").into_client_request()?;
+        request.headers_mut().insert("Origin", origin.parse()?);
+        Ok(request)
+    };
+    let refused = tokio_tungstenite::connect_async(with_origin("http://evil.test")?).await;
+    assert!(refused.unwrap_err().to_string().contains("403"));
+    tokio_tungstenite::connect_async(with_origin("http://localhost:5173")?).await?;
+    let own = format!("http://{}", hub.http.trim_start_matches("http://"));
+    tokio_tungstenite::connect_async(with_origin(&own)?).await?;
+
+    // Bad credentials: 20 are answered 401, then the IP is throttled, good credential or not.
+    let mut statuses = Vec::new();
+    for i in 0..25 {
+        let (status, _) = hub
+            .as_(Some(&format!("bad-{i}")), "GET", "/api/stock", None)
+            .await?;
+        statuses.push(status);
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 401).count(),
+        20,
+        "{statuses:?}"
+    );
+    assert_eq!(statuses[20..], [429; 5]);
+    let (status, _) = hub.get("/api/stock").await?;
+    assert_eq!(status, 429, "the IP is throttled until the window ends");
+    Ok(())
+}
+
+/// Refresh-token reuse (a stolen copy) ends the session for everyone holding it.
+#[tokio::test]
+async fn reusing_a_refresh_token_ends_the_session() -> Result<()> {
+    let hub = TestHub::start().await?;
+    hub.post(
+        "/api/admin/users",
+        json!({"email": "m@a.test", "password": PW, "role": "manager"}),
+    )
+    .await?;
+    let (_, login) = hub.login("m@a.test", PW).await?;
+    let first = login["refreshToken"].clone();
+    let (status, renewed) = hub
+        .post("/api/auth/refresh", json!({"refreshToken": first}))
+        .await?;
+    assert_eq!(status, 200);
+    let (status, _) = hub
+        .post("/api/auth/refresh", json!({"refreshToken": first}))
+        .await?;
+    assert_eq!(status, 401);
+    let (status, _) = hub
+        .post(
+            "/api/auth/refresh",
+            json!({"refreshToken": renewed["refreshToken"]}),
+        )
+        .await?;
+    assert_eq!(
+        status, 401,
+        "the legitimate holder's newer token is dead too"
+    );
+    let (status, _) = hub
+        .as_(renewed["accessToken"].as_str(), "GET", "/api/stock", None)
+        .await?;
+    assert_eq!(status, 401);
+    Ok(())
+}

@@ -624,11 +624,33 @@ async fn bad_credentials_get_401_without_detail_and_sessions_end() -> Result<()>
         )
         .await?;
     assert_eq!(status, 401, "a refresh token works once");
+    // Its reuse ended the session: the newer tokens are dead too.
     assert_eq!(
         hub.as_(Some(&token), "POST", "/api/auth/logout", None)
             .await?
             .0,
+        401
+    );
+    let (_, renewed_login) = hub
+        .call(
+            "POST",
+            "/api/auth/refresh",
+            Some(json!({"refreshToken": renewed["refreshToken"]})),
+            &[],
+        )
+        .await?;
+    assert_eq!(renewed_login["error"]["code"], "unauthorized");
+    // Logout ends a session.
+    let (other, _) = hub.login("m@a.test", PW).await?;
+    assert_eq!(
+        hub.as_(Some(&other), "POST", "/api/auth/logout", None)
+            .await?
+            .0,
         200
+    );
+    assert_eq!(
+        hub.as_(Some(&other), "GET", "/api/stock", None).await?.0,
+        401
     );
     assert_eq!(
         hub.as_(Some(&token), "GET", "/api/stock", None).await?.0,

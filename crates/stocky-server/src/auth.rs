@@ -266,6 +266,11 @@ pub fn credential(headers: &HeaderMap) -> Option<String> {
 
 /// Middleware for `/api`: attaches the caller's [`Principal`] or answers 401.
 pub async fn require(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let ip = client_ip(&request);
+    let failures = &state.limits.failed_auth_per_ip;
+    if let Some(Err(retry)) = ip.as_deref().map(|ip| failures.blocked(ip)) {
+        return crate::rest::too_many(retry);
+    }
     let principal = match credential(request.headers()) {
         Some(credential) => state.auth.authenticate(&state.store, &credential).await,
         None => state.auth.anonymous().ok_or_else(unauthorized),
@@ -275,8 +280,21 @@ pub async fn require(State(state): State<AppState>, mut request: Request, next: 
             request.extensions_mut().insert(principal);
             next.run(request).await
         }
-        Err(e) => e.into_response(),
+        Err(e) => {
+            if let (Some(ip), StatusCode::UNAUTHORIZED) = (&ip, e.status) {
+                let _ = failures.hit(ip);
+            }
+            e.into_response()
+        }
     }
+}
+
+/// The client's IP (the socket's peer), as the accept loop recorded it.
+pub fn client_ip(request: &Request) -> Option<String> {
+    request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip().to_string())
 }
 
 /// Prefix of every API key.

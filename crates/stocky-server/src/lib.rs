@@ -88,6 +88,9 @@ pub struct Limits {
     pub per_ip: Limiter,
     pub login_per_email: Limiter,
     pub login_per_ip: Limiter,
+    /// Requests with a bad credential (`401`) per client IP: past it, every request from
+    /// that IP that needs a credential is `429` until the window ends.
+    pub failed_auth_per_ip: Limiter,
 }
 
 impl AppState {
@@ -197,6 +200,10 @@ impl Gateway {
             per_ip: Limiter::new(config.rate_per_ip, config.rate_window),
             login_per_email: Limiter::new(config.login_failures, config.rate_window),
             login_per_ip: Limiter::new(config.login_failures.saturating_mul(4), config.rate_window),
+            failed_auth_per_ip: Limiter::new(
+                config.login_failures.saturating_mul(20),
+                config.rate_window,
+            ),
         };
         let registry = match wiring.sessions {
             Some(directory) => ws::Registry::shared(directory, tasks.clone()),

@@ -474,6 +474,21 @@ pub(crate) fn list_api_keys(conn: &mut dyn Conn, tenant: &str) -> Result<Vec<Lis
     Ok(listed_rows(rows)?)
 }
 
+/// Whether key `id` of `tenant` exists and is not revoked.
+pub(crate) fn api_key_active(
+    conn: &mut dyn Conn,
+    tenant: &str,
+    id: &str,
+) -> Result<bool, StoreError> {
+    Ok(conn
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM api_keys WHERE tenant_id = $1 AND id = $2
+             AND revoked_at IS NULL)",
+            args![tenant, id],
+        )?
+        .bool(0)?)
+}
+
 /// Revokes a key of `tenant`; `false` when there is no such (unrevoked) key.
 pub(crate) fn revoke_api_key(
     conn: &mut dyn Conn,
@@ -511,8 +526,9 @@ pub(crate) fn create_session(
     Ok(())
 }
 
-/// Finds a live session by its refresh token and replaces the token (rotation): an old
-/// refresh token works once.
+/// Finds a live session by its refresh token and replaces the token (rotation): a refresh
+/// token works once, and presenting the one a session was rotated away from again (a
+/// stolen copy, or the thief's successor racing the owner) revokes the session.
 pub(crate) fn rotate_session(
     conn: &mut dyn Conn,
     refresh_hash: &str,
@@ -537,11 +553,23 @@ pub(crate) fn rotate_session(
             }),
             None => None,
         };
-            if let Some(session) = &found {
-                tx.execute(
-                    "UPDATE sessions SET refresh_hash = $2 WHERE id = $1",
-                    args![&session.id, new_hash],
-                )?;
+            match &found {
+                Some(session) => {
+                    tx.execute(
+                        "UPDATE sessions SET previous_refresh_hash = refresh_hash, refresh_hash = $2
+                         WHERE id = $1",
+                        args![&session.id, new_hash],
+                    )?;
+                }
+                // The token a session was rotated away from, presented again: someone else
+                // holds a copy of it (or of its successor). The session ends for both.
+                None => {
+                    tx.execute(
+                        "UPDATE sessions SET revoked_at = $2
+                         WHERE previous_refresh_hash = $1 AND revoked_at IS NULL",
+                        args![refresh_hash, now],
+                    )?;
+                }
             }
             Ok(found)
         },

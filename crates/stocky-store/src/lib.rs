@@ -669,6 +669,9 @@ impl Accounts<'_> {
     pub fn session_active(&mut self, id: &str) -> Result<bool, StoreError> {
         accounts::session_active(self.0, id)
     }
+    pub fn api_key_active(&mut self, tenant: &str, id: &str) -> Result<bool, StoreError> {
+        accounts::api_key_active(self.0, tenant, id)
+    }
     pub fn revoke_session(&mut self, id: &str) -> Result<bool, StoreError> {
         accounts::revoke_session(self.0, id)
     }

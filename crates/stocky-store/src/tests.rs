@@ -555,9 +555,16 @@ async fn accounts(at: Location) {
         .await
         .unwrap()
         .is_none());
-    assert!(store.accounts(|a| a.session_active("s1")).await.unwrap());
-    assert!(store.accounts(|a| a.revoke_session("s1")).await.unwrap());
-    assert!(!store.accounts(|a| a.session_active("s1")).await.unwrap());
+    assert!(
+        !store.accounts(|a| a.session_active("s1")).await.unwrap(),
+        "reusing the rotated-away refresh token ends the session"
+    );
+    assert!(store
+        .accounts(move |a| a.rotate_session("r2", "r5", now))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(!store.accounts(|a| a.revoke_session("s1")).await.unwrap());
     // A password reset replaces the hash and logs the user out everywhere.
     let session_owner = owner.clone();
     store

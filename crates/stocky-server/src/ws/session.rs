@@ -690,6 +690,14 @@ impl Session {
                 .await;
         }
         crate::presence::alive(&self.state, &self.principal).await;
+        if !credential_still_valid(self.state.store.clone(), &self.principal).await {
+            return self
+                .close(
+                    close::POLICY,
+                    "the credential was revoked or its session ended".into(),
+                )
+                .await;
+        }
         self.send(Message::Ping(Default::default())).await
     }
 
@@ -839,4 +847,18 @@ fn truncate(mut text: String) -> String {
         text.truncate(end);
     }
     text
+}
+
+/// Whether the session (access tokens) or key (API keys) a connection authenticated with is
+/// still live: logout and revocation end open connections within one ping interval, on
+/// every instance. A database that cannot answer keeps the connection.
+async fn credential_still_valid(store: stocky_store::Store, principal: &Principal) -> bool {
+    let tenant = principal.tenant.to_string();
+    let id = principal.id.to_string();
+    let check = match (principal.kind, principal.session.clone()) {
+        (Kind::User, Some(session)) => store.accounts(move |a| a.session_active(&session)).await,
+        (Kind::ApiKey, _) => store.accounts(move |a| a.api_key_active(&tenant, &id)).await,
+        _ => return true,
+    };
+    check.unwrap_or(true)
 }

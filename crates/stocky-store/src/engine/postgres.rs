@@ -413,6 +413,8 @@ CREATE INDEX documents_by_event ON documents (tenant_id, event_id, db, store, id
 -- Idempotency keys are recorded per credential (the key is "<scope>\x1f<opId>") with a
 -- fingerprint of the command they were used for.
 ALTER TABLE applied_ops ADD COLUMN fingerprint TEXT;
+-- A session remembers the refresh token it was rotated away from, to detect its reuse.
+ALTER TABLE sessions ADD COLUMN previous_refresh_hash TEXT;
 -- Movement ids are per tenant: another tenant's ids neither collide with nor reveal
 -- this tenant's.
 ALTER TABLE movements DROP CONSTRAINT movements_pkey;
