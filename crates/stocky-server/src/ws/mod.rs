@@ -111,7 +111,7 @@ fn origin_allowed(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError>
         Err(ApiError::new(
             axum::http::StatusCode::FORBIDDEN,
             "origin_not_allowed",
-            format!("pages from {origin} may not open this WebSocket (CORS_ORIGIN lists who may)"),
+            format!("pages from {origin} may not open this WebSocket (CORS_ORIGINS lists who may)"),
         ))
     }
 }
