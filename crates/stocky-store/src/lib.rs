@@ -260,6 +260,21 @@ pub struct StoreOptions {
     pub queue_capacity: usize,
     /// Most commands group-committed in one transaction.
     pub max_batch: usize,
+    /// What a commit survives on SQLite (PostgreSQL follows its own `synchronous_commit`).
+    pub durability: Durability,
+}
+
+/// SQLite's `synchronous` setting, i.e. what an acknowledged commit survives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `synchronous = NORMAL` (seed 003, the default): in WAL mode a commit survives a
+    /// process crash; a power loss or OS crash can take the last commits back (never
+    /// corrupts the database).
+    #[default]
+    Normal,
+    /// `synchronous = FULL`: the WAL is synced at every commit, so an acknowledged commit
+    /// also survives a power loss, at the cost of an fsync per group commit.
+    Full,
 }
 
 impl Default for StoreOptions {
@@ -269,6 +284,7 @@ impl Default for StoreOptions {
             event_ttl: Duration::from_secs(600),
             queue_capacity: 4096,
             max_batch: 512,
+            durability: Durability::Normal,
         }
     }
 }
@@ -314,7 +330,7 @@ impl Store {
         sink: Arc<dyn EventSink>,
         validator: Option<Arc<dyn BusinessValidator>>,
     ) -> Result<(Self, WriterGuard, Vec<StreamHead>), StoreError> {
-        let engine = location.engine()?;
+        let engine = location.engine(options.durability)?;
         let opening = engine.clone();
         let (conn, heads) = tokio::task::spawn_blocking(move || {
             let mut conn = opening.connect(engine::ConnRole::Writer)?;

@@ -237,6 +237,10 @@ struct HubArgs {
     /// see docs/sync.md) [default: every collection both ways, last write wins].
     #[arg(long, env = "STOCKY_SYNC_RULES")]
     sync_rules: Option<PathBuf>,
+    /// What an acknowledged commit survives on SQLite: `normal` (a process crash; seed 003)
+    /// or `full` (also a power loss, at an fsync per group commit).
+    #[arg(long, env = "STOCKY_SQLITE_SYNCHRONOUS", default_value = "normal", value_parser = ["normal", "full"])]
+    sqlite_synchronous: String,
     /// Seconds a request's headers (and an idle connection's next request) may take.
     #[arg(long, env = "STOCKY_HEADER_TIMEOUT_SECS", default_value_t = 10)]
     header_timeout_secs: u64,
@@ -315,6 +319,10 @@ impl HubArgs {
         config.rate_per_ip = self.rate_limit_ip;
         config.rate_window = Duration::from_secs(self.rate_window_secs.max(1));
         config.login_failures = self.login_failures;
+        config.store.durability = match self.sqlite_synchronous.as_str() {
+            "full" => stocky_store::Durability::Full,
+            _ => stocky_store::Durability::Normal,
+        };
         if let Some(path) = &self.sync_rules {
             config.sync_rules = read_sync_rules(path)?;
         }

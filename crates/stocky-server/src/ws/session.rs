@@ -857,7 +857,11 @@ async fn credential_still_valid(store: stocky_store::Store, principal: &Principa
     let id = principal.id.to_string();
     let check = match (principal.kind, principal.session.clone()) {
         (Kind::User, Some(session)) => store.accounts(move |a| a.session_active(&session)).await,
-        (Kind::ApiKey, _) => store.accounts(move |a| a.api_key_active(&tenant, &id)).await,
+        (Kind::ApiKey, _) => {
+            store
+                .accounts(move |a| a.api_key_active(&tenant, &id))
+                .await
+        }
         _ => return true,
     };
     check.unwrap_or(true)

@@ -91,10 +91,13 @@ impl Location {
         }
     }
 
-    pub(crate) fn engine(&self) -> Result<Arc<dyn Engine>, StoreError> {
+    pub(crate) fn engine(
+        &self,
+        durability: crate::Durability,
+    ) -> Result<Arc<dyn Engine>, StoreError> {
         match self {
             #[cfg(feature = "sqlite")]
-            Location::Sqlite(path) => Ok(Arc::new(sqlite::Sqlite::new(path)?)),
+            Location::Sqlite(path) => Ok(Arc::new(sqlite::Sqlite::new(path, durability)?)),
             #[cfg(feature = "postgres")]
             Location::Postgres(url) => Ok(Arc::new(postgres::Postgres::new(url)?)),
             #[allow(unreachable_patterns)]

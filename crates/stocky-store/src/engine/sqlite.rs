@@ -26,10 +26,11 @@ const STATEMENT_CACHE: usize = 160;
 
 pub(crate) struct Sqlite {
     path: PathBuf,
+    durability: crate::Durability,
 }
 
 impl Sqlite {
-    pub(crate) fn new(path: &Path) -> Result<Self, StoreError> {
+    pub(crate) fn new(path: &Path, durability: crate::Durability) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|error| StoreError::Open {
                 path: dir.to_owned(),
@@ -38,6 +39,7 @@ impl Sqlite {
         }
         Ok(Self {
             path: path.to_owned(),
+            durability,
         })
     }
 }
@@ -45,7 +47,7 @@ impl Sqlite {
 impl Engine for Sqlite {
     fn connect(&self, role: ConnRole) -> Result<Box<dyn Conn>, DbError> {
         let conn = Connection::open(&self.path).map_err(db_error)?;
-        configure(&conn, role == ConnRole::Reader).map_err(db_error)?;
+        configure(&conn, role == ConnRole::Reader, self.durability).map_err(db_error)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Ok(Box::new(SqliteConn(conn)))
     }
@@ -182,19 +184,27 @@ fn db_error(e: rusqlite::Error) -> DbError {
     }
 }
 
-/// Applies seed 003's pragmas to a fresh connection.
-fn configure(conn: &Connection, read_only: bool) -> rusqlite::Result<()> {
+/// Applies seed 003's pragmas to a fresh connection (`synchronous` as `durability` says).
+fn configure(
+    conn: &Connection,
+    read_only: bool,
+    durability: crate::Durability,
+) -> rusqlite::Result<()> {
     conn.busy_timeout(Duration::from_secs(5))?;
     if read_only {
         return conn.execute_batch("PRAGMA query_only = ON;");
     }
+    let synchronous = match durability {
+        crate::Durability::Normal => "NORMAL",
+        crate::Durability::Full => "FULL",
+    };
     // auto_vacuum only takes effect before the first table exists, so it comes first.
-    conn.execute_batch(
+    conn.execute_batch(&format!(
         "PRAGMA auto_vacuum = INCREMENTAL;
          PRAGMA journal_mode = WAL;
-         PRAGMA synchronous = NORMAL;
-         PRAGMA foreign_keys = ON;",
-    )
+         PRAGMA synchronous = {synchronous};
+         PRAGMA foreign_keys = ON;"
+    ))
 }
 
 /// Copies the database at `source` into a new file `target` with SQLite's online backup
@@ -217,7 +227,7 @@ pub fn snapshot(
     }
     let src = Connection::open_with_flags(source, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(db_error)?;
-    configure(&src, true).map_err(db_error)?;
+    configure(&src, true, crate::Durability::Normal).map_err(db_error)?;
     let mut dst = Connection::open(target).map_err(db_error)?;
     {
         let backup = rusqlite::backup::Backup::new(&src, &mut dst).map_err(db_error)?;
@@ -463,3 +473,27 @@ CREATE TABLE sync_log (
 );
 "#,
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durability_sets_synchronous_and_seed_003_pragmas_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        for (durability, expected) in [(crate::Durability::Normal, 1), (crate::Durability::Full, 2)]
+        {
+            let engine = Sqlite::new(&dir.path().join("d.db"), durability).unwrap();
+            let mut conn = engine.connect(ConnRole::Writer).unwrap();
+            let pragma = |conn: &mut Box<dyn Conn>, name: &str| {
+                conn.query_one(&format!("PRAGMA {name}"), &[])
+                    .unwrap()
+                    .int(0)
+                    .unwrap()
+            };
+            assert_eq!(pragma(&mut conn, "synchronous"), expected, "{durability:?}");
+            assert_eq!(pragma(&mut conn, "foreign_keys"), 1);
+            assert_eq!(pragma(&mut conn, "auto_vacuum"), 2, "INCREMENTAL");
+        }
+    }
+}
