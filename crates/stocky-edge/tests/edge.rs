@@ -428,6 +428,10 @@ async fn sync_and_activation_routes_stay_inside_their_tenant() -> Result<()> {
             &[],
         )
         .await?;
+    assert_eq!(status, 404, "no site north in this tenant: {pulled}");
+    let (status, pulled) = acme
+        .call("POST", "/api/sync/pull", Some(&json!({})), &[])
+        .await?;
     assert_eq!(status, 200);
     assert_eq!(
         pulled["movements"],

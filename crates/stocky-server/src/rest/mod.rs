@@ -12,6 +12,7 @@ mod backup;
 mod documents;
 mod events;
 mod login;
+pub mod site;
 mod stock;
 pub mod sync;
 

@@ -1,11 +1,14 @@
 //! Seed 000's REST API for stock: commands (`POST /api/stock/{update,add,subtract,sync}`),
 //! server status, and reads of the current state.
 //!
+//! Every route acts on the caller's home site, or on the site `?siteId=` names (owners
+//! and admins: any site of their tenant; see [`super::site`]).
+//!
 //! Commands take the same path as WebSocket ones — the writer, then the fan-out — so every
 //! WebSocket client sees REST changes live. An `Idempotency-Key` header makes a retried
 //! command a no-op that answers like the original.
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -17,6 +20,7 @@ use stocky_core::stock::{Rejection, StockCommand, StockOp, MAX_PRODUCT_ID};
 use stocky_core::time::{iso8601, now_millis};
 use stocky_store::{Applied, StockRow};
 
+use super::site::{target_site, SiteQuery};
 use super::{json_body, rest_origin};
 use crate::auth::Principal;
 use crate::error::ApiError;
@@ -30,7 +34,7 @@ pub fn routes() -> Router<AppState> {
     // POST /api/stock/update, /add, /subtract, /sync
     for op in StockOp::ALL {
         let path = format!("/api/stock/{}", op.kind());
-        router = router.route(&path, post(move |s, e, h, b| command(s, e, h, b, op)));
+        router = router.route(&path, post(move |s, e, q, h, b| command(s, e, q, h, b, op)));
     }
     router
 }
@@ -38,11 +42,13 @@ pub fn routes() -> Router<AppState> {
 async fn command(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
+    Query(at): Query<SiteQuery>,
     headers: HeaderMap,
     request: Request,
     op: StockOp,
 ) -> Result<Response, ApiError> {
     p.require(stock_action(op))?;
+    let site = target_site(&state, &p, at.site_id.as_deref()).await?;
     let body: Value = json_body(request, &state).await?;
     let field = op.rest_field();
     let Value::Object(body) = body else {
@@ -54,7 +60,8 @@ async fn command(
     let command = StockCommand::parse(op, field, body.get(field))
         .map_err(|e| ApiError::bad_request("invalid_data", e.0))?;
     let lines = command.lines.len();
-    let origin = rest_origin(&p, &headers)?;
+    let mut origin = rest_origin(&p, &headers)?;
+    origin.site = site;
     let body = match state.store.submit(command, origin).await? {
         Applied::New {
             id,
@@ -95,8 +102,10 @@ fn stock_row(row: &StockRow) -> api::StockRow {
 async fn list_stock(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
+    Query(at): Query<SiteQuery>,
 ) -> Result<Json<StockListing>, ApiError> {
-    let snapshot = state.store.snapshot(&p.tenant, &p.home_site()).await?;
+    let site = target_site(&state, &p, at.site_id.as_deref()).await?;
+    let snapshot = state.store.snapshot(&p.tenant, &site).await?;
     let data: Vec<api::StockRow> = snapshot.stock.iter().map(stock_row).collect();
     Ok(Json(StockListing {
         count: data.len(),
@@ -111,7 +120,9 @@ async fn one_product(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
     Path(raw): Path<String>,
+    Query(at): Query<SiteQuery>,
 ) -> Result<Json<api::StockRow>, ApiError> {
+    let site = target_site(&state, &p, at.site_id.as_deref()).await?;
     let product_id = raw
         .parse::<i64>()
         .ok()
@@ -122,11 +133,7 @@ async fn one_product(
                 format!("productId must be a positive integer, got {raw:?}"),
             )
         })?;
-    match state
-        .store
-        .stock_of(&p.tenant, &p.home_site(), product_id)
-        .await?
-    {
+    match state.store.stock_of(&p.tenant, &site, product_id).await? {
         Some(row) => Ok(Json(stock_row(&row))),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,

@@ -36,12 +36,16 @@ pub fn routes() -> Router<AppState> {
         .route("/api/sync/pull", post(pull::pull))
 }
 
-/// The request's `siteId` (seed 003's `sedeId` accepted), by default the caller's home
-/// site; it must be one the caller sees.
-fn requested_site(p: &Principal, given: Option<&Value>) -> Result<String, ApiError> {
-    let site = match given {
-        None | Some(Value::Null) => p.home_site().to_string(),
-        Some(Value::String(s)) => s.clone(),
+/// The body's `siteId` (seed 003's `sedeId` accepted), checked like `?siteId=`
+/// ([`crate::rest::site::target_site`]): by default the caller's home site.
+async fn requested_site(
+    state: &AppState,
+    p: &Principal,
+    given: Option<&Value>,
+) -> Result<String, ApiError> {
+    let named = match given {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.as_str()),
         Some(_) => {
             return Err(ApiError::bad_request(
                 "invalid_body",
@@ -49,14 +53,9 @@ fn requested_site(p: &Principal, given: Option<&Value>) -> Result<String, ApiErr
             ))
         }
     };
-    if !p.sees_site(&site) {
-        return Err(ApiError::new(
-            axum::http::StatusCode::FORBIDDEN,
-            "forbidden",
-            format!("site {site:?} is not yours"),
-        ));
-    }
-    Ok(site)
+    Ok(crate::rest::site::target_site(state, p, named)
+        .await?
+        .to_string())
 }
 
 /// How the caller's writes are marked (movements' `origin_client`, documents'

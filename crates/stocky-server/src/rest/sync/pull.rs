@@ -37,7 +37,12 @@ pub(super) async fn pull(
 ) -> Result<Json<Value>, ApiError> {
     p.require(Action::Read)?;
     let body: Value = json_body(request, &state).await?;
-    let site = requested_site(&p, body.get("siteId").or_else(|| body.get("sedeId")))?;
+    let site = requested_site(
+        &state,
+        &p,
+        body.get("siteId").or_else(|| body.get("sedeId")),
+    )
+    .await?;
     let cursor = &body["cursor"];
     let after = OutboxCursor {
         event_id: cursor["eventId"]

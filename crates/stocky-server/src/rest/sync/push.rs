@@ -80,7 +80,12 @@ pub(super) async fn push(
             "body must be a JSON object with \"operations\"",
         ));
     };
-    let site = requested_site(&p, body.get("siteId").or_else(|| body.get("sedeId")))?;
+    let site = requested_site(
+        &state,
+        &p,
+        body.get("siteId").or_else(|| body.get("sedeId")),
+    )
+    .await?;
     let Some(Value::Array(operations)) = body.get("operations") else {
         return Err(ApiError::bad_request(
             "invalid_data",
@@ -93,19 +98,6 @@ pub(super) async fn push(
             format!("at most {MAX_PUSH_OPERATIONS} operations per request"),
         ));
     }
-    let (tenant, known) = (p.tenant.to_string(), site.clone());
-    if !state
-        .store
-        .accounts(move |a| a.site_exists(&tenant, &known))
-        .await?
-    {
-        return Err(ApiError::new(
-            axum::http::StatusCode::NOT_FOUND,
-            "not_found",
-            format!("site {site:?} not found"),
-        ));
-    }
-
     let now = now_millis();
     let origin_client = pusher(&p);
     let mut results = Vec::with_capacity(operations.len());

@@ -1,0 +1,92 @@
+//! Owners and admins read and command any site of their tenant with `?siteId=`; everyone
+//! else only their home site; other tenants' sites do not exist for them.
+
+use stocky_test_support as support;
+
+use anyhow::Result;
+use serde_json::json;
+use support::TestHub;
+
+const PW: &str = "correct horse battery";
+
+#[tokio::test]
+async fn owners_act_on_any_site_with_site_id_and_others_only_on_their_own() -> Result<()> {
+    let hub = TestHub::start().await?;
+    hub.post("/api/admin/sites", json!({"id": "s2"})).await?;
+    for (email, role, site) in [
+        ("m1@a.test", "manager", "default"),
+        ("m2@a.test", "manager", "s2"),
+    ] {
+        let (status, body) = hub
+            .post(
+                "/api/admin/users",
+                json!({"email": email, "password": PW, "role": role, "siteId": site}),
+            )
+            .await?;
+        anyhow::ensure!(status == 201, "{body}");
+    }
+    let (m1, _) = hub.login("m1@a.test", PW).await?;
+    let (m2, _) = hub.login("m2@a.test", PW).await?;
+    let mut at_s2 = support::Client::connect(&hub.ws_with(&m2, "")).await?;
+    let mut at_default = support::Client::connect(&hub.ws_with(&m1, "")).await?;
+
+    // The owner (operator token) adds at s2: s2 has it, default does not.
+    let add = json!({"additions": [{"productId": 7, "quantity": 4}]});
+    let (status, body) = hub.post("/api/stock/add?siteId=s2", add.clone()).await?;
+    assert_eq!(status, 200, "{body}");
+    let (_, s2) = hub.get("/api/stock/7?siteId=s2").await?;
+    assert_eq!(s2["stock"], 4);
+    let (_, listing) = hub.get("/api/stock?sedeId=s2").await?;
+    assert_eq!(
+        listing["count"], 1,
+        "seed 003's sedeId works too: {listing}"
+    );
+    let (status, _) = hub.get("/api/stock/7").await?;
+    assert_eq!(status, 404, "the default site has no product 7");
+    let event = at_s2.next_event().await?;
+    assert_eq!(event["scope"]["siteId"], "s2", "{event}");
+    at_default
+        .expect_silence(std::time::Duration::from_millis(300))
+        .await?;
+
+    // A manager of default may not name s2; the manager of s2 may name its own site.
+    let (status, _) = hub
+        .as_(Some(&m1), "GET", "/api/stock?siteId=s2", None)
+        .await?;
+    assert_eq!(status, 403);
+    let (status, _) = hub
+        .as_(
+            Some(&m1),
+            "POST",
+            "/api/stock/add?siteId=s2",
+            Some(add.clone()),
+        )
+        .await?;
+    assert_eq!(status, 403);
+    let (status, own) = hub
+        .as_(Some(&m2), "GET", "/api/stock/7?siteId=s2", None)
+        .await?;
+    assert_eq!((status, own["stock"].clone()), (200, json!(4)));
+
+    // Unknown sites, and sites of another tenant, are 404.
+    let (status, _) = hub.get("/api/stock?siteId=nowhere").await?;
+    assert_eq!(status, 404);
+    let (status, body) = hub
+        .post(
+            "/api/admin/tenants",
+            json!({"id": "b", "owner": {"email": "o@b.test", "password": PW}}),
+        )
+        .await?;
+    assert_eq!(status, 201, "{body}");
+    let (b, _) = hub.login("o@b.test", PW).await?;
+    let (status, _) = hub
+        .as_(Some(&b), "GET", "/api/stock?siteId=s2", None)
+        .await?;
+    assert_eq!(status, 404);
+    let (status, _) = hub
+        .as_(Some(&b), "POST", "/api/stock/add?siteId=s2", Some(add))
+        .await?;
+    assert_eq!(status, 404);
+    assert_eq!(s2["stock"], 4);
+    Ok(())
+}
