@@ -14,25 +14,12 @@ pub(crate) async fn record(
     started: i64,
     result: Result<u64, &PushError>,
 ) {
-    let entry = match result {
+    let outcome = match result {
         Ok(0) => return,
-        Ok(records) => SyncLogEntry {
-            kind: kind.into(),
-            records_affected: records,
-            status: "success".into(),
-            error: None,
-            started_at: started,
-            completed_at: now_millis(),
-        },
-        Err(e) => SyncLogEntry {
-            kind: kind.into(),
-            records_affected: 0,
-            status: "failed".into(),
-            error: Some(e.to_string()),
-            started_at: started,
-            completed_at: now_millis(),
-        },
+        Ok(records) => Ok(records),
+        Err(e) => Err(e.to_string()),
     };
+    let entry = SyncLogEntry::round(kind, (started, now_millis()), outcome, None);
     if let Err(e) = store.sync(move |s| s.log_sync(&entry)).await {
         tracing::debug!(error = %e, "could not write the sync log");
     }

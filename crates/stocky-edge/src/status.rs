@@ -125,7 +125,7 @@ async fn sync_log(
 ) -> Result<Json<Value>, ApiError> {
     p.require(Action::Read)?;
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
-    let rows = state.store.sync(move |s| s.sync_log(limit)).await?;
+    let rows = state.store.sync(move |s| s.sync_log(None, limit)).await?;
     let rows: Vec<Value> = rows
         .into_iter()
         .map(|r| {

@@ -766,6 +766,43 @@ async fn admins_see_each_site_online_synced_and_below_zero() -> Result<()> {
     assert_eq!(alert["siteId"], "north");
     assert_eq!(alert["products"], json!([{"productId": 9, "stock": -4}]));
 
+    // The hub's sync log of the site (seed 003 sync_logs): pushes and pulls, failures too.
+    let (status, _) = hub
+        .sdk_with(&config.api_key)
+        .call(
+            "POST",
+            "/api/sync/push",
+            Some(&json!({"operations": "not a list"})),
+            &[],
+        )
+        .await?;
+    assert_eq!(status, 400);
+    let log: Value = hub.sdk().get("/api/admin/sites/north/sync-log").await?;
+    let rows = log["data"].as_array().context("rows")?;
+    assert!(
+        rows.iter()
+            .any(|r| r["operation"] == "push" && r["status"] == "success" && r["items"] == 1),
+        "{log}"
+    );
+    assert_eq!(
+        rows[0]["status"], "failed",
+        "the newest is the refused push: {log}"
+    );
+    // A change at the hub comes down to the edge: a pull that handed it out is logged.
+    north_key.add_stock(&[(3, 1)]).await?;
+    eventually("a pull in the hub's log", || async {
+        let log: Value = hub.sdk().get("/api/admin/sites/north/sync-log").await?;
+        Ok(log["data"].as_array().is_some_and(|rows| {
+            rows.iter()
+                .any(|r| r["operation"] == "pull" && r["items"] == 1)
+        }))
+    })
+    .await?;
+    let (status, _) = north_key
+        .call("GET", "/api/admin/sites/north/sync-log", None, &[])
+        .await?;
+    assert_eq!(status, 403, "admins only");
+
     edge.stop().await?;
     let offline = next_event(&mut admin, "site:status").await?;
     assert_eq!(offline["isOnline"], false);

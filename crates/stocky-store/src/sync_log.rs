@@ -1,6 +1,8 @@
-//! The log of sync rounds (seed 004 `SyncLog`): what kind of round ran (push, pull,
-//! users), how many records it moved, whether it succeeded and why not, when it started
-//! and ended. Bounded: writing a row keeps only the newest [`KEEP`].
+//! The log of sync rounds (seed 004 `SyncLog`, seed 003 `sync_logs`): what kind of round
+//! ran (push, pull, users), how many records it moved, whether it succeeded and why not,
+//! when it started and ended — at an edge, its own rounds; at the hub, each store's, by
+//! tenant and site. Bounded: writing a row keeps only the newest [`KEEP`] of its site
+//! (of the whole log at an edge, which has one).
 
 use crate::sql::{args, DbError};
 use crate::{StoreError, SyncTables};
@@ -22,36 +24,82 @@ pub struct SyncLogEntry {
     /// Milliseconds since the epoch.
     pub started_at: i64,
     pub completed_at: i64,
+    /// The store's tenant and site, at the hub; none at an edge.
+    #[serde(skip)]
+    pub site: Option<(String, String)>,
+}
+
+impl SyncLogEntry {
+    /// A round of `kind` from `started` to `completed` that moved `Ok(records)` or failed
+    /// with `Err(why)`; `site` at the hub.
+    pub fn round(
+        kind: &str,
+        (started, completed): (i64, i64),
+        outcome: Result<u64, String>,
+        site: Option<(String, String)>,
+    ) -> Self {
+        let (records_affected, status, error) = match outcome {
+            Ok(records) => (records, "success", None),
+            Err(why) => (0, "failed", Some(why)),
+        };
+        SyncLogEntry {
+            kind: kind.to_owned(),
+            records_affected,
+            status: status.to_owned(),
+            error,
+            started_at: started,
+            completed_at: completed,
+            site,
+        }
+    }
 }
 
 impl SyncTables<'_> {
-    /// Appends a round and drops the rows beyond the newest [`KEEP`].
+    /// Appends a round and drops the rows of its site beyond the newest [`KEEP`].
     pub fn log_sync(&mut self, entry: &SyncLogEntry) -> Result<(), StoreError> {
+        let (tenant, site) = entry
+            .site
+            .as_ref()
+            .map_or((None, None), |(t, s)| (Some(t.as_str()), Some(s.as_str())));
         self.0.execute(
-            "INSERT INTO sync_log (kind, records, status, error, started_at, completed_at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO sync_log (kind, records, status, error, started_at, completed_at,
+                tenant_id, site_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             args![
                 &entry.kind,
                 entry.records_affected as i64,
                 &entry.status,
                 &entry.error,
                 entry.started_at,
-                entry.completed_at
+                entry.completed_at,
+                tenant,
+                site
             ],
         )?;
         self.0.execute(
-            "DELETE FROM sync_log WHERE id <= (SELECT MAX(id) FROM sync_log) - $1",
-            args![KEEP],
+            "DELETE FROM sync_log
+             WHERE COALESCE(tenant_id, '') = COALESCE($1, '') AND COALESCE(site_id, '') = COALESCE($2, '')
+               AND id <= (SELECT MAX(id) FROM sync_log
+                          WHERE COALESCE(tenant_id, '') = COALESCE($1, '')
+                            AND COALESCE(site_id, '') = COALESCE($2, '')) - $3",
+            args![tenant, site, KEEP],
         )?;
         Ok(())
     }
 
-    /// The newest `limit` rounds, newest first.
-    pub fn sync_log(&mut self, limit: usize) -> Result<Vec<SyncLogEntry>, StoreError> {
+    /// The newest `limit` rounds (of `site` = (tenant, site) at the hub), newest first.
+    pub fn sync_log(
+        &mut self,
+        site: Option<(&str, &str)>,
+        limit: usize,
+    ) -> Result<Vec<SyncLogEntry>, StoreError> {
+        let (tenant, at) = site.map_or((None, None), |(t, s)| (Some(t), Some(s)));
         let rows = self.0.query(
-            "SELECT kind, records, status, error, started_at, completed_at FROM sync_log
-             ORDER BY id DESC LIMIT $1",
-            args![limit as i64],
+            "SELECT kind, records, status, error, started_at, completed_at, tenant_id, site_id
+             FROM sync_log
+             WHERE COALESCE(tenant_id, '') = COALESCE($1, '') AND COALESCE(site_id, '') = COALESCE($2, '')
+             ORDER BY id DESC LIMIT $3",
+            args![tenant, at, limit as i64],
         )?;
         rows.into_iter()
             .map(|mut r| {
@@ -62,6 +110,7 @@ impl SyncTables<'_> {
                     error: r.opt_text(3)?,
                     started_at: r.int(4)?,
                     completed_at: r.int(5)?,
+                    site: r.opt_text(6)?.zip(r.opt_text(7)?),
                 })
             })
             .collect::<Result<_, DbError>>()

@@ -730,17 +730,29 @@ async fn store_nodes(at: Location) {
 
     // The sync log keeps the newest rows, newest first.
     for i in 0..3u64 {
-        let entry = SyncLogEntry {
-            kind: "push".into(),
-            records_affected: i,
-            status: "success".into(),
-            error: None,
-            started_at: i as i64,
-            completed_at: i as i64 + 1,
-        };
+        let entry = SyncLogEntry::round("push", (i as i64, i as i64 + 1), Ok(i), None);
         store.sync(move |s| s.log_sync(&entry)).await.unwrap();
     }
-    let log = store.sync(|s| s.sync_log(2)).await.unwrap();
+    let at_hub = SyncLogEntry::round(
+        "pull",
+        (5, 6),
+        Err("boom".into()),
+        Some((DEFAULT_TENANT.into(), "north".into())),
+    );
+    store.sync(move |s| s.log_sync(&at_hub)).await.unwrap();
+    let north = store
+        .sync(|s| s.sync_log(Some((DEFAULT_TENANT, "north")), 10))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            north.len(),
+            north[0].status.as_str(),
+            north[0].error.as_deref()
+        ),
+        (1, "failed", Some("boom"))
+    );
+    let log = store.sync(|s| s.sync_log(None, 2)).await.unwrap();
     assert_eq!(
         log.iter().map(|e| e.records_affected).collect::<Vec<_>>(),
         vec![2, 1]

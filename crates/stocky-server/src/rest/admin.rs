@@ -23,6 +23,7 @@ use crate::AppState;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/admin/sites", get(list_sites).post(create_site))
+        .route("/api/admin/sites/{site_id}/sync-log", get(site_sync_log))
         .route("/api/admin/users", get(list_users).post(create_user))
         .route("/api/admin/api-keys", get(list_keys).post(create_key))
         .route("/api/admin/devices", get(list_devices).post(create_device))
@@ -160,6 +161,49 @@ async fn list_sites(
         })
         .collect();
     Ok(Json(json!({"data": sites})))
+}
+
+#[derive(Deserialize)]
+struct LogQuery {
+    limit: Option<usize>,
+}
+
+/// `GET /api/admin/sites/{siteId}/sync-log?limit=` (owners, admins): the hub's record of
+/// the site's push and pull rounds (seed 003 `sync_logs`), newest first (default 100, at
+/// most 1000).
+async fn site_sync_log(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(site): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<LogQuery>,
+) -> Result<Json<Value>, ApiError> {
+    p.require(Action::ManageAccess)?;
+    let site = super::site::target_site(&state, &p, Some(&site)).await?;
+    let (tenant, at, limit) = (
+        p.tenant.to_string(),
+        site.to_string(),
+        query.limit.unwrap_or(100).clamp(1, 1000),
+    );
+    let rows = state
+        .store
+        .sync(move |s| s.sync_log(Some((&tenant, &at)), limit))
+        .await?;
+    let data: Vec<Value> = rows
+        .into_iter()
+        .map(|r| {
+            json!({
+                "siteId": &*site,
+                "operation": r.kind,
+                "items": r.records_affected,
+                "status": r.status,
+                "error": r.error,
+                "durationMs": (r.completed_at - r.started_at).max(0),
+                "startedAt": iso8601(r.started_at),
+                "timestamp": iso8601(r.completed_at),
+            })
+        })
+        .collect();
+    Ok(Json(json!({"siteId": &*site, "data": data})))
 }
 
 async fn create_site(

@@ -469,8 +469,11 @@ CREATE TABLE sync_log (
     status        TEXT NOT NULL,
     error         TEXT,
     started_at    INTEGER NOT NULL,
-    completed_at  INTEGER NOT NULL
+    completed_at  INTEGER NOT NULL,
+    tenant_id     TEXT,
+    site_id       TEXT
 );
+CREATE INDEX sync_log_by_site ON sync_log (tenant_id, site_id, id);
 "#,
 ];
 

@@ -21,7 +21,7 @@ mod pull;
 mod push;
 
 use axum::routing::post;
-use axum::Router;
+use axum::{Json, Router};
 use serde_json::Value;
 
 use crate::auth::Principal;
@@ -56,6 +56,37 @@ async fn requested_site(
     Ok(crate::rest::site::target_site(state, p, named)
         .await?
         .to_string())
+}
+
+/// Answers a push or pull round and records it in the hub's sync log (seed 003
+/// `sync_logs`): every push, and every pull that handed something out or failed, under the
+/// site it was for (for a failure before the site was known, the caller's home site, when
+/// it has one).
+async fn record_round(
+    state: &AppState,
+    p: &Principal,
+    kind: &'static str,
+    started: i64,
+    round: Result<(String, u64, Value), ApiError>,
+) -> Result<Json<Value>, ApiError> {
+    let now = stocky_core::time::now_millis();
+    let (site, outcome) = match &round {
+        Ok((_, 0, _)) if kind == "pull" => (None, Ok(0)),
+        Ok((site, count, _)) => (Some(site.clone()), Ok(*count)),
+        Err(e) => (p.site.as_deref().map(str::to_owned), Err(e.message.clone())),
+    };
+    if let Some(site) = site {
+        let entry = stocky_store::SyncLogEntry::round(
+            kind,
+            (started, now),
+            outcome,
+            Some((p.tenant.to_string(), site)),
+        );
+        if let Err(e) = state.store.sync(move |s| s.log_sync(&entry)).await {
+            tracing::debug!(error = %e, "could not write the sync log");
+        }
+    }
+    round.map(|(_, _, answer)| Json(answer))
 }
 
 /// How the caller's writes are marked (movements' `origin_client`, documents'

@@ -35,6 +35,18 @@ pub(super) async fn pull(
     Extension(p): Extension<Principal>,
     request: Request,
 ) -> Result<Json<Value>, ApiError> {
+    let started = now_millis();
+    let round = pull_round(&state, &p, request).await;
+    super::record_round(&state, &p, "pull", started, round).await
+}
+
+/// One pull: the site it was for, how many changes it handed out, and the answer.
+async fn pull_round(
+    state: &AppState,
+    p: &Principal,
+    request: Request,
+) -> Result<(String, u64, Value), ApiError> {
+    let (state, p) = (state.clone(), p.clone());
     p.require(Action::Read)?;
     let body: Value = json_body(request, &state).await?;
     let site = requested_site(
@@ -102,7 +114,9 @@ pub(super) async fn pull(
         answer["documentsCursor"] = next;
         answer["documentsHasMore"] = json!(more);
     }
-    Ok(Json(answer))
+    let handed = answer["movements"].as_array().map_or(0, Vec::len)
+        + answer["documents"].as_array().map_or(0, Vec::len);
+    Ok((site, handed as u64, answer))
 }
 
 /// The document changes after `given`, of the collections that come down.

@@ -72,6 +72,19 @@ pub(super) async fn push(
     headers: HeaderMap,
     request: Request,
 ) -> Result<Json<Value>, ApiError> {
+    let started = now_millis();
+    let round = push_round(&state, &p, headers, request).await;
+    super::record_round(&state, &p, "push", started, round).await
+}
+
+/// One push: the site it was for, how many operations it carried, and the answer.
+async fn push_round(
+    state: &AppState,
+    p: &Principal,
+    headers: HeaderMap,
+    request: Request,
+) -> Result<(String, u64, Value), ApiError> {
+    let (state, p) = (state.clone(), p.clone());
     p.require(Action::SetStock)?;
     let body: Value = json_body(request, &state).await?;
     let Value::Object(body) = body else {
@@ -221,7 +234,7 @@ pub(super) async fn push(
     }
     crate::presence::synced(&state, &p, None).await;
     let count = |status: &str| results.iter().filter(|r| r.status == status).count();
-    Ok(Json(json!({
+    let answer = json!({
         "success": true,
         "siteId": site,
         "applied": count("applied"),
@@ -230,7 +243,8 @@ pub(super) async fn push(
         "rejected": count("rejected"),
         "lastEventId": last_event_id,
         "results": results,
-    })))
+    });
+    Ok((site, results.len() as u64, answer))
 }
 
 /// Raises [`STOCK_NEGATIVE_EVENT`] for the products a push left below zero (`event`: the
