@@ -90,3 +90,73 @@ async fn owners_act_on_any_site_with_site_id_and_others_only_on_their_own() -> R
     assert_eq!(s2["stock"], 4);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_products_history_pages_newest_first_and_sums_to_its_stock() -> Result<()> {
+    let hub = TestHub::start().await?;
+    hub.post("/api/admin/sites", json!({"id": "s2"})).await?;
+    let at = |op: &str| format!("/api/stock/{op}?siteId=s2");
+    hub.post(
+        &at("add"),
+        json!({"additions": [{"productId": 7, "quantity": 4}]}),
+    )
+    .await?;
+    hub.post(
+        &at("update"),
+        json!({"updates": [{"productId": 7, "stock": 10}]}),
+    )
+    .await?;
+    hub.post(
+        &at("subtract"),
+        json!({"subtractions": [{"productId": 7, "quantity": 3}]}),
+    )
+    .await?;
+    hub.post(
+        "/api/stock/add",
+        json!({"additions": [{"productId": 7, "quantity": 100}]}),
+    )
+    .await?;
+    let (status, first) = hub.get("/api/stock/7/movements?siteId=s2&limit=2").await?;
+    assert_eq!(status, 200, "{first}");
+    let deltas = |page: &serde_json::Value| -> Vec<i64> {
+        page["data"]
+            .as_array()
+            .map(|rows| rows.iter().filter_map(|r| r["delta"].as_i64()).collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(deltas(&first), vec![-3, 6], "newest first: {first}");
+    assert_eq!(first["data"][0]["kind"], "subtract");
+    let next = first["next"].as_str().expect("a next page").to_owned();
+    let (_, second) = hub
+        .get(&format!(
+            "/api/stock/7/movements?siteId=s2&limit=2&before={next}"
+        ))
+        .await?;
+    assert_eq!(
+        (deltas(&second), second["next"].clone()),
+        (vec![4], json!(null))
+    );
+    let (_, stock) = hub.get("/api/stock/7?siteId=s2").await?;
+    assert_eq!(stock["stock"], 7, "4 + 6 − 3");
+    let (_, default) = hub.get("/api/stock/7/movements").await?;
+    assert_eq!(deltas(&default), vec![100], "each site its own ledger");
+    let (status, _) = hub.get("/api/stock/7/movements?before=garbage").await?;
+    assert_eq!(status, 400);
+    let (status, body) = hub
+        .post(
+            "/api/admin/tenants",
+            json!({"id": "b", "owner": {"email": "o@b.test", "password": PW}}),
+        )
+        .await?;
+    assert_eq!(status, 201, "{body}");
+    let (b, _) = hub.login("o@b.test", PW).await?;
+    let (status, _) = hub
+        .as_(Some(&b), "GET", "/api/stock/7/movements?siteId=s2", None)
+        .await?;
+    assert_eq!(status, 404);
+    let (_, theirs) = hub
+        .as_(Some(&b), "GET", "/api/stock/7/movements", None)
+        .await?;
+    assert_eq!(deltas(&theirs), Vec::<i64>::new(), "nothing of tenant A");
+    Ok(())
+}

@@ -12,7 +12,7 @@
 
 use stocky_core::stock::LedgerEntry;
 
-use crate::sql::{args, in_tx, Conn, DbError, TxMode};
+use crate::sql::{args, in_tx, Conn, DbError, Row, TxMode};
 use crate::{accounts, Account, StoreError};
 
 /// `origin_client` of movements brought down from upstream: never pushed back.
@@ -49,6 +49,37 @@ pub struct OutboxCursor {
 pub struct Pending {
     pub entry: LedgerEntry,
     pub cursor: OutboxCursor,
+}
+
+/// A movement from columns `id, site_id, product_id, delta, kind, reason, origin_client,
+/// origin_op, server_time` (0–8).
+fn ledger_entry(r: &mut Row) -> Result<LedgerEntry, DbError> {
+    Ok(LedgerEntry {
+        id: r.text(0)?,
+        site: r.text(1)?,
+        product_id: r.int(2)?,
+        delta: r.int(3)?,
+        kind: r.text(4)?,
+        reason: r.opt_text(5)?,
+        origin_client: r.opt_text(6)?,
+        origin_op: r.opt_text(7)?,
+        server_time: r.int(8)?,
+    })
+}
+
+/// Movements with their position, from [`ledger_entry`]'s columns plus `event_id` (9).
+fn pending_rows(rows: Vec<Row>) -> Result<Vec<Pending>, StoreError> {
+    rows.into_iter()
+        .map(|mut r| {
+            let entry = ledger_entry(&mut r)?;
+            let cursor = OutboxCursor {
+                event_id: r.int(9)? as u64,
+                id: entry.id.clone(),
+            };
+            Ok(Pending { entry, cursor })
+        })
+        .collect::<Result<_, DbError>>()
+        .map_err(StoreError::from)
 }
 
 impl SyncTables<'_> {
@@ -221,27 +252,32 @@ impl SyncTables<'_> {
                 limit as i64
             ],
         )?;
-        rows.into_iter()
-            .map(|mut r| {
-                let entry = LedgerEntry {
-                    id: r.text(0)?,
-                    site: r.text(1)?,
-                    product_id: r.int(2)?,
-                    delta: r.int(3)?,
-                    kind: r.text(4)?,
-                    reason: r.opt_text(5)?,
-                    origin_client: r.opt_text(6)?,
-                    origin_op: r.opt_text(7)?,
-                    server_time: r.int(8)?,
-                };
-                let cursor = OutboxCursor {
-                    event_id: r.int(9)? as u64,
-                    id: entry.id.clone(),
-                };
-                Ok(Pending { entry, cursor })
-            })
-            .collect::<Result<_, DbError>>()
-            .map_err(StoreError::from)
+        pending_rows(rows)
+    }
+
+    /// A product's movements at `site`, newest first: up to `limit` before `before` (the
+    /// `(event_id, id)` of the last one of the previous page; none = from the newest).
+    pub fn product_history(
+        &mut self,
+        tenant: &str,
+        site: &str,
+        product_id: i64,
+        before: Option<&OutboxCursor>,
+        limit: usize,
+    ) -> Result<Vec<Pending>, StoreError> {
+        let (event, id) = before.map_or((i64::MAX, String::new()), |c| {
+            (c.event_id as i64, c.id.clone())
+        });
+        let rows = self.0.query(
+            "SELECT id, site_id, product_id, delta, kind, reason, origin_client, origin_op,
+                server_time, event_id
+             FROM movements
+             WHERE tenant_id = $1 AND site_id = $2 AND product_id = $3
+               AND (event_id < $4 OR (event_id = $4 AND id < $5))
+             ORDER BY event_id DESC, id DESC LIMIT $6",
+            args![tenant, site, product_id, event, id.as_str(), limit as i64],
+        )?;
+        pending_rows(rows)
     }
 
     /// Every movement of `tenant` of kind `kind`, in ledger order.
@@ -257,19 +293,7 @@ impl SyncTables<'_> {
             args![tenant, kind],
         )?;
         rows.into_iter()
-            .map(|mut r| {
-                Ok(LedgerEntry {
-                    id: r.text(0)?,
-                    site: r.text(1)?,
-                    product_id: r.int(2)?,
-                    delta: r.int(3)?,
-                    kind: r.text(4)?,
-                    reason: r.opt_text(5)?,
-                    origin_client: r.opt_text(6)?,
-                    origin_op: r.opt_text(7)?,
-                    server_time: r.int(8)?,
-                })
-            })
+            .map(|mut r| ledger_entry(&mut r))
             .collect::<Result<_, DbError>>()
             .map_err(StoreError::from)
     }

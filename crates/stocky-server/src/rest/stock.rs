@@ -30,7 +30,8 @@ pub fn routes() -> Router<AppState> {
     let mut router = Router::new()
         .route("/api/stock", get(list_stock))
         .route("/api/stock/status", get(status))
-        .route("/api/stock/{product_id}", get(one_product));
+        .route("/api/stock/{product_id}", get(one_product))
+        .route("/api/stock/{product_id}/movements", get(movements));
     // POST /api/stock/update, /add, /subtract, /sync
     for op in StockOp::ALL {
         let path = format!("/api/stock/{}", op.kind());
@@ -116,15 +117,79 @@ async fn list_stock(
     }))
 }
 
-async fn one_product(
+/// `?siteId=&limit=&before=`.
+#[derive(serde::Deserialize)]
+struct HistoryQuery {
+    #[serde(rename = "siteId", alias = "sedeId")]
+    site_id: Option<String>,
+    limit: Option<usize>,
+    /// The `next` of the previous page: `<eventId>:<movementId>`.
+    before: Option<String>,
+}
+
+/// `GET /api/stock/{productId}/movements`: the product's ledger at the site, newest first,
+/// a page at a time (`limit` default 100, at most 1000; `next` continues).
+async fn movements(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
     Path(raw): Path<String>,
-    Query(at): Query<SiteQuery>,
-) -> Result<Json<api::StockRow>, ApiError> {
-    let site = target_site(&state, &p, at.site_id.as_deref()).await?;
-    let product_id = raw
-        .parse::<i64>()
+    Query(query): Query<HistoryQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let product_id = product_id(&raw)?;
+    let site = target_site(&state, &p, query.site_id.as_deref()).await?;
+    let before = match query.before.as_deref() {
+        None | Some("") => None,
+        Some(text) => Some(
+            text.split_once(':')
+                .and_then(|(event, id)| {
+                    Some(stocky_store::OutboxCursor {
+                        event_id: event.parse().ok()?,
+                        id: id.to_owned(),
+                    })
+                })
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_cursor",
+                        "before must be the `next` of a previous page (<eventId>:<movementId>)",
+                    )
+                })?,
+        ),
+    };
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let (tenant, at) = (p.tenant.to_string(), site.to_string());
+    let mut rows = state
+        .store
+        .sync(move |s| s.product_history(&tenant, &at, product_id, before.as_ref(), limit + 1))
+        .await?;
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let next = rows
+        .last()
+        .filter(|_| more)
+        .map(|r| format!("{}:{}", r.cursor.event_id, r.cursor.id));
+    let data: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            let e = &r.entry;
+            serde_json::json!({
+                "id": e.id, "productId": e.product_id, "siteId": e.site, "delta": e.delta,
+                "kind": e.kind, "reason": e.reason, "originClient": e.origin_client,
+                "originOp": e.origin_op, "eventId": r.cursor.event_id,
+                "serverTime": iso8601(e.server_time),
+            })
+        })
+        .collect();
+    Ok(Json(serde_json::json!({
+        "productId": product_id,
+        "siteId": &*site,
+        "count": data.len(),
+        "data": data,
+        "next": next,
+    })))
+}
+
+fn product_id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse::<i64>()
         .ok()
         .filter(|id| (1..=MAX_PRODUCT_ID).contains(id))
         .ok_or_else(|| {
@@ -132,7 +197,17 @@ async fn one_product(
                 "invalid_product_id",
                 format!("productId must be a positive integer, got {raw:?}"),
             )
-        })?;
+        })
+}
+
+async fn one_product(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(raw): Path<String>,
+    Query(at): Query<SiteQuery>,
+) -> Result<Json<api::StockRow>, ApiError> {
+    let product_id = product_id(&raw)?;
+    let site = target_site(&state, &p, at.site_id.as_deref()).await?;
     match state.store.stock_of(&p.tenant, &site, product_id).await? {
         Some(row) => Ok(Json(stock_row(&row))),
         None => Err(ApiError::new(

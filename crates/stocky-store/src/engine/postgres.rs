@@ -419,6 +419,9 @@ ALTER TABLE sessions ADD COLUMN previous_refresh_hash TEXT;
 -- this tenant's.
 ALTER TABLE movements DROP CONSTRAINT movements_pkey;
 ALTER TABLE movements ADD PRIMARY KEY (tenant_id, id);
+-- A product's history reads newest first by position.
+DROP INDEX movements_by_product;
+CREATE INDEX movements_by_product ON movements (tenant_id, site_id, product_id, event_id, id);
 ALTER TABLE sites ADD COLUMN online_connection TEXT;
 ALTER TABLE sites ADD COLUMN last_ping_at BIGINT;
 ALTER TABLE sites ADD COLUMN last_sync_at BIGINT;

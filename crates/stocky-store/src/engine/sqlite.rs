@@ -456,7 +456,8 @@ SELECT id, tenant_id, site_id, product_id, delta, kind, reason, origin_client, o
     event_id, client_time, server_time FROM movements;
 DROP TABLE movements;
 ALTER TABLE movements_by_tenant RENAME TO movements;
-CREATE INDEX movements_by_product ON movements (tenant_id, site_id, product_id);
+-- A product's history reads newest first by position.
+CREATE INDEX movements_by_product ON movements (tenant_id, site_id, product_id, event_id, id);
 CREATE INDEX movements_by_event ON movements (tenant_id, event_id, id);
 ALTER TABLE sites ADD COLUMN online_connection TEXT;
 ALTER TABLE sites ADD COLUMN last_ping_at INTEGER;
