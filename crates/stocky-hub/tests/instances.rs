@@ -377,3 +377,74 @@ async fn redis_down_at_start_and_mid_run_leaves_no_client_with_a_gap() -> Result
     }
     Ok(())
 }
+
+/// The consolidated inventory is cached per instance, labelled with the head it reflects:
+/// writes on another instance invalidate it as soon as their events arrive.
+#[tokio::test]
+async fn the_consolidated_inventory_is_right_on_every_instance() -> Result<()> {
+    let hubs = instances(2, |_| {}).await?;
+    hubs[0]
+        .post("/api/admin/sites", json!({"id": "s2"}))
+        .await?;
+    for hub in &hubs {
+        let (status, _) = hub.get("/api/inventory/consolidated").await?;
+        assert_eq!(status, 200);
+    }
+    let writes = (0..20).map(|i| {
+        let hub = &hubs[i % 2];
+        let path = if i % 3 == 0 {
+            "/api/stock/add?siteId=s2"
+        } else {
+            "/api/stock/add"
+        };
+        hub.post(
+            path,
+            json!({"additions": [{"productId": 1 + (i % 4) as i64, "quantity": 1 + i as i64}]}),
+        )
+    });
+    for (status, body) in join_all(writes)
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>>>()?
+    {
+        anyhow::ensure!(status == 200, "{body}");
+    }
+    // The truth: each site's own stock.
+    let mut expected = std::collections::BTreeMap::<i64, i64>::new();
+    for site in ["default", "s2"] {
+        let (_, listing) = hubs[0].get(&format!("/api/stock?siteId={site}")).await?;
+        for row in listing["data"].as_array().cloned().unwrap_or_default() {
+            *expected
+                .entry(row["productId"].as_i64().unwrap())
+                .or_default() += row["stock"].as_i64().unwrap();
+        }
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    for hub in &hubs {
+        loop {
+            let (_, view) = hub.get("/api/inventory/consolidated").await?;
+            let totals: std::collections::BTreeMap<i64, i64> = view["data"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|r| {
+                    (
+                        r["productId"].as_i64().unwrap(),
+                        r["total"].as_i64().unwrap(),
+                    )
+                })
+                .collect();
+            if totals == expected {
+                break;
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "{} stays at {totals:?}, not {expected:?}",
+                hub.http
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Ok(())
+}

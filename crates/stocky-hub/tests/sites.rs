@@ -160,3 +160,67 @@ async fn a_products_history_pages_newest_first_and_sums_to_its_stock() -> Result
     assert_eq!(deltas(&theirs), Vec::<i64>::new(), "nothing of tenant A");
     Ok(())
 }
+
+#[tokio::test]
+async fn the_consolidated_inventory_sums_every_site_and_follows_every_movement() -> Result<()> {
+    let hub = TestHub::start().await?;
+    hub.post("/api/admin/sites", json!({"id": "s2"})).await?;
+    hub.post(
+        "/api/stock/add",
+        json!({"additions": [{"productId": 1, "quantity": 5}, {"productId": 2, "quantity": 1}]}),
+    )
+    .await?;
+    hub.post(
+        "/api/stock/add?siteId=s2",
+        json!({"additions": [{"productId": 1, "quantity": 3}]}),
+    )
+    .await?;
+    let (status, first) = hub.get("/api/inventory/consolidated").await?;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(
+        first["data"],
+        json!([
+            {"productId": 1, "total": 8, "sites": {"default": 5, "s2": 3}},
+            {"productId": 2, "total": 1, "sites": {"default": 1}},
+        ])
+    );
+    assert_eq!(first["cached"], false);
+    let (_, again) = hub.get("/api/inventory/consolidated").await?;
+    assert_eq!(
+        (again["cached"].clone(), again["data"].clone()),
+        (json!(true), first["data"].clone())
+    );
+    // Any movement invalidates it, a pushed one included.
+    let push = json!({"siteId": "s2", "operations": [{"id": "m-1", "productId": 1, "delta": -1}]});
+    hub.post("/api/sync/push", push).await?;
+    let (_, after) = hub.get("/api/inventory/consolidated").await?;
+    assert_eq!(after["cached"], false);
+    assert_eq!(
+        after["data"][0],
+        json!({"productId": 1, "total": 7, "sites": {"default": 5, "s2": 2}})
+    );
+
+    hub.post(
+        "/api/admin/users",
+        json!({"email": "m@a.test", "password": PW, "role": "manager", "siteId": "default"}),
+    )
+    .await?;
+    let (manager, _) = hub.login("m@a.test", PW).await?;
+    let (status, _) = hub
+        .as_(Some(&manager), "GET", "/api/inventory/consolidated", None)
+        .await?;
+    assert_eq!(status, 403);
+    let (status, body) = hub
+        .post(
+            "/api/admin/tenants",
+            json!({"id": "b", "owner": {"email": "o@b.test", "password": PW}}),
+        )
+        .await?;
+    assert_eq!(status, 201, "{body}");
+    let (b, _) = hub.login("o@b.test", PW).await?;
+    let (_, theirs) = hub
+        .as_(Some(&b), "GET", "/api/inventory/consolidated", None)
+        .await?;
+    assert_eq!(theirs["data"], json!([]), "nothing of tenant A: {theirs}");
+    Ok(())
+}

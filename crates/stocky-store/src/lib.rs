@@ -418,6 +418,18 @@ impl Store {
             .await
     }
 
+    /// Every site's stock levels of `tenant` as `(site, product, on hand)`, ordered by
+    /// product, with the stream head the read reflects.
+    pub async fn tenant_levels(
+        &self,
+        tenant: &str,
+    ) -> Result<(u64, Vec<(String, i64, i64)>), StoreError> {
+        let tenant = tenant.to_owned();
+        self.reads
+            .run(move |c| reader::tenant_levels(c, &tenant))
+            .await
+    }
+
     /// Runs account operations (tenants, sites, users, keys, sessions) on a read-write
     /// connection off the async threads.
     pub async fn accounts<T, F>(&self, f: F) -> Result<T, StoreError>

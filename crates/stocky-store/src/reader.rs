@@ -203,6 +203,27 @@ pub(crate) fn snapshot(
     })
 }
 
+/// Every site's stock level of a tenant, `(site, product, on hand)` ordered by product and
+/// site, read in one snapshot with the stream head it reflects.
+pub(crate) fn tenant_levels(
+    conn: &mut dyn Conn,
+    tenant: &str,
+) -> Result<(u64, Vec<(String, i64, i64)>), StoreError> {
+    in_tx(conn, TxMode::Read, |tx| {
+        let (_, head) = stream_head(tx, tenant)?;
+        let levels = tx
+            .query(
+                "SELECT site_id, product_id, on_hand FROM stock WHERE tenant_id = $1
+                 ORDER BY product_id, site_id",
+                args![tenant],
+            )?
+            .into_iter()
+            .map(|mut r| Ok((r.text(0)?, r.int(1)?, r.int(2)?)))
+            .collect::<Result<Vec<_>, DbError>>()?;
+        Ok((head, levels))
+    })
+}
+
 fn stock_row(r: &Row) -> Result<StockRow, DbError> {
     Ok(StockRow {
         product_id: r.int(0)?,

@@ -11,6 +11,7 @@ mod admin;
 mod backup;
 mod documents;
 mod events;
+pub mod inventory;
 mod login;
 pub mod site;
 mod stock;
@@ -50,6 +51,7 @@ pub fn routes(
         .merge(backup::routes(state.config.max_restore_bytes))
         .merge(admin::routes())
         .merge(events::routes())
+        .merge(inventory::routes(Default::default()))
         .route("/api/auth/logout", post(login::logout))
         .route("/api/auth/me", get(login::me))
         .route_layer(middleware::from_fn_with_state(state.clone(), rate_limit))
