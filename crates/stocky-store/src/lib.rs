@@ -418,12 +418,12 @@ impl Store {
             .await
     }
 
-    /// Every site's stock levels of `tenant` as `(site, product, on hand)`, ordered by
-    /// product, with the stream head the read reflects.
+    /// Every site's stock levels of `tenant`, ordered by product and site, with the
+    /// stream head the read reflects.
     pub async fn tenant_levels(
         &self,
         tenant: &str,
-    ) -> Result<(u64, Vec<(String, i64, i64)>), StoreError> {
+    ) -> Result<(u64, Vec<stocky_core::stock::SiteLevel>), StoreError> {
         let tenant = tenant.to_owned();
         self.reads
             .run(move |c| reader::tenant_levels(c, &tenant))

@@ -8,6 +8,8 @@
 
 use std::sync::{Arc, Mutex};
 
+use stocky_core::stock::SiteLevel;
+
 use crate::engine::{ConnRole, Engine};
 use crate::sql::{args, in_tx, Conn, DbError, Row, TxMode};
 use crate::StoreError;
@@ -203,12 +205,12 @@ pub(crate) fn snapshot(
     })
 }
 
-/// Every site's stock level of a tenant, `(site, product, on hand)` ordered by product and
-/// site, read in one snapshot with the stream head it reflects.
+/// Every site's stock level of a tenant, ordered by product and site, read in one snapshot
+/// with the stream head it reflects.
 pub(crate) fn tenant_levels(
     conn: &mut dyn Conn,
     tenant: &str,
-) -> Result<(u64, Vec<(String, i64, i64)>), StoreError> {
+) -> Result<(u64, Vec<SiteLevel>), StoreError> {
     in_tx(conn, TxMode::Read, |tx| {
         let (_, head) = stream_head(tx, tenant)?;
         let levels = tx
@@ -218,7 +220,13 @@ pub(crate) fn tenant_levels(
                 args![tenant],
             )?
             .into_iter()
-            .map(|mut r| Ok((r.text(0)?, r.int(1)?, r.int(2)?)))
+            .map(|mut r| {
+                Ok(SiteLevel {
+                    site_id: r.text(0)?,
+                    product_id: r.int(1)?,
+                    stock: r.int(2)?,
+                })
+            })
             .collect::<Result<Vec<_>, DbError>>()?;
         Ok((head, levels))
     })

@@ -15,6 +15,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use serde_json::{json, Map, Value};
+use stocky_core::stock::SiteLevel;
 use stocky_core::time::{iso8601, now_millis};
 
 use crate::auth::Principal;
@@ -24,17 +25,23 @@ use crate::AppState;
 /// Tenants whose consolidated view is kept.
 pub const CACHED_TENANTS: usize = 64;
 
-/// The cached views: tenant → (the head they reflect, the rows).
+/// One tenant's view: the rows, and the head they reflect.
+struct View {
+    head: u64,
+    rows: Arc<Vec<Value>>,
+}
+
+/// The cached views, by tenant.
 #[derive(Default)]
-pub struct ConsolidatedCache(Mutex<HashMap<Arc<str>, (u64, Arc<Vec<Value>>)>>);
+pub struct ConsolidatedCache(Mutex<HashMap<Arc<str>, View>>);
 
 impl ConsolidatedCache {
     fn get(&self, tenant: &str, head: u64) -> Option<Arc<Vec<Value>>> {
         let cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
         cache
             .get(tenant)
-            .filter(|(at, _)| *at == head)
-            .map(|(_, rows)| rows.clone())
+            .filter(|view| view.head == head)
+            .map(|view| view.rows.clone())
     }
 
     fn put(&self, tenant: Arc<str>, head: u64, rows: Arc<Vec<Value>>) {
@@ -44,7 +51,7 @@ impl ConsolidatedCache {
                 cache.remove(&victim);
             }
         }
-        cache.insert(tenant, (head, rows));
+        cache.insert(tenant, View { head, rows });
     }
 }
 
@@ -88,12 +95,17 @@ async fn consolidated(
     })))
 }
 
-/// `(site, product, on hand)` ordered by product → one row per product.
-fn consolidate(levels: Vec<(String, i64, i64)>) -> Vec<Value> {
+/// Levels ordered by product → one row per product.
+fn consolidate(levels: Vec<SiteLevel>) -> Vec<Value> {
     let mut rows = Vec::new();
     let mut current: Option<(i64, i64, Map<String, Value>)> = None;
     let finish = |(product, total, sites): (i64, i64, Map<String, Value>)| json!({"productId": product, "total": total, "sites": sites});
-    for (site, product, on_hand) in levels {
+    for SiteLevel {
+        site_id: site,
+        product_id: product,
+        stock: on_hand,
+    } in levels
+    {
         match &mut current {
             Some((p, total, sites)) if *p == product => {
                 *total = total.saturating_add(on_hand);
@@ -119,11 +131,12 @@ mod tests {
 
     #[test]
     fn one_row_per_product_with_its_sites() {
-        let rows = consolidate(vec![
-            ("a".into(), 1, 5),
-            ("b".into(), 1, -2),
-            ("a".into(), 2, 7),
-        ]);
+        let level = |site: &str, product_id, stock| SiteLevel {
+            site_id: site.into(),
+            product_id,
+            stock,
+        };
+        let rows = consolidate(vec![level("a", 1, 5), level("b", 1, -2), level("a", 2, 7)]);
         assert_eq!(
             Value::Array(rows),
             json!([
