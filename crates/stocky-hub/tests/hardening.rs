@@ -12,6 +12,23 @@ use support::TestHub;
 
 const PW: &str = "correct horse battery";
 
+/// A new user of the default tenant, signed in: its access token and the login answer.
+async fn signed_in(
+    hub: &TestHub,
+    email: &str,
+    role: &str,
+    site: Option<&str>,
+) -> Result<(String, Value)> {
+    let (status, body) = hub
+        .post(
+            "/api/admin/users",
+            json!({"email": email, "password": PW, "role": role, "siteId": site}),
+        )
+        .await?;
+    anyhow::ensure!(status == 201, "{body}");
+    hub.login(email, PW).await
+}
+
 fn movement(id: &str, product: i64, delta: i64) -> Value {
     json!({"id": id, "productId": product, "delta": delta, "kind": "restore",
            "serverTime": "2026-01-01T00:00:00.000Z", "siteId": "default"})
@@ -78,12 +95,9 @@ async fn finding_1_quantities_never_wrap() -> Result<()> {
 #[tokio::test]
 async fn finding_2_roles_are_checked_before_large_bodies_are_read() -> Result<()> {
     let hub = TestHub::start().await?;
-    hub.post(
-        "/api/admin/users",
-        json!({"email": "c@a.test", "password": PW, "role": "cashier", "siteId": "default"}),
-    )
-    .await?;
-    let (token, _) = hub.login("c@a.test", PW).await?;
+    let token = signed_in(&hub, "c@a.test", "cashier", Some("default"))
+        .await?
+        .0;
     let addr = hub.http.trim_start_matches("http://").to_owned();
     for path in ["/api/backup/pos/restore", "/api/backup/pos/compare"] {
         let token = token.clone();
@@ -144,12 +158,7 @@ async fn finding_5_movement_ids_are_per_tenant() -> Result<()> {
 async fn finding_6_idempotency_keys_belong_to_their_caller() -> Result<()> {
     let hub = TestHub::start().await?;
     hub.post("/api/admin/sites", json!({"id": "s2"})).await?;
-    hub.post(
-        "/api/admin/users",
-        json!({"email": "m2@a.test", "password": PW, "role": "manager", "siteId": "s2"}),
-    )
-    .await?;
-    let (cashier, _) = hub.login("m2@a.test", PW).await?;
+    let cashier = signed_in(&hub, "m2@a.test", "manager", Some("s2")).await?.0;
     let key = [("Idempotency-Key", "k-1")];
     let (status, sale) = hub
         .call(
@@ -411,12 +420,7 @@ async fn revocation_reaches_open_sockets_and_bad_credentials_are_throttled() -> 
         c.server.login_failures = 1; // 20 bad credentials per IP per window
     })
     .await?;
-    hub.post(
-        "/api/admin/users",
-        json!({"email": "m@a.test", "password": PW, "role": "manager"}),
-    )
-    .await?;
-    let (token, _) = hub.login("m@a.test", PW).await?;
+    let token = signed_in(&hub, "m@a.test", "manager", None).await?.0;
     let mut ws = support::Client::connect(&hub.ws_with(&token, "")).await?;
     let (status, _) = hub
         .as_(Some(&token), "POST", "/api/auth/logout", None)
@@ -484,12 +488,7 @@ async fn revocation_reaches_open_sockets_and_bad_credentials_are_throttled() -> 
 #[tokio::test]
 async fn reusing_a_refresh_token_ends_the_session() -> Result<()> {
     let hub = TestHub::start().await?;
-    hub.post(
-        "/api/admin/users",
-        json!({"email": "m@a.test", "password": PW, "role": "manager"}),
-    )
-    .await?;
-    let (_, login) = hub.login("m@a.test", PW).await?;
+    let (_, login) = signed_in(&hub, "m@a.test", "manager", None).await?;
     let first = login["refreshToken"].clone();
     let (status, renewed) = hub
         .post("/api/auth/refresh", json!({"refreshToken": first}))

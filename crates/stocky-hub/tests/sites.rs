@@ -9,6 +9,18 @@ use support::TestHub;
 
 const PW: &str = "correct horse battery";
 
+/// The owner of a second tenant `b`, signed in.
+async fn other_tenant_owner(hub: &TestHub) -> Result<String> {
+    let (status, body) = hub
+        .post(
+            "/api/admin/tenants",
+            json!({"id": "b", "owner": {"email": "o@b.test", "password": PW}}),
+        )
+        .await?;
+    anyhow::ensure!(status == 201, "{body}");
+    Ok(hub.login("o@b.test", PW).await?.0)
+}
+
 #[tokio::test]
 async fn owners_act_on_any_site_with_site_id_and_others_only_on_their_own() -> Result<()> {
     let hub = TestHub::start().await?;
@@ -71,14 +83,7 @@ async fn owners_act_on_any_site_with_site_id_and_others_only_on_their_own() -> R
     // Unknown sites, and sites of another tenant, are 404.
     let (status, _) = hub.get("/api/stock?siteId=nowhere").await?;
     assert_eq!(status, 404);
-    let (status, body) = hub
-        .post(
-            "/api/admin/tenants",
-            json!({"id": "b", "owner": {"email": "o@b.test", "password": PW}}),
-        )
-        .await?;
-    assert_eq!(status, 201, "{body}");
-    let (b, _) = hub.login("o@b.test", PW).await?;
+    let b = other_tenant_owner(&hub).await?;
     let (status, _) = hub
         .as_(Some(&b), "GET", "/api/stock?siteId=s2", None)
         .await?;
@@ -142,14 +147,7 @@ async fn a_products_history_pages_newest_first_and_sums_to_its_stock() -> Result
     assert_eq!(deltas(&default), vec![100], "each site its own ledger");
     let (status, _) = hub.get("/api/stock/7/movements?before=garbage").await?;
     assert_eq!(status, 400);
-    let (status, body) = hub
-        .post(
-            "/api/admin/tenants",
-            json!({"id": "b", "owner": {"email": "o@b.test", "password": PW}}),
-        )
-        .await?;
-    assert_eq!(status, 201, "{body}");
-    let (b, _) = hub.login("o@b.test", PW).await?;
+    let b = other_tenant_owner(&hub).await?;
     let (status, _) = hub
         .as_(Some(&b), "GET", "/api/stock/7/movements?siteId=s2", None)
         .await?;
@@ -210,14 +208,7 @@ async fn the_consolidated_inventory_sums_every_site_and_follows_every_movement()
         .as_(Some(&manager), "GET", "/api/inventory/consolidated", None)
         .await?;
     assert_eq!(status, 403);
-    let (status, body) = hub
-        .post(
-            "/api/admin/tenants",
-            json!({"id": "b", "owner": {"email": "o@b.test", "password": PW}}),
-        )
-        .await?;
-    assert_eq!(status, 201, "{body}");
-    let (b, _) = hub.login("o@b.test", PW).await?;
+    let b = other_tenant_owner(&hub).await?;
     let (_, theirs) = hub
         .as_(Some(&b), "GET", "/api/inventory/consolidated", None)
         .await?;
