@@ -79,26 +79,7 @@ async fn publish(
     let mut origin = rest_origin(&p, &headers)?;
     if let Some(site) = body.site_id {
         check_name("site", &site).map_err(|e| ApiError::bad_request("invalid_name", e.0))?;
-        if !p.sees_site(&site) {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                format!("site {site:?} is not yours"),
-            ));
-        }
-        let (tenant, id) = (p.tenant.to_string(), site.clone());
-        if !state
-            .store
-            .accounts(move |a| a.site_exists(&tenant, &id))
-            .await?
-        {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("site {site:?} not found"),
-            ));
-        }
-        origin.site = site.into();
+        origin.site = super::site::target_site(&state, &p, Some(&site)).await?;
     }
     let applied = state
         .store
