@@ -73,6 +73,16 @@ enum Scenario {
         #[arg(long, default_value_t = 50)]
         batch: usize,
     },
+    /// Latency of `GET /api/inventory/consolidated` over `products` × `sites` stock levels:
+    /// cold (the read after a movement) and cached, `reads` of each.
+    Inventory {
+        #[arg(long, default_value_t = 10_000)]
+        products: usize,
+        #[arg(long, default_value_t = 20)]
+        sites: usize,
+        #[arg(long, default_value_t = 20)]
+        reads: usize,
+    },
     /// Time to replay `events` missed events to a reconnecting client.
     Replay {
         #[arg(long, default_value_t = 10_000)]
@@ -125,6 +135,11 @@ async fn main() -> Result<()> {
                 batch,
             } => edge_drain(&cli.hub, operations, latency_commands, batch).await?,
             Scenario::Idle { connections } => idle(&cli.hub, connections).await?,
+            Scenario::Inventory {
+                products,
+                sites,
+                reads,
+            } => inventory(&cli.hub, products, sites, reads).await?,
         };
         println!("run {run}: {}", figure.line);
         figures.push(figure);
@@ -538,6 +553,74 @@ async fn idle(bin: &str, connections: usize) -> Result<Figure> {
         line: format!(
             "{connections} idle connections: hub RSS {before} KiB → {after} KiB, {:.1} KiB per connection",
             per / 1024.0
+        ),
+    })
+}
+
+async fn inventory(bin: &str, products: usize, sites: usize, reads: usize) -> Result<Figure> {
+    let hub = HubProcess::start(bin, &[("STOCKY_RATE_LIMIT", "0".to_string())])?;
+    let sdk = stocky_client::Client::new(&hub.addr)?.with_token(hub::ADMIN_TOKEN);
+    for site in 0..sites {
+        let id = format!("site-{site}");
+        if site > 0 {
+            let (status, answer) = sdk
+                .call(
+                    "POST",
+                    "/api/admin/sites",
+                    Some(&serde_json::json!({"id": id})),
+                    &[],
+                )
+                .await?;
+            anyhow::ensure!(status == 201, "site: {status} {answer}");
+        }
+        let at = if site == 0 { "default".to_owned() } else { id };
+        let lines: Vec<serde_json::Value> = (1..=products)
+            .map(|p| serde_json::json!({"productId": p, "stock": (p % 97) + site}))
+            .collect();
+        for chunk in lines.chunks(1000) {
+            let (status, answer) = sdk
+                .call(
+                    "POST",
+                    &format!("/api/stock/sync?siteId={at}"),
+                    Some(&serde_json::json!({"stockData": chunk})),
+                    &[],
+                )
+                .await?;
+            anyhow::ensure!(status == 200, "sync: {status} {answer}");
+        }
+    }
+    let read = || async {
+        let t0 = Instant::now();
+        let (status, answer) = sdk
+            .call("GET", "/api/inventory/consolidated", None, &[])
+            .await?;
+        anyhow::ensure!(status == 200, "consolidated: {status}");
+        anyhow::ensure!(answer["count"] == products, "{} products", answer["count"]);
+        anyhow::Ok((
+            t0.elapsed().as_secs_f64() * 1000.0,
+            answer["cached"] == true,
+        ))
+    };
+    let (mut cold, mut cached) = (Vec::new(), Vec::new());
+    for _ in 0..reads {
+        let add = serde_json::json!({"additions": [{"productId": 1, "quantity": 1}]});
+        sdk.call("POST", "/api/stock/add", Some(&add), &[]).await?;
+        let (ms, hit) = read().await?;
+        anyhow::ensure!(!hit, "a read after a movement was served from the cache");
+        cold.push(ms);
+        let (ms, hit) = read().await?;
+        anyhow::ensure!(hit, "a second read was not cached");
+        cached.push(ms);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (cold_ms, cached_ms) = (median(&mut cold), median(&mut cached));
+    Ok(Figure {
+        value: cold_ms,
+        line: format!(
+            "consolidated inventory of {products} products × {sites} sites: cold {cold_ms:.1} ms, cached {cached_ms:.1} ms (medians of {reads})"
         ),
     })
 }

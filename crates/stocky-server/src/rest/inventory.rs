@@ -5,16 +5,19 @@
 //! served from the cache only while the tenant's live head is that same id, so any
 //! movement — committed here, or on another hub instance and delivered by the bus or the
 //! log follower — invalidates it, with no cache of its own to keep in step between
-//! instances. At most [`CACHED_TENANTS`] tenants are kept.
+//! instances. At most [`CACHED_TENANTS`] tenants are kept. A view is kept as the JSON
+//! text of its rows, so a cached answer costs a copy, not a serialisation.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use std::fmt::Write;
+
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Extension, Json, Router};
-use serde_json::{json, Map, Value};
+use axum::{Extension, Router};
 use stocky_core::stock::SiteLevel;
 use stocky_core::time::{iso8601, now_millis};
 
@@ -25,33 +28,32 @@ use crate::AppState;
 /// Tenants whose consolidated view is kept.
 pub const CACHED_TENANTS: usize = 64;
 
-/// One tenant's view: the rows, and the head they reflect.
+/// One tenant's view: its rows as JSON text (served as they are), how many, and the head
+/// they reflect.
 struct View {
     head: u64,
-    rows: Arc<Vec<Value>>,
+    count: usize,
+    rows: Arc<str>,
 }
 
 /// The cached views, by tenant.
 #[derive(Default)]
-pub struct ConsolidatedCache(Mutex<HashMap<Arc<str>, View>>);
+pub struct ConsolidatedCache(Mutex<HashMap<Arc<str>, Arc<View>>>);
 
 impl ConsolidatedCache {
-    fn get(&self, tenant: &str, head: u64) -> Option<Arc<Vec<Value>>> {
+    fn get(&self, tenant: &str, head: u64) -> Option<Arc<View>> {
         let cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        cache
-            .get(tenant)
-            .filter(|view| view.head == head)
-            .map(|view| view.rows.clone())
+        cache.get(tenant).filter(|view| view.head == head).cloned()
     }
 
-    fn put(&self, tenant: Arc<str>, head: u64, rows: Arc<Vec<Value>>) {
+    fn put(&self, tenant: Arc<str>, view: Arc<View>) {
         let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= CACHED_TENANTS && !cache.contains_key(&tenant) {
             if let Some(victim) = cache.keys().next().cloned() {
                 cache.remove(&victim);
             }
         }
-        cache.insert(tenant, View { head, rows });
+        cache.insert(tenant, view);
     }
 }
 
@@ -65,7 +67,7 @@ async fn consolidated(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
     Extension(cache): Extension<Arc<ConsolidatedCache>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     if !p.role.is_admin() {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -77,56 +79,68 @@ async fn consolidated(
         ));
     }
     let live = state.tenant_stream(&p.tenant).await?.head();
-    let (rows, head, cached) = match cache.get(&p.tenant, live) {
-        Some(rows) => (rows, live, true),
+    let (view, cached) = match cache.get(&p.tenant, live) {
+        Some(view) => (view, true),
         None => {
             let (head, levels) = state.store.tenant_levels(&p.tenant).await?;
-            let rows = Arc::new(consolidate(levels));
-            cache.put(p.tenant.clone(), head, rows.clone());
-            (rows, head, false)
+            let (count, rows) = consolidate(&levels);
+            let view = Arc::new(View {
+                head,
+                count,
+                rows: rows.into(),
+            });
+            cache.put(p.tenant.clone(), view.clone());
+            (view, false)
         }
     };
-    Ok(Json(json!({
-        "count": rows.len(),
-        "data": &*rows,
-        "lastEventId": head,
-        "cached": cached,
-        "timestamp": iso8601(now_millis()),
-    })))
+    let body = format!(
+        r#"{{"cached":{cached},"count":{},"data":{},"lastEventId":{},"timestamp":"{}"}}"#,
+        view.count,
+        view.rows,
+        view.head,
+        iso8601(now_millis())
+    );
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-/// Levels ordered by product → one row per product.
-fn consolidate(levels: Vec<SiteLevel>) -> Vec<Value> {
-    let mut rows = Vec::new();
-    let mut current: Option<(i64, i64, Map<String, Value>)> = None;
-    let finish = |(product, total, sites): (i64, i64, Map<String, Value>)| json!({"productId": product, "total": total, "sites": sites});
-    for SiteLevel {
-        site_id: site,
-        product_id: product,
-        stock: on_hand,
-    } in levels
-    {
-        match &mut current {
-            Some((p, total, sites)) if *p == product => {
-                *total = total.saturating_add(on_hand);
-                sites.insert(site, json!(on_hand));
-            }
-            _ => {
-                if let Some(done) = current.take() {
-                    rows.push(finish(done));
-                }
-                let mut sites = Map::new();
-                sites.insert(site, json!(on_hand));
-                current = Some((product, on_hand, sites));
-            }
+/// Levels ordered by product → the JSON array of one row per product
+/// (`{"productId","sites":{site: quantity},"total"}`), and how many rows.
+fn consolidate(levels: &[SiteLevel]) -> (usize, String) {
+    let mut out = String::with_capacity(levels.len() * 24 + 2);
+    out.push('[');
+    let mut count = 0;
+    let mut at = 0;
+    while at < levels.len() {
+        let product = levels[at].product_id;
+        let end = levels[at..]
+            .iter()
+            .position(|l| l.product_id != product)
+            .map_or(levels.len(), |n| at + n);
+        if count > 0 {
+            out.push(',');
         }
+        let _ = write!(out, r#"{{"productId":{product},"sites":{{"#);
+        let mut total = 0i64;
+        for (i, level) in levels[at..end].iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let site = serde_json::to_string(&level.site_id).unwrap_or_default();
+            let _ = write!(out, "{site}:{}", level.stock);
+            total = total.saturating_add(level.stock);
+        }
+        let _ = write!(out, r#"}},"total":{total}}}"#);
+        count += 1;
+        at = end;
     }
-    rows.extend(current.map(finish));
-    rows
+    out.push(']');
+    (count, out)
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{json, Value};
+
     use super::*;
 
     #[test]
@@ -136,14 +150,15 @@ mod tests {
             product_id,
             stock,
         };
-        let rows = consolidate(vec![level("a", 1, 5), level("b", 1, -2), level("a", 2, 7)]);
+        let (count, rows) = consolidate(&[level("a", 1, 5), level("b", 1, -2), level("a", 2, 7)]);
+        assert_eq!(count, 2);
         assert_eq!(
-            Value::Array(rows),
+            serde_json::from_str::<Value>(&rows).unwrap(),
             json!([
                 {"productId": 1, "total": 3, "sites": {"a": 5, "b": -2}},
                 {"productId": 2, "total": 7, "sites": {"a": 7}},
             ])
         );
-        assert!(consolidate(Vec::new()).is_empty());
+        assert_eq!(consolidate(&[]), (0, "[]".to_owned()));
     }
 }
