@@ -10,7 +10,8 @@
 //!   woken by the hub's live stream;
 //! - document collections both ways by the hub's sync rules ([`documents`]);
 //! - the site's users, mirrored for offline sign-in ([`users`]);
-//! - the sync status and log routes ([`status`]) and the quarantine's ([`quarantine`]).
+//! - the sync status and log routes ([`status`]), the quarantine's ([`quarantine`]) and
+//!   rotating the device credential ([`credential`]).
 //!
 //! Data layout: the edge keeps its one site's data under the local tenant and site
 //! `default`; the hub's tenant and site ids live in `edge.json` and are used on the wire.
@@ -19,6 +20,7 @@
 
 pub mod activate;
 pub mod config;
+mod credential;
 mod documents;
 mod log;
 pub mod pull;
@@ -152,7 +154,11 @@ impl Edge {
         };
         let wiring = Wiring {
             routes: status::routes(status.clone(), config.site_id.clone())
-                .merge(quarantine::routes(upstream)),
+                .merge(quarantine::routes(upstream))
+                .merge(credential::routes(credential::Rotation {
+                    hub: hub.clone(),
+                    data_dir: options.data_dir.clone(),
+                })),
             ..Wiring::default()
         };
         let prepared = Gateway::prepare(server, wiring).await?;

@@ -1026,3 +1026,42 @@ async fn a_hub_restored_from_an_older_snapshot_gets_everything_again() -> Result
     edge.stop().await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn the_device_credential_rotates_without_losing_sync() -> Result<()> {
+    let hub = TestHub::start().await?;
+    let (code, north) = site_with_code(&hub, "north").await?;
+    let dir = tempfile::tempdir()?;
+    let config = stocky_edge::activate(&hub.http, &code, None, dir.path(), |_, _, _| {}).await?;
+    let old = config.api_key.clone();
+    let (edge, local) = start_edge(dir.path()).await?;
+    // Only a device credential may rotate itself at the hub.
+    let (status, _) = north
+        .call("POST", "/api/sync/credential/rotate", None, &[])
+        .await?;
+    assert_eq!(status, 403);
+    let rotated: Value = local
+        .post("/api/sync/credential/rotate", &json!({}))
+        .await?;
+    assert_eq!(rotated["success"], true, "{rotated}");
+    let saved = stocky_edge::EdgeConfig::load(dir.path())?;
+    assert_ne!(saved.api_key, old, "edge.json holds the new key");
+    let (status, _) = hub
+        .sdk_with(&old)
+        .call("GET", "/api/stock", None, &[])
+        .await?;
+    assert_eq!(status, 401, "the old key is retired");
+    let (status, _) = hub
+        .sdk_with(&saved.api_key)
+        .call("GET", "/api/stock", None, &[])
+        .await?;
+    assert_eq!(status, 200);
+    // The running edge goes on syncing with the new key.
+    local.add_stock(&[(4, 6)]).await?;
+    eventually("the sale at the hub after the rotation", || async {
+        Ok(north.stock_of(4).await?.map(|r| r.stock) == Some(6))
+    })
+    .await?;
+    edge.stop().await?;
+    Ok(())
+}

@@ -7,7 +7,8 @@
 //!   [`stocky_server::ws::SessionDirectory`];
 //! - the first owner, created on a database without users ([`Hub::initial_owner`]);
 //! - store-node activation: one-time codes and `POST /activate` ([`activation`]);
-//! - the users a store node mirrors for offline sign-in ([`site_users`]).
+//! - the users a store node mirrors for offline sign-in ([`site_users`]);
+//! - rotating a store node's device credential ([`device_key`]).
 //!
 //! Start-up order: the gateway binds its port and opens the store, then the hub creates
 //! the first owner and starts its Redis tasks, then it serves. A start that fails at any
@@ -15,6 +16,7 @@
 
 pub mod activation;
 pub mod bus;
+pub mod device_key;
 pub mod sessions;
 pub mod site_users;
 
@@ -94,7 +96,9 @@ impl Hub {
             sessions: directory
                 .clone()
                 .map(|d| d as Arc<dyn stocky_server::ws::SessionDirectory>),
-            routes: activation::routes().merge(site_users::routes()),
+            routes: activation::routes()
+                .merge(site_users::routes())
+                .merge(device_key::routes()),
             public_routes: activation::public_routes(),
         };
         let prepared = Gateway::prepare(config.server, wiring).await?;

@@ -373,6 +373,36 @@ pub(crate) fn bind_key_to_device(
     Ok(())
 }
 
+/// Revokes every live key bound to `device` of `tenant` but the (up to two) kept ones;
+/// returns how many.
+pub(crate) fn revoke_device_keys_except(
+    conn: &mut dyn Conn,
+    tenant: &str,
+    device: &str,
+    keep: [&str; 2],
+) -> Result<usize, StoreError> {
+    Ok(conn.execute(
+        "UPDATE api_keys SET revoked_at = $5 WHERE tenant_id = $1 AND device_id = $2
+         AND id <> $3 AND id <> $4 AND revoked_at IS NULL",
+        args![tenant, device, keep[0], keep[1], now_millis()],
+    )? as usize)
+}
+
+/// A new key for the device `device` of `account`'s tenant and site (its credential
+/// rotated): the same role, site and modules, bound to the device.
+pub(crate) fn create_device_key(
+    conn: &mut dyn Conn,
+    account: &Account,
+    device: &str,
+    name: &str,
+    key_hash: &str,
+) -> Result<(), StoreError> {
+    in_tx(conn, TxMode::Plain, |tx| -> Result<(), StoreError> {
+        create_api_key(tx, account, name, key_hash)?;
+        bind_key_to_device(tx, &account.id, device)
+    })
+}
+
 /// The enabled users whose home is `tenant`'s `site`, with their password hashes (what a
 /// store node needs so that they can sign in while it is offline).
 pub(crate) fn site_users(

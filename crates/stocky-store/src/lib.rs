@@ -664,6 +664,23 @@ impl Accounts<'_> {
     pub fn api_key(&mut self, key_hash: &str) -> Result<Option<KeyHolder>, StoreError> {
         accounts::api_key(self.0, key_hash)
     }
+    pub fn create_device_key(
+        &mut self,
+        account: &Account,
+        device: &str,
+        name: &str,
+        key_hash: &str,
+    ) -> Result<(), StoreError> {
+        accounts::create_device_key(self.0, account, device, name, key_hash)
+    }
+    pub fn revoke_device_keys_except(
+        &mut self,
+        tenant: &str,
+        device: &str,
+        keep: [&str; 2],
+    ) -> Result<usize, StoreError> {
+        accounts::revoke_device_keys_except(self.0, tenant, device, keep)
+    }
     pub fn site_users(&mut self, tenant: &str, site: &str) -> Result<Vec<UserLogin>, StoreError> {
         accounts::site_users(self.0, tenant, site)
     }
