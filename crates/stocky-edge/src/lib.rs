@@ -146,6 +146,7 @@ impl Edge {
         server.admin_token = options.admin_token;
         server.rate_per_credential = options.rate_per_credential;
         server.rate_per_ip = options.rate_per_ip;
+        server.users_from_upstream = true;
         let status = Arc::new(Mutex::new(SyncStatus::default()));
         let hub = stocky_client::Client::new(&config.hub_url)?.with_token(config.api_key.clone());
         let upstream = quarantine::Upstream {

@@ -648,6 +648,20 @@ async fn the_sites_users_sign_in_at_the_edge_offline_and_follow_the_hub() -> Res
     let (edge, _) = start_edge(dir.path()).await?;
     let at_edge = format!("http://{}", edge.local_addr());
     hub.stop().await?;
+    // Users are the hub's: the edge refuses to create its own (the mirror would drop them).
+    let (status, refused) = Client::new(&at_edge)?
+        .with_token(EDGE_ADMIN)
+        .call(
+            "POST",
+            "/api/admin/users",
+            Some(&json!({"email": "local@north.test", "password": "a long password", "role": "cashier"})),
+            &[],
+        )
+        .await?;
+    assert_eq!(
+        (status, refused["error"]["code"].clone()),
+        (409, json!("managed_upstream"))
+    );
     // The hub is away: the cashier signs in at the edge with the hub password and sells.
     let cashier = Client::new(&at_edge)?;
     let grant = cashier

@@ -81,6 +81,9 @@ pub struct ServerConfig {
     pub body_timeout: Duration,
     /// Open connections at most, WebSockets included (`STOCKY_MAX_CONNECTIONS`).
     pub max_connections: usize,
+    /// Users come from upstream (a store node mirrors the hub's): creating them here is
+    /// refused, since the next mirror would remove them.
+    pub users_from_upstream: bool,
 }
 
 /// A secret setting: never printed.
@@ -143,6 +146,7 @@ impl ServerConfig {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             max_connections: 100_000,
+            users_from_upstream: false,
         }
     }
 

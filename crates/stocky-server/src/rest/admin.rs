@@ -296,6 +296,13 @@ async fn create_user(
     request: Request,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     p.require(Action::ManageAccess)?;
+    if state.config.users_from_upstream {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "managed_upstream",
+            "users are managed at the hub: create them there, and this store node mirrors them",
+        ));
+    }
     let body: GrantBody = json_body(request, &state).await?;
     let account = account_for(&p, &body)?;
     let email = parse_email(&body.name).map_err(|e| ApiError::bad_request("invalid_email", e.0))?;
