@@ -11,7 +11,6 @@
 //! holds a working key (the old one, or the new one it saved) and rotates again.
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Extension, Json, Router};
 use serde_json::{json, Value};
@@ -26,23 +25,11 @@ pub fn routes() -> Router<AppState> {
         .route("/api/sync/credential/retire", post(retire))
 }
 
-/// The caller's device, or 403.
-fn device_of(p: &Principal) -> Result<String, ApiError> {
-    match (&p.device, &p.site) {
-        (Some(device), Some(_)) => Ok(device.to_string()),
-        _ => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "only a store node's device credential may rotate itself",
-        )),
-    }
-}
-
 async fn rotate(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
 ) -> Result<Json<Value>, ApiError> {
-    let device = device_of(&p)?;
+    let device = p.store_node("rotate its credential")?.0.to_string();
     let account = Account {
         id: random_id(),
         tenant: p.tenant.to_string(),
@@ -76,7 +63,7 @@ async fn retire(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
 ) -> Result<Json<Value>, ApiError> {
-    let device = device_of(&p)?;
+    let device = p.store_node("rotate its credential")?.0.to_string();
     let (tenant, at, keep) = (p.tenant.to_string(), device.clone(), p.id.to_string());
     let revoked = state
         .store

@@ -9,7 +9,6 @@
 //! a home site) are not sent to stores.
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use stocky_core::api::{SiteUser, SiteUsers};
@@ -25,13 +24,7 @@ async fn site_users(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
 ) -> Result<Json<SiteUsers>, ApiError> {
-    let (Some(device), Some(site)) = (p.device.clone(), p.site.clone()) else {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "only a store node's device credential may download its site's users",
-        ));
-    };
+    let (device, site) = p.store_node("download its site's users")?;
     let (tenant, at) = (p.tenant.to_string(), site.to_string());
     let users = state
         .store

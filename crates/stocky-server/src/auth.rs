@@ -97,6 +97,19 @@ impl Principal {
         }
     }
 
+    /// The store node this principal is — `(device, site)` of a device credential — or,
+    /// for anyone else, a `403` saying only one may `what`.
+    pub fn store_node(&self, what: &str) -> Result<(Arc<str>, Arc<str>), ApiError> {
+        match (&self.device, &self.site) {
+            (Some(device), Some(site)) => Ok((device.clone(), site.clone())),
+            _ => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("only a store node's device credential may {what}"),
+            )),
+        }
+    }
+
     /// Whose idempotency keys this principal's are: its credential, so another caller's
     /// key neither blocks its commands nor returns their events.
     pub fn op_scope(&self) -> Arc<str> {

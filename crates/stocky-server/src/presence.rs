@@ -33,10 +33,8 @@ pub fn fresh_after(state: &AppState) -> i64 {
 
 /// The device credential's (device, site), if this principal is one.
 fn node(p: &Principal) -> Option<(String, String)> {
-    Some((
-        p.device.as_deref()?.to_owned(),
-        p.site.as_deref()?.to_owned(),
-    ))
+    let (device, site) = p.store_node("").ok()?;
+    Some((device.to_string(), site.to_string()))
 }
 
 /// A store node's live connection `connection` opened.
