@@ -60,7 +60,7 @@ impl SyncTables<'_> {
         let (tenant, site) = entry
             .site
             .as_ref()
-            .map_or((None, None), |(t, s)| (Some(t.as_str()), Some(s.as_str())));
+            .map_or(("", ""), |(t, s)| (t.as_str(), s.as_str()));
         self.0.execute(
             "INSERT INTO sync_log (kind, records, status, error, started_at, completed_at,
                 tenant_id, site_id)
@@ -76,12 +76,10 @@ impl SyncTables<'_> {
                 site
             ],
         )?;
+        // Both scans use the (tenant_id, site_id, id) index: this site's rows only.
         self.0.execute(
-            "DELETE FROM sync_log
-             WHERE COALESCE(tenant_id, '') = COALESCE($1, '') AND COALESCE(site_id, '') = COALESCE($2, '')
-               AND id <= (SELECT MAX(id) FROM sync_log
-                          WHERE COALESCE(tenant_id, '') = COALESCE($1, '')
-                            AND COALESCE(site_id, '') = COALESCE($2, '')) - $3",
+            "DELETE FROM sync_log WHERE tenant_id = $1 AND site_id = $2
+               AND id <= (SELECT MAX(id) FROM sync_log WHERE tenant_id = $1 AND site_id = $2) - $3",
             args![tenant, site, KEEP],
         )?;
         Ok(())
@@ -93,11 +91,10 @@ impl SyncTables<'_> {
         site: Option<(&str, &str)>,
         limit: usize,
     ) -> Result<Vec<SyncLogEntry>, StoreError> {
-        let (tenant, at) = site.map_or((None, None), |(t, s)| (Some(t), Some(s)));
+        let (tenant, at) = site.unwrap_or(("", ""));
         let rows = self.0.query(
             "SELECT kind, records, status, error, started_at, completed_at, tenant_id, site_id
-             FROM sync_log
-             WHERE COALESCE(tenant_id, '') = COALESCE($1, '') AND COALESCE(site_id, '') = COALESCE($2, '')
+             FROM sync_log WHERE tenant_id = $1 AND site_id = $2
              ORDER BY id DESC LIMIT $3",
             args![tenant, at, limit as i64],
         )?;
@@ -110,7 +107,7 @@ impl SyncTables<'_> {
                     error: r.opt_text(3)?,
                     started_at: r.int(4)?,
                     completed_at: r.int(5)?,
-                    site: r.opt_text(6)?.zip(r.opt_text(7)?),
+                    site: Some((r.text(6)?, r.text(7)?)).filter(|(t, _)| !t.is_empty()),
                 })
             })
             .collect::<Result<_, DbError>>()

@@ -471,8 +471,9 @@ CREATE TABLE sync_log (
     error         TEXT,
     started_at    INTEGER NOT NULL,
     completed_at  INTEGER NOT NULL,
-    tenant_id     TEXT,
-    site_id       TEXT
+    -- The store's tenant and site at the hub; '' at an edge (its own rounds).
+    tenant_id     TEXT NOT NULL DEFAULT '',
+    site_id       TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX sync_log_by_site ON sync_log (tenant_id, site_id, id);
 "#,
