@@ -1,7 +1,8 @@
 //! Store nodes at the hub (seed 003 `sedes`): while a store's device credential holds a
 //! live WebSocket, its site is online; every answered ping refreshes `lastPingAt`; every
 //! push or pull records `lastSyncAt` (and a pull its `syncVersion`, the hub event id the
-//! node has pulled up to). A change between online and offline is a `site:status` event
+//! node has pulled up to) — the sync routes write those marks together with their log
+//! entry (`rest::sync::record_round`). A change between online and offline is a `site:status` event
 //! (admins only) that back-office pages watch.
 //!
 //! Invariants: only device credentials ([`Principal::device`]) touch a site's state; a
@@ -89,21 +90,6 @@ pub async fn disconnected(state: &AppState, p: &Principal, connection: &str) {
         Ok(true) => announce(state, p, &site, &device, false, now_millis()).await,
         Ok(false) => {}
         Err(e) => tracing::warn!(error = %e, %site, "could not mark the site offline"),
-    }
-}
-
-/// A store node pushed (`version` none) or pulled up to hub event `version`.
-pub async fn synced(state: &AppState, p: &Principal, version: Option<u64>) {
-    let Some((_, site)) = node(p) else {
-        return;
-    };
-    let (tenant, now) = (p.tenant.to_string(), now_millis());
-    if let Err(e) = state
-        .store
-        .sync(move |s| s.site_synced(&tenant, &site, now, version))
-        .await
-    {
-        tracing::warn!(error = %e, "could not record the site's sync");
     }
 }
 

@@ -2,13 +2,16 @@
 //! ran (push, pull, users), how many records it moved, whether it succeeded and why not,
 //! when it started and ended — at an edge, its own rounds; at the hub, each store's, by
 //! tenant and site. Bounded: writing a row keeps only the newest [`KEEP`] of its site
-//! (of the whole log at an edge, which has one).
+//! (of the whole log at an edge, which has one), give or take the rows written since the
+//! last prune.
 
 use crate::sql::{args, DbError};
 use crate::{StoreError, SyncTables};
 
-/// Rows kept.
+/// Rows kept per site (and at an edge), at least.
 pub const KEEP: i64 = 1000;
+/// One write in this many prunes the log.
+const PRUNE_EVERY: i64 = 64;
 
 /// One round.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -61,22 +64,29 @@ impl SyncTables<'_> {
             .site
             .as_ref()
             .map_or(("", ""), |(t, s)| (t.as_str(), s.as_str()));
-        self.0.execute(
-            "INSERT INTO sync_log (kind, records, status, error, started_at, completed_at,
+        let id = self
+            .0
+            .query_one(
+                "INSERT INTO sync_log (kind, records, status, error, started_at, completed_at,
                 tenant_id, site_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            args![
-                &entry.kind,
-                entry.records_affected as i64,
-                &entry.status,
-                &entry.error,
-                entry.started_at,
-                entry.completed_at,
-                tenant,
-                site
-            ],
-        )?;
-        // Both scans use the (tenant_id, site_id, id) index: this site's rows only.
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+                args![
+                    &entry.kind,
+                    entry.records_affected as i64,
+                    &entry.status,
+                    &entry.error,
+                    entry.started_at,
+                    entry.completed_at,
+                    tenant,
+                    site
+                ],
+            )?
+            .int(0)?;
+        // Pruned now and then (the bound is KEEP plus at most PRUNE_EVERY rows); both
+        // scans use the (tenant_id, site_id, id) index: this site's rows only.
+        if id % PRUNE_EVERY != 0 {
+            return Ok(());
+        }
         self.0.execute(
             "DELETE FROM sync_log WHERE tenant_id = $1 AND site_id = $2
                AND id <= (SELECT MAX(id) FROM sync_log WHERE tenant_id = $1 AND site_id = $2) - $3",

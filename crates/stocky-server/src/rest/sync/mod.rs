@@ -58,35 +58,64 @@ async fn requested_site(
         .to_string())
 }
 
-/// Answers a push or pull round and records it in the hub's sync log (seed 003
-/// `sync_logs`): every push, and every pull that handed something out or failed, under the
-/// site it was for (for a failure before the site was known, the caller's home site, when
-/// it has one).
+/// What one push or pull did: the site it was for, how many items it carried or handed
+/// out, how far a pull brought the caller (a hub event id), and the answer.
+struct Round {
+    site: String,
+    items: u64,
+    version: Option<u64>,
+    answer: Value,
+}
+
+/// Answers a push or pull round and records it, in one pooled call: a store node's sync
+/// marks on its site ([`crate::presence`]: `lastSyncAt`, and a pull's `syncVersion`), and
+/// the hub's sync log (seed 003 `sync_logs`): every push, and every pull that handed
+/// something out or failed, under the site it was for (for a failure before the site was
+/// known, the caller's home site, when it has one).
 async fn record_round(
     state: &AppState,
     p: &Principal,
     kind: &'static str,
     started: i64,
-    round: Result<(String, u64, Value), ApiError>,
+    round: Result<Round, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
     let now = stocky_core::time::now_millis();
-    let (site, outcome) = match &round {
-        Ok((_, 0, _)) if kind == "pull" => (None, Ok(0)),
-        Ok((site, count, _)) => (Some(site.clone()), Ok(*count)),
+    let (logged_site, outcome) = match &round {
+        Ok(r) if kind == "pull" && r.items == 0 => (None, Ok(0)),
+        Ok(r) => (Some(r.site.clone()), Ok(r.items)),
         Err(e) => (p.site.as_deref().map(str::to_owned), Err(e.message.clone())),
     };
-    if let Some(site) = site {
-        let entry = stocky_store::SyncLogEntry::round(
+    let entry = logged_site.map(|site| {
+        stocky_store::SyncLogEntry::round(
             kind,
             (started, now),
             outcome,
             Some((p.tenant.to_string(), site)),
-        );
-        if let Err(e) = state.store.sync(move |s| s.log_sync(&entry)).await {
-            tracing::debug!(error = %e, "could not write the sync log");
+        )
+    });
+    let node = match (&round, p.store_node("")) {
+        (Ok(r), Ok((_, site))) => Some((site.to_string(), r.version)),
+        _ => None,
+    };
+    if entry.is_some() || node.is_some() {
+        let tenant = p.tenant.to_string();
+        let recorded = state
+            .store
+            .sync(move |s| {
+                if let Some((site, version)) = &node {
+                    s.site_synced(&tenant, site, now, *version)?;
+                }
+                match &entry {
+                    Some(entry) => s.log_sync(entry),
+                    None => Ok(()),
+                }
+            })
+            .await;
+        if let Err(e) = recorded {
+            tracing::warn!(error = %e, "could not record the sync round");
         }
     }
-    round.map(|(_, _, answer)| Json(answer))
+    round.map(|r| Json(r.answer))
 }
 
 /// How the caller's writes are marked (movements' `origin_client`, documents'

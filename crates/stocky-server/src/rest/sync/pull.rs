@@ -40,12 +40,12 @@ pub(super) async fn pull(
     super::record_round(&state, &p, "pull", started, round).await
 }
 
-/// One pull: the site it was for, how many changes it handed out, and the answer.
+/// One pull.
 async fn pull_round(
     state: &AppState,
     p: &Principal,
     request: Request,
-) -> Result<(String, u64, Value), ApiError> {
+) -> Result<super::Round, ApiError> {
     let (state, p) = (state.clone(), p.clone());
     p.require(Action::Read)?;
     let body: Value = json_body(request, &state).await?;
@@ -87,7 +87,6 @@ async fn pull_round(
         Some(last) if has_more => last.cursor.event_id.saturating_sub(1),
         _ => head.max(asked_from),
     };
-    crate::presence::synced(&state, &p, Some(version)).await;
     let movements: Vec<Value> = rows
         .iter()
         .map(|r| {
@@ -116,7 +115,12 @@ async fn pull_round(
     }
     let handed = answer["movements"].as_array().map_or(0, Vec::len)
         + answer["documents"].as_array().map_or(0, Vec::len);
-    Ok((site, handed as u64, answer))
+    Ok(super::Round {
+        site,
+        items: handed as u64,
+        version: Some(version),
+        answer,
+    })
 }
 
 /// The document changes after `given`, of the collections that come down.

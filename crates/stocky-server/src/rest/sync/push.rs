@@ -77,13 +77,13 @@ pub(super) async fn push(
     super::record_round(&state, &p, "push", started, round).await
 }
 
-/// One push: the site it was for, how many operations it carried, and the answer.
+/// One push.
 async fn push_round(
     state: &AppState,
     p: &Principal,
     headers: HeaderMap,
     request: Request,
-) -> Result<(String, u64, Value), ApiError> {
+) -> Result<super::Round, ApiError> {
     let (state, p) = (state.clone(), p.clone());
     p.require(Action::SetStock)?;
     let body: Value = json_body(request, &state).await?;
@@ -232,7 +232,6 @@ async fn push_round(
             };
         }
     }
-    crate::presence::synced(&state, &p, None).await;
     let count = |status: &str| results.iter().filter(|r| r.status == status).count();
     let answer = json!({
         "success": true,
@@ -244,7 +243,12 @@ async fn push_round(
         "lastEventId": last_event_id,
         "results": results,
     });
-    Ok((site, results.len() as u64, answer))
+    Ok(super::Round {
+        site,
+        items: results.len() as u64,
+        version: None,
+        answer,
+    })
 }
 
 /// Raises [`STOCK_NEGATIVE_EVENT`] for the products a push left below zero (`event`: the
