@@ -199,12 +199,11 @@ pub(crate) async fn merge_pulled(
     Ok(())
 }
 
-/// Local document changes not pushed yet, counted up to 10,000 (of every collection;
-/// those that stay local included, as the cursor passes them too).
-pub(crate) async fn pending(store: &Store) -> Result<usize, StoreError> {
+/// Local document changes not pushed yet (of every collection; those that stay local
+/// included, as the cursor passes them too).
+pub(crate) async fn pending(store: &Store) -> Result<u64, StoreError> {
     let after = read_cursor(store, PUSH_CURSOR_KEY).await?;
-    let changes = store
-        .sync(move |s| s.documents_after(DEFAULT_TENANT, &after, 10_000, Some(UPSTREAM_ORIGIN)))
-        .await?;
-    Ok(changes.len())
+    store
+        .sync(move |s| s.documents_changed_since(DEFAULT_TENANT, &after, Some(UPSTREAM_ORIGIN)))
+        .await
 }

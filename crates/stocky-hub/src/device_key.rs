@@ -29,7 +29,7 @@ async fn rotate(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
 ) -> Result<Json<Value>, ApiError> {
-    let device = p.store_node("rotate its credential")?.0.to_string();
+    let device = p.require_store_node("rotate its credential")?.0.to_string();
     let account = Account {
         id: random_id(),
         tenant: p.tenant.to_string(),
@@ -63,7 +63,7 @@ async fn retire(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
 ) -> Result<Json<Value>, ApiError> {
-    let device = p.store_node("rotate its credential")?.0.to_string();
+    let device = p.require_store_node("rotate its credential")?.0.to_string();
     let (tenant, at, keep) = (p.tenant.to_string(), device.clone(), p.id.to_string());
     let revoked = state
         .store

@@ -24,7 +24,7 @@ async fn site_users(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
 ) -> Result<Json<SiteUsers>, ApiError> {
-    let (device, site) = p.store_node("download its site's users")?;
+    let (device, site) = p.require_store_node("download its site's users")?;
     let (tenant, at) = (p.tenant.to_string(), site.to_string());
     let users = state
         .store

@@ -97,17 +97,20 @@ impl Principal {
         }
     }
 
-    /// The store node this principal is — `(device, site)` of a device credential — or,
-    /// for anyone else, a `403` saying only one may `what`.
-    pub fn store_node(&self, what: &str) -> Result<(Arc<str>, Arc<str>), ApiError> {
-        match (&self.device, &self.site) {
-            (Some(device), Some(site)) => Ok((device.clone(), site.clone())),
-            _ => Err(ApiError::new(
+    /// The store node this principal is: `(device, site)` of a device credential.
+    pub fn store_node(&self) -> Option<(Arc<str>, Arc<str>)> {
+        Some((self.device.clone()?, self.site.clone()?))
+    }
+
+    /// [`Principal::store_node`], or a `403` saying only a store node may `what`.
+    pub fn require_store_node(&self, what: &str) -> Result<(Arc<str>, Arc<str>), ApiError> {
+        self.store_node().ok_or_else(|| {
+            ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 format!("only a store node's device credential may {what}"),
-            )),
-        }
+            )
+        })
     }
 
     /// Whose idempotency keys this principal's are: its credential, so another caller's

@@ -34,7 +34,7 @@ pub fn fresh_after(state: &AppState) -> i64 {
 
 /// The device credential's (device, site), if this principal is one.
 fn node(p: &Principal) -> Option<(String, String)> {
-    let (device, site) = p.store_node("").ok()?;
+    let (device, site) = p.store_node()?;
     Some((device.to_string(), site.to_string()))
 }
 

@@ -37,6 +37,30 @@ pub struct DocChange {
 }
 
 impl SyncTables<'_> {
+    /// How many records of `tenant` changed after `after`, leaving out those last changed
+    /// by `skip_by` (a count, not a read of them).
+    pub fn documents_changed_since(
+        &mut self,
+        tenant: &str,
+        after: &DocCursor,
+        skip_by: Option<&str>,
+    ) -> Result<u64, StoreError> {
+        let row = self.0.query_one(
+            "SELECT COUNT(*) FROM documents
+             WHERE tenant_id = $1 AND (event_id, db, store, id) > ($2, $3, $4, $5)
+               AND ($6 = '' OR modified_by IS NULL OR modified_by <> $6)",
+            args![
+                tenant,
+                after.event_id as i64,
+                after.db.as_str(),
+                after.store.as_str(),
+                after.id.as_str(),
+                skip_by.unwrap_or("")
+            ],
+        )?;
+        Ok(row.int(0)? as u64)
+    }
+
     /// Up to `limit` records of `tenant` changed after `after`, in change order, leaving
     /// out those last changed by `skip_by`.
     pub fn documents_after(

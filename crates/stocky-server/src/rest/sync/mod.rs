@@ -93,8 +93,8 @@ async fn record_round(
             Some((p.tenant.to_string(), site)),
         )
     });
-    let node = match (&round, p.store_node("")) {
-        (Ok(r), Ok((_, site))) => Some((site.to_string(), r.version)),
+    let node = match (&round, p.store_node()) {
+        (Ok(r), Some((_, site))) => Some((site.to_string(), r.version)),
         _ => None,
     };
     if entry.is_some() || node.is_some() {

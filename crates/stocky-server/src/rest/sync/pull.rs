@@ -46,15 +46,9 @@ async fn pull_round(
     p: &Principal,
     request: Request,
 ) -> Result<super::Round, ApiError> {
-    let (state, p) = (state.clone(), p.clone());
     p.require(Action::Read)?;
-    let body: Value = json_body(request, &state).await?;
-    let site = requested_site(
-        &state,
-        &p,
-        body.get("siteId").or_else(|| body.get("sedeId")),
-    )
-    .await?;
+    let body: Value = json_body(request, state).await?;
+    let site = requested_site(state, p, body.get("siteId").or_else(|| body.get("sedeId"))).await?;
     let cursor = &body["cursor"];
     let after = OutboxCursor {
         event_id: cursor["eventId"]
@@ -68,7 +62,7 @@ async fn pull_round(
     // not cut short holds everything up to it.
     let (epoch, head) = state.store.stream_head(&p.tenant).await?;
     let asked_from = after.event_id;
-    let (tenant, at, own) = (p.tenant.to_string(), site.clone(), pusher(&p));
+    let (tenant, at, own) = (p.tenant.to_string(), site.clone(), pusher(p));
     let mut rows = state
         .store
         .sync(move |s| {
@@ -108,7 +102,7 @@ async fn pull_round(
         "timestamp": iso8601(now_millis()),
     });
     if let Some(given) = body.get("documentsCursor") {
-        let (documents, next, more) = documents(&state, &p, given, &body, head).await?;
+        let (documents, next, more) = documents(state, p, given, &body, head).await?;
         answer["documents"] = Value::Array(documents);
         answer["documentsCursor"] = next;
         answer["documentsHasMore"] = json!(more);

@@ -84,21 +84,15 @@ async fn push_round(
     headers: HeaderMap,
     request: Request,
 ) -> Result<super::Round, ApiError> {
-    let (state, p) = (state.clone(), p.clone());
     p.require(Action::SetStock)?;
-    let body: Value = json_body(request, &state).await?;
+    let body: Value = json_body(request, state).await?;
     let Value::Object(body) = body else {
         return Err(ApiError::bad_request(
             "invalid_body",
             "body must be a JSON object with \"operations\"",
         ));
     };
-    let site = requested_site(
-        &state,
-        &p,
-        body.get("siteId").or_else(|| body.get("sedeId")),
-    )
-    .await?;
+    let site = requested_site(state, p, body.get("siteId").or_else(|| body.get("sedeId"))).await?;
     let Some(Value::Array(operations)) = body.get("operations") else {
         return Err(ApiError::bad_request(
             "invalid_data",
@@ -112,7 +106,7 @@ async fn push_round(
         ));
     }
     let now = now_millis();
-    let origin_client = pusher(&p);
+    let origin_client = pusher(p);
     let mut results = Vec::with_capacity(operations.len());
     let mut entries = Vec::new();
     let mut slots = Vec::new();
@@ -151,7 +145,7 @@ async fn push_round(
         }
         results.push(result);
     }
-    let mut origin = rest_origin(&p, &headers)?;
+    let mut origin = rest_origin(p, &headers)?;
     origin.site = site.as_str().into();
     origin.client_id = origin_client.into();
     let mut last_event_id = None;
@@ -174,7 +168,7 @@ async fn push_round(
                     .map(|level| json!({"productId": level.product_id, "stock": level.stock}))
                     .collect();
                 if done.restored() > 0 && !below_zero.is_empty() {
-                    alert_negative(&state, &p, &site, id, below_zero).await;
+                    alert_negative(state, p, &site, id, below_zero).await;
                 }
                 for (slot, appended) in slots.iter().zip(done.appended) {
                     if appended == Appended::AlreadyThere {
