@@ -41,6 +41,16 @@ impl Role {
     pub fn is_admin(self) -> bool {
         matches!(self, Role::Owner | Role::Admin)
     }
+
+    /// Whether this role has at least the powers of `other` (owner and admin rank alike).
+    pub fn at_least(self, other: Role) -> bool {
+        let rank = |r: Role| match r {
+            Role::Owner | Role::Admin => 2,
+            Role::Manager => 1,
+            Role::Cashier => 0,
+        };
+        rank(self) >= rank(other)
+    }
 }
 
 /// Everything a credential can be asked to do. See [`allows`] and `docs/security.md`.
@@ -174,7 +184,8 @@ pub fn verify(token: &str, secret: &[u8], now_secs: i64) -> Result<Claims, Token
 }
 
 /// Which module an event belongs to (seed 002's `events.config`), and which events only
-/// owners and admins receive (seed 001's `SALE_CREATED`).
+/// some roles receive: owners and admins for seed 001's `SALE_CREATED` (and the other sale
+/// events), managers and up for `stock:low`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModuleMap {
     /// Exact event names.
@@ -182,7 +193,8 @@ pub struct ModuleMap {
     /// Families, keyed by the part before `:` (`stock` for `stock:*`), so that routing
     /// (on the fan-out's hot path) looks them up without allocating.
     families: HashMap<String, String>,
-    admin_only: Vec<String>,
+    /// Events with a least role; everyone else's connections never see them.
+    least_role: Vec<(String, Role)>,
 }
 
 impl Default for ModuleMap {
@@ -195,16 +207,27 @@ impl Default for ModuleMap {
             ("transaction_failed", "transactions"),
             ("chat_message", "chat"),
             ("SALE_CREATED", "sales"),
+            ("SALE_UPDATED", "sales"),
+            ("SALE_CANCELLED", "sales"),
+            ("product:*", "catalog"),
             ("stock:*", "inventory"),
+            ("inventory:*", "inventory"),
             ("sync:*", "documents"),
             ("backup:*", "documents"),
         ];
         let map = ModuleMap {
             modules: HashMap::new(),
             families: HashMap::new(),
-            admin_only: ["SALE_CREATED", "stock:negative", "site:status"]
-                .map(String::from)
-                .to_vec(),
+            least_role: [
+                ("SALE_CREATED", Role::Admin),
+                ("SALE_UPDATED", Role::Admin),
+                ("SALE_CANCELLED", Role::Admin),
+                ("stock:negative", Role::Admin),
+                ("site:status", Role::Admin),
+                ("stock:low", Role::Manager),
+            ]
+            .map(|(e, r)| (e.to_owned(), r))
+            .to_vec(),
         };
         map.with(pairs.iter().map(|(e, m)| (e.to_string(), m.to_string())))
     }
@@ -233,7 +256,15 @@ impl ModuleMap {
     }
 
     pub fn admin_only(&self, event: &str) -> bool {
-        self.admin_only.iter().any(|e| e == event)
+        self.least_role(event) == Some(Role::Admin)
+    }
+
+    /// The least role that receives `event`, if it is restricted.
+    pub fn least_role(&self, event: &str) -> Option<Role> {
+        self.least_role
+            .iter()
+            .find(|(e, _)| e == event)
+            .map(|(_, r)| *r)
     }
 }
 

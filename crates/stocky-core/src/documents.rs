@@ -163,6 +163,18 @@ pub enum DocWrite {
 }
 
 impl DocWrite {
+    /// The `(db, store)` a write to one store is about (`None`: a whole database).
+    pub fn collection(&self) -> Option<(&str, &str)> {
+        match self {
+            DocWrite::Upsert { db, store, .. }
+            | DocWrite::Put { db, store, .. }
+            | DocWrite::Patch { db, store, .. }
+            | DocWrite::Delete { db, store, .. }
+            | DocWrite::Merge { db, store, .. } => Some((db, store)),
+            DocWrite::Restore(_) | DocWrite::DropDatabase { .. } => None,
+        }
+    }
+
     /// The event this write produces on the log.
     pub fn event_name(&self) -> &'static str {
         match self {

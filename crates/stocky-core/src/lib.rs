@@ -7,8 +7,11 @@
 pub mod accounts;
 pub mod api;
 pub mod auth;
+pub mod catalog;
 pub mod documents;
+pub mod money;
 pub mod protocol;
+pub mod sales;
 pub mod stock;
 pub mod sync_rules;
 pub mod time;
@@ -17,3 +20,7 @@ pub mod time;
 pub const DEFAULT_TENANT: &str = "default";
 /// The site (shop, sede) every tenant has from its first start.
 pub const DEFAULT_SITE: &str = "default";
+/// The site of events that concern the whole tenant (catalog changes): every connection of
+/// the tenant may receive them. No real site can have this id (site ids start with a letter
+/// or digit).
+pub const TENANT_WIDE: &str = "*";

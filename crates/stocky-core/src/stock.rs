@@ -271,6 +271,14 @@ pub enum Rejection {
     /// different command.
     #[error("idempotency key {op_id:?} was already used for a different command")]
     IdempotencyConflict { op_id: String },
+    /// A domain rule of sales or the catalog refused the write (`code` names it);
+    /// `conflict` when it clashes with what is stored (409) rather than being invalid (422).
+    #[error("{message}")]
+    Refused {
+        code: &'static str,
+        message: String,
+        conflict: bool,
+    },
 }
 
 impl Rejection {
@@ -284,6 +292,7 @@ impl Rejection {
             Rejection::VersionConflict { .. } => "version_conflict",
             Rejection::NotFound { .. } => "not_found",
             Rejection::IdempotencyConflict { .. } => "idempotency_key_reused",
+            Rejection::Refused { code, .. } => code,
         }
     }
 
@@ -296,7 +305,8 @@ impl Rejection {
             Rejection::Custom(_)
             | Rejection::VersionConflict { .. }
             | Rejection::NotFound { .. }
-            | Rejection::IdempotencyConflict { .. } => None,
+            | Rejection::IdempotencyConflict { .. }
+            | Rejection::Refused { .. } => None,
         }
     }
 }
@@ -552,6 +562,10 @@ pub struct LedgerEntry {
     pub origin_client: Option<String>,
     pub origin_op: Option<String>,
     pub server_time: i64,
+    /// When the register says it happened (sales); `None` when unknown.
+    pub client_time: Option<i64>,
+    /// The user whose action it was, when known.
+    pub user_id: Option<String>,
 }
 
 /// Parses the `movements` of a `_stock` backup; every problem is found before anything is
@@ -605,6 +619,8 @@ pub fn parse_ledger(movements: Option<&Value>) -> Result<Vec<LedgerEntry>, Inval
                 origin_client: text("originClient"),
                 origin_op: text("originOp"),
                 server_time,
+                client_time: text("clientTime").and_then(|t| crate::time::parse_iso8601(&t)),
+                user_id: text("userId"),
             })
         })
         .collect()
@@ -650,4 +666,52 @@ pub enum Appended {
     /// This tenant's ledger has it already (a retry). Ids are per tenant: another
     /// tenant's movement with the same id neither blocks nor shows.
     AlreadyThere,
+}
+
+/// A site's thresholds for one product (seed 003 `inventory.minStock` / `maxStock`), set
+/// with `PUT /api/inventory/{productId}`. `None` clears a threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Thresholds {
+    pub product_id: ProductId,
+    pub min_stock: Option<i64>,
+    pub max_stock: Option<i64>,
+}
+
+impl Thresholds {
+    /// Reads `{minStock, maxStock}`: whole numbers from 0 to [`MAX_AMOUNT`], max ≥ min.
+    pub fn parse(product_id: ProductId, body: &Value) -> Result<Thresholds, InvalidCommand> {
+        let Value::Object(o) = body else {
+            return Err(InvalidCommand(
+                "body must be a JSON object with minStock and/or maxStock".into(),
+            ));
+        };
+        if !o.contains_key("minStock") && !o.contains_key("maxStock") {
+            return Err(InvalidCommand("give minStock and/or maxStock".into()));
+        }
+        let field = |key: &str| match o.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v
+                .as_i64()
+                .filter(|n| (0..=MAX_AMOUNT).contains(n))
+                .map(Some)
+                .ok_or_else(|| {
+                    InvalidCommand(format!(
+                        "{key} must be a whole number from 0 to {MAX_AMOUNT}, or null"
+                    ))
+                }),
+        };
+        let (min_stock, max_stock) = (field("minStock")?, field("maxStock")?);
+        if let (Some(min), Some(max)) = (min_stock, max_stock) {
+            if max < min {
+                return Err(InvalidCommand(format!(
+                    "maxStock ({max}) must not be below minStock ({min})"
+                )));
+            }
+        }
+        Ok(Thresholds {
+            product_id,
+            min_stock,
+            max_stock,
+        })
+    }
 }

@@ -94,6 +94,8 @@ pub async fn activate(
             origin_client: Some(UPSTREAM_ORIGIN.into()),
             origin_op: None,
             server_time: now_millis(),
+            client_time: None,
+            user_id: None,
         })
         .filter(|e| e.delta != 0)
         .collect();

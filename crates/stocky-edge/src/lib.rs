@@ -67,14 +67,11 @@ pub enum EdgeError {
 /// The origin of what the edge writes on upstream's behalf (its snapshot, pulled
 /// movements): the local tenant and site, and the upstream marker as client.
 pub(crate) fn upstream_origin() -> stocky_store::Origin {
-    stocky_store::Origin {
-        tenant: stocky_core::DEFAULT_TENANT.into(),
-        site: stocky_core::DEFAULT_SITE.into(),
-        connection: 0,
-        client_id: stocky_store::UPSTREAM_ORIGIN.into(),
-        op_scope: stocky_store::UPSTREAM_ORIGIN.into(),
-        op_id: None,
-    }
+    stocky_store::Origin::system(
+        stocky_core::DEFAULT_TENANT.into(),
+        stocky_core::DEFAULT_SITE.into(),
+        stocky_store::UPSTREAM_ORIGIN,
+    )
 }
 
 /// The edge's SQLite file.

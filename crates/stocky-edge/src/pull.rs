@@ -76,6 +76,10 @@ struct Movement {
     reason: Option<String>,
     #[serde(default)]
     origin_op: Option<String>,
+    #[serde(default)]
+    client_time: Option<String>,
+    #[serde(default)]
+    user_id: Option<String>,
     server_time: String,
 }
 
@@ -214,6 +218,8 @@ pub(crate) async fn pull_once(
                 origin_client: Some(UPSTREAM_ORIGIN.into()),
                 origin_op: m.origin_op,
                 server_time: parse_iso8601(&m.server_time).unwrap_or_else(now_millis),
+                client_time: m.client_time.as_deref().and_then(parse_iso8601),
+                user_id: m.user_id,
             })
             .collect();
         let origin = crate::upstream_origin();

@@ -158,6 +158,8 @@ async fn discard(
         origin_client: Some(UPSTREAM_ORIGIN.into()),
         origin_op: Some(op_id.clone()),
         server_time: now_millis(),
+        client_time: None,
+        user_id: Some(p.actor().to_string()),
     };
     state
         .store

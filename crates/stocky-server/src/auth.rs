@@ -131,13 +131,25 @@ impl Principal {
     }
 
     /// The site commands apply to when none is named: the home site, else `default`.
+    /// Who is acting, for movements, sales and the audit log: a user's id, `key:<id>` for
+    /// an API key, `admin` or `dev`.
+    pub fn actor(&self) -> Arc<str> {
+        match self.kind {
+            Kind::User => self.id.clone(),
+            Kind::ApiKey => format!("key:{}", self.id).into(),
+            Kind::AdminToken | Kind::Dev => self.id.clone(),
+        }
+    }
+
     pub fn home_site(&self) -> Arc<str> {
         self.site.clone().unwrap_or_else(|| DEFAULT_SITE.into())
     }
 
     /// Whether this principal may see `site`'s data and events.
     pub fn sees_site(&self, site: &str) -> bool {
-        self.role.is_admin() || self.site.as_deref().is_none_or(|home| home == site)
+        self.role.is_admin()
+            || site == stocky_core::TENANT_WIDE
+            || self.site.as_deref().is_none_or(|home| home == site)
     }
 
     /// Whether an event of type `event` at `site` is delivered to this principal: its site
@@ -147,7 +159,10 @@ impl Principal {
         if !self.sees_site(site) {
             return false;
         }
-        if map.admin_only(event) && !self.role.is_admin() {
+        if map
+            .least_role(event)
+            .is_some_and(|least| !self.role.at_least(least))
+        {
             return false;
         }
         match &self.modules {

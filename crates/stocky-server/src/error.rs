@@ -55,6 +55,8 @@ impl From<Rejection> for ApiError {
             | Rejection::IdempotencyConflict { .. } => StatusCode::CONFLICT,
             Rejection::NotFound { .. } => StatusCode::NOT_FOUND,
             Rejection::Overflow { .. } | Rejection::Custom(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Rejection::Refused { conflict: true, .. } => StatusCode::CONFLICT,
+            Rejection::Refused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         };
         ApiError::new(status, r.code(), r.to_string())
     }

@@ -101,14 +101,8 @@ async fn announce(
     online: bool,
     now: i64,
 ) {
-    let origin = Origin {
-        tenant: p.tenant.clone(),
-        site: site.into(),
-        connection: 0,
-        client_id: "presence".into(),
-        op_scope: "presence".into(),
-        op_id: None,
-    };
+    let mut origin = Origin::system(p.tenant.clone(), site.into(), "presence");
+    origin.device = Some(device.into());
     let command = Command::Publish {
         event: SITE_STATUS_EVENT.into(),
         data: json!({

@@ -18,6 +18,7 @@ use stocky_core::stock::{
 use stocky_core::sync_rules::{resolve, CollectionRule, Resolution, Revision, Side};
 use stocky_core::time::iso8601;
 
+use crate::inventory::LevelChange;
 use crate::sql::{args, placeholder_rows, Conn, DbError, ROWS_PER_STATEMENT};
 use crate::{unavailable, StoreError, SubmitError};
 
@@ -541,15 +542,17 @@ fn write_restored(
     )
 }
 
-/// Appends ledger movements (skipping ones already present), adds what was appended to the
-/// materialised stock of every product they touch, and returns the resulting levels.
-pub(crate) fn restore_ledger(
+/// Appends ledger movements (restored, pushed, pulled or implied by a sale), skipping ones
+/// already present, and adds what was appended to the materialised stock of every product
+/// they touch. Returns what was appended with the resulting levels, and those levels
+/// before and after with their minimum (for low-stock alerts).
+pub(crate) fn append_ledger(
     conn: &mut dyn Conn,
     tenant: &str,
     entries: &[LedgerEntry],
     event_id: u64,
     now: i64,
-) -> Result<LedgerRestored, SubmitError> {
+) -> Result<(LedgerRestored, Vec<LevelChange>), SubmitError> {
     let mut known_sites = std::collections::HashSet::new();
     for e in entries {
         if known_sites.insert(e.site.as_str()) {
@@ -572,11 +575,11 @@ pub(crate) fn restore_ledger(
     for chunk in entries.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO movements (id, tenant_id, site_id, product_id, delta, kind, reason,
-                origin_client, origin_op, event_id, server_time)
+                origin_client, origin_op, event_id, server_time, client_time, user_id)
              VALUES {} ON CONFLICT DO NOTHING RETURNING id",
-            placeholder_rows(1, chunk.len(), 11)
+            placeholder_rows(1, chunk.len(), 13)
         );
-        let mut params = Vec::with_capacity(chunk.len() * 11);
+        let mut params = Vec::with_capacity(chunk.len() * 13);
         for e in chunk {
             params.extend_from_slice(args![
                 &e.id,
@@ -589,7 +592,9 @@ pub(crate) fn restore_ledger(
                 &e.origin_client,
                 &e.origin_op,
                 event_id as i64,
-                e.server_time
+                e.server_time,
+                e.client_time,
+                &e.user_id
             ]);
         }
         for mut row in conn.query(&sql, &params).map_err(unavailable)? {
@@ -623,6 +628,7 @@ pub(crate) fn restore_ledger(
     // to upsert a row twice in one statement.
     let touched: Vec<((&str, i64), i64)> = touched.into_iter().collect();
     let mut levels = Vec::with_capacity(touched.len());
+    let mut changes = Vec::new();
     for chunk in touched.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO stock (tenant_id, site_id, product_id, on_hand, updated_at, last_event_id)
@@ -630,7 +636,7 @@ pub(crate) fn restore_ledger(
              ON CONFLICT (tenant_id, site_id, product_id) DO UPDATE
                 SET on_hand = stock.on_hand + excluded.on_hand,
                     updated_at = excluded.updated_at, last_event_id = excluded.last_event_id
-             RETURNING site_id, product_id, on_hand",
+             RETURNING site_id, product_id, on_hand, min_stock",
             placeholder_rows(1, chunk.len(), 6)
         );
         let mut params = Vec::with_capacity(chunk.len() * 6);
@@ -649,11 +655,26 @@ pub(crate) fn restore_ledger(
                     product_id: level.product_id,
                 }));
             }
+            if let Some(min) = row.opt_int(3).map_err(unavailable)? {
+                let delta = chunk
+                    .iter()
+                    .find(|((site, product), _)| {
+                        *site == level.site_id && *product == level.product_id
+                    })
+                    .map_or(0, |(_, delta)| *delta);
+                changes.push(LevelChange {
+                    site: level.site_id.clone(),
+                    product: level.product_id,
+                    before: level.stock - delta,
+                    after: level.stock,
+                    min_stock: Some(min),
+                });
+            }
             levels.push(level);
         }
     }
     levels.sort_by(|a, b| (&a.site_id, a.product_id).cmp(&(&b.site_id, b.product_id)));
-    Ok(LedgerRestored { levels, appended })
+    Ok((LedgerRestored { levels, appended }, changes))
 }
 
 // ---- reads --------------------------------------------------------------------------
@@ -815,7 +836,8 @@ pub(crate) fn ledger(
     since: Option<i64>,
 ) -> Result<Vec<Value>, StoreError> {
     let rows = conn.query(
-        "SELECT id, site_id, product_id, delta, kind, reason, origin_client, origin_op, event_id, server_time
+        "SELECT id, site_id, product_id, delta, kind, reason, origin_client, origin_op, event_id, server_time,
+            client_time, user_id
          FROM movements WHERE tenant_id = $1 AND server_time > $2 ORDER BY server_time, event_id, id",
         args![tenant, since.unwrap_or(i64::MIN)],
     )?;
@@ -832,6 +854,8 @@ pub(crate) fn ledger(
             "originOp": r.opt_text(7)?,
             "eventId": r.int(8)?,
             "serverTime": iso8601(r.int(9)?),
+            "clientTime": r.opt_int(10)?.map(iso8601),
+            "userId": r.opt_text(11)?,
         }));
     }
     Ok(out)

@@ -18,10 +18,14 @@
 //! - a refused command writes nothing.
 
 mod accounts;
+pub mod audit;
+pub mod catalog;
 mod doc_changes;
 mod documents;
 pub mod engine;
+pub mod inventory;
 mod reader;
+pub mod sales;
 mod sequencer;
 mod site_state;
 pub mod sql;
@@ -125,6 +129,26 @@ pub struct Origin {
     pub op_scope: Arc<str>,
     /// Idempotency key: a command whose `op_id` was applied before is not applied again.
     pub op_id: Option<String>,
+    /// The user whose action it is (recorded on movements, sales and the audit log).
+    pub user: Option<Arc<str>>,
+    /// The device it came from (a register's `deviceId`, a store node's device).
+    pub device: Option<Arc<str>>,
+}
+
+impl Origin {
+    /// An origin with no user, device or idempotency key (the hub's own writes, tools).
+    pub fn system(tenant: Arc<str>, site: Arc<str>, client_id: &str) -> Origin {
+        Origin {
+            tenant,
+            site,
+            connection: 0,
+            client_id: client_id.into(),
+            op_scope: client_id.into(),
+            op_id: None,
+            user: None,
+            device: None,
+        }
+    }
 }
 
 /// A committed event, handed to the [`EventSink`] after commit, as typed parts: the
@@ -176,6 +200,12 @@ pub enum Command {
         event: String,
         data: serde_json::Value,
     },
+    /// A sale recorded or merged, a payment confirmed, a refund or a void.
+    Sale(stocky_core::sales::SaleCommand),
+    /// A catalog write.
+    Product(stocky_core::catalog::ProductWrite),
+    /// A site's thresholds for a product (the origin's site).
+    Thresholds(stocky_core::stock::Thresholds),
 }
 
 impl From<StockCommand> for Command {
@@ -229,6 +259,11 @@ pub enum Outcome {
     Ledger(stocky_core::stock::LedgerRestored),
     /// An application event was published.
     Published,
+    Sale(Box<sales::SaleDone>),
+    /// The products a catalog write changed.
+    Products(Vec<catalog::ProductChange>),
+    /// A thresholds change: the level after it.
+    Thresholds(inventory::InventoryLevel),
 }
 
 impl Applied {
@@ -296,6 +331,10 @@ pub struct StreamHead {
     pub epoch: Arc<str>,
     pub head: u64,
 }
+
+/// Reads of the retail tables (sales, catalog, inventory, audit log) on a pooled read
+/// connection; see [`Store::read`].
+pub struct Reads<'a>(pub(crate) &'a mut dyn Conn);
 
 /// Handle to an open store. Cheap to clone.
 #[derive(Clone)]
@@ -448,6 +487,15 @@ impl Store {
         F: FnOnce(&mut SyncTables<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         self.aux.run(move |c| f(&mut SyncTables(c))).await
+    }
+
+    /// Runs `f` on a pooled read connection (sales, catalog, inventory, audit log).
+    pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Reads<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.reads.run(move |c| f(&mut Reads(c))).await
     }
 
     /// Every tenant stream's committed head, in one read.

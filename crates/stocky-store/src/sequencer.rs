@@ -22,16 +22,19 @@ use std::time::{Duration, Instant};
 
 use stocky_core::documents::DocOutcome;
 use stocky_core::protocol::stock_event_data;
+use stocky_core::sales::SaleCommand;
 use stocky_core::stock::{plan, BusinessValidator, Movement, Rejection, StockCommand};
 use stocky_core::time::now_millis;
 use stocky_core::{DEFAULT_SITE, DEFAULT_TENANT};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::audit::{self, AuditEntry};
 use crate::engine::{ConnRole, Engine};
+use crate::inventory::{self, LevelChange, STOCK_LOW, THRESHOLDS_EVENT};
 use crate::sql::{args, placeholder_rows, Arg, Conn, DbError, TxMode, ROWS_PER_STATEMENT};
 use crate::{
-    documents, unavailable, Applied, Command, CommittedEvent, EventSink, Origin, Outcome,
-    StoreError, StoreOptions, StoredEvent, StreamHead, SubmitError,
+    catalog, documents, sales, unavailable, Applied, Command, CommittedEvent, EventSink, Origin,
+    Outcome, StoreError, StoreOptions, StoredEvent, StreamHead, SubmitError,
 };
 
 /// Work for the writer.
@@ -119,10 +122,26 @@ struct Writer {
     last_prune: Instant,
 }
 
+/// An event a command raises, before it has an id.
+struct Raised {
+    name: Arc<str>,
+    site: Arc<str>,
+    data: String,
+}
+
+/// The audit entry of a command, before its event is known.
+struct Audit {
+    entity_type: &'static str,
+    entity_id: Option<String>,
+    before: Option<String>,
+    client_time: Option<i64>,
+}
+
 /// The fate of one command inside a batch, before the commit decides.
 enum Staged {
+    /// Applied: its own event first, then the events it raised.
     New {
-        event: CommittedEvent,
+        events: Vec<CommittedEvent>,
         outcome: Outcome,
     },
     Done(Result<Applied, SubmitError>),
@@ -205,9 +224,16 @@ impl Writer {
         self.streams.extend(staged_heads);
         for ((_, _, reply), outcome) in batch.drain(..).zip(outcomes) {
             let answer = match outcome {
-                Staged::New { event, outcome } => {
-                    let (id, epoch, data) = (event.id, event.epoch.clone(), event.data.clone());
-                    let sent_to = self.sink.publish(event);
+                Staged::New { events, outcome } => {
+                    let main = &events[0];
+                    let (id, epoch, data) = (main.id, main.epoch.clone(), main.data.clone());
+                    let mut sent_to = 0;
+                    for (n, event) in events.into_iter().enumerate() {
+                        let delivered = self.sink.publish(event);
+                        if n == 0 {
+                            sent_to = delivered;
+                        }
+                    }
                     Ok(Applied::New {
                         id,
                         epoch,
@@ -318,11 +344,34 @@ impl Writer {
         }
 
         let id = head + 1;
-        let (event_name, data, outcome): (&str, String, Outcome) = match command {
+        // The command's own event first, then the events it raises (stock levels of a sale,
+        // low-stock alerts), with consecutive ids.
+        let mut events: Vec<Raised> = Vec::with_capacity(1);
+        let own = |name: &str, data: String| Raised {
+            name: Arc::from(name),
+            site: origin.site.clone(),
+            data,
+        };
+        let who = (origin.user.as_deref(), origin.device.as_deref());
+        let audit = |entity_type: &'static str, entity_id: Option<String>| Audit {
+            entity_type,
+            entity_id,
+            before: None,
+            client_time: None,
+        };
+        let (outcome, audits, changes): (Outcome, Vec<Audit>, Vec<LevelChange>) = match command {
             Command::Stock(stock) => {
-                let movements = self.apply_stock(stock, origin, id, now)?;
-                let data = stock_event_data(stock.op, &movements);
-                (stock.op.event_name(), data, Outcome::Stock(movements))
+                let (movements, changes) = self.apply_stock(stock, origin, id, now)?;
+                events.push(own(
+                    stock.op.event_name(),
+                    stock_event_data(stock.op, &movements),
+                ));
+                let entity = (movements.len() == 1).then(|| movements[0].product_id.to_string());
+                (
+                    Outcome::Stock(movements),
+                    vec![audit("stock", entity)],
+                    changes,
+                )
             }
             Command::Documents(write) => {
                 let stamp = documents::Stamp {
@@ -343,15 +392,19 @@ impl Writer {
                         outcome: Outcome::Documents(done),
                     })));
                 }
+                events.push(own(write.event_name(), done.event_data()));
+                let entity = write
+                    .collection()
+                    .map(|(db, store)| format!("{db}/{store}"));
                 (
-                    write.event_name(),
-                    done.event_data(),
                     Outcome::Documents(done),
+                    vec![audit("document", entity)],
+                    Vec::new(),
                 )
             }
             Command::RestoreLedger(entries) => {
-                let restored =
-                    documents::restore_ledger(&mut *self.conn, &origin.tenant, entries, id, now)?;
+                let (restored, changes) =
+                    documents::append_ledger(&mut *self.conn, &origin.tenant, entries, id, now)?;
                 if restored.restored() == 0 {
                     // Every movement was there already (or there were none).
                     return Ok(Staged::Done(Ok(Applied::Unchanged {
@@ -362,28 +415,182 @@ impl Writer {
                 }
                 let data = serde_json::to_string(&restored.levels)
                     .expect("serialising plain structs cannot fail");
-                ("stock:sync", data, Outcome::Ledger(restored))
+                events.push(own("stock:sync", data));
+                (
+                    Outcome::Ledger(restored),
+                    vec![audit("ledger", Some(origin.site.to_string()))],
+                    changes,
+                )
             }
             Command::Publish { event, data } => {
-                (event.as_str(), data.to_string(), Outcome::Published)
+                events.push(own(event, data.to_string()));
+                (
+                    Outcome::Published,
+                    vec![audit("event", Some(event.clone()))],
+                    Vec::new(),
+                )
+            }
+            Command::Sale(sale) => {
+                let done = sales::apply(
+                    &mut *self.conn,
+                    &origin.tenant,
+                    sale,
+                    &origin.client_id,
+                    id,
+                    now,
+                )?;
+                let Some((done, changes)) = done else {
+                    return Ok(Staged::Done(Ok(Applied::Unchanged {
+                        id: head,
+                        epoch,
+                        outcome: Outcome::Published,
+                    })));
+                };
+                let site: Arc<str> = Arc::from(done.record.site_id.as_str());
+                events.push(Raised {
+                    name: Arc::from(done.event),
+                    site: site.clone(),
+                    data: done.to_json().to_string(),
+                });
+                if done.ledger.restored() > 0 {
+                    events.push(Raised {
+                        name: Arc::from("stock:sync"),
+                        site,
+                        data: serde_json::to_string(&done.ledger.levels)
+                            .expect("serialising plain structs cannot fail"),
+                    });
+                }
+                let mut entry = audit("sale", Some(done.record.id.clone()));
+                entry.before = done
+                    .before
+                    .as_ref()
+                    .map(|b| b.to_json(&done.unknown_products).to_string());
+                entry.client_time = done.record.client_time;
+                (Outcome::Sale(Box::new(done)), vec![entry], changes)
+            }
+            Command::Product(write) => {
+                let changes = catalog::apply(
+                    &mut *self.conn,
+                    &origin.tenant,
+                    write,
+                    origin.user.as_deref().unwrap_or(&origin.client_id),
+                    id,
+                    now,
+                )?;
+                if changes.is_empty() {
+                    return Ok(Staged::Done(Ok(Applied::Unchanged {
+                        id: head,
+                        epoch,
+                        outcome: Outcome::Products(changes),
+                    })));
+                }
+                let mut audits = Vec::with_capacity(changes.len());
+                for change in &changes {
+                    events.push(Raised {
+                        name: Arc::from(change.event()),
+                        site: Arc::from(stocky_core::TENANT_WIDE),
+                        data: change.after.to_json().to_string(),
+                    });
+                    let mut entry = audit("product", Some(change.after.id.to_string()));
+                    entry.before = change.before.as_ref().map(|b| b.to_json().to_string());
+                    audits.push(entry);
+                }
+                (Outcome::Products(changes), audits, Vec::new())
+            }
+            Command::Thresholds(t) => {
+                let (before, after) = inventory::set_thresholds(
+                    &mut *self.conn,
+                    &origin.tenant,
+                    &origin.site,
+                    t,
+                    id,
+                    now,
+                )?;
+                events.push(own(THRESHOLDS_EVENT, after.to_json().to_string()));
+                let change = LevelChange {
+                    site: origin.site.to_string(),
+                    product: t.product_id,
+                    // A raised minimum crosses "as if" from the old threshold's side.
+                    before: if before.is_low() { -1 } else { i64::MAX },
+                    after: after.quantity,
+                    min_stock: after.min_stock,
+                };
+                let mut entry = audit("inventory", Some(t.product_id.to_string()));
+                entry.before = Some(before.to_json().to_string());
+                (Outcome::Thresholds(after), vec![entry], vec![change])
             }
         };
+        for (site, data) in inventory::low_stock_alerts(&changes) {
+            events.push(Raised {
+                name: Arc::from(STOCK_LOW),
+                site: Arc::from(site.as_str()),
+                data,
+            });
+        }
+
         let conn = &mut *self.conn;
-        conn.execute(
-            "INSERT INTO events (tenant_id, id, site_id, event, data, client_id, created_at, op_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            args![
-                &*origin.tenant,
-                id as i64,
-                &*origin.site,
-                event_name,
-                &data,
-                &*origin.client_id,
-                now,
-                origin.op_id.as_deref()
-            ],
-        )
-        .map_err(unavailable)?;
+        let mut committed = Vec::with_capacity(events.len());
+        for (n, raised) in events.into_iter().enumerate() {
+            let event_id = id + n as u64;
+            // Only the command's own event is the sender's (its ack, its opId).
+            let (op_id, connection) = if n == 0 {
+                (origin.op_id.clone(), origin.connection)
+            } else {
+                (None, 0)
+            };
+            conn.execute(
+                "INSERT INTO events (tenant_id, id, site_id, event, data, client_id, created_at, op_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                args![
+                    &*origin.tenant,
+                    event_id as i64,
+                    &*raised.site,
+                    &*raised.name,
+                    &raised.data,
+                    &*origin.client_id,
+                    now,
+                    op_id.as_deref()
+                ],
+            )
+            .map_err(unavailable)?;
+            committed.push(CommittedEvent {
+                tenant: origin.tenant.clone(),
+                site: raised.site,
+                id: event_id,
+                epoch: epoch.clone(),
+                event: raised.name,
+                data: Arc::from(raised.data),
+                client_id: origin.client_id.clone(),
+                op_id,
+                timestamp_ms: now,
+                origin_connection: connection,
+            });
+        }
+        let main = &committed[0];
+        for (n, entry) in audits.iter().enumerate() {
+            // Catalog writes raise one event per product: each entry gets its own.
+            let event = committed
+                .get(n)
+                .filter(|_| entry.entity_type == "product")
+                .unwrap_or(main);
+            audit::write(
+                conn,
+                &AuditEntry {
+                    tenant: &origin.tenant,
+                    user: who.0,
+                    device: who.1,
+                    action: &event.event,
+                    entity_type: entry.entity_type,
+                    entity_id: entry.entity_id.as_deref(),
+                    before: entry.before.as_deref(),
+                    after: Some(&event.data),
+                    client_time: entry.client_time,
+                    server_time: now,
+                    event_id: event.id,
+                },
+            )
+            .map_err(unavailable)?;
+        }
         if let Some((key, print)) = &op_key {
             conn.execute(
                 "INSERT INTO applied_ops (tenant_id, op_id, event_id, created_at, fingerprint)
@@ -392,21 +599,12 @@ impl Writer {
             )
             .map_err(unavailable)?;
         }
-        heads.insert(origin.tenant.clone(), (epoch.clone(), id));
-
-        let event = CommittedEvent {
-            tenant: origin.tenant.clone(),
-            site: origin.site.clone(),
-            id,
-            epoch,
-            event: Arc::from(event_name),
-            data: Arc::from(data),
-            client_id: origin.client_id.clone(),
-            op_id: origin.op_id.clone(),
-            timestamp_ms: now,
-            origin_connection: origin.connection,
-        };
-        Ok(Staged::New { event, outcome })
+        let last = id + committed.len() as u64 - 1;
+        heads.insert(origin.tenant.clone(), (epoch, last));
+        Ok(Staged::New {
+            events: committed,
+            outcome,
+        })
     }
 
     /// Validates a stock command against current stock and writes its movements and the
@@ -419,7 +617,7 @@ impl Writer {
         origin: &Origin,
         id: u64,
         now: i64,
-    ) -> Result<Vec<Movement>, SubmitError> {
+    ) -> Result<(Vec<Movement>, Vec<LevelChange>), SubmitError> {
         let conn = &mut *self.conn;
         let tenant: &str = &origin.tenant;
         let site: &str = &origin.site;
@@ -431,19 +629,21 @@ impl Writer {
             .into_iter()
             .collect();
         let mut current = HashMap::with_capacity(products.len());
+        let mut minimums: HashMap<i64, i64> = HashMap::new();
         for chunk in products.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
-                "SELECT product_id, on_hand FROM stock WHERE tenant_id = $1 AND site_id = $2
-                 AND product_id IN {}",
+                "SELECT product_id, on_hand, min_stock FROM stock WHERE tenant_id = $1
+                 AND site_id = $2 AND product_id IN {}",
                 placeholder_rows(3, 1, chunk.len())
             );
             let mut params = vec![Arg::Text(tenant), Arg::Text(site)];
             params.extend(chunk.iter().map(|&p| Arg::Int(p)));
             for row in conn.query(&sql, &params).map_err(unavailable)? {
-                current.insert(
-                    row.int(0).map_err(unavailable)?,
-                    row.int(1).map_err(unavailable)?,
-                );
+                let product = row.int(0).map_err(unavailable)?;
+                current.insert(product, row.int(1).map_err(unavailable)?);
+                if let Some(min) = row.opt_int(2).map_err(unavailable)? {
+                    minimums.insert(product, min);
+                }
             }
         }
         let mut read_error = None;
@@ -486,10 +686,10 @@ impl Writer {
         {
             let sql = format!(
                 "INSERT INTO movements (id, tenant_id, site_id, product_id, delta, kind,
-                    origin_client, origin_op, event_id, server_time) VALUES {}",
-                placeholder_rows(1, chunk.len(), 10)
+                    origin_client, origin_op, event_id, server_time, user_id) VALUES {}",
+                placeholder_rows(1, chunk.len(), 11)
             );
-            let mut params = Vec::with_capacity(chunk.len() * 10);
+            let mut params = Vec::with_capacity(chunk.len() * 11);
             for (m, movement_id) in chunk.iter().zip(ids) {
                 params.extend_from_slice(args![
                     movement_id,
@@ -501,7 +701,8 @@ impl Writer {
                     client,
                     origin.op_id.as_deref(),
                     event_id,
-                    now
+                    now,
+                    origin.user.as_deref()
                 ]);
             }
             conn.execute(&sql, &params).map_err(unavailable)?;
@@ -528,7 +729,22 @@ impl Writer {
             }
             conn.execute(&sql, &params).map_err(unavailable)?;
         }
-        Ok(movements)
+        // Low-stock crossings, only for products with a minimum (most have none).
+        let mut changes = Vec::new();
+        if !minimums.is_empty() {
+            for &product in &products {
+                if let Some(&min) = minimums.get(&product) {
+                    changes.push(LevelChange {
+                        site: site.to_owned(),
+                        product,
+                        before: current.get(&product).copied().unwrap_or(0),
+                        after: resulting[&product],
+                        min_stock: Some(min),
+                    });
+                }
+            }
+        }
+        Ok((movements, changes))
     }
 
     /// The tenant's committed `(epoch, head)`, read — and row-locked where the engine locks
@@ -627,6 +843,15 @@ fn fingerprint(command: &Command) -> String {
                 .map(|e| (&e.id, &e.site, e.product_id, e.delta, &e.kind, &e.reason))
                 .collect::<Vec<_>>()
         ),
+        // Leave out the times the server stamps on each attempt.
+        Command::Sale(sale) => match sale {
+            SaleCommand::Record(r) => format!("sale {} {:?} {}", r.id, r.lines, r.total),
+            SaleCommand::ConfirmPayment { sale, payment, .. } => {
+                format!("confirm {sale} {payment}")
+            }
+            SaleCommand::Refund { sale, refund, .. } => format!("refund {sale} {refund:?}"),
+            SaleCommand::Void { sale, reason, .. } => format!("void {sale} {reason:?}"),
+        },
         other => format!("{other:?}"),
     };
     let hash = content.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {

@@ -51,8 +51,11 @@ pub struct Pending {
     pub cursor: OutboxCursor,
 }
 
-/// A movement from columns `id, site_id, product_id, delta, kind, reason, origin_client,
-/// origin_op, server_time` (0–8).
+/// The columns [`ledger_entry`] reads, in its order (0–10).
+const MOVEMENT_COLUMNS: &str = "id, site_id, product_id, delta, kind, reason, origin_client,
+    origin_op, server_time, client_time, user_id";
+
+/// A movement from [`MOVEMENT_COLUMNS`].
 fn ledger_entry(r: &mut Row) -> Result<LedgerEntry, DbError> {
     Ok(LedgerEntry {
         id: r.text(0)?,
@@ -64,16 +67,18 @@ fn ledger_entry(r: &mut Row) -> Result<LedgerEntry, DbError> {
         origin_client: r.opt_text(6)?,
         origin_op: r.opt_text(7)?,
         server_time: r.int(8)?,
+        client_time: r.opt_int(9)?,
+        user_id: r.opt_text(10)?,
     })
 }
 
-/// Movements with their position, from [`ledger_entry`]'s columns plus `event_id` (9).
+/// Movements with their position, from [`ledger_entry`]'s columns plus `event_id` (11).
 fn pending_rows(rows: Vec<Row>) -> Result<Vec<Pending>, StoreError> {
     rows.into_iter()
         .map(|mut r| {
             let entry = ledger_entry(&mut r)?;
             let cursor = OutboxCursor {
-                event_id: r.int(9)? as u64,
+                event_id: r.int(11)? as u64,
                 id: entry.id.clone(),
             };
             Ok(Pending { entry, cursor })
@@ -234,15 +239,15 @@ impl SyncTables<'_> {
         skip_origin: Option<&str>,
     ) -> Result<Vec<Pending>, StoreError> {
         let rows = self.0.query(
-            "SELECT id, site_id, product_id, delta, kind, reason, origin_client, origin_op,
-                server_time, event_id
-             FROM movements
+            &format!(
+                "SELECT {MOVEMENT_COLUMNS}, event_id FROM movements
              WHERE tenant_id = $1 AND event_id >= $2
                AND (event_id > $2 OR ($3 <> '' AND id > $3))
                AND ($4 = '' OR site_id = $4)
                AND ($5 = '' OR origin_client IS NULL OR origin_client <> $5)
                AND delta <> 0
-             ORDER BY event_id, id LIMIT $6",
+             ORDER BY event_id, id LIMIT $6"
+            ),
             args![
                 tenant,
                 after.event_id as i64,
@@ -269,12 +274,12 @@ impl SyncTables<'_> {
             (c.event_id as i64, c.id.clone())
         });
         let rows = self.0.query(
-            "SELECT id, site_id, product_id, delta, kind, reason, origin_client, origin_op,
-                server_time, event_id
-             FROM movements
+            &format!(
+                "SELECT {MOVEMENT_COLUMNS}, event_id FROM movements
              WHERE tenant_id = $1 AND site_id = $2 AND product_id = $3
                AND (event_id < $4 OR (event_id = $4 AND id < $5))
-             ORDER BY event_id DESC, id DESC LIMIT $6",
+             ORDER BY event_id DESC, id DESC LIMIT $6"
+            ),
             args![tenant, site, product_id, event, id.as_str(), limit as i64],
         )?;
         pending_rows(rows)
@@ -287,9 +292,10 @@ impl SyncTables<'_> {
         kind: &str,
     ) -> Result<Vec<LedgerEntry>, StoreError> {
         let rows = self.0.query(
-            "SELECT id, site_id, product_id, delta, kind, reason, origin_client, origin_op,
-                server_time
-             FROM movements WHERE tenant_id = $1 AND kind = $2 ORDER BY event_id, id",
+            &format!(
+                "SELECT {MOVEMENT_COLUMNS} FROM movements WHERE tenant_id = $1 AND kind = $2
+                 ORDER BY event_id, id"
+            ),
             args![tenant, kind],
         )?;
         rows.into_iter()

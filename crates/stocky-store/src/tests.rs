@@ -40,14 +40,9 @@ impl EventSink for Recorder {
 }
 
 fn origin(op_id: Option<&str>) -> Origin {
-    Origin {
-        tenant: DEFAULT_TENANT.into(),
-        site: DEFAULT_SITE.into(),
-        connection: 0,
-        client_id: "test".into(),
-        op_scope: "test".into(),
-        op_id: op_id.map(str::to_owned),
-    }
+    let mut origin = Origin::system(DEFAULT_TENANT.into(), DEFAULT_SITE.into(), "test");
+    origin.op_id = op_id.map(str::to_owned);
+    origin
 }
 
 fn cmd(op: StockOp, lines: &[(i64, i64)]) -> StockCommand {
@@ -428,6 +423,8 @@ async fn documents_and_ledger(at: Location) {
         origin_client: None,
         origin_op: None,
         server_time: 1,
+        client_time: None,
+        user_id: None,
     }];
     entries.push(LedgerEntry {
         id: "11111111-2222-3333-4444-555555555555".into(),

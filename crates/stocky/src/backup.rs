@@ -108,14 +108,8 @@ impl Target {
         match self {
             Target::Hub(client) => Ok(client.restore(db, body).await?),
             Target::Offline { store, tenant, .. } => {
-                let origin = Origin {
-                    tenant: tenant.as_str().into(),
-                    site: DEFAULT_SITE.into(),
-                    connection: 0,
-                    client_id: "cli".into(),
-                    op_scope: "cli".into(),
-                    op_id: None,
-                };
+                let mut origin = Origin::system(tenant.as_str().into(), DEFAULT_SITE.into(), "cli");
+                origin.user = Some("cli".into());
                 Ok(backup::restore(store, origin, db, body).await?)
             }
         }

@@ -116,6 +116,20 @@ async fn rate_limit(State(state): State<AppState>, request: Request, next: Next)
     next.run(request).await
 }
 
+/// The `X-Device-Id` header: the register or device a REST write comes from.
+fn device_header(headers: &HeaderMap) -> Result<Option<std::sync::Arc<str>>, ApiError> {
+    match headers.get("x-device-id") {
+        None => Ok(None),
+        Some(v) => match v.to_str() {
+            Ok(s) if !s.is_empty() && s.len() <= 128 => Ok(Some(s.into())),
+            _ => Err(ApiError::bad_request(
+                "invalid_device_id",
+                "X-Device-Id must be visible ASCII, 1 to 128 bytes",
+            )),
+        },
+    }
+}
+
 /// The origin of a REST write: the caller's tenant and home site, with its
 /// `Idempotency-Key` if it has one.
 fn rest_origin(principal: &Principal, headers: &HeaderMap) -> Result<Origin, ApiError> {
@@ -138,5 +152,7 @@ fn rest_origin(principal: &Principal, headers: &HeaderMap) -> Result<Origin, Api
         client_id: REST_CLIENT_ID.into(),
         op_scope: principal.op_scope(),
         op_id,
+        user: Some(principal.actor()),
+        device: device_header(headers)?.or_else(|| principal.device.clone()),
     })
 }

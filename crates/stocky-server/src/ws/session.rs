@@ -79,6 +79,8 @@ struct Session {
     in_flight: FuturesOrdered<Pending>,
     /// This connection's one-per-user-and-device slot (none for admin tokens and dev).
     slot: Option<Slot>,
+    /// The device the client says it is (`deviceId`), recorded with its commands.
+    device: Arc<str>,
 }
 
 /// What the upgrade request already established about the caller.
@@ -175,6 +177,7 @@ pub(super) async fn run(mut socket: WebSocket, state: AppState, connect: Connect
         dirty: false,
         in_flight: FuturesOrdered::new(),
         slot,
+        device: Arc::from(device.as_str()),
     };
     crate::presence::connected(&session.state, &session.principal, &session.client_id).await;
     let _ = session.serve(connect.resume, &device, welcomed).await;
@@ -588,6 +591,8 @@ impl Session {
                     client_id: self.client_id.clone(),
                     op_scope: self.principal.op_scope(),
                     op_id: op_id.clone(),
+                    user: Some(self.principal.actor()),
+                    device: Some(self.device.clone()),
                 };
                 self.in_flight.push_back(Box::pin(async move {
                     let answer = store.submit(command, origin).await;

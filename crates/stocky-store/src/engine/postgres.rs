@@ -440,6 +440,71 @@ CREATE TABLE sync_log (
 );
 CREATE INDEX sync_log_by_site ON sync_log (tenant_id, site_id, id);
 "#,
+    r#"
+-- Retail (issue 11): the catalog, sales, thresholds per site, who made each movement and
+-- when the register says it happened, and the audit log.
+CREATE TABLE products (
+    tenant_id        TEXT NOT NULL,
+    id               BIGINT NOT NULL,
+    sku              TEXT,
+    name             TEXT NOT NULL,
+    category         TEXT,
+    price            BIGINT NOT NULL,
+    cost             BIGINT,
+    barcode          TEXT,
+    metadata         TEXT,
+    version          BIGINT NOT NULL,
+    last_modified_at BIGINT NOT NULL,
+    last_modified_by TEXT,
+    created_at       BIGINT NOT NULL,
+    updated_at       BIGINT NOT NULL,
+    deleted_at       BIGINT,
+    event_id         BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE INDEX products_by_sku ON products (tenant_id, sku);
+CREATE INDEX products_by_barcode ON products (tenant_id, barcode);
+CREATE INDEX products_by_event ON products (tenant_id, event_id, id);
+CREATE TABLE sales (
+    tenant_id        TEXT NOT NULL,
+    id               TEXT NOT NULL,
+    site_id          TEXT NOT NULL,
+    device_id        TEXT,
+    user_id          TEXT,
+    status           TEXT NOT NULL,
+    total            BIGINT NOT NULL,
+    record           TEXT NOT NULL,
+    unknown_products TEXT,
+    client_time      BIGINT,
+    server_time      BIGINT NOT NULL,
+    event_id         BIGINT NOT NULL,
+    modified_by      TEXT,
+    updated_at       BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE INDEX sales_by_time ON sales (tenant_id, server_time, id);
+CREATE INDEX sales_by_site ON sales (tenant_id, site_id, server_time, id);
+CREATE INDEX sales_by_event ON sales (tenant_id, event_id, id);
+ALTER TABLE stock ADD COLUMN min_stock BIGINT;
+ALTER TABLE stock ADD COLUMN max_stock BIGINT;
+ALTER TABLE movements ADD COLUMN user_id TEXT;
+CREATE TABLE audit_log (
+    id           BIGSERIAL PRIMARY KEY,
+    tenant_id    TEXT NOT NULL,
+    user_id      TEXT,
+    device_id    TEXT,
+    action       TEXT NOT NULL,
+    entity_type  TEXT NOT NULL,
+    entity_id    TEXT,
+    before_data  TEXT,
+    after_data   TEXT,
+    client_time  BIGINT,
+    server_time  BIGINT NOT NULL,
+    event_id     BIGINT NOT NULL
+);
+CREATE INDEX audit_by_entity ON audit_log (tenant_id, entity_type, entity_id, id);
+CREATE INDEX audit_by_time ON audit_log (tenant_id, server_time);
+"#,
 ];
 
 #[cfg(test)]

@@ -89,6 +89,7 @@ async fn pull_round(
                 "id": e.id, "productId": e.product_id, "delta": e.delta, "kind": e.kind,
                 "reason": e.reason, "originClient": e.origin_client, "originOp": e.origin_op,
                 "serverTime": iso8601(e.server_time), "eventId": r.cursor.event_id,
+                "clientTime": e.client_time.map(iso8601), "userId": e.user_id,
             })
         })
         .collect();

@@ -254,14 +254,9 @@ async fn alert_negative(
     event: u64,
     products: Vec<Value>,
 ) {
-    let origin = stocky_store::Origin {
-        tenant: p.tenant.clone(),
-        site: site.into(),
-        connection: 0,
-        client_id: "sync".into(),
-        op_scope: p.op_scope(),
-        op_id: None,
-    };
+    let mut origin = stocky_store::Origin::system(p.tenant.clone(), site.into(), "sync");
+    origin.op_scope = p.op_scope();
+    origin.device = p.device.clone();
     let command = Command::Publish {
         event: STOCK_NEGATIVE_EVENT.into(),
         data: json!({"siteId": site, "products": products, "eventId": event, "deviceId": p.device.as_deref()}),
@@ -332,9 +327,11 @@ fn parse_movement(
         })?;
     let kind = text(o, "kind", MAX_KIND)?.unwrap_or_else(|| "sync".into());
     let reason = text(o, "reason", MAX_REASON)?;
-    if let Some(at) = text(o, "clientTime", 40)? {
-        parse_iso8601(&at).ok_or("clientTime must be an ISO-8601 timestamp")?;
-    }
+    let client_time = match text(o, "clientTime", 40)? {
+        Some(at) => Some(parse_iso8601(&at).ok_or("clientTime must be an ISO-8601 timestamp")?),
+        None => None,
+    };
+    let user_id = text(o, "userId", 200)?;
     Ok(LedgerEntry {
         origin_op: Some(id.clone()),
         id,
@@ -345,5 +342,7 @@ fn parse_movement(
         reason,
         origin_client: Some(origin_client.to_owned()),
         server_time: now,
+        client_time,
+        user_id,
     })
 }
