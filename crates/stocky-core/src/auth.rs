@@ -72,6 +72,12 @@ pub enum Action {
     RestoreBackups,
     /// Create and list users and sites; create and revoke API keys.
     ManageAccess,
+    /// Create, change and delete products of the catalog.
+    EditCatalog,
+    /// Cancel (void) a sale: everything not refunded goes back to stock.
+    VoidSale,
+    /// Read the audit log.
+    ReadAudit,
 }
 
 /// What a stock command needs the role to allow.
@@ -92,7 +98,13 @@ pub fn allows(role: Role, action: Action) -> bool {
         Role::Owner | Role::Admin => true,
         Role::Manager => matches!(
             action,
-            Read | Sell | ReceiveStock | SetStock | WriteDocuments | ReadBackups
+            Read | Sell
+                | ReceiveStock
+                | SetStock
+                | WriteDocuments
+                | ReadBackups
+                | EditCatalog
+                | VoidSale
         ),
         Role::Cashier => matches!(action, Read | Sell),
     }

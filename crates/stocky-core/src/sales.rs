@@ -785,7 +785,10 @@ impl RefundRequest {
 /// A change to a sale, decided by the writer against the sale as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SaleCommand {
-    /// Record a sale, or merge another tier's copy of it.
+    /// `POST /api/sales`: record a new sale; the same sale again is a duplicate (changes
+    /// nothing), another sale under its id a conflict.
+    Create(SaleRecord),
+    /// Merge another tier's copy of a sale (a push, a pull): new, or its later facts.
     Record(SaleRecord),
     /// Seed 001's `confirmPayment`.
     ConfirmPayment {
@@ -810,7 +813,7 @@ pub enum SaleCommand {
 impl SaleCommand {
     pub fn sale_id(&self) -> &str {
         match self {
-            SaleCommand::Record(r) => &r.id,
+            SaleCommand::Create(r) | SaleCommand::Record(r) => &r.id,
             SaleCommand::ConfirmPayment { sale, .. }
             | SaleCommand::Refund { sale, .. }
             | SaleCommand::Void { sale, .. } => sale,
@@ -837,6 +840,17 @@ pub fn decide(
             .ok_or_else(|| SaleRefusal::NotFound(format!("sale {id}")))
     };
     match command {
+        SaleCommand::Create(incoming) => match current {
+            None => Ok(Some((incoming.clone(), SALE_CREATED))),
+            Some(stored) => {
+                // A retry of the same sale; the check is merge's (lines, total, site).
+                stored
+                    .clone()
+                    .merge(&stored_facts(stored, incoming))
+                    .map_err(SaleRefusal::Invalid)?;
+                Ok(None)
+            }
+        },
         SaleCommand::Record(incoming) => match current {
             None => Ok(Some((incoming.clone(), SALE_CREATED))),
             Some(stored) => {
@@ -943,6 +957,17 @@ pub fn decide(
             });
             Ok(Some((record, SALE_CANCELLED)))
         }
+    }
+}
+
+/// `incoming`'s identity (lines, total, site) with `stored`'s facts: merging it checks that
+/// both are the same sale and changes nothing.
+fn stored_facts(stored: &SaleRecord, incoming: &SaleRecord) -> SaleRecord {
+    SaleRecord {
+        lines: incoming.lines.clone(),
+        total: incoming.total,
+        site_id: incoming.site_id.clone(),
+        ..stored.clone()
     }
 }
 

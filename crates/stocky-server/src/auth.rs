@@ -178,13 +178,16 @@ impl Principal {
 pub fn forbidden(role: Role, action: Action) -> ApiError {
     let what = match action {
         Action::Read => "read this tenant's data",
-        Action::Sell => "sell (subtract stock)",
+        Action::Sell => "sell or refund",
         Action::ReceiveStock => "add stock",
         Action::SetStock => "set absolute stock",
-        Action::WriteDocuments => "edit documents or the catalog",
+        Action::WriteDocuments => "edit documents",
         Action::ReadBackups => "read backups",
         Action::RestoreBackups => "restore, compare or delete databases",
         Action::ManageAccess => "manage users, sites and API keys",
+        Action::EditCatalog => "edit the product catalog",
+        Action::VoidSale => "void a sale",
+        Action::ReadAudit => "read the audit log",
     };
     ApiError::new(
         StatusCode::FORBIDDEN,

@@ -845,7 +845,9 @@ fn fingerprint(command: &Command) -> String {
         ),
         // Leave out the times the server stamps on each attempt.
         Command::Sale(sale) => match sale {
-            SaleCommand::Record(r) => format!("sale {} {:?} {}", r.id, r.lines, r.total),
+            SaleCommand::Create(r) | SaleCommand::Record(r) => {
+                format!("sale {} {:?} {}", r.id, r.lines, r.total)
+            }
             SaleCommand::ConfirmPayment { sale, payment, .. } => {
                 format!("confirm {sale} {payment}")
             }

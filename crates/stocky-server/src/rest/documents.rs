@@ -130,7 +130,10 @@ async fn bulk(
 }
 
 /// The expected version of a PUT/PATCH: `If-Match` first, then the body's `version`.
-fn precondition(headers: &HeaderMap, body: &Map<String, Value>) -> Result<Option<i64>, ApiError> {
+pub(super) fn precondition(
+    headers: &HeaderMap,
+    body: &Map<String, Value>,
+) -> Result<Option<i64>, ApiError> {
     if let Some(value) = headers.get("if-match") {
         let text = value
             .to_str()

@@ -1,5 +1,7 @@
-//! `GET /api/inventory/consolidated` (seed 003 InventoryModule): per product, the tenant's
-//! total and each site's quantity, for owners and admins.
+//! Inventory (seed 003 InventoryModule and `inventory`): `GET /api/inventory/consolidated`
+//! — per product, the tenant's total and each site's quantity, for owners and admins —
+//! and per site, `GET /api/inventory?siteId=&low=`, `GET /api/inventory/{productId}` and
+//! `PUT /api/inventory/{productId}` (`minStock`, `maxStock`; managers and up).
 //!
 //! Cached per tenant and labelled with the stream head the read reflected: an answer is
 //! served from the cache only while the tenant's live head is that same id, so any
@@ -13,14 +15,21 @@ use std::sync::{Arc, Mutex};
 
 use std::fmt::Write;
 
-use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Extension, Router};
-use stocky_core::stock::SiteLevel;
+use axum::{Extension, Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use stocky_core::auth::Action;
+use stocky_core::stock::{SiteLevel, Thresholds, MAX_PRODUCT_ID};
 use stocky_core::time::{iso8601, now_millis};
+use stocky_store::inventory::InventoryLevel;
+use stocky_store::{Applied, Command, Outcome};
 
+use super::site::target_site;
+use super::{json_body, rest_origin};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::AppState;
@@ -61,6 +70,112 @@ pub fn routes(cache: Arc<ConsolidatedCache>) -> Router<AppState> {
     Router::new()
         .route("/api/inventory/consolidated", get(consolidated))
         .layer(Extension(cache))
+        .route("/api/inventory", get(site_inventory))
+        .route(
+            "/api/inventory/{product_id}",
+            get(product_inventory).put(set_thresholds),
+        )
+}
+
+/// `?siteId=&low=true`.
+#[derive(Debug, Default, Deserialize)]
+struct InventoryQuery {
+    #[serde(rename = "siteId", alias = "sedeId")]
+    site_id: Option<String>,
+    #[serde(default)]
+    low: bool,
+}
+
+fn product_id(text: &str) -> Result<i64, ApiError> {
+    text.parse::<i64>()
+        .ok()
+        .filter(|p| (1..=MAX_PRODUCT_ID).contains(p))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_product_id",
+                format!("productId must be an integer from 1 to {MAX_PRODUCT_ID}"),
+            )
+        })
+}
+
+/// `GET /api/inventory?siteId=&low=`: a site's inventory (seed 003 `inventory`), every
+/// product or those below their minimum.
+async fn site_inventory(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Query(q): Query<InventoryQuery>,
+) -> Result<Json<Value>, ApiError> {
+    p.require(Action::Read)?;
+    let site = target_site(&state, &p, q.site_id.as_deref()).await?;
+    let tenant = p.tenant.to_string();
+    let (site_id, low) = (site.to_string(), q.low);
+    let levels = state
+        .store
+        .read(move |r| r.inventory(&tenant, &site_id, low))
+        .await?;
+    let data: Vec<Value> = levels.iter().map(InventoryLevel::to_json).collect();
+    Ok(Json(
+        json!({"success": true, "siteId": &*site, "count": data.len(), "data": data}),
+    ))
+}
+
+/// `GET /api/inventory/{productId}?siteId=`: quantity (the ledger sum), thresholds.
+async fn product_inventory(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(product): Path<String>,
+    Query(q): Query<InventoryQuery>,
+) -> Result<Json<Value>, ApiError> {
+    p.require(Action::Read)?;
+    let product = product_id(&product)?;
+    let site = target_site(&state, &p, q.site_id.as_deref()).await?;
+    let tenant = p.tenant.to_string();
+    let level = state
+        .store
+        .read(move |r| r.inventory_level(&tenant, &site, product))
+        .await?;
+    Ok(Json(json!({"success": true, "inventory": level.to_json()})))
+}
+
+/// `PUT /api/inventory/{productId}?siteId=` `{minStock, maxStock}` (managers and up): a
+/// missing or null threshold is cleared. Crossing below `minStock` raises `stock:low`.
+async fn set_thresholds(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(product): Path<String>,
+    Query(q): Query<InventoryQuery>,
+    headers: HeaderMap,
+    request: Request,
+) -> Result<Json<Value>, ApiError> {
+    p.require(Action::SetStock)?;
+    let product = product_id(&product)?;
+    let site = target_site(&state, &p, q.site_id.as_deref()).await?;
+    let body: Value = json_body(request, &state).await?;
+    let thresholds = Thresholds::parse(product, &body)
+        .map_err(|e| ApiError::bad_request("invalid_data", e.0))?;
+    let mut origin = rest_origin(&p, &headers)?;
+    origin.site = site.clone();
+    let applied = state
+        .store
+        .submit(Command::Thresholds(thresholds), origin)
+        .await?;
+    let event_id = applied.id();
+    let level = match applied {
+        Applied::New {
+            outcome: Outcome::Thresholds(level),
+            ..
+        } => level,
+        _ => {
+            let tenant = p.tenant.to_string();
+            state
+                .store
+                .read(move |r| r.inventory_level(&tenant, &site, product))
+                .await?
+        }
+    };
+    Ok(Json(
+        json!({"success": true, "inventory": level.to_json(), "eventId": event_id}),
+    ))
 }
 
 async fn consolidated(

@@ -8,11 +8,14 @@
 //! `Idempotency-Key` header makes a retried write a no-op that answers like the original.
 
 mod admin;
+mod audit;
 mod backup;
 mod documents;
 mod events;
 pub mod inventory;
 mod login;
+mod products;
+mod sales;
 pub mod site;
 mod stock;
 pub mod sync;
@@ -52,6 +55,9 @@ pub fn routes(
         .merge(admin::routes())
         .merge(events::routes())
         .merge(inventory::routes(Default::default()))
+        .merge(sales::routes())
+        .merge(products::routes())
+        .merge(audit::routes())
         .route("/api/auth/logout", post(login::logout))
         .route("/api/auth/me", get(login::me))
         .route_layer(middleware::from_fn_with_state(state.clone(), rate_limit))
