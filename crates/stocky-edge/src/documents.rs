@@ -112,47 +112,9 @@ pub(crate) async fn push_once(
             })
         })
         .collect();
-    let mut refused = Vec::new();
-    if !operations.is_empty() {
-        let answer: Value = hub
-            .post(
-                "/api/sync/push",
-                &json!({"siteId": site, "operations": operations}),
-            )
-            .await?;
-        let results = answer["results"].as_array().cloned().unwrap_or_default();
-        if results.len() != operations.len() {
-            return Err(PushError::Hub(stocky_client::ClientError::Decode {
-                url: "/api/sync/push".into(),
-                message: format!(
-                    "{} results for {} documents",
-                    results.len(),
-                    operations.len()
-                ),
-            }));
-        }
-        for (op, result) in operations.iter().zip(&results) {
-            if result["status"] == "rejected" {
-                let reason = result["reason"].as_str().unwrap_or("rejected").to_owned();
-                let id = op["id"].as_str().unwrap_or_default().to_owned();
-                refused.push((id, op.to_string(), reason));
-            }
-        }
-    }
-    let (count, cursor, now) = (
-        changes.len(),
-        encode(&last),
-        stocky_core::time::now_millis(),
-    );
-    store
-        .sync(move |s| {
-            for (id, op, reason) in &refused {
-                tracing::warn!(op = %id, %reason, "the hub refused a document: quarantined");
-                s.quarantine(id, op, reason, now)?;
-            }
-            s.set_state(PUSH_CURSOR_KEY, &cursor)
-        })
-        .await?;
+    let refused = crate::retail::push_operations(hub, site, &operations).await?;
+    let count = changes.len();
+    crate::retail::settle(store, refused, PUSH_CURSOR_KEY, encode(&last)).await?;
     Ok(count)
 }
 

@@ -54,6 +54,12 @@ struct PullAnswer {
     #[serde(default)]
     documents_has_more: bool,
     #[serde(default)]
+    products: Vec<serde_json::Value>,
+    #[serde(default)]
+    products_cursor: Option<serde_json::Value>,
+    #[serde(default)]
+    products_has_more: bool,
+    #[serde(default)]
     epoch: Option<String>,
 }
 
@@ -193,6 +199,8 @@ pub(crate) async fn pull_once(
                 "limit": PAGE,
                 "documentsCursor": crate::documents::wire(&documents_after),
                 "documentsLimit": PAGE,
+                "productsCursor": crate::retail::pull_cursor(store).await?,
+                "productsLimit": PAGE,
             }),
         )
         .await?;
@@ -201,9 +209,10 @@ pub(crate) async fn pull_once(
             return Ok((0, true));
         }
     }
-    let count = answer.movements.len() + answer.documents.len();
-    let more = answer.has_more || answer.documents_has_more;
+    let count = answer.movements.len() + answer.documents.len() + answer.products.len();
+    let more = answer.has_more || answer.documents_has_more || answer.products_has_more;
     crate::documents::merge_pulled(store, answer.documents, rules).await?;
+    crate::retail::merge_pulled(store, answer.products, answer.products_cursor).await?;
     if count > 0 {
         let entries: Vec<LedgerEntry> = answer
             .movements
@@ -291,6 +300,9 @@ async fn resync_if_new(store: &Store, epoch: &str) -> Result<bool, PushError> {
             s.set_state(crate::push::CURSOR_KEY, "0 ")?;
             s.set_state(crate::documents::PULL_CURSOR_KEY, &start)?;
             s.set_state(crate::documents::PUSH_CURSOR_KEY, &start)?;
+            for key in crate::retail::CURSOR_KEYS {
+                s.set_state(key, "0 ")?;
+            }
             Ok(true)
         })
         .await?;

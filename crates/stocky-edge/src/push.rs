@@ -1,6 +1,6 @@
 //! The push worker: sends the outbox (the local ledger's own movements after the pushed
-//! cursor, then the local document changes, [`crate::documents`]) to the hub's
-//! `POST /api/sync/push` in batches, oldest first.
+//! cursor, then the local document changes, [`crate::documents`], then sales and catalog
+//! changes, [`crate::retail`]) to the hub's `POST /api/sync/push` in batches, oldest first.
 //!
 //! Invariants:
 //! - the cursor moves only past operations the hub answered (`applied`, `duplicate`, or
@@ -86,12 +86,13 @@ pub async fn run(
     let mut failures = 0u32;
     loop {
         let started = now_millis();
-        let result = match push_once(&store, &hub, &site, batch).await {
-            Ok(movements) => crate::documents::push_once(&store, &hub, &site, &rules, batch)
-                .await
-                .map(|documents| movements + documents),
-            Err(e) => Err(e),
-        };
+        let result = async {
+            let movements = push_once(&store, &hub, &site, batch).await?;
+            let documents = crate::documents::push_once(&store, &hub, &site, &rules, batch).await?;
+            let retail = crate::retail::push_once(&store, &hub, &site, batch).await?;
+            Ok::<_, PushError>(movements + documents + retail)
+        }
+        .await;
         crate::log::record(&store, "push", started, result.as_ref().map(|n| *n as u64)).await;
         let wait = match result {
             // Nothing to send says nothing about the hub: the live stream and the pull
@@ -160,7 +161,8 @@ async fn push_once(
                 "delta": e.delta,
                 "kind": e.kind,
                 "reason": e.reason,
-                "clientTime": iso8601(e.server_time),
+                "clientTime": iso8601(e.client_time.unwrap_or(e.server_time)),
+                "userId": e.user_id,
             })
         })
         .collect();

@@ -128,8 +128,12 @@ async fn discard(
 ) -> Result<Json<Value>, ApiError> {
     p.require(Action::ManageAccess)?;
     let operation = quarantined(&state, &op_id).await?;
-    if operation["type"] == "document" {
-        // The local revision stays as it is; the hub's next change of it comes down.
+    if matches!(
+        operation["type"].as_str(),
+        Some("document" | "sale" | "product")
+    ) {
+        // The local revision stays as it is; the hub's next change of it comes down (a
+        // sale's stock effect went up with its movements).
         let id = op_id.clone();
         state.store.sync(move |s| s.release(&id)).await?;
         tracing::info!(op = %op_id, by = %p.id, "quarantined document discarded");

@@ -1079,3 +1079,200 @@ async fn the_device_credential_rotates_without_losing_sync() -> Result<()> {
     edge.stop().await?;
     Ok(())
 }
+
+const OFFLINE_SALE: &str = "0c2b6a1e-8f3d-4b5a-9c7e-1d2f3a4b5c6d";
+
+#[tokio::test]
+async fn a_sale_made_at_an_offline_edge_reaches_the_hub_with_its_uuid_and_times() -> Result<()> {
+    let mut hub = TestHub::start().await?;
+    let (code, north) = site_with_code(&hub, "north").await?;
+    north.update_stock(&[(1, 10), (2, 10)]).await?;
+    let (status, _) = hub
+        .sdk()
+        .call(
+            "POST",
+            "/api/products",
+            Some(&json!({"id": 1, "name": "Café", "price": 2.5})),
+            &[],
+        )
+        .await?;
+    assert_eq!(status, 201);
+    let dir = tempfile::tempdir()?;
+    stocky_edge::activate(&hub.http, &code, None, dir.path(), |_, _, _| {}).await?;
+    let (edge, local) = start_edge(dir.path()).await?;
+    eventually("the catalog to come down", || async {
+        let (status, _) = local.call("GET", "/api/products/1", None, &[]).await?;
+        Ok(status == 200)
+    })
+    .await?;
+
+    hub.stop().await?;
+    let sale = json!({
+        "id": OFFLINE_SALE,
+        "deviceId": "till-1",
+        "lines": [{"productId": 1, "quantity": 3, "unitPrice": 2.5},
+                  {"productId": 2, "quantity": 1, "unitPrice": 1}],
+        "payments": [{"id": "p1", "method": "card", "amount": 8.5, "status": "pending"}],
+        "clientTimestamp": "2026-12-05T09:30:00.000Z"
+    });
+    let (status, made) = local.call("POST", "/api/sales", Some(&sale), &[]).await?;
+    assert_eq!(status, 201, "the edge sells with the hub down: {made}");
+    assert_eq!(
+        made["sale"]["needsReview"], true,
+        "product 2 is not in the catalog"
+    );
+    let (status, _) = local
+        .call(
+            "POST",
+            &format!("/api/sales/{OFFLINE_SALE}/payments/p1/confirm"),
+            None,
+            &[],
+        )
+        .await?;
+    assert_eq!(status, 200);
+    let (status, _) = local
+        .call(
+            "POST",
+            &format!("/api/sales/{OFFLINE_SALE}/refunds"),
+            Some(&json!({"lines": [{"productId": 1, "quantity": 1}]})),
+            &[],
+        )
+        .await?;
+    assert_eq!(status, 200);
+    let (_, at_edge) = local
+        .call("GET", &format!("/api/sales/{OFFLINE_SALE}"), None, &[])
+        .await?;
+    assert_eq!(local.stock_of(1).await?.context("stock")?.stock, 8);
+
+    hub.restart_with(|_| {}).await?;
+    let path = format!("/api/sales/{OFFLINE_SALE}");
+    eventually("the sale to reach the hub with its refund", || async {
+        let (status, body) = hub.sdk().call("GET", &path, None, &[]).await?;
+        Ok(status == 200 && body["sale"]["status"] == "partially_refunded")
+    })
+    .await?;
+    let (_, at_hub) = hub.sdk().call("GET", &path, None, &[]).await?;
+    let (edge_sale, hub_sale) = (&at_edge["sale"], &at_hub["sale"]);
+    assert_eq!(hub_sale["siteId"], "north", "{hub_sale}");
+    for field in [
+        "id",
+        "clientTimestamp",
+        "serverTimestamp",
+        "total",
+        "deviceId",
+        "lines",
+        "refunds",
+    ] {
+        assert_eq!(hub_sale[field], edge_sale[field], "{field}");
+    }
+    assert_eq!(hub_sale["payments"][0]["status"], "confirmed");
+    eventually("the stock to agree", || async {
+        Ok(north.stock_of(1).await?.map(|s| s.stock) == Some(8))
+    })
+    .await?;
+    // Each movement of the sale is in the hub's ledger once, pushed as movements and as
+    // the sale.
+    let ledger: Value = hub.sdk().backup("_stock").await?;
+    let of_sale: Vec<&Value> = ledger["backup"]["movements"]
+        .as_array()
+        .context("movements")?
+        .iter()
+        .filter(|m| m["siteId"] == "north" && m["kind"] != "update" && m["kind"] != "snapshot")
+        .collect();
+    assert_eq!(of_sale.len(), 3, "two sale lines and a refund: {of_sale:?}");
+    assert_eq!(north.stock_of(2).await?.context("stock")?.stock, 9);
+    edge.stop().await?;
+    Ok(())
+}
+
+/// The edge's copy of product `id`: `(version, name)`.
+async fn edge_product(local: &Client, id: i64) -> Result<(i64, String)> {
+    let (status, body) = local
+        .call("GET", &format!("/api/products/{id}"), None, &[])
+        .await?;
+    anyhow::ensure!(status == 200, "{status} {body}");
+    Ok((
+        body["product"]["version"].as_i64().unwrap_or(0),
+        body["product"]["name"].as_str().unwrap_or("").to_owned(),
+    ))
+}
+
+#[tokio::test]
+async fn the_catalog_converges_by_version_then_server_time() -> Result<()> {
+    let mut hub = TestHub::start().await?;
+    let (code, _) = site_with_code(&hub, "north").await?;
+    let dir = tempfile::tempdir()?;
+    stocky_edge::activate(&hub.http, &code, None, dir.path(), |_, _, _| {}).await?;
+    let sdk = hub.sdk();
+    let put = |name: &'static str| json!({"name": name, "price": 1});
+    sdk.call(
+        "POST",
+        "/api/products",
+        Some(&json!({"id": 10, "name": "v1", "price": 1})),
+        &[],
+    )
+    .await?;
+    let (mut edge, mut local) = start_edge(dir.path()).await?;
+    eventually("v1 at the edge", || async {
+        Ok(edge_product(&local, 10).await.ok() == Some((1, "v1".into())))
+    })
+    .await?;
+
+    // A stale version loses: the hub went to v3 while the offline edge made its v2.
+    edge.stop().await?;
+    for name in ["hub-v2", "hub-v3"] {
+        let (status, body) = hub
+            .sdk()
+            .call("PUT", "/api/products/10", Some(&put(name)), &[])
+            .await?;
+        assert_eq!(status, 200, "{body}");
+    }
+    hub.stop().await?;
+    (edge, local) = start_edge(dir.path()).await?;
+    let (status, body) = local
+        .call(
+            "PUT",
+            "/api/products/10",
+            Some(&put("edge-v2")),
+            &[("If-Match", "1")],
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    hub.restart_with(|_| {}).await?;
+    eventually("the hub's v3 everywhere", || async {
+        Ok(edge_product(&local, 10).await.ok() == Some((3, "hub-v3".into())))
+    })
+    .await?;
+    let (_, at_hub) = hub.sdk().call("GET", "/api/products/10", None, &[]).await?;
+    assert_eq!(at_hub["product"]["name"], "hub-v3");
+
+    // Equal versions: the later server time wins, on both tiers.
+    edge.stop().await?;
+    hub.sdk()
+        .call("PUT", "/api/products/10", Some(&put("hub-v4")), &[])
+        .await?;
+    hub.stop().await?;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    (edge, local) = start_edge(dir.path()).await?;
+    local
+        .call("PUT", "/api/products/10", Some(&put("edge-v4")), &[])
+        .await?;
+    assert_eq!(edge_product(&local, 10).await?, (4, "edge-v4".into()));
+    hub.restart_with(|_| {}).await?;
+    eventually("the later v4 at the hub", || async {
+        let (_, body) = hub.sdk().call("GET", "/api/products/10", None, &[]).await?;
+        Ok(body["product"]["name"] == "edge-v4")
+    })
+    .await?;
+    assert_eq!(edge_product(&local, 10).await?, (4, "edge-v4".into()));
+    // A catalog change made at the hub comes down live enough.
+    hub.sdk()
+        .call("PUT", "/api/products/10", Some(&put("hub-v5")), &[])
+        .await?;
+    eventually("v5 at the edge", || async {
+        Ok(edge_product(&local, 10).await.ok() == Some((5, "hub-v5".into())))
+    })
+    .await?;
+    edge.stop().await?;
+    Ok(())
+}

@@ -72,19 +72,27 @@ fn load(conn: &mut dyn Conn, tenant: &str, id: ProductId) -> Result<Option<Produ
     .transpose()
 }
 
-fn store(conn: &mut dyn Conn, tenant: &str, p: &Product, event_id: u64) -> Result<(), DbError> {
+fn store(
+    conn: &mut dyn Conn,
+    tenant: &str,
+    p: &Product,
+    event_id: u64,
+    via: &str,
+) -> Result<(), DbError> {
     let f = &p.fields;
     let deleted_at = p.deleted.then_some(p.updated_at);
     conn.execute(
         "INSERT INTO products (tenant_id, id, sku, name, category, price, cost, barcode, metadata,
-            version, last_modified_at, last_modified_by, created_at, updated_at, deleted_at, event_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+            version, last_modified_at, last_modified_by, created_at, updated_at, deleted_at, event_id,
+            modified_via)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
          ON CONFLICT (tenant_id, id) DO UPDATE SET sku = excluded.sku, name = excluded.name,
             category = excluded.category, price = excluded.price, cost = excluded.cost,
             barcode = excluded.barcode, metadata = excluded.metadata, version = excluded.version,
             last_modified_at = excluded.last_modified_at,
             last_modified_by = excluded.last_modified_by, updated_at = excluded.updated_at,
-            deleted_at = excluded.deleted_at, event_id = excluded.event_id",
+            deleted_at = excluded.deleted_at, event_id = excluded.event_id,
+            modified_via = excluded.modified_via",
         args![
             tenant,
             p.id,
@@ -101,7 +109,8 @@ fn store(conn: &mut dyn Conn, tenant: &str, p: &Product, event_id: u64) -> Resul
             p.created_at,
             p.updated_at,
             deleted_at,
-            event_id as i64
+            event_id as i64,
+            via
         ],
     )?;
     Ok(())
@@ -134,11 +143,13 @@ fn check_version(
 
 /// Runs a catalog write (writer only, inside the command's savepoint); returns the
 /// products it changed (none: nothing to do).
+/// `by`: who edits (a local change's `lastModifiedBy`); `via`: the client it came through.
 pub(crate) fn apply(
     conn: &mut dyn Conn,
     tenant: &str,
     write: &ProductWrite,
     by: &str,
+    via: &str,
     event_id: u64,
     now: i64,
 ) -> Result<Vec<ProductChange>, SubmitError> {
@@ -239,7 +250,7 @@ pub(crate) fn apply(
         }
     };
     for change in &changes {
-        store(conn, tenant, &change.after, event_id).map_err(unavailable)?;
+        store(conn, tenant, &change.after, event_id, via).map_err(unavailable)?;
     }
     Ok(changes)
 }
@@ -323,21 +334,25 @@ impl Reads<'_> {
             .collect::<Result<_, _>>()?)
     }
 
-    /// Catalog changes after `event_id` (tombstones included), oldest first, for the pull.
-    /// The caller's own changes come back too: merging them again changes nothing.
+    /// Catalog changes after the cursor `(event_id, id)` (tombstones included), in that
+    /// order, leaving out those that came through `skip_via` (what the other side sent
+    /// us): for sync. Each comes with its cursor's event id.
     pub fn products_after(
         &mut self,
         tenant: &str,
-        event_id: u64,
+        after: (u64, ProductId),
+        skip_via: &str,
         limit: usize,
     ) -> Result<Vec<(u64, Product)>, StoreError> {
         let rows = self.0.query(
             &format!(
-                "SELECT {COLUMNS}, event_id FROM products WHERE tenant_id = $1 AND event_id > $2
+                "SELECT {COLUMNS}, event_id FROM products WHERE tenant_id = $1
+                   AND (event_id > $2 OR (event_id = $2 AND id > $3))
+                   AND (modified_via IS NULL OR modified_via <> $4)
                  ORDER BY event_id, id LIMIT {}",
                 limit.clamp(1, 10_000)
             ),
-            args![tenant, event_id as i64],
+            args![tenant, after.0 as i64, after.1, skip_via],
         )?;
         Ok(rows
             .into_iter()

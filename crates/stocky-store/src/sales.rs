@@ -211,6 +211,31 @@ impl StoredSale {
 }
 
 impl Reads<'_> {
+    /// Sales changed after `event_id`, oldest change first, leaving out those last changed
+    /// through `skip_via` (what the other side sent us): an edge's push reads these.
+    pub fn sales_after(
+        &mut self,
+        tenant: &str,
+        event_id: u64,
+        skip_via: &str,
+        limit: usize,
+    ) -> Result<Vec<StoredSale>, StoreError> {
+        let rows = self.0.query(
+            &format!(
+                "SELECT record, unknown_products, event_id FROM sales
+                 WHERE tenant_id = $1 AND event_id > $2
+                   AND (modified_by IS NULL OR modified_by <> $3)
+                 ORDER BY event_id, id LIMIT {}",
+                limit.clamp(1, 10_000)
+            ),
+            args![tenant, event_id as i64, skip_via],
+        )?;
+        Ok(rows
+            .into_iter()
+            .map(|mut r| stored(&mut r))
+            .collect::<Result<_, _>>()?)
+    }
+
     pub fn sale(&mut self, tenant: &str, id: &str) -> Result<Option<StoredSale>, StoreError> {
         let row = self.0.query_opt(
             "SELECT record, unknown_products, event_id FROM sales WHERE tenant_id = $1 AND id = $2",

@@ -474,6 +474,7 @@ impl Writer {
                     &origin.tenant,
                     write,
                     origin.user.as_deref().unwrap_or(&origin.client_id),
+                    &origin.client_id,
                     id,
                     now,
                 )?;

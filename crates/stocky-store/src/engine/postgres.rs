@@ -460,6 +460,10 @@ CREATE TABLE products (
     updated_at       BIGINT NOT NULL,
     deleted_at       BIGINT,
     event_id         BIGINT NOT NULL,
+    -- The client the last change came through (`upstream` at an edge for the hub's,
+    -- `device:<key>` at the hub for a store node's): sync leaves out what came from the
+    -- side it sends to.
+    modified_via     TEXT,
     PRIMARY KEY (tenant_id, id)
 );
 CREATE INDEX products_by_sku ON products (tenant_id, sku);

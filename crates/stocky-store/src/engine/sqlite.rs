@@ -497,6 +497,10 @@ CREATE TABLE products (
     updated_at       INTEGER NOT NULL,
     deleted_at       INTEGER,
     event_id         INTEGER NOT NULL,
+    -- The client the last change came through (`upstream` at an edge for the hub's,
+    -- `device:<key>` at the hub for a store node's): sync leaves out what came from the
+    -- side it sends to.
+    modified_via     TEXT,
     PRIMARY KEY (tenant_id, id)
 );
 CREATE INDEX products_by_sku ON products (tenant_id, sku);

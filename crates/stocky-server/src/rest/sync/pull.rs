@@ -23,6 +23,8 @@ use crate::AppState;
 pub const MAX_PULL: usize = 1000;
 /// Document changes one pull answers at most.
 pub const MAX_PULL_DOCUMENTS: usize = 500;
+/// Catalog changes one pull answers at most.
+pub const MAX_PULL_PRODUCTS: usize = 500;
 
 fn limit(body: &Value, key: &str, max: usize) -> usize {
     body[key]
@@ -108,14 +110,51 @@ async fn pull_round(
         answer["documentsCursor"] = next;
         answer["documentsHasMore"] = json!(more);
     }
+    if let Some(given) = body.get("productsCursor") {
+        let (products, next, more) = products(state, p, given, &body, head).await?;
+        answer["products"] = Value::Array(products);
+        answer["productsCursor"] = next;
+        answer["productsHasMore"] = json!(more);
+    }
     let handed = answer["movements"].as_array().map_or(0, Vec::len)
-        + answer["documents"].as_array().map_or(0, Vec::len);
+        + answer["documents"].as_array().map_or(0, Vec::len)
+        + answer["products"].as_array().map_or(0, Vec::len);
     Ok(super::Round {
         site,
         items: handed as u64,
         version: Some(version),
         answer,
     })
+}
+
+/// The catalog's changes after `given` (`{"eventId","id"}`), leaving out those the caller
+/// pushed. The catalog comes down to every store (LWW by version on both tiers).
+async fn products(
+    state: &AppState,
+    p: &Principal,
+    given: &Value,
+    body: &Value,
+    head: u64,
+) -> Result<(Vec<Value>, Value, bool), ApiError> {
+    let after = (
+        given["eventId"].as_u64().unwrap_or(0),
+        given["id"].as_i64().unwrap_or(0),
+    );
+    let limit = limit(body, "productsLimit", MAX_PULL_PRODUCTS);
+    let (tenant, own) = (p.tenant.to_string(), pusher(p));
+    let mut changes = state
+        .store
+        .read(move |r| r.products_after(&tenant, after, &own, limit + 1))
+        .await?;
+    let has_more = changes.len() > limit;
+    changes.truncate(limit);
+    let next = match changes.last() {
+        Some((event_id, product)) if has_more => json!({"eventId": event_id, "id": product.id}),
+        _ if head >= after.0 => json!({"eventId": head, "id": 0}),
+        _ => given.clone(),
+    };
+    let products = changes.iter().map(|(_, p)| p.to_json()).collect();
+    Ok((products, next, has_more))
 }
 
 /// The document changes after `given`, of the collections that come down.

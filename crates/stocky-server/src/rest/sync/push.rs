@@ -1,7 +1,10 @@
 //! `POST /api/sync/push` `{"siteId", "operations":[…]}`: a store node's movements
 //! (`{"id","productId","delta","kind","reason","clientTime"}`, `"type":"movement"` by
-//! default) and document revisions (`{"id","type":"document","db","store","record"}`,
-//! the record as the server renders it, with `version` and `updated_at`).
+//! default), document revisions (`{"id","type":"document","db","store","record"}`,
+//! the record as the server renders it, with `version` and `updated_at`), sales
+//! (`{"id","type":"sale","sale":{…}}`, as `GET /api/sales/{id}` renders them) and catalog
+//! revisions (`{"id","type":"product","product":{…}}`, as `GET /api/products/{id}`
+//! renders them). A sale made at a store is never refused for stock: it is a fact.
 //!
 //! The valid movements of a request are appended in one writer transaction and commit
 //! with one `stock:sync` event; the documents of each collection are merged in one
@@ -16,11 +19,13 @@ use axum::{Extension, Json};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 use stocky_core::auth::Action;
+use stocky_core::catalog::{Product, ProductWrite};
 use stocky_core::documents::{check_name, DocOutcome, DocWrite, Merged, SyncedRecord};
+use stocky_core::sales::{SaleCommand, SaleRecord};
 use stocky_core::stock::{delta_in_range, Appended, LedgerEntry, MAX_AMOUNT, MAX_PRODUCT_ID};
 use stocky_core::sync_rules::Side;
 use stocky_core::time::{now_millis, parse_iso8601};
-use stocky_store::{Applied, Command, Outcome};
+use stocky_store::{Applied, Command, Outcome, SubmitError};
 
 use super::{pusher, requested_site};
 use crate::auth::Principal;
@@ -59,6 +64,10 @@ impl OpResult {
 /// A checked operation.
 enum Operation {
     Movement(LedgerEntry),
+    /// A sale made at the store, as it stands there (merged by union with the hub's copy).
+    Sale(Box<SaleRecord>),
+    /// A catalog revision made at the store (taken when it wins by version, then time).
+    Product(Box<Product>),
     Document {
         db: String,
         store: String,
@@ -111,6 +120,8 @@ async fn push_round(
     let mut entries = Vec::new();
     let mut slots = Vec::new();
     let mut collections: BTreeMap<(String, String), Vec<(usize, SyncedRecord)>> = BTreeMap::new();
+    let mut sales = Vec::new();
+    let mut products = Vec::new();
     for (i, op) in operations.iter().enumerate() {
         let id = op.get("id").and_then(Value::as_str).map(str::to_owned);
         let mut result = OpResult {
@@ -123,6 +134,8 @@ async fn push_round(
                 slots.push(i);
                 entries.push(entry);
             }
+            Ok(Operation::Sale(sale)) => sales.push((i, *sale)),
+            Ok(Operation::Product(product)) => products.push((i, *product)),
             Ok(Operation::Document { db, store, record }) => {
                 if state
                     .config
@@ -226,6 +239,56 @@ async fn push_round(
             };
         }
     }
+    // Sales: one command each (idempotent by the sale's id; their movements by theirs),
+    // submitted together so that the writer commits them in one group.
+    let submitted = sales.into_iter().map(|(slot, sale)| {
+        let (state, origin) = (state.clone(), origin.clone());
+        async move {
+            let command = Command::Sale(SaleCommand::Record(sale));
+            (slot, state.store.submit(command, origin).await)
+        }
+    });
+    for (slot, answer) in futures_util::future::join_all(submitted).await {
+        match answer {
+            Ok(Applied::New { id, .. }) => last_event_id = last_event_id.max(Some(id)),
+            Ok(_) => results[slot].status = "duplicate",
+            Err(SubmitError::Rejected(why)) => {
+                results[slot].refuse(format!("operations[{slot}]: {why}"))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    // Catalog revisions: one merge; a revision that does not win is `superseded` (the
+    // hub's is newer or the same).
+    if !products.is_empty() {
+        let (slots, revisions): (Vec<usize>, Vec<Product>) = products.into_iter().unzip();
+        let taken: Vec<(i64, i64)> = match state
+            .store
+            .submit(
+                Command::Product(ProductWrite::Merge(revisions.clone())),
+                origin.clone(),
+            )
+            .await?
+        {
+            Applied::New {
+                id,
+                outcome: Outcome::Products(changes),
+                ..
+            } => {
+                last_event_id = last_event_id.max(Some(id));
+                changes
+                    .iter()
+                    .map(|c| (c.after.id, c.after.version))
+                    .collect()
+            }
+            _ => Vec::new(),
+        };
+        for (slot, revision) in slots.iter().zip(&revisions) {
+            if !taken.contains(&(revision.id, revision.version)) {
+                results[*slot].status = "superseded";
+            }
+        }
+    }
     let count = |status: &str| results.iter().filter(|r| r.status == status).count();
     let answer = json!({
         "success": true,
@@ -299,8 +362,24 @@ fn parse_operation(
                 .map_err(|e| e.0)?;
             Ok(Operation::Document { db, store, record })
         }
+        "sale" => {
+            let sale = o
+                .get("sale")
+                .ok_or("sale is required for a sale operation")?;
+            SaleRecord::from_json(sale, site, now)
+                .map(|s| Operation::Sale(Box::new(s)))
+                .map_err(|e| format!("{} ({})", e.message, e.code))
+        }
+        "product" => {
+            let product = o
+                .get("product")
+                .ok_or("product is required for a product operation")?;
+            Product::from_json(product)
+                .map(|p| Operation::Product(Box::new(p)))
+                .map_err(|e| format!("{} ({})", e.message, e.code))
+        }
         other => Err(format!(
-            "type {other:?} is not an operation type (movement, document)"
+            "type {other:?} is not an operation type (movement, document, sale, product)"
         )),
     }
 }
