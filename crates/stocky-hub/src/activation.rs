@@ -27,6 +27,7 @@ use stocky_server::auth::{digest, random_token, Principal, API_KEY_PREFIX};
 use stocky_server::error::{ApiError, ApiJson};
 use stocky_server::rest::{json_body, too_many};
 use stocky_server::{random_id, AppState};
+use stocky_store::audit::AccountAudit;
 use stocky_store::{Account, Redeemed, StoreError};
 
 /// How long a code is valid unless the request says otherwise.
@@ -102,9 +103,19 @@ async fn create_code(
             site.clone(),
             p.id.to_string(),
         );
+        // The code itself is a secret: the entry names the site and expiry only.
+        let entry = audit_entry(
+            &p,
+            "activation_code:create",
+            &site,
+            json!({"siteId": site, "expiresAt": iso8601(expires_at)}),
+        );
         match state
             .store
-            .sync(move |s| s.create_activation_code(&hash, &tenant, &at, &by, now, expires_at))
+            .sync(move |s| {
+                s.create_activation_code(&hash, &tenant, &at, &by, now, expires_at)?;
+                s.audit(&entry)
+            })
             .await
         {
             Ok(()) => {
@@ -125,6 +136,19 @@ async fn create_code(
     ))
 }
 
+/// The audit entry of an activation-code change at `site` by `p`.
+fn audit_entry(p: &Principal, action: &str, site: &str, after: Value) -> AccountAudit {
+    AccountAudit {
+        tenant: p.tenant.to_string(),
+        user: Some(p.actor().to_string()),
+        device: None,
+        action: action.to_owned(),
+        entity_type: "site",
+        entity_id: Some(site.to_owned()),
+        after: Some(after.to_string()),
+    }
+}
+
 async fn revoke_code(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -132,9 +156,16 @@ async fn revoke_code(
 ) -> Result<Json<Value>, ApiError> {
     p.require(Action::ManageAccess)?;
     let (hash, tenant, at) = (digest(&code), p.tenant.to_string(), site.clone());
+    let entry = audit_entry(&p, "activation_code:revoke", &site, json!({"siteId": site}));
     let revoked = state
         .store
-        .sync(move |s| s.revoke_activation_code(&tenant, &at, &hash, now_millis()))
+        .sync(move |s| {
+            let revoked = s.revoke_activation_code(&tenant, &at, &hash, now_millis())?;
+            if revoked {
+                s.audit(&entry)?;
+            }
+            Ok(revoked)
+        })
         .await?;
     if !revoked {
         return Err(ApiError::new(
@@ -213,6 +244,21 @@ async fn activate(
     match redeemed {
         Redeemed::Activated { tenant, site } => {
             tracing::info!(%tenant, %site, device = %device_id, ip = %ip, "store node activated");
+            let entry = AccountAudit {
+                tenant: tenant.clone(),
+                user: None,
+                device: Some(device_id.clone()),
+                action: "site:activate".into(),
+                entity_type: "site",
+                entity_id: Some(site.clone()),
+                after: Some(
+                    json!({"siteId": site, "deviceId": device_id, "deviceName": device_name})
+                        .to_string(),
+                ),
+            };
+            if let Err(e) = state.store.sync(move |s| s.audit(&entry)).await {
+                tracing::warn!(error = %e, "could not write the activation's audit entry");
+            }
             Ok(Json(json!({
                 "success": true,
                 "tenantId": tenant,

@@ -532,8 +532,24 @@ async fn every_mutation_leaves_an_audit_entry_for_admins_only() -> Result<()> {
         .await?;
     assert_eq!(status, 200, "{body}");
 
+    let (status, key) = hub
+        .post(
+            "/api/admin/api-keys",
+            json!({"name": "pos", "role": "cashier", "siteId": "default"}),
+        )
+        .await?;
+    assert_eq!(status, 201, "{key}");
+    let secret = key["key"].as_str().unwrap().to_owned();
+    let revoke = format!("/api/admin/api-keys/{}", key["id"].as_str().unwrap());
+    hub.call("DELETE", &revoke, None, &[]).await?;
+    hub.post("/api/admin/sites", json!({"id": "north"})).await?;
+
     let (status, audit) = hub.get("/api/audit").await?;
     assert_eq!(status, 200, "{audit}");
+    assert!(
+        !audit.to_string().contains(&secret),
+        "no API key in the audit log"
+    );
     let actions: Vec<&str> = audit["data"]
         .as_array()
         .unwrap()
@@ -541,6 +557,10 @@ async fn every_mutation_leaves_an_audit_entry_for_admins_only() -> Result<()> {
         .map(|e| e["action"].as_str().unwrap())
         .collect();
     for expected in [
+        "user:create",
+        "api_key:create",
+        "api_key:revoke",
+        "site:create",
         "product:created",
         "stock:add",
         "inventory:thresholds",
@@ -596,16 +616,20 @@ async fn retail_routes_never_cross_tenants() -> Result<()> {
         let (status, _) = hub.as_(Some(&b), "GET", &path, None).await?;
         assert_eq!(status, 404, "{path}");
     }
-    for path in [
-        "/api/sales",
-        "/api/products",
-        "/api/audit",
-        "/api/inventory",
-    ] {
+    for path in ["/api/sales", "/api/products", "/api/inventory"] {
         let (status, body) = hub.as_(Some(&b), "GET", path, None).await?;
         assert_eq!(status, 200, "{path}");
         assert_eq!(body["count"], 0, "{path}: {body}");
     }
+    // B's audit log has its own creation only.
+    let (_, audit) = hub.as_(Some(&b), "GET", "/api/audit", None).await?;
+    let actions: Vec<&Value> = audit["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["action"])
+        .collect();
+    assert_eq!(actions, [&json!("tenant:create")], "{audit}");
     let (_, level) = hub.as_(Some(&b), "GET", "/api/inventory/1", None).await?;
     assert_eq!(level["inventory"]["minStock"], Value::Null);
     for (method, path) in [

@@ -478,6 +478,12 @@ async fn a_forbidden_write_is_403_whatever_the_body() -> Result<()> {
         ("POST", "/api/admin/api-keys"),
         ("DELETE", "/api/admin/api-keys/k1"),
         ("POST", "/api/admin/tenants"),
+        ("POST", "/api/products"),
+        ("PUT", "/api/products/1"),
+        ("PATCH", "/api/products/1"),
+        ("DELETE", "/api/products/1"),
+        ("PUT", "/api/inventory/1"),
+        ("POST", "/api/sales/6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b/void"),
     ];
     let bodies = [
         (Some("application/json"), "{not json"),

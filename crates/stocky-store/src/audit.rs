@@ -59,6 +59,42 @@ pub(crate) fn write(conn: &mut dyn Conn, entry: &AuditEntry<'_>) -> Result<(), D
     Ok(())
 }
 
+/// The audit entry of an account change (users, API keys, sites, devices, tenants): owned,
+/// because it travels to the pooled connection's thread. See `Accounts::audited`.
+#[derive(Debug, Clone, Default)]
+pub struct AccountAudit {
+    pub tenant: String,
+    pub user: Option<String>,
+    pub device: Option<String>,
+    /// `user:create`, `api_key:revoke`, `site:create`, …
+    pub action: String,
+    pub entity_type: &'static str,
+    pub entity_id: Option<String>,
+    /// What was created or changed, as JSON text — never a password, hash or key.
+    pub after: Option<String>,
+}
+
+impl AccountAudit {
+    pub(crate) fn write(&self, conn: &mut dyn Conn, now: i64) -> Result<(), DbError> {
+        write(
+            conn,
+            &AuditEntry {
+                tenant: &self.tenant,
+                user: self.user.as_deref(),
+                device: self.device.as_deref(),
+                action: &self.action,
+                entity_type: self.entity_type,
+                entity_id: self.entity_id.as_deref(),
+                before: None,
+                after: self.after.as_deref(),
+                client_time: None,
+                server_time: now,
+                event_id: 0,
+            },
+        )
+    }
+}
+
 /// `GET /api/audit` filters.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {

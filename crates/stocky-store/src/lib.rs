@@ -638,6 +638,25 @@ impl Store {
 pub struct Accounts<'c>(&'c mut dyn Conn);
 
 impl Accounts<'_> {
+    /// Runs `change` and writes its audit entry in one transaction (`change` must not open
+    /// its own): both happen or neither.
+    pub fn audited<T>(
+        &mut self,
+        entry: &audit::AccountAudit,
+        change: impl FnOnce(&mut Accounts<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        sql::in_tx(self.0, sql::TxMode::Plain, |tx| {
+            let done = change(&mut Accounts(tx))?;
+            entry.write(tx, stocky_core::time::now_millis())?;
+            Ok(done)
+        })
+    }
+
+    /// Writes the audit entry of a change that ran in its own transaction just before.
+    pub fn audit(&mut self, entry: &audit::AccountAudit) -> Result<(), StoreError> {
+        Ok(entry.write(self.0, stocky_core::time::now_millis())?)
+    }
+
     pub fn create_device(
         &mut self,
         tenant: &str,

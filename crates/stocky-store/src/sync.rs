@@ -88,6 +88,11 @@ fn pending_rows(rows: Vec<Row>) -> Result<Vec<Pending>, StoreError> {
 }
 
 impl SyncTables<'_> {
+    /// Writes the audit entry of a change made just before on this connection.
+    pub fn audit(&mut self, entry: &crate::audit::AccountAudit) -> Result<(), StoreError> {
+        Ok(entry.write(self.0, stocky_core::time::now_millis())?)
+    }
+
     /// Stores a new code's digest for `site`, valid until `expires_at`. A code that is
     /// still live with the same digest is a conflict (draw another); a dead one (used,
     /// revoked or expired) is replaced.

@@ -13,12 +13,32 @@ use stocky_core::accounts::{check_password, parse_email};
 use stocky_core::auth::{Action, Role};
 use stocky_core::documents::check_name;
 use stocky_core::time::iso8601;
+use stocky_store::audit::AccountAudit;
 use stocky_store::Account;
 
 use super::json_body;
 use crate::auth::{digest, hash_password_off_thread, random_token, Principal, API_KEY_PREFIX};
 use crate::error::ApiError;
 use crate::AppState;
+
+/// The audit entry of an account change made by `p` (never with a secret in `after`).
+fn audit_entry(
+    p: &Principal,
+    action: &str,
+    entity_type: &'static str,
+    entity_id: &str,
+    after: Value,
+) -> AccountAudit {
+    AccountAudit {
+        tenant: p.tenant.to_string(),
+        user: Some(p.actor().to_string()),
+        device: p.device.as_deref().map(str::to_owned),
+        action: action.to_owned(),
+        entity_type,
+        entity_id: Some(entity_id.to_owned()),
+        after: Some(after.to_string()),
+    }
+}
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -81,9 +101,25 @@ async fn create_tenant(
         email.clone(),
         owner.clone(),
     );
+    // The tenant is created in its own transaction (stream, site, owner): its entry
+    // follows it.
+    let entry = audit_entry(
+        &p,
+        "tenant:create",
+        "tenant",
+        &body.id,
+        json!({"id": body.id}),
+    );
+    let entry = AccountAudit {
+        tenant: body.id.clone(),
+        ..entry
+    };
     state
         .store
-        .accounts(move |a| a.create_tenant(&id, &name, Some((&created, &login, &hash))))
+        .accounts(move |a| {
+            a.create_tenant(&id, &name, Some((&created, &login, &hash)))?;
+            a.audit(&entry)
+        })
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -216,9 +252,16 @@ async fn create_site(
     check_name("site", &body.id).map_err(|e| ApiError::bad_request("invalid_name", e.0))?;
     let name = body.name.unwrap_or_else(|| body.id.clone());
     let (tenant, id, label) = (p.tenant.to_string(), body.id.clone(), name.clone());
+    let entry = audit_entry(
+        &p,
+        "site:create",
+        "site",
+        &id,
+        json!({"id": id, "name": name}),
+    );
     state
         .store
-        .accounts(move |a| a.create_site(&tenant, &id, &label))
+        .accounts(move |a| a.audited(&entry, |a| a.create_site(&tenant, &id, &label)))
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -252,9 +295,16 @@ async fn create_device(
         body.site_id.clone(),
         name.clone(),
     );
+    let entry = audit_entry(
+        &p,
+        "device:create",
+        "device",
+        &id,
+        json!({"id": id, "siteId": site, "name": name}),
+    );
     state
         .store
-        .accounts(move |a| a.create_device(&tenant, &id, &site, &label))
+        .accounts(move |a| a.audited(&entry, |a| a.create_device(&tenant, &id, &site, &label)))
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -310,9 +360,16 @@ async fn create_user(
     check_password(&password).map_err(|e| ApiError::bad_request("weak_password", e.0))?;
     let hash = hash_password_off_thread(password).await?;
     let (created, login) = (account.clone(), email.clone());
+    let entry = audit_entry(
+        &p,
+        "user:create",
+        "user",
+        &account.id,
+        json!({"email": email, "role": account.role, "siteId": account.site, "modules": account.modules}),
+    );
     state
         .store
-        .accounts(move |a| a.create_user(&created, &login, &hash))
+        .accounts(move |a| a.audited(&entry, |a| a.create_user(&created, &login, &hash)))
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -343,9 +400,16 @@ async fn create_key(
     let account = account_for(&p, &body)?;
     let key = random_token(API_KEY_PREFIX);
     let (created, name, hash) = (account.clone(), body.name.clone(), digest(&key));
+    let entry = audit_entry(
+        &p,
+        "api_key:create",
+        "api_key",
+        &account.id,
+        json!({"name": body.name, "role": account.role, "siteId": account.site, "modules": account.modules}),
+    );
     state
         .store
-        .accounts(move |a| a.create_api_key(&created, &name, &hash))
+        .accounts(move |a| a.audited(&entry, |a| a.create_api_key(&created, &name, &hash)))
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -369,9 +433,10 @@ async fn revoke_key(
     p.require(Action::ManageAccess)?;
     let tenant = p.tenant.to_string();
     let key = id.clone();
+    let entry = audit_entry(&p, "api_key:revoke", "api_key", &id, json!({"id": id}));
     if !state
         .store
-        .accounts(move |a| a.revoke_api_key(&tenant, &key))
+        .accounts(move |a| a.audited(&entry, |a| a.revoke_api_key(&tenant, &key)))
         .await?
     {
         return Err(ApiError::new(
