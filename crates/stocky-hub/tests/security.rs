@@ -483,7 +483,10 @@ async fn a_forbidden_write_is_403_whatever_the_body() -> Result<()> {
         ("PATCH", "/api/products/1"),
         ("DELETE", "/api/products/1"),
         ("PUT", "/api/inventory/1"),
-        ("POST", "/api/sales/6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b/void"),
+        (
+            "POST",
+            "/api/sales/6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b/void",
+        ),
     ];
     let bodies = [
         (Some("application/json"), "{not json"),
