@@ -83,6 +83,14 @@ enum Scenario {
         #[arg(long, default_value_t = 20)]
         reads: usize,
     },
+    /// Recorded sales per second: `clients` HTTP clients each posting 3-line sales with a
+    /// payment (`POST /api/sales`: the sale, its movements and its events in one commit).
+    Sales {
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
     /// Time to replay `events` missed events to a reconnecting client.
     Replay {
         #[arg(long, default_value_t = 10_000)]
@@ -140,6 +148,9 @@ async fn main() -> Result<()> {
                 sites,
                 reads,
             } => inventory(&cli.hub, products, sites, reads).await?,
+            Scenario::Sales { clients, seconds } => {
+                sales(&cli.hub, clients, Duration::from_secs(seconds)).await?
+            }
         };
         println!("run {run}: {}", figure.line);
         figures.push(figure);
@@ -621,6 +632,57 @@ async fn inventory(bin: &str, products: usize, sites: usize, reads: usize) -> Re
         value: cold_ms,
         line: format!(
             "consolidated inventory of {products} products × {sites} sites: cold {cold_ms:.1} ms, cached {cached_ms:.1} ms (medians of {reads})"
+        ),
+    })
+}
+
+async fn sales(bin: &str, clients: usize, duration: Duration) -> Result<Figure> {
+    let hub = HubProcess::start(bin, &[("STOCKY_RATE_LIMIT", "0".to_string())])?;
+    let sdk = stocky_client::Client::new(&hub.addr)?.with_token(hub::ADMIN_TOKEN);
+    for id in 1..=3 {
+        // PUT: a database shared across runs (PostgreSQL) has them already.
+        let product = serde_json::json!({"name": format!("product {id}"), "price": 2.5});
+        let path = format!("/api/products/{id}");
+        let (status, answer) = sdk.call("PUT", &path, Some(&product), &[]).await?;
+        anyhow::ensure!(status == 200, "product: {status} {answer}");
+    }
+    let cpu = Cpu::start(&hub)?;
+    let started = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..clients {
+        let sdk = sdk.clone();
+        workers.spawn(async move {
+            let mut made = 0u64;
+            while started.elapsed() < duration {
+                let sale = serde_json::json!({
+                    "id": uuid::Uuid::new_v4().to_string(),
+                    "deviceId": "bench",
+                    "lines": [
+                        {"productId": 1, "quantity": 1, "unitPrice": 2.5},
+                        {"productId": 2, "quantity": 2, "unitPrice": 2.5},
+                        {"productId": 3, "quantity": 3, "unitPrice": 2.5, "discount": 0.5},
+                    ],
+                    "payments": [{"method": "card", "amount": 14.5}],
+                    "total": 14.5,
+                });
+                let (status, answer) = sdk.call("POST", "/api/sales", Some(&sale), &[]).await?;
+                anyhow::ensure!(status == 201, "sale: {status} {answer}");
+                made += 1;
+            }
+            anyhow::Ok(made)
+        });
+    }
+    let mut total = 0;
+    while let Some(worker) = workers.join_next().await {
+        total += worker??;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let (hub_cpu, own_cpu) = cpu.used(&hub)?;
+    let per_sec = total as f64 / elapsed;
+    Ok(Figure {
+        value: per_sec,
+        line: format!(
+            "{total} sales (3 lines, 1 payment) in {elapsed:.1} s = {per_sec:.0} sales/s from {clients} clients; hub CPU {hub_cpu:.1} s, bench CPU {own_cpu:.1} s"
         ),
     })
 }
