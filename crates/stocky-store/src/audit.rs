@@ -36,6 +36,53 @@ pub struct AuditEntry<'a> {
     pub event_id: u64,
 }
 
+/// A command's entry, held by the writer until its batch is written (all of a group
+/// commit's entries go in a few multi-row statements, in the batch's transaction). The
+/// event's data is shared with the event, not copied.
+#[derive(Debug, Clone)]
+pub(crate) struct AuditRow {
+    pub tenant: std::sync::Arc<str>,
+    pub user: Option<std::sync::Arc<str>>,
+    pub device: Option<std::sync::Arc<str>>,
+    pub action: std::sync::Arc<str>,
+    pub entity_type: &'static str,
+    pub entity_id: Option<String>,
+    pub before: Option<String>,
+    pub after: std::sync::Arc<str>,
+    pub client_time: Option<i64>,
+    pub server_time: i64,
+    pub event_id: u64,
+}
+
+/// Appends `rows` on `conn`, inside the caller's transaction, a few dozen per statement.
+pub(crate) fn write_rows(conn: &mut dyn Conn, rows: &[AuditRow]) -> Result<(), DbError> {
+    for chunk in rows.chunks(crate::sql::ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO audit_log (tenant_id, user_id, device_id, action, entity_type, entity_id,
+                before_data, after_data, client_time, server_time, event_id) VALUES {}",
+            crate::sql::placeholder_rows(1, chunk.len(), 11)
+        );
+        let mut params = Vec::with_capacity(chunk.len() * 11);
+        for r in chunk {
+            params.extend_from_slice(args![
+                &*r.tenant,
+                r.user.as_deref(),
+                r.device.as_deref(),
+                &*r.action,
+                r.entity_type,
+                r.entity_id.as_deref(),
+                r.before.as_deref(),
+                &*r.after,
+                r.client_time,
+                r.server_time,
+                r.event_id as i64
+            ]);
+        }
+        conn.execute(&sql, &params)?;
+    }
+    Ok(())
+}
+
 /// Appends `entry` on `conn`, inside the caller's transaction.
 pub(crate) fn write(conn: &mut dyn Conn, entry: &AuditEntry<'_>) -> Result<(), DbError> {
     conn.execute(

@@ -5,7 +5,10 @@
 //! write transaction: each command inside its own savepoint, validated against the state
 //! the earlier commands of the batch left. The first time a batch touches a tenant it reads
 //! (and on PostgreSQL row-locks) the tenant's `streams` row, so writers of other processes
-//! or hub instances sharing the database serialise per tenant and ids stay gap-free. After the commit — and only then — the
+//! or hub instances sharing the database serialise per tenant and ids stay gap-free. A command
+//! may raise several events (its own first, then what it set off: a sale's stock levels,
+//! low-stock alerts), with consecutive ids. The audit entries of the applied commands are
+//! written just before the commit, in the same transaction. After the commit — and only then — the
 //! events go to the sink in id order and the waiting senders get their answers. If the
 //! commit fails, every command of the batch is answered `Unavailable` and the cached
 //! stream heads are left as they were before the batch, so no id is skipped.
@@ -28,7 +31,7 @@ use stocky_core::time::now_millis;
 use stocky_core::{DEFAULT_SITE, DEFAULT_TENANT};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::audit::{self, AuditEntry};
+use crate::audit::{self, AuditRow};
 use crate::engine::{ConnRole, Engine};
 use crate::inventory::{self, LevelChange, STOCK_LOW, THRESHOLDS_EVENT};
 use crate::sql::{args, placeholder_rows, Arg, Conn, DbError, TxMode, ROWS_PER_STATEMENT};
@@ -102,6 +105,7 @@ pub(crate) fn spawn(
         validator,
         streams,
         last_prune: Instant::now(),
+        audit: Vec::new(),
     };
     std::thread::Builder::new()
         .name("stocky-writer".into())
@@ -120,6 +124,8 @@ struct Writer {
     /// Committed `(epoch, head)` per tenant stream.
     streams: HashMap<Arc<str>, (Arc<str>, u64)>,
     last_prune: Instant,
+    /// The audit entries of the batch being staged (written just before its commit).
+    audit: Vec<AuditRow>,
 }
 
 /// An event a command raises, before it has an id.
@@ -195,12 +201,18 @@ impl Writer {
             return;
         }
         let now = now_millis();
+        self.audit.clear();
         for (command, origin, _) in batch.iter() {
             outcomes.push(self.stage(command, origin, now, &mut staged_heads));
         }
-        // Each touched stream's head is written once per batch, not once per command.
-        let mut committed = Ok(());
+        // The audit entries of every applied command, then each touched stream's head
+        // (once per batch, not once per command), in the batch's transaction.
+        let mut committed = audit::write_rows(&mut *self.conn, &self.audit);
+        self.audit.clear();
         for (tenant, (_, head)) in &staged_heads {
+            if committed.is_err() {
+                break;
+            }
             committed = self
                 .conn
                 .execute(
@@ -208,9 +220,6 @@ impl Writer {
                     args![&**tenant, *head as i64],
                 )
                 .map(drop);
-            if committed.is_err() {
-                break;
-            }
         }
         let committed = committed.and_then(|()| self.conn.commit());
         if let Err(e) = committed {
@@ -284,12 +293,17 @@ impl Writer {
         if let Err(e) = self.conn.batch("SAVEPOINT command") {
             return Staged::Done(Err(unavailable(e)));
         }
+        let audited = self.audit.len();
         let result = self.apply(command, origin, now, heads);
+        if !matches!(result, Ok(Staged::New { .. })) {
+            self.audit.truncate(audited);
+        }
         let end = match &result {
             Ok(Staged::New { .. }) => "RELEASE SAVEPOINT command",
             _ => "ROLLBACK TO SAVEPOINT command; RELEASE SAVEPOINT command",
         };
         if let Err(e) = self.conn.batch(end) {
+            self.audit.truncate(audited);
             return Staged::Done(Err(unavailable(e)));
         }
         match result {
@@ -352,7 +366,6 @@ impl Writer {
             site: origin.site.clone(),
             data,
         };
-        let who = (origin.user.as_deref(), origin.device.as_deref());
         let audit = |entity_type: &'static str, entity_id: Option<String>| Audit {
             entity_type,
             entity_id,
@@ -568,29 +581,26 @@ impl Writer {
             });
         }
         let main = &committed[0];
-        for (n, entry) in audits.iter().enumerate() {
+        for (n, entry) in audits.into_iter().enumerate() {
             // Catalog writes raise one event per product: each entry gets its own.
             let event = committed
                 .get(n)
                 .filter(|_| entry.entity_type == "product")
                 .unwrap_or(main);
-            audit::write(
-                conn,
-                &AuditEntry {
-                    tenant: &origin.tenant,
-                    user: who.0,
-                    device: who.1,
-                    action: &event.event,
-                    entity_type: entry.entity_type,
-                    entity_id: entry.entity_id.as_deref(),
-                    before: entry.before.as_deref(),
-                    after: Some(&event.data),
-                    client_time: entry.client_time,
-                    server_time: now,
-                    event_id: event.id,
-                },
-            )
-            .map_err(unavailable)?;
+            // Written with the batch (see `commit_batch`), in its transaction.
+            self.audit.push(AuditRow {
+                tenant: origin.tenant.clone(),
+                user: origin.user.clone(),
+                device: origin.device.clone(),
+                action: event.event.clone(),
+                entity_type: entry.entity_type,
+                entity_id: entry.entity_id,
+                before: entry.before,
+                after: event.data.clone(),
+                client_time: entry.client_time,
+                server_time: now,
+                event_id: event.id,
+            });
         }
         if let Some((key, print)) = &op_key {
             conn.execute(
