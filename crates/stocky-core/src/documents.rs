@@ -36,7 +36,8 @@ fn invalid<T>(message: impl Into<String>) -> Result<T, Invalid> {
 
 /// Checks the name of an application event published through `POST /api/events`:
 /// `[A-Za-z0-9_.:-]{1,64}`, and not one of the hub's own families (`stock:`, `sync:`,
-/// `backup:`, `site:` — store presence), which only the hub emits.
+/// `backup:`, `site:` — store presence, `product:` — the catalog, `inventory:`), which
+/// only the hub emits.
 pub fn check_event_name(name: &str) -> Result<(), Invalid> {
     let charset = !name.is_empty()
         && name.len() <= 64
@@ -48,9 +49,16 @@ pub fn check_event_name(name: &str) -> Result<(), Invalid> {
             "event type {name:?} must be 1 to 64 letters, digits, '_', '.', ':' or '-'"
         ));
     }
-    if ["stock:", "sync:", "backup:", "site:"]
-        .iter()
-        .any(|p| name.starts_with(p))
+    if [
+        "stock:",
+        "sync:",
+        "backup:",
+        "site:",
+        "product:",
+        "inventory:",
+    ]
+    .iter()
+    .any(|p| name.starts_with(p))
     {
         return invalid(format!("event type {name:?} is reserved for the hub"));
     }

@@ -7,7 +7,8 @@
 //! by union ([`SaleRecord::merge`]) and converge whichever arrives first.
 //!
 //! The stock side is derived, never edited: [`SaleRecord::movements`] lists every ledger
-//! movement the record implies, with ids made from the sale's, refund's or void's id, so
+//! movement the record implies, with ids made from the sale's id (and a refund's id or a
+//! void's time), so
 //! appending them is idempotent (a movement already in the ledger is skipped) and a sale
 //! pushed twice — or pushed as movements and as a sale — counts once.
 //!
@@ -275,9 +276,13 @@ impl SaleRecord {
                 user: None,
             })
             .collect();
+        // A refund's and a void's ids carry the sale's (a refund id reused on another sale
+        // still names other movements) and the void's time (two tiers voiding the same sale
+        // with different quantities left make two facts, which both ledgers get).
+        let sale = &self.id[..8.min(self.id.len())];
         for refund in &self.refunds {
             out.extend(refund.lines.iter().enumerate().map(|(n, l)| SaleMovement {
-                id: format!("{}:{n}", refund.id),
+                id: format!("{sale}:{}:{n}", refund.id),
                 product_id: l.product_id,
                 delta: l.quantity,
                 kind: "refund",
@@ -288,7 +293,7 @@ impl SaleRecord {
         }
         if let Some(void) = &self.void {
             out.extend(void.lines.iter().enumerate().map(|(n, l)| SaleMovement {
-                id: format!("{}:void:{n}", self.id),
+                id: format!("{}:void:{}:{n}", self.id, void.at),
                 product_id: l.product_id,
                 delta: l.quantity,
                 kind: "refund",
@@ -442,7 +447,7 @@ impl SaleRecord {
                 at: time_field(v, "at")?.unwrap_or(now),
                 reason: text(v, "reason")?,
                 user_id: text(v, "userId")?,
-                lines: parse_refund_lines(v.get("lines"))?.unwrap_or_default(),
+                lines: parse_refund_lines(v.get("lines"), true)?.unwrap_or_default(),
             });
         }
         Ok(record)
@@ -494,7 +499,7 @@ fn product_id(value: Option<&Value>, at: &str) -> Result<ProductId, SaleInvalid>
     match value.and_then(Value::as_i64) {
         Some(p) if (1..=MAX_PRODUCT_ID).contains(&p) => Ok(p),
         _ => invalid(
-            "invalid_product",
+            "invalid_product_id",
             format!("{at}.productId must be an integer from 1 to {MAX_PRODUCT_ID}"),
         ),
     }
@@ -573,10 +578,24 @@ impl NewSale {
                     })?,
                 discount: amount(l, "discount", &at, "invalid_discount")?.unwrap_or(0),
             };
-            let line_total = line.total().ok_or_else(|| SaleInvalid {
-                code: "invalid_discount",
-                message: format!("{at}: the discount is larger than the line"),
-            })?;
+            let line_total = match line.quantity.checked_mul(line.unit_price) {
+                Some(gross) if gross > money::MAX_MONEY => {
+                    return invalid(
+                        "invalid_total",
+                        format!("{at}: the line total is too large"),
+                    )
+                }
+                Some(_) => line.total().ok_or_else(|| SaleInvalid {
+                    code: "invalid_discount",
+                    message: format!("{at}: the discount is larger than the line"),
+                })?,
+                None => {
+                    return invalid(
+                        "invalid_total",
+                        format!("{at}: the line total is too large"),
+                    )
+                }
+            };
             total = total
                 .checked_add(line_total)
                 .filter(|t| *t <= money::MAX_MONEY)
@@ -743,10 +762,17 @@ pub struct RefundRequest {
     pub reason: Option<String>,
 }
 
-fn parse_refund_lines(value: Option<&Value>) -> Result<Option<Vec<RefundLine>>, SaleInvalid> {
+/// `lines` of a refund or a void: `allow_empty` for a void's (a sale refunded in full
+/// before it was voided gives nothing back).
+fn parse_refund_lines(
+    value: Option<&Value>,
+    allow_empty: bool,
+) -> Result<Option<Vec<RefundLine>>, SaleInvalid> {
     match value {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::Array(raw)) if !raw.is_empty() && raw.len() <= MAX_SALE_LINES => {
+        Some(Value::Array(raw))
+            if (allow_empty || !raw.is_empty()) && raw.len() <= MAX_SALE_LINES =>
+        {
             let mut lines = Vec::with_capacity(raw.len());
             for (n, l) in raw.iter().enumerate() {
                 let at = format!("lines[{n}]");
@@ -776,7 +802,7 @@ impl RefundRequest {
         };
         Ok(RefundRequest {
             id,
-            lines: parse_refund_lines(o.get("lines"))?,
+            lines: parse_refund_lines(o.get("lines"), false)?,
             reason: text(o, "reason")?,
         })
     }
@@ -856,8 +882,20 @@ pub fn decide(
             Some(stored) => {
                 let mut merged = stored.clone();
                 let changed = merged.merge(incoming).map_err(SaleRefusal::Invalid)?;
+                let confirmed = |r: &SaleRecord| {
+                    r.payments
+                        .iter()
+                        .filter(|p| p.status == PaymentStatus::Confirmed)
+                        .count()
+                };
                 let event = if merged.void.is_some() && stored.void.is_none() {
                     SALE_CANCELLED
+                } else if merged.refunds.len() == stored.refunds.len()
+                    && confirmed(&merged) > confirmed(stored)
+                {
+                    // Seed 001: a confirmed payment announces the sale, wherever it was
+                    // confirmed.
+                    SALE_CREATED
                 } else {
                     SALE_UPDATED
                 };
@@ -1134,5 +1172,54 @@ mod tests {
         // The API form reads back as the same sale.
         let back = SaleRecord::from_json(&voided.to_json(&[]), "s1", 9999).unwrap();
         assert_eq!(back, voided);
+    }
+
+    #[test]
+    fn a_sale_refunded_in_full_then_voided_still_travels_and_ids_stay_apart() {
+        let s = sale();
+        let refund_all = |sale: &SaleRecord, id: &str| SaleCommand::Refund {
+            sale: sale.id.clone(),
+            refund: RefundRequest {
+                id: Some(id.into()),
+                lines: None,
+                reason: None,
+            },
+            user: None,
+            at: 2000,
+        };
+        let refund_id = "11111111-2222-4333-8444-555555555555";
+        let (refunded, _) = decide(Some(&s), &refund_all(&s, refund_id))
+            .unwrap()
+            .unwrap();
+        assert_eq!(refunded.status(), SaleStatus::Refunded);
+        let void = SaleCommand::Void {
+            sale: s.id.clone(),
+            reason: None,
+            user: None,
+            at: 3000,
+        };
+        let (voided, _) = decide(Some(&refunded), &void).unwrap().unwrap();
+        assert!(voided.void.as_ref().unwrap().lines.is_empty());
+        let back = SaleRecord::from_json(&voided.to_json(&[]), "s1", 9999).unwrap();
+        assert_eq!(back, voided, "an empty void travels");
+
+        // The same refund id on another sale names other movements.
+        let mut other = sale();
+        other.id = "22222222-3333-4444-8555-666666666666".into();
+        let (other, _) = decide(Some(&other), &refund_all(&other, refund_id))
+            .unwrap()
+            .unwrap();
+        let ids = |r: &SaleRecord| -> Vec<String> {
+            r.movements()
+                .into_iter()
+                .filter(|m| m.kind == "refund")
+                .map(|m| m.id)
+                .collect()
+        };
+        assert!(ids(&refunded).iter().all(|id| !ids(&other).contains(id)));
+        assert!(ids(&voided)
+            .iter()
+            .chain(&ids(&other))
+            .all(|id| id.len() <= 64));
     }
 }

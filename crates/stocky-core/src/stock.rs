@@ -619,7 +619,12 @@ pub fn parse_ledger(movements: Option<&Value>) -> Result<Vec<LedgerEntry>, Inval
                 origin_client: text("originClient"),
                 origin_op: text("originOp"),
                 server_time,
-                client_time: text("clientTime").and_then(|t| crate::time::parse_iso8601(&t)),
+                client_time: match text("clientTime") {
+                    None => None,
+                    Some(t) => Some(crate::time::parse_iso8601(&t).ok_or_else(|| {
+                        fail(format!("{at}.clientTime must be an ISO-8601 timestamp"))
+                    })?),
+                },
                 user_id: text("userId"),
             })
         })

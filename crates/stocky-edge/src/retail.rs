@@ -141,6 +141,14 @@ pub(crate) async fn push_once(
     Ok(sent)
 }
 
+/// Sales not pushed yet, and the server time of the oldest.
+pub(crate) async fn pending_sales(store: &Store) -> Result<(u64, Option<i64>), StoreError> {
+    let after = read_cursor(store, SALES_PUSH_KEY).await?.event_id;
+    store
+        .read(move |r| r.sales_pending(DEFAULT_TENANT, after, UPSTREAM_ORIGIN))
+        .await
+}
+
 /// The catalog pull cursor, as the hub's pull takes it.
 pub(crate) async fn pull_cursor(store: &Store) -> Result<Value, StoreError> {
     let after = read_cursor(store, PRODUCTS_PULL_KEY).await?;

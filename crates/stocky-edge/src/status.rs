@@ -93,6 +93,7 @@ async fn sync_status(
         })
         .await?;
     let pending_documents = crate::documents::pending(&state.store).await?;
+    let (pending_sales, oldest_sale) = crate::retail::pending_sales(&state.store).await?;
     let now = now_millis();
     Ok(Json(json!({
         "siteId": site,
@@ -103,6 +104,8 @@ async fn sync_status(
         "pulledTotal": live.pulled_total,
         "pending": pending,
         "pendingDocuments": pending_documents,
+        "pendingSales": pending_sales,
+        "oldestUnsyncedSaleAt": oldest_sale.map(iso8601),
         "oldestPendingAgeSecs": oldest.map(|t| (now - t).max(0) / 1000),
         "quarantined": quarantined,
         "pushedTotal": live.pushed_total,

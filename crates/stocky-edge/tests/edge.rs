@@ -1142,6 +1142,12 @@ async fn a_sale_made_at_an_offline_edge_reaches_the_hub_with_its_uuid_and_times(
     let (_, at_edge) = local
         .call("GET", &format!("/api/sales/{OFFLINE_SALE}"), None, &[])
         .await?;
+    let status: Value = local.get("/api/sync/status").await?;
+    assert_eq!(status["pendingSales"], 1, "{status}");
+    assert_eq!(
+        status["oldestUnsyncedSaleAt"], at_edge["sale"]["serverTimestamp"],
+        "{status}"
+    );
     assert_eq!(local.stock_of(1).await?.context("stock")?.stock, 8);
 
     hub.restart_with(|_| {}).await?;
@@ -1181,6 +1187,11 @@ async fn a_sale_made_at_an_offline_edge_reaches_the_hub_with_its_uuid_and_times(
         .collect();
     assert_eq!(of_sale.len(), 3, "two sale lines and a refund: {of_sale:?}");
     assert_eq!(north.stock_of(2).await?.context("stock")?.stock, 9);
+    eventually("the edge to see the sale pushed", || async {
+        let status: Value = local.get("/api/sync/status").await?;
+        Ok(status["pendingSales"] == 0)
+    })
+    .await?;
     edge.stop().await?;
     Ok(())
 }

@@ -356,6 +356,7 @@ fn cors_layer(origins: &[String]) -> Result<CorsLayer, GatewayError> {
             header::HeaderName::from_static("idempotency-key"),
             header::HeaderName::from_static("if-match"),
             header::HeaderName::from_static("x-api-key"),
+            header::HeaderName::from_static("x-device-id"),
         ]);
     if origins.iter().any(|o| o == "*") {
         return Ok(layer.allow_origin(AllowOrigin::any()));

@@ -645,9 +645,22 @@ impl Accounts<'_> {
         entry: &audit::AccountAudit,
         change: impl FnOnce(&mut Accounts<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        self.audited_when(entry, change, |_| true)
+    }
+
+    /// [`Accounts::audited`] for a change that may turn out to change nothing: the entry
+    /// is written only when `happened` says so of the result.
+    pub fn audited_when<T>(
+        &mut self,
+        entry: &audit::AccountAudit,
+        change: impl FnOnce(&mut Accounts<'_>) -> Result<T, StoreError>,
+        happened: impl FnOnce(&T) -> bool,
+    ) -> Result<T, StoreError> {
         sql::in_tx(self.0, sql::TxMode::Plain, |tx| {
             let done = change(&mut Accounts(tx))?;
-            entry.write(tx, stocky_core::time::now_millis())?;
+            if happened(&done) {
+                entry.write(tx, stocky_core::time::now_millis())?;
+            }
             Ok(done)
         })
     }

@@ -164,7 +164,8 @@ pub(crate) fn apply(
             origin_client: Some(by.to_owned()),
             origin_op: Some(record.id.clone()),
             server_time: m.time,
-            client_time: record.client_time,
+            // The register's time is the sale's; refunds and voids happen at the server.
+            client_time: (m.kind == "sale").then_some(record.client_time).flatten(),
             user_id: m.user.or_else(|| record.user_id.clone()),
         })
         .collect();
@@ -234,6 +235,22 @@ impl Reads<'_> {
             .into_iter()
             .map(|mut r| stored(&mut r))
             .collect::<Result<_, _>>()?)
+    }
+
+    /// How many sales changed after `event_id` (not through `skip_via`), and the server
+    /// time of the oldest of them: what an edge has not pushed yet.
+    pub fn sales_pending(
+        &mut self,
+        tenant: &str,
+        event_id: u64,
+        skip_via: &str,
+    ) -> Result<(u64, Option<i64>), StoreError> {
+        let row = self.0.query_one(
+            "SELECT COUNT(*), MIN(server_time) FROM sales WHERE tenant_id = $1 AND event_id > $2
+               AND (modified_by IS NULL OR modified_by <> $3)",
+            args![tenant, event_id as i64, skip_via],
+        )?;
+        Ok((row.int(0)? as u64, row.opt_int(1)?))
     }
 
     pub fn sale(&mut self, tenant: &str, id: &str) -> Result<Option<StoredSale>, StoreError> {

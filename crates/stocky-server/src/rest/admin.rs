@@ -436,7 +436,13 @@ async fn revoke_key(
     let entry = audit_entry(&p, "api_key:revoke", "api_key", &id, json!({"id": id}));
     if !state
         .store
-        .accounts(move |a| a.audited(&entry, |a| a.revoke_api_key(&tenant, &key)))
+        .accounts(move |a| {
+            a.audited_when(
+                &entry,
+                |a| a.revoke_api_key(&tenant, &key),
+                |revoked| *revoked,
+            )
+        })
         .await?
     {
         return Err(ApiError::new(

@@ -176,6 +176,7 @@ async fn movements(
                 "kind": e.kind, "reason": e.reason, "originClient": e.origin_client,
                 "originOp": e.origin_op, "eventId": r.cursor.event_id,
                 "serverTime": iso8601(e.server_time),
+                "clientTime": e.client_time.map(iso8601), "userId": e.user_id,
             })
         })
         .collect();
