@@ -224,6 +224,9 @@ impl Default for ModuleMap {
             ("product:*", "catalog"),
             ("stock:*", "inventory"),
             ("inventory:*", "inventory"),
+            ("transfer:*", "inventory"),
+            ("TRANSFER_OUT", "inventory"),
+            ("TRANSFER_IN", "inventory"),
             ("sync:*", "documents"),
             ("backup:*", "documents"),
         ];

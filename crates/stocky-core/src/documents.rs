@@ -56,6 +56,7 @@ pub fn check_event_name(name: &str) -> Result<(), Invalid> {
         "site:",
         "product:",
         "inventory:",
+        "transfer:",
     ]
     .iter()
     .any(|p| name.starts_with(p))

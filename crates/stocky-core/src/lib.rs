@@ -15,6 +15,7 @@ pub mod sales;
 pub mod stock;
 pub mod sync_rules;
 pub mod time;
+pub mod transfers;
 
 /// The tenant every hub has from its first start; real tenants arrive with authentication.
 pub const DEFAULT_TENANT: &str = "default";

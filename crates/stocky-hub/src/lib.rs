@@ -19,6 +19,7 @@ pub mod bus;
 pub mod device_key;
 pub mod sessions;
 pub mod site_users;
+pub mod transfers;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -91,6 +92,7 @@ impl Hub {
         let directory = redis
             .clone()
             .map(|client| Arc::new(sessions::Cluster::new(client, instance.clone())));
+        let runner = transfers::Runner::default();
         let wiring = Wiring {
             validator,
             sessions: directory
@@ -98,11 +100,20 @@ impl Hub {
                 .map(|d| d as Arc<dyn stocky_server::ws::SessionDirectory>),
             routes: activation::routes()
                 .merge(site_users::routes())
-                .merge(device_key::routes()),
+                .merge(device_key::routes())
+                .merge(transfers::routes(runner.clone())),
             public_routes: activation::public_routes(),
         };
         let prepared = Gateway::prepare(config.server, wiring).await?;
         let initial_owner = bootstrap_owner(&prepared.state().store).await?;
+        {
+            let state = prepared.state();
+            state.tasks.spawn(transfers::run(
+                state.clone(),
+                runner,
+                state.shutdown.clone(),
+            ));
+        }
         if let Some(client) = redis {
             let state = prepared.state();
             let (tasks, shutdown) = (&state.tasks, &state.shutdown);

@@ -33,6 +33,7 @@ mod sync;
 mod sync_log;
 #[doc(hidden)]
 pub mod testing;
+pub mod transfers;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -206,6 +207,8 @@ pub enum Command {
     Product(stocky_core::catalog::ProductWrite),
     /// A site's thresholds for a product (the origin's site).
     Thresholds(stocky_core::stock::Thresholds),
+    /// A transfer between sites requested, approved, rejected or executed.
+    Transfer(stocky_core::transfers::TransferCommand),
 }
 
 impl From<StockCommand> for Command {
@@ -264,6 +267,7 @@ pub enum Outcome {
     Products(Vec<catalog::ProductChange>),
     /// A thresholds change: the level after it.
     Thresholds(inventory::InventoryLevel),
+    Transfer(Box<transfers::TransferDone>),
 }
 
 impl Applied {

@@ -36,8 +36,8 @@ use crate::engine::{ConnRole, Engine};
 use crate::inventory::{self, LevelChange, STOCK_LOW, THRESHOLDS_EVENT};
 use crate::sql::{args, placeholder_rows, Arg, Conn, DbError, TxMode, ROWS_PER_STATEMENT};
 use crate::{
-    catalog, documents, sales, unavailable, Applied, Command, CommittedEvent, EventSink, Origin,
-    Outcome, StoreError, StoreOptions, StoredEvent, StreamHead, SubmitError,
+    catalog, documents, sales, transfers, unavailable, Applied, Command, CommittedEvent, EventSink,
+    Origin, Outcome, StoreError, StoreOptions, StoredEvent, StreamHead, SubmitError,
 };
 
 /// Work for the writer.
@@ -510,6 +510,26 @@ impl Writer {
                     audits.push(entry);
                 }
                 (Outcome::Products(changes), audits, Vec::new())
+            }
+            Command::Transfer(command) => {
+                let done = transfers::apply(&mut *self.conn, &origin.tenant, command, id, now)?;
+                let Some((done, changes)) = done else {
+                    return Ok(Staged::Done(Ok(Applied::Unchanged {
+                        id: head,
+                        epoch,
+                        outcome: Outcome::Published,
+                    })));
+                };
+                for (name, site, data) in &done.events {
+                    events.push(Raised {
+                        name: Arc::from(*name),
+                        site: Arc::from(site.as_str()),
+                        data: data.clone(),
+                    });
+                }
+                let mut entry = audit("transfer", Some(done.after.id.clone()));
+                entry.before = done.before.as_ref().map(|b| b.to_json().to_string());
+                (Outcome::Transfer(Box::new(done)), vec![entry], changes)
             }
             Command::Thresholds(t) => {
                 let (before, after) = inventory::set_thresholds(

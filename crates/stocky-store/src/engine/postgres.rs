@@ -508,6 +508,31 @@ CREATE TABLE audit_log (
 );
 CREATE INDEX audit_by_entity ON audit_log (tenant_id, entity_type, entity_id, id);
 CREATE INDEX audit_by_time ON audit_log (tenant_id, server_time);
+-- Transfers between sites (seed 003 §5.3); PROCESSING rows are the job queue.
+CREATE TABLE transfers (
+    tenant_id        TEXT NOT NULL,
+    id               TEXT NOT NULL,
+    from_site        TEXT NOT NULL,
+    to_site          TEXT NOT NULL,
+    product_id       BIGINT NOT NULL,
+    quantity         BIGINT NOT NULL,
+    status           TEXT NOT NULL,
+    reason           TEXT,
+    requested_by     TEXT NOT NULL,
+    approved_by      TEXT,
+    rejected_by      TEXT,
+    rejection_reason TEXT,
+    created_at       BIGINT NOT NULL,
+    approved_at      BIGINT,
+    completed_at     BIGINT,
+    attempts         BIGINT NOT NULL DEFAULT 0,
+    last_error       TEXT,
+    updated_at       BIGINT NOT NULL,
+    event_id         BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE INDEX transfers_by_status ON transfers (status, approved_at, id);
+CREATE INDEX transfers_by_time ON transfers (tenant_id, created_at, id);
 "#,
 ];
 
