@@ -1287,3 +1287,42 @@ async fn the_catalog_converges_by_version_then_server_time() -> Result<()> {
     edge.stop().await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_transfer_to_a_store_reaches_its_edge_through_the_pull() -> Result<()> {
+    let hub = TestHub::start().await?;
+    let (code, _) = site_with_code(&hub, "north").await?;
+    hub.sdk().update_stock(&[(6, 20)]).await?;
+    let dir = tempfile::tempdir()?;
+    stocky_edge::activate(&hub.http, &code, None, dir.path(), |_, _, _| {}).await?;
+    let (edge, local) = start_edge(dir.path()).await?;
+    let ask = json!({"fromSiteId": "default", "toSiteId": "north", "productId": 6, "quantity": 5});
+    // The edge counts as online once its live connection to the hub is up.
+    eventually("the edge to be online", || async {
+        let sites = hub.sdk().sites().await?;
+        Ok(sites.to_string().contains("\"isOnline\":true"))
+    })
+    .await?;
+    let (status, body) = hub
+        .sdk()
+        .call("POST", "/api/transfers/request", Some(&ask), &[])
+        .await?;
+    assert_eq!(status, 201, "{body}");
+    let id = body["transfer"]["id"]
+        .as_str()
+        .context("a transfer id")?
+        .to_owned();
+    let answer: Value = hub
+        .sdk()
+        .post(&format!("/api/transfers/{id}/approve"), &json!({}))
+        .await?;
+    anyhow::ensure!(answer["success"] == true, "{answer}");
+    eventually("the stock at the edge", || async {
+        Ok(local.stock_of(6).await?.map(|s| s.stock) == Some(5))
+    })
+    .await?;
+    let listing: Value = hub.sdk().get("/api/stock/6").await?;
+    assert_eq!(listing["stock"], 15);
+    edge.stop().await?;
+    Ok(())
+}

@@ -172,3 +172,98 @@ async fn kill_9_of_the_edge_mid_push_loses_nothing_and_applies_nothing_twice() -
     until_drained(&edge.sdk(), &hub_sdk).await?;
     assert_exactly_once(&hub_sdk).await
 }
+
+/// The status of transfer `id` at `hub`.
+async fn transfer_status(hub: &HubProcess, id: &str) -> Result<String> {
+    let body: Value = hub.sdk().get(&format!("/api/transfers/{id}")).await?;
+    Ok(body["transfer"]["status"].as_str().unwrap_or("").to_owned())
+}
+
+/// An approved transfer waiting for its offline destination survives a `kill -9` of the
+/// hub (the job is a row), and completes once, exactly, when the store is back.
+#[tokio::test]
+async fn kill_9_of_the_hub_with_a_transfer_in_processing_completes_it_once() -> Result<()> {
+    let hub_dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    let hub = hub_at(port, hub_dir.path())?;
+    let sdk = hub.sdk();
+    sdk.update_stock(&[(4, 10)]).await?;
+    sdk.call(
+        "POST",
+        "/api/admin/sites",
+        Some(&serde_json::json!({"id": "north"})),
+        &[],
+    )
+    .await?;
+    let code: Value = sdk
+        .post(
+            "/api/admin/sites/north/activation-codes",
+            &serde_json::json!({}),
+        )
+        .await?;
+    let (status, activated) = Client::new(&hub.http)?
+        .call(
+            "POST",
+            "/activate",
+            Some(&serde_json::json!({"code": code["code"]})),
+            &[],
+        )
+        .await?;
+    anyhow::ensure!(status == 200, "{activated}");
+    let node = Client::new(&hub.http)?.with_token(activated["apiKey"].as_str().context("key")?);
+    let online = || async {
+        let mut live = node.subscribe(SubscribeOptions::new(Start::Now).device("edge-north"));
+        loop {
+            match tokio::time::timeout(WAIT, live.next())
+                .await?
+                .context("ended")??
+            {
+                Update::Connected(_) => return anyhow::Ok(live),
+                _ => continue,
+            }
+        }
+    };
+    let live = online().await?;
+    let ask = serde_json::json!({"fromSiteId": "default", "toSiteId": "north",
+                                 "productId": 4, "quantity": 3});
+    let answer: Value = sdk.post("/api/transfers/request", &ask).await?;
+    let id = answer["transfer"]["id"].as_str().context("id")?.to_owned();
+    drop(live);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let approved: Value = sdk
+        .post(
+            &format!("/api/transfers/{id}/approve"),
+            &serde_json::json!({}),
+        )
+        .await?;
+    anyhow::ensure!(approved["transfer"]["status"] == "PROCESSING", "{approved}");
+
+    hub.kill()?;
+    let hub = hub_at(port, hub_dir.path())?;
+    assert_eq!(transfer_status(&hub, &id).await?, "PROCESSING");
+    let _live = online().await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while transfer_status(&hub, &id).await? != "COMPLETED" {
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "never completed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ledger: Value = hub.sdk().backup("_stock").await?;
+    let moved: Vec<&Value> = ledger["backup"]["movements"]
+        .as_array()
+        .context("movements")?
+        .iter()
+        .filter(|m| m["originOp"] == id.as_str())
+        .collect();
+    assert_eq!(moved.len(), 2, "one movement each way: {moved:?}");
+    let at = |site: &str| {
+        let sdk = hub.sdk();
+        let path = format!("/api/inventory/4?siteId={site}");
+        async move { anyhow::Ok(sdk.get::<Value>(&path).await?["inventory"]["quantity"].clone()) }
+    };
+    assert_eq!(
+        (at("default").await?, at("north").await?),
+        (7.into(), 3.into())
+    );
+    hub.stop()?;
+    Ok(())
+}
