@@ -57,6 +57,10 @@ pub fn check_event_name(name: &str) -> Result<(), Invalid> {
         "product:",
         "inventory:",
         "transfer:",
+        "order:",
+        "customer:",
+        "menu:",
+        "config:",
     ]
     .iter()
     .any(|p| name.starts_with(p))
