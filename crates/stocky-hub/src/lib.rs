@@ -19,6 +19,7 @@ pub mod bus;
 pub mod device_key;
 pub mod sessions;
 pub mod site_users;
+pub mod store_status;
 pub mod transfers;
 
 use std::net::SocketAddr;
@@ -101,7 +102,8 @@ impl Hub {
             routes: activation::routes()
                 .merge(site_users::routes())
                 .merge(device_key::routes())
-                .merge(transfers::routes(runner.clone())),
+                .merge(transfers::routes(runner.clone()))
+                .merge(store_status::routes()),
             public_routes: activation::public_routes(),
         };
         let prepared = Gateway::prepare(config.server, wiring).await?;

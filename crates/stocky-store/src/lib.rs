@@ -24,6 +24,7 @@ mod doc_changes;
 mod documents;
 pub mod engine;
 pub mod inventory;
+pub mod orders;
 mod reader;
 pub mod sales;
 mod sequencer;
@@ -209,6 +210,15 @@ pub enum Command {
     Thresholds(stocky_core::stock::Thresholds),
     /// A transfer between sites requested, approved, rejected or executed.
     Transfer(stocky_core::transfers::TransferCommand),
+    /// An order created, numbered, confirmed, changed or merged (seed 004).
+    Order(stocky_core::orders::OrderCommand),
+    /// A site's menu or configuration replaced whole (the origin's site).
+    SiteData {
+        kind: orders::SiteDataKind,
+        body: serde_json::Value,
+    },
+    /// Customers merged field by field (seed 004's priorities).
+    Customers(Vec<stocky_core::customers::Customer>),
 }
 
 impl From<StockCommand> for Command {
@@ -268,6 +278,11 @@ pub enum Outcome {
     /// A thresholds change: the level after it.
     Thresholds(inventory::InventoryLevel),
     Transfer(Box<transfers::TransferDone>),
+    Order(Box<orders::OrderDone>),
+    /// A site's menu or configuration: its new version.
+    SiteData(i64),
+    /// The customers a merge changed, as they now are.
+    Customers(Vec<stocky_core::customers::Customer>),
 }
 
 impl Applied {

@@ -36,8 +36,8 @@ use crate::engine::{ConnRole, Engine};
 use crate::inventory::{self, LevelChange, STOCK_LOW, THRESHOLDS_EVENT};
 use crate::sql::{args, placeholder_rows, Arg, Conn, DbError, TxMode, ROWS_PER_STATEMENT};
 use crate::{
-    catalog, documents, sales, transfers, unavailable, Applied, Command, CommittedEvent, EventSink,
-    Origin, Outcome, StoreError, StoreOptions, StoredEvent, StreamHead, SubmitError,
+    catalog, documents, orders, sales, transfers, unavailable, Applied, Command, CommittedEvent,
+    EventSink, Origin, Outcome, StoreError, StoreOptions, StoredEvent, StreamHead, SubmitError,
 };
 
 /// Work for the writer.
@@ -530,6 +530,89 @@ impl Writer {
                 let mut entry = audit("transfer", Some(done.after.id.clone()));
                 entry.before = done.before.as_ref().map(|b| b.to_json().to_string());
                 (Outcome::Transfer(Box::new(done)), vec![entry], changes)
+            }
+            Command::Order(command) => {
+                let done = orders::apply(
+                    &mut *self.conn,
+                    &origin.tenant,
+                    command,
+                    &origin.client_id,
+                    id,
+                    now,
+                )?;
+                let Some(done) = done else {
+                    return Ok(Staged::Done(Ok(Applied::Unchanged {
+                        id: head,
+                        epoch,
+                        outcome: Outcome::Published,
+                    })));
+                };
+                for (name, site, data) in &done.events {
+                    events.push(Raised {
+                        name: Arc::from(*name),
+                        site: Arc::from(site.as_str()),
+                        data: data.clone(),
+                    });
+                }
+                let mut entry = audit("order", Some(done.after.id.clone()));
+                entry.before = done.before.as_ref().map(|b| b.to_json().to_string());
+                (Outcome::Order(Box::new(done)), vec![entry], Vec::new())
+            }
+            Command::SiteData { kind, body } => {
+                let version = orders::set_site_data(
+                    &mut *self.conn,
+                    &origin.tenant,
+                    &origin.site,
+                    *kind,
+                    body,
+                    id,
+                    now,
+                )?;
+                let Some(version) = version else {
+                    return Ok(Staged::Done(Ok(Applied::Unchanged {
+                        id: head,
+                        epoch,
+                        outcome: Outcome::Published,
+                    })));
+                };
+                let data = serde_json::json!({"siteId": &*origin.site, "version": version});
+                events.push(own(kind.event(), data.to_string()));
+                (
+                    Outcome::SiteData(version),
+                    vec![audit(
+                        "site_data",
+                        Some(format!("{}/{}", origin.site, kind.as_str())),
+                    )],
+                    Vec::new(),
+                )
+            }
+            Command::Customers(customers) => {
+                let changed = orders::merge_customers(
+                    &mut *self.conn,
+                    &origin.tenant,
+                    customers,
+                    &origin.client_id,
+                    id,
+                )?;
+                if changed.is_empty() {
+                    return Ok(Staged::Done(Ok(Applied::Unchanged {
+                        id: head,
+                        epoch,
+                        outcome: Outcome::Customers(changed),
+                    })));
+                }
+                let (name, data) = orders::customers_event(&changed);
+                events.push(Raised {
+                    name: Arc::from(name),
+                    site: Arc::from(stocky_core::TENANT_WIDE),
+                    data,
+                });
+                let entity = (changed.len() == 1).then(|| changed[0].id.clone());
+                (
+                    Outcome::Customers(changed),
+                    vec![audit("customer", entity)],
+                    Vec::new(),
+                )
             }
             Command::Thresholds(t) => {
                 let (before, after) = inventory::set_thresholds(

@@ -14,6 +14,7 @@ mod documents;
 mod events;
 pub mod inventory;
 mod login;
+mod orders;
 mod products;
 mod sales;
 pub mod site;
@@ -56,6 +57,7 @@ pub fn routes(
         .merge(events::routes())
         .merge(inventory::routes(Default::default()))
         .merge(sales::routes())
+        .merge(orders::routes())
         .merge(products::routes())
         .merge(audit::routes())
         .route("/api/auth/logout", post(login::logout))

@@ -570,6 +570,59 @@ CREATE TABLE transfers (
 );
 CREATE INDEX transfers_by_status ON transfers (status, approved_at, id);
 CREATE INDEX transfers_by_time ON transfers (tenant_id, created_at, id);
+-- Seed 004: orders numbered per site and business day, a site's menu and configuration,
+-- customers merged field by field.
+CREATE TABLE orders (
+    tenant_id     TEXT NOT NULL,
+    id            TEXT NOT NULL,
+    site_id       TEXT NOT NULL,
+    channel       TEXT,
+    external_id   TEXT,
+    daily_number  INTEGER,
+    business_day  TEXT,
+    status        TEXT NOT NULL,
+    customer      TEXT,
+    address       TEXT,
+    lines         TEXT NOT NULL,
+    notes         TEXT,
+    version       INTEGER NOT NULL,
+    created_at    INTEGER NOT NULL,
+    updated_at    INTEGER NOT NULL,
+    event_id      INTEGER NOT NULL,
+    modified_via  TEXT,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE UNIQUE INDEX orders_by_external ON orders (tenant_id, site_id, channel, external_id);
+CREATE INDEX orders_by_site ON orders (tenant_id, site_id, business_day, daily_number);
+CREATE INDEX orders_by_event ON orders (tenant_id, event_id, id);
+CREATE TABLE order_numbers (
+    tenant_id     TEXT NOT NULL,
+    site_id       TEXT NOT NULL,
+    business_day  TEXT NOT NULL,
+    last_number   INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, site_id, business_day)
+);
+CREATE TABLE site_data (
+    tenant_id     TEXT NOT NULL,
+    site_id       TEXT NOT NULL,
+    kind          TEXT NOT NULL,
+    body          TEXT NOT NULL,
+    version       INTEGER NOT NULL,
+    updated_at    INTEGER NOT NULL,
+    event_id      INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, site_id, kind)
+);
+CREATE TABLE customers (
+    tenant_id     TEXT NOT NULL,
+    id            TEXT NOT NULL,
+    body          TEXT NOT NULL,
+    updated_at    INTEGER NOT NULL,
+    modified_by   TEXT NOT NULL,
+    event_id      INTEGER NOT NULL,
+    modified_via  TEXT,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE INDEX customers_by_update ON customers (tenant_id, updated_at, id);
 "#,
 ];
 

@@ -120,6 +120,6 @@ async fn record_round(
 
 /// How the caller's writes are marked (movements' `origin_client`, documents'
 /// `modified_by`), so its pulls leave them out.
-fn pusher(p: &Principal) -> String {
+pub(crate) fn pusher(p: &Principal) -> String {
     format!("device:{}", p.id)
 }
