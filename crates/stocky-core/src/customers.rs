@@ -214,6 +214,17 @@ impl Customer {
             .unwrap_or(0)
     }
 
+    /// The time of the last field written by `side`, if any.
+    pub fn last_write_by(&self, side: Side) -> Option<i64> {
+        self.fields
+            .stamps
+            .values()
+            .chain(self.addresses.values().flat_map(|a| a.stamps.values()))
+            .filter(|s| s.by == side)
+            .map(|s| s.at)
+            .max()
+    }
+
     /// Who wrote last (seed 004's `modifiedBy`).
     pub fn modified_by(&self) -> Side {
         self.fields

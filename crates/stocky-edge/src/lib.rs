@@ -26,6 +26,7 @@ mod log;
 pub mod pull;
 pub mod push;
 pub mod quarantine;
+mod remote;
 mod retail;
 pub mod status;
 pub mod users;

@@ -54,6 +54,12 @@ struct PullAnswer {
     #[serde(default)]
     documents_has_more: bool,
     #[serde(default)]
+    orders: Vec<serde_json::Value>,
+    #[serde(default)]
+    orders_cursor: Option<serde_json::Value>,
+    #[serde(default)]
+    orders_has_more: bool,
+    #[serde(default)]
     products: Vec<serde_json::Value>,
     #[serde(default)]
     products_cursor: Option<serde_json::Value>,
@@ -108,7 +114,13 @@ pub async fn run(
     let mut failures = 0u32;
     loop {
         let started = now_millis();
-        let result = pull_once(&store, &hub, &site, &rules).await;
+        let result = match pull_once(&store, &hub, &site, &rules).await {
+            // Seed 004's rounds (menu, config, orders, customers) once the pull caught up.
+            Ok((count, false)) => crate::remote::pull_round(&store, &hub, &site)
+                .await
+                .map(|moved| (count + moved, false)),
+            other => other,
+        };
         crate::log::record(
             &store,
             "pull",
@@ -200,6 +212,7 @@ pub(crate) async fn pull_once(
                 "documentsCursor": crate::documents::wire(&documents_after),
                 "documentsLimit": PAGE,
                 "productsCursor": crate::retail::pull_cursor(store).await?,
+                "ordersCursor": crate::remote::orders_pull_cursor(store).await?,
                 "productsLimit": PAGE,
             }),
         )
@@ -209,10 +222,17 @@ pub(crate) async fn pull_once(
             return Ok((0, true));
         }
     }
-    let count = answer.movements.len() + answer.documents.len() + answer.products.len();
-    let more = answer.has_more || answer.documents_has_more || answer.products_has_more;
+    let count = answer.movements.len()
+        + answer.documents.len()
+        + answer.products.len()
+        + answer.orders.len();
+    let more = answer.has_more
+        || answer.documents_has_more
+        || answer.products_has_more
+        || answer.orders_has_more;
     crate::documents::merge_pulled(store, answer.documents, rules).await?;
     crate::retail::merge_pulled(store, answer.products, answer.products_cursor).await?;
+    crate::remote::merge_pulled_orders(store, answer.orders, answer.orders_cursor).await?;
     if count > 0 {
         let entries: Vec<LedgerEntry> = answer
             .movements
@@ -300,7 +320,10 @@ async fn resync_if_new(store: &Store, epoch: &str) -> Result<bool, PushError> {
             s.set_state(crate::push::CURSOR_KEY, "0 ")?;
             s.set_state(crate::documents::PULL_CURSOR_KEY, &start)?;
             s.set_state(crate::documents::PUSH_CURSOR_KEY, &start)?;
-            for key in crate::retail::CURSOR_KEYS {
+            for key in crate::retail::CURSOR_KEYS
+                .into_iter()
+                .chain(crate::remote::CURSOR_KEYS)
+            {
                 s.set_state(key, "0 ")?;
             }
             Ok(true)

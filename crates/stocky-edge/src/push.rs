@@ -90,7 +90,9 @@ pub async fn run(
             let movements = push_once(&store, &hub, &site, batch).await?;
             let documents = crate::documents::push_once(&store, &hub, &site, &rules, batch).await?;
             let retail = crate::retail::push_once(&store, &hub, &site, batch).await?;
-            Ok::<_, PushError>(movements + documents + retail)
+            let orders = crate::remote::push_orders(&store, &hub, &site, batch).await?;
+            let remote = crate::remote::push_round(&store, &hub).await?;
+            Ok::<_, PushError>(movements + documents + retail + orders + remote)
         }
         .await;
         crate::log::record(&store, "push", started, result.as_ref().map(|n| *n as u64)).await;

@@ -1326,3 +1326,147 @@ async fn a_transfer_to_a_store_reaches_its_edge_through_the_pull() -> Result<()>
     edge.stop().await?;
     Ok(())
 }
+
+/// Seed 004 through a real edge: menu and config up, 200 orders made while the store was
+/// offline numbered 1..200 once it is back, status both ways, customers both ways.
+#[tokio::test]
+async fn orders_made_while_the_store_is_offline_are_numbered_1_to_200_when_it_is_back() -> Result<()>
+{
+    let hub = TestHub::start().await?;
+    let (code, _) = site_with_code(&hub, "north").await?;
+    let dir = tempfile::tempdir()?;
+    stocky_edge::activate(&hub.http, &code, None, dir.path(), |_, _, _| {}).await?;
+    let (edge, local) = start_edge(dir.path()).await?;
+    let categories = json!([{"id": "c1", "name": "Pizzas", "subcategories": []}]);
+    let (status, _) = local
+        .call(
+            "POST",
+            "/api/sync/menu",
+            Some(&json!({ "categories": categories })),
+            &[],
+        )
+        .await?;
+    assert_eq!(status, 200);
+    let (status, _) = local
+        .call(
+            "POST",
+            "/api/sync/config",
+            Some(&json!({"restaurantConfig": {"timezone": "+00:00", "businessDayStart": "00:00"}})),
+            &[],
+        )
+        .await?;
+    assert_eq!(status, 200);
+    eventually("the menu at the hub", || async {
+        let (status, menu) = hub
+            .sdk()
+            .call("GET", "/api/sync/menu?siteId=north", None, &[])
+            .await?;
+        Ok(status == 200 && menu["categories"] == categories)
+    })
+    .await?;
+    edge.stop().await?;
+
+    let order = |n: usize| {
+        json!({"siteId": "north", "channel": "whatsapp", "externalId": format!("wa-{n}"),
+               "customer": {"id": "cust-9", "firstName": "Ana"},
+               "lines": [{"name": "Margarita", "quantity": 1}]})
+    };
+    for n in 0..200 {
+        let (status, body) = hub
+            .sdk()
+            .call("POST", "/api/orders", Some(&order(n)), &[])
+            .await?;
+        anyhow::ensure!(status == 201, "{body}");
+    }
+    let (edge, local) = start_edge(dir.path()).await?;
+    eventually("every order numbered and confirmed", || async {
+        let pending: Value = hub
+            .sdk()
+            .get("/api/sync/orders/pending?siteId=north")
+            .await?;
+        Ok(pending["count"] == 0)
+    })
+    .await?;
+    let at_edge: Value = local.get("/api/orders?limit=1000").await?;
+    let mut numbers: Vec<i64> = at_edge["data"]
+        .as_array()
+        .context("orders")?
+        .iter()
+        .map(|o| o["dailyNumber"].as_i64().unwrap_or(0))
+        .collect();
+    numbers.sort_unstable();
+    assert_eq!(
+        numbers,
+        (1..=200).collect::<Vec<i64>>(),
+        "no gap, no duplicate"
+    );
+    let at_hub: Value = hub.sdk().get("/api/orders?siteId=north&limit=1000").await?;
+    for o in at_hub["data"].as_array().context("orders")? {
+        let mine = at_edge["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["id"] == o["id"])
+            .context("the same order at the edge")?;
+        assert_eq!(o["dailyNumber"], mine["dailyNumber"]);
+    }
+
+    // Status both ways, last writer by version.
+    let first = at_edge["data"][0]["id"].as_str().context("id")?.to_owned();
+    let second = at_edge["data"][1]["id"].as_str().context("id")?.to_owned();
+    let (status, _) = local
+        .call(
+            "PATCH",
+            &format!("/api/orders/{first}"),
+            Some(&json!({"status": "preparing"})),
+            &[],
+        )
+        .await?;
+    assert_eq!(status, 200);
+    hub.sdk()
+        .call(
+            "PATCH",
+            &format!("/api/orders/{second}"),
+            Some(&json!({"status": "ready"})),
+            &[],
+        )
+        .await?;
+    eventually("the statuses on both tiers", || async {
+        let up: Value = hub.sdk().get(&format!("/api/orders/{first}")).await?;
+        let down: Value = local.get(&format!("/api/orders/{second}")).await?;
+        Ok(up["order"]["status"] == "preparing" && down["order"]["status"] == "ready")
+    })
+    .await?;
+
+    // Customers both ways, field by field.
+    hub.sdk()
+        .call(
+            "PATCH",
+            "/api/customers/cust-9",
+            Some(&json!({"firstName": "Ana María"})),
+            &[],
+        )
+        .await?;
+    local
+        .call(
+            "PATCH",
+            "/api/customers/cust-9",
+            Some(&json!({"isBanned": true, "firstName": "x"})),
+            &[],
+        )
+        .await?;
+    eventually("the customer merged on both tiers", || async {
+        let up: Value = hub.sdk().get("/api/customers/cust-9").await?;
+        let down: Value = local.get("/api/customers/cust-9").await?;
+        let good = |c: &Value| c["isBanned"] == true && c["firstName"] == "Ana María";
+        Ok(good(&up["customer"]) && good(&down["customer"]))
+    })
+    .await?;
+    let log: Value = local.get("/api/sync/log").await?;
+    let kinds = log.to_string();
+    for kind in ["MENU_PUSH", "ORDERS_PULL", "CUSTOMERS_PULL"] {
+        assert!(kinds.contains(kind), "{kind} in the sync log: {log}");
+    }
+    edge.stop().await?;
+    Ok(())
+}

@@ -492,6 +492,32 @@ impl Reads<'_> {
             .collect::<Result<_, _>>()?)
     }
 
+    /// Numbered orders of `site` changed after `event_id` (not through `skip_via`), oldest
+    /// change first, with their change's event id: what sync hands to the other tier.
+    pub fn orders_after(
+        &mut self,
+        tenant: &str,
+        site: &str,
+        event_id: u64,
+        skip_via: &str,
+        limit: usize,
+    ) -> Result<Vec<(u64, Order)>, StoreError> {
+        let rows = self.0.query(
+            &format!(
+                "SELECT {COLUMNS}, event_id FROM orders WHERE tenant_id = $1 AND site_id = $2
+                   AND event_id > $3 AND daily_number IS NOT NULL
+                   AND (modified_via IS NULL OR modified_via <> $4)
+                 ORDER BY event_id, id LIMIT {}",
+                limit.clamp(1, 10_000)
+            ),
+            args![tenant, site, event_id as i64, skip_via],
+        )?;
+        Ok(rows
+            .into_iter()
+            .map(|mut r| Ok((r.int(14)? as u64, order(&mut r)?)))
+            .collect::<Result<_, DbError>>()?)
+    }
+
     /// A site's menu or configuration: `(body, version, updated_at)`.
     pub fn site_data(
         &mut self,

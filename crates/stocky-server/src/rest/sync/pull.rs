@@ -110,6 +110,24 @@ async fn pull_round(
         answer["documentsCursor"] = next;
         answer["documentsHasMore"] = json!(more);
     }
+    if let Some(given) = body.get("ordersCursor") {
+        let after = given["eventId"].as_u64().unwrap_or(0);
+        let (tenant, at, own) = (p.tenant.to_string(), site.clone(), pusher(p));
+        let limit = limit(&body, "ordersLimit", MAX_PULL_PRODUCTS);
+        let mut orders = state
+            .store
+            .read(move |r| r.orders_after(&tenant, &at, after, &own, limit + 1))
+            .await?;
+        let more = orders.len() > limit;
+        orders.truncate(limit);
+        let next = match orders.last() {
+            Some((event_id, _)) if more => *event_id,
+            _ => head.max(after),
+        };
+        answer["orders"] = Value::Array(orders.iter().map(|(_, o)| o.to_json()).collect());
+        answer["ordersCursor"] = json!({"eventId": next});
+        answer["ordersHasMore"] = json!(more);
+    }
     if let Some(given) = body.get("productsCursor") {
         let (products, next, more) = products(state, p, given, &body, head).await?;
         answer["products"] = Value::Array(products);
@@ -118,7 +136,8 @@ async fn pull_round(
     }
     let handed = answer["movements"].as_array().map_or(0, Vec::len)
         + answer["documents"].as_array().map_or(0, Vec::len)
-        + answer["products"].as_array().map_or(0, Vec::len);
+        + answer["products"].as_array().map_or(0, Vec::len)
+        + answer["orders"].as_array().map_or(0, Vec::len);
     Ok(super::Round {
         site,
         items: handed as u64,

@@ -21,6 +21,7 @@ use serde_json::{json, Map, Value};
 use stocky_core::auth::Action;
 use stocky_core::catalog::{Product, ProductWrite};
 use stocky_core::documents::{check_name, DocOutcome, DocWrite, Merged, SyncedRecord};
+use stocky_core::orders::{Order, OrderCommand};
 use stocky_core::sales::{SaleCommand, SaleRecord};
 use stocky_core::stock::{delta_in_range, Appended, LedgerEntry, MAX_AMOUNT, MAX_PRODUCT_ID};
 use stocky_core::sync_rules::Side;
@@ -68,6 +69,8 @@ enum Operation {
     Sale(Box<SaleRecord>),
     /// A catalog revision made at the store (taken when it wins by version, then time).
     Product(Box<Product>),
+    /// An order's revision made at the store (its status; LWW by version, then time).
+    Order(Box<Order>),
     Document {
         db: String,
         store: String,
@@ -122,6 +125,7 @@ async fn push_round(
     let mut collections: BTreeMap<(String, String), Vec<(usize, SyncedRecord)>> = BTreeMap::new();
     let mut sales = Vec::new();
     let mut products = Vec::new();
+    let mut orders = Vec::new();
     for (i, op) in operations.iter().enumerate() {
         let id = op.get("id").and_then(Value::as_str).map(str::to_owned);
         let mut result = OpResult {
@@ -136,6 +140,7 @@ async fn push_round(
             }
             Ok(Operation::Sale(sale)) => sales.push((i, *sale)),
             Ok(Operation::Product(product)) => products.push((i, *product)),
+            Ok(Operation::Order(order)) => orders.push((i, *order)),
             Ok(Operation::Document { db, store, record }) => {
                 if state
                     .config
@@ -252,6 +257,18 @@ async fn push_round(
         match answer {
             Ok(Applied::New { id, .. }) => last_event_id = last_event_id.max(Some(id)),
             Ok(_) => results[slot].status = "duplicate",
+            Err(SubmitError::Rejected(why)) => {
+                results[slot].refuse(format!("operations[{slot}]: {why}"))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    // Order revisions: one merge each (LWW by version, then time; the number is kept).
+    for (slot, order) in orders {
+        let command = Command::Order(OrderCommand::Merge(Box::new(order)));
+        match state.store.submit(command, origin.clone()).await {
+            Ok(Applied::New { id, .. }) => last_event_id = last_event_id.max(Some(id)),
+            Ok(_) => results[slot].status = "superseded",
             Err(SubmitError::Rejected(why)) => {
                 results[slot].refuse(format!("operations[{slot}]: {why}"))
             }
@@ -378,8 +395,16 @@ fn parse_operation(
                 .map(|p| Operation::Product(Box::new(p)))
                 .map_err(|e| format!("{} ({})", e.message, e.code))
         }
+        "order" => {
+            let order = o
+                .get("order")
+                .ok_or("order is required for an order operation")?;
+            Order::from_json(order, site)
+                .map(|o| Operation::Order(Box::new(o)))
+                .map_err(|e| format!("{} ({})", e.message, e.code))
+        }
         other => Err(format!(
-            "type {other:?} is not an operation type (movement, document, sale, product)"
+            "type {other:?} is not an operation type (movement, document, sale, product, order)"
         )),
     }
 }

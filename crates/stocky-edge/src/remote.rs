@@ -1,0 +1,273 @@
+//! Seed 004 at the store: the edge is the "local backend" and the hub the "remote" one.
+//! After each pull the edge runs the seed's `RemoteSyncService` rounds against the hub's
+//! seed 004 routes, with its device credential as `X-API-Key`:
+//!
+//! - **menu and configuration go up** (`POST /api/sync/menu`, `POST /api/sync/config`)
+//!   whenever the local copy's version is past the one pushed (`MENU_PUSH`, `CONFIG_PUSH`);
+//! - **orders come down** (`GET /api/sync/orders/pending`): each is created here with the
+//!   same id and the next daily number of its business day, in one transaction, then the
+//!   numbers are confirmed (`POST /api/sync/orders/confirm`, `ORDERS_PULL`). An order
+//!   numbered before a crash keeps its number and is confirmed again: no gap, no reuse;
+//! - **customers go both ways** (`POST /api/sync/customers/bulk` with every field's stamp,
+//!   `GET /api/sync/customers/changes?since=`, `CUSTOMERS_PUSH` / `CUSTOMERS_PULL`), merged
+//!   field by field on each side;
+//! - order **status** changes travel with the general push (`order` operations) and pull
+//!   (`ordersCursor`), last writer wins by version.
+//!
+//! The hub wakes the edge at once with `order:new` on its live stream (any event wakes the
+//! pull); the slow poll (`SYNC_INTERVAL_MINUTES`) is the fallback.
+
+use serde_json::{json, Value};
+use stocky_client::Client;
+use stocky_core::customers::Customer;
+use stocky_core::orders::{Order, OrderCommand};
+use stocky_core::sync_rules::Side;
+use stocky_core::time::now_millis;
+use stocky_core::{DEFAULT_SITE, DEFAULT_TENANT};
+use stocky_store::orders::SiteDataKind;
+use stocky_store::{Command, Store, StoreError, UPSTREAM_ORIGIN};
+
+use crate::push::{read_cursor, PushError};
+
+const MENU_PUSHED_KEY: &str = "menu.pushed.version";
+const CONFIG_PUSHED_KEY: &str = "config.pushed.version";
+const CUSTOMERS_PUSH_KEY: &str = "customers.push.since";
+const CUSTOMERS_PULL_KEY: &str = "customers.pull.since";
+/// `sync_state` key of the order changes pushed (`"<event_id> "`).
+pub(crate) const ORDERS_PUSH_KEY: &str = "orders.push.cursor";
+/// `sync_state` key of the order changes pulled (`"<event_id> "`).
+pub(crate) const ORDERS_PULL_KEY: &str = "orders.pull.cursor";
+
+/// Every cursor of this module, for a start over (the hub's epoch changed).
+pub(crate) const CURSOR_KEYS: [&str; 6] = [
+    MENU_PUSHED_KEY,
+    CONFIG_PUSHED_KEY,
+    CUSTOMERS_PUSH_KEY,
+    CUSTOMERS_PULL_KEY,
+    ORDERS_PUSH_KEY,
+    ORDERS_PULL_KEY,
+];
+
+async fn state_int(store: &Store, key: &'static str) -> Result<i64, StoreError> {
+    Ok(store
+        .sync(move |s| s.state(key))
+        .await?
+        .and_then(|v| v.split(' ').next().and_then(|n| n.parse().ok()))
+        .unwrap_or(0))
+}
+
+async fn set_state(store: &Store, key: &'static str, value: String) -> Result<(), StoreError> {
+    store.sync(move |s| s.set_state(key, &value)).await
+}
+
+/// Runs one seed 004 round and logs it under `kind` (when it moved something or failed).
+async fn logged(
+    store: &Store,
+    kind: &'static str,
+    round: impl std::future::Future<Output = Result<usize, PushError>>,
+) -> Result<usize, PushError> {
+    let started = now_millis();
+    let result = round.await;
+    crate::log::record(store, kind, started, result.as_ref().map(|n| *n as u64)).await;
+    result
+}
+
+/// What goes up (menu, config, customers), with the push worker: returns how many
+/// records moved.
+pub(crate) async fn push_round(store: &Store, hub: &Client) -> Result<usize, PushError> {
+    let menu = push_site_data(store, hub, SiteDataKind::Menu, MENU_PUSHED_KEY);
+    let config = push_site_data(store, hub, SiteDataKind::Config, CONFIG_PUSHED_KEY);
+    Ok(logged(store, "MENU_PUSH", menu).await?
+        + logged(store, "CONFIG_PUSH", config).await?
+        + logged(store, "CUSTOMERS_PUSH", push_customers(store, hub)).await?)
+}
+
+/// What comes down (pending orders, customers), after each pull that caught up.
+pub(crate) async fn pull_round(
+    store: &Store,
+    hub: &Client,
+    site: &str,
+) -> Result<usize, PushError> {
+    Ok(
+        logged(store, "ORDERS_PULL", pull_orders(store, hub, site)).await?
+            + logged(store, "CUSTOMERS_PULL", pull_customers(store, hub)).await?,
+    )
+}
+
+async fn push_site_data(
+    store: &Store,
+    hub: &Client,
+    kind: SiteDataKind,
+    key: &'static str,
+) -> Result<usize, PushError> {
+    let local = store
+        .read(move |r| r.site_data(DEFAULT_TENANT, DEFAULT_SITE, kind))
+        .await?;
+    let Some((body, version, _)) = local else {
+        return Ok(0);
+    };
+    if version <= state_int(store, key).await? {
+        return Ok(0);
+    }
+    let _: Value = hub
+        .post(&format!("/api/sync/{}", kind.as_str()), &body)
+        .await?;
+    set_state(store, key, version.to_string()).await?;
+    Ok(1)
+}
+
+/// Seed 004's `pullPendingOrders`: create each pending order here with its daily number,
+/// then confirm the numbers.
+async fn pull_orders(store: &Store, hub: &Client, site: &str) -> Result<usize, PushError> {
+    let pending: Value = hub
+        .get(&format!("/api/sync/orders/pending?siteId={site}"))
+        .await?;
+    let orders = pending["data"].as_array().cloned().unwrap_or_default();
+    let mut updates = Vec::with_capacity(orders.len());
+    for remote in &orders {
+        let order = match Order::from_json(remote, DEFAULT_SITE) {
+            Ok(order) => order,
+            Err(e) => {
+                tracing::warn!(error = %e, "skipping an order the hub sent");
+                continue;
+            }
+        };
+        let id = order.id.clone();
+        store
+            .submit(
+                Command::Order(OrderCommand::Arrive(Box::new(order))),
+                crate::upstream_origin(),
+            )
+            .await?;
+        let local = store
+            .read(move |r| r.order(DEFAULT_TENANT, &id))
+            .await?
+            .ok_or_else(|| StoreError::NotFound("the order just created".into()))?;
+        updates.push(json!({
+            "orderId": local.id,
+            "dailyNumber": local.daily_number,
+            "businessDay": local.business_day,
+        }));
+    }
+    if updates.is_empty() {
+        return Ok(0);
+    }
+    let _: Value = hub
+        .post(
+            "/api/sync/orders/confirm",
+            &json!({ "orderUpdates": updates }),
+        )
+        .await?;
+    Ok(updates.len())
+}
+
+/// Customers with a field this store wrote (stamped LOCAL) after the last push, with
+/// every stamp, in one bulk request. (What the hub wrote is not sent back: merging it there
+/// again would change nothing.)
+async fn push_customers(store: &Store, hub: &Client) -> Result<usize, PushError> {
+    let since = state_int(store, CUSTOMERS_PUSH_KEY).await?;
+    let customers = store
+        .read(move |r| r.customers_since(DEFAULT_TENANT, since, None, 500))
+        .await?;
+    let local_after = |c: &Customer| c.last_write_by(Side::Local).filter(|at| *at > since);
+    let mine: Vec<&Customer> = customers
+        .iter()
+        .filter(|c| local_after(c).is_some())
+        .collect();
+    let Some(last) = mine.iter().filter_map(|c| local_after(c)).max() else {
+        return Ok(0);
+    };
+    let list: Vec<Value> = mine.iter().map(|c| c.to_json()).collect();
+    let _: Value = hub
+        .post("/api/sync/customers/bulk", &json!({ "customers": list }))
+        .await?;
+    set_state(store, CUSTOMERS_PUSH_KEY, last.to_string()).await?;
+    Ok(list.len())
+}
+
+/// The hub's customer changes since the last pull, merged here field by field.
+async fn pull_customers(store: &Store, hub: &Client) -> Result<usize, PushError> {
+    let since = state_int(store, CUSTOMERS_PULL_KEY).await?;
+    let changes: Value = hub
+        .get(&format!("/api/sync/customers/changes?since={since}"))
+        .await?;
+    let list = changes["data"].as_array().cloned().unwrap_or_default();
+    if list.is_empty() {
+        return Ok(0);
+    }
+    let customers: Vec<Customer> = list
+        .iter()
+        .filter_map(
+            |c| match Customer::from_json(c, Side::Remote, now_millis()) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::warn!(error = %e, "skipping a customer the hub sent");
+                    None
+                }
+            },
+        )
+        .collect();
+    store
+        .submit(Command::Customers(customers), crate::upstream_origin())
+        .await?;
+    if let Some(next) = changes["since"].as_i64() {
+        set_state(store, CUSTOMERS_PULL_KEY, next.to_string()).await?;
+    }
+    Ok(list.len())
+}
+
+/// Local order changes (status, notes) after the pushed cursor, as `order` operations.
+pub(crate) async fn push_orders(
+    store: &Store,
+    hub: &Client,
+    site: &str,
+    batch: usize,
+) -> Result<usize, PushError> {
+    let after = read_cursor(store, ORDERS_PUSH_KEY).await?.event_id;
+    let orders = store
+        .read(move |r| r.orders_after(DEFAULT_TENANT, DEFAULT_SITE, after, UPSTREAM_ORIGIN, batch))
+        .await?;
+    let Some((last, _)) = orders.last() else {
+        return Ok(0);
+    };
+    let operations: Vec<Value> = orders
+        .iter()
+        .map(|(_, o)| {
+            json!({"id": format!("order-{}-{}", o.id, o.version), "type": "order", "order": o.to_json()})
+        })
+        .collect();
+    let refused = crate::retail::push_operations(hub, site, &operations).await?;
+    crate::retail::settle(store, refused, ORDERS_PUSH_KEY, format!("{last} ")).await?;
+    Ok(operations.len())
+}
+
+/// The orders cursor of a pull, as the hub takes it.
+pub(crate) async fn orders_pull_cursor(store: &Store) -> Result<Value, StoreError> {
+    Ok(json!({"eventId": read_cursor(store, ORDERS_PULL_KEY).await?.event_id}))
+}
+
+/// Merges the hub's order changes (LWW by version; numbers kept), marked upstream.
+pub(crate) async fn merge_pulled_orders(
+    store: &Store,
+    pulled: Vec<Value>,
+    next: Option<Value>,
+) -> Result<(), PushError> {
+    for remote in pulled {
+        match Order::from_json(&remote, DEFAULT_SITE) {
+            Ok(order) => {
+                store
+                    .submit(
+                        Command::Order(OrderCommand::Merge(Box::new(order))),
+                        crate::upstream_origin(),
+                    )
+                    .await?;
+            }
+            Err(e) => tracing::warn!(error = %e, "skipping an order the hub sent"),
+        }
+    }
+    if let Some(next) = next {
+        let cursor = format!("{} ", next["eventId"].as_u64().unwrap_or(0));
+        set_state(store, ORDERS_PULL_KEY, cursor).await?;
+    }
+    Ok(())
+}
