@@ -155,6 +155,7 @@ impl Edge {
         let wiring = Wiring {
             routes: status::routes(status.clone(), config.site_id.clone())
                 .merge(quarantine::routes(upstream))
+                .merge(remote::routes())
                 .merge(credential::routes(credential::Rotation {
                     hub: hub.clone(),
                     data_dir: options.data_dir.clone(),

@@ -271,3 +271,79 @@ pub(crate) async fn merge_pulled_orders(
     }
     Ok(())
 }
+
+/// `GET /api/sync/metadata?entityType=Order|Customer`: seed 004's SyncMetadata, derived
+/// from the records and the sync cursors (nothing to keep in step): per entity, when it
+/// last changed, who changed it (`LOCAL` here, `REMOTE` from the hub), whether the hub
+/// still has to get it (`syncPending`) and its version.
+pub(crate) fn routes() -> axum::Router<stocky_server::AppState> {
+    axum::Router::new().route("/api/sync/metadata", axum::routing::get(metadata))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MetadataQuery {
+    entity_type: Option<String>,
+}
+
+async fn metadata(
+    axum::extract::State(state): axum::extract::State<stocky_server::AppState>,
+    axum::Extension(p): axum::Extension<stocky_server::auth::Principal>,
+    axum::extract::Query(q): axum::extract::Query<MetadataQuery>,
+) -> Result<axum::Json<Value>, stocky_server::error::ApiError> {
+    p.require(stocky_core::auth::Action::Read)?;
+    let store = &state.store;
+    let wanted = |t: &str| {
+        q.entity_type
+            .as_deref()
+            .is_none_or(|w| w.eq_ignore_ascii_case(t))
+    };
+    let mut data = Vec::new();
+    if wanted("Order") {
+        let pushed = read_cursor(store, ORDERS_PUSH_KEY).await?.event_id;
+        // Orders last changed here (not taken from the hub), with their change's event.
+        let mine = store
+            .read(move |r| r.orders_after(DEFAULT_TENANT, DEFAULT_SITE, 0, UPSTREAM_ORIGIN, 10_000))
+            .await?;
+        let orders = store
+            .read(|r| {
+                r.orders(
+                    DEFAULT_TENANT,
+                    &stocky_store::orders::OrderFilter {
+                        limit: 1000,
+                        ..Default::default()
+                    },
+                )
+            })
+            .await?;
+        for o in orders {
+            let local = mine.iter().find(|(_, m)| m.id == o.id);
+            let pending = local.is_some_and(|(event, _)| *event > pushed);
+            data.push(json!({
+                "entityType": "Order", "entityId": o.id,
+                "lastModifiedAt": stocky_core::time::iso8601(o.updated_at),
+                "modifiedBy": if local.is_some() { "LOCAL" } else { "REMOTE" },
+                "syncPending": pending, "syncVersion": o.version,
+            }));
+        }
+    }
+    if wanted("Customer") {
+        let pushed = state_int(store, CUSTOMERS_PUSH_KEY).await?;
+        let customers = store
+            .read(|r| r.customers_since(DEFAULT_TENANT, i64::MIN, None, 10_000))
+            .await?;
+        for c in customers {
+            let pending = c.last_write_by(Side::Local).is_some_and(|at| at > pushed);
+            data.push(json!({
+                "entityType": "Customer", "entityId": c.id,
+                "lastModifiedAt": stocky_core::time::iso8601(c.updated_at()),
+                "modifiedBy": if c.modified_by() == Side::Local { "LOCAL" } else { "REMOTE" },
+                // Customers merge field by field: they have stamps, not one version.
+                "syncPending": pending, "syncVersion": Value::Null,
+            }));
+        }
+    }
+    Ok(axum::Json(
+        json!({"success": true, "count": data.len(), "data": data}),
+    ))
+}

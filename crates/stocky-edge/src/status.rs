@@ -134,6 +134,7 @@ async fn sync_log(
         .map(|r| {
             json!({
                 "type": r.kind,
+                "syncType": r.kind.to_ascii_uppercase(),
                 "recordsAffected": r.records_affected,
                 "status": r.status,
                 "error": r.error,

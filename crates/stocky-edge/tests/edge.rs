@@ -1467,6 +1467,18 @@ async fn orders_made_while_the_store_is_offline_are_numbered_1_to_200_when_it_is
     for kind in ["MENU_PUSH", "ORDERS_PULL", "CUSTOMERS_PULL"] {
         assert!(kinds.contains(kind), "{kind} in the sync log: {log}");
     }
+    // Seed 004's SyncMetadata: the order changed here is LOCAL and synced by now.
+    let metadata: Value = local.get("/api/sync/metadata?entityType=Order").await?;
+    let entry = metadata["data"]
+        .as_array()
+        .context("metadata")?
+        .iter()
+        .find(|m| m["entityId"] == first.as_str())
+        .context("the first order")?
+        .clone();
+    assert_eq!(entry["modifiedBy"], "LOCAL", "{entry}");
+    assert_eq!(entry["syncPending"], false, "{entry}");
+    assert_eq!(metadata["count"], 200);
     edge.stop().await?;
     Ok(())
 }

@@ -868,3 +868,94 @@ async fn document_sync(at: Location) {
     drop(store);
     writer.join();
 }
+
+#[tokio::test]
+async fn daily_numbers_are_gap_free_per_business_day_and_kept_by_repeats() {
+    on_every_engine(daily_numbers).await;
+}
+
+async fn daily_numbers(at: Location) {
+    use stocky_core::orders::{NewOrder, OrderCommand};
+    let sink = Arc::new(Recorder::default());
+    let (store, writer, _) = open(&at, sink).await;
+    // The store's day starts at 04:00 local time, UTC−5: 09:00 UTC.
+    store
+        .submit(
+            Command::SiteData {
+                kind: crate::orders::SiteDataKind::Config,
+                body: serde_json::json!({"timezone": "-05:00", "businessDayStart": "04:00"}),
+            },
+            origin(None),
+        )
+        .await
+        .unwrap();
+    let order = |n: usize, created: &str| {
+        let body = serde_json::json!({"lines": [{"name": "x", "quantity": 1}]});
+        let mut o = NewOrder::parse(body.as_object().unwrap())
+            .unwrap()
+            .into_order(
+                DEFAULT_SITE,
+                stocky_core::time::parse_iso8601(created).unwrap(),
+            );
+        o.id = format!("00000000-0000-4000-8000-{n:012}");
+        o
+    };
+    let arrive = |o: stocky_core::orders::Order| {
+        let store = store.clone();
+        async move {
+            store
+                .submit(
+                    Command::Order(OrderCommand::Arrive(Box::new(o))),
+                    origin(None),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    // 30 orders of the 5th's business day arriving at once (the last at 03:59 on the 6th),
+    // then one after the day starts.
+    let tasks: Vec<_> = (0..30)
+        .map(|n| {
+            let created = if n == 29 {
+                "2026-12-06T08:59:00.000Z"
+            } else {
+                "2026-12-05T20:00:00.000Z"
+            };
+            tokio::spawn(arrive(order(n, created)))
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    arrive(order(100, "2026-12-06T09:00:00.000Z")).await;
+    // A repeat (a crash before the confirmation) keeps the number.
+    assert!(matches!(
+        arrive(order(3, "2026-12-05T20:00:00.000Z")).await,
+        Applied::Unchanged { .. }
+    ));
+    let orders = store
+        .read(|r| {
+            r.orders(
+                DEFAULT_TENANT,
+                &crate::orders::OrderFilter {
+                    limit: 100,
+                    ..Default::default()
+                },
+            )
+        })
+        .await
+        .unwrap();
+    let day = |d: &str| {
+        let mut n: Vec<i64> = orders
+            .iter()
+            .filter(|o| o.business_day.as_deref() == Some(d))
+            .map(|o| o.daily_number.unwrap())
+            .collect();
+        n.sort_unstable();
+        n
+    };
+    assert_eq!(day("2026-12-05"), (1..=30).collect::<Vec<i64>>());
+    assert_eq!(day("2026-12-06"), vec![1]);
+    drop(store);
+    writer.join();
+}
