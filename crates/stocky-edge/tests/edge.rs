@@ -1479,6 +1479,22 @@ async fn orders_made_while_the_store_is_offline_are_numbered_1_to_200_when_it_is
     assert_eq!(entry["modifiedBy"], "LOCAL", "{entry}");
     assert_eq!(entry["syncPending"], false, "{entry}");
     assert_eq!(metadata["count"], 200);
+    // With the store online, a new order is numbered at once: order:new on the edge's live
+    // stream wakes it (the slow poll is five minutes away).
+    let (status, _) = hub
+        .sdk()
+        .call("POST", "/api/orders", Some(&order(200)), &[])
+        .await?;
+    assert_eq!(status, 201);
+    eventually("order 201 numbered at once", || async {
+        let pending: Value = hub
+            .sdk()
+            .get("/api/sync/orders/pending?siteId=north")
+            .await?;
+        let listing: Value = local.get("/api/orders?limit=1000").await?;
+        Ok(pending["count"] == 0 && listing["count"] == 201)
+    })
+    .await?;
     edge.stop().await?;
     Ok(())
 }

@@ -267,3 +267,84 @@ async fn kill_9_of_the_hub_with_a_transfer_in_processing_completes_it_once() -> 
     hub.stop()?;
     Ok(())
 }
+
+/// Orders waiting at the hub while a store numbers them: a `kill -9` of the edge between
+/// numbering some and confirming them leaves, after a restart, every order numbered once,
+/// 1..N with no gap, and the hub holding the store's numbers.
+#[tokio::test]
+async fn kill_9_of_the_edge_mid_numbering_leaves_no_gap_and_no_duplicate() -> Result<()> {
+    const ORDERS: usize = 400;
+    let dir = tempfile::tempdir()?;
+    let (hub_dir, edge_dir) = (dir.path().join("hub"), dir.path().join("edge"));
+    let port = free_port()?;
+    let hub = setup(&hub_dir, &edge_dir, port).await?;
+    let hub_sdk = hub.sdk();
+    for n in 0..ORDERS {
+        let order = serde_json::json!({"channel": "whatsapp", "externalId": format!("wa-{n}"),
+                                       "lines": [{"name": "Margarita", "quantity": 1}]});
+        let _: Value = hub_sdk.post("/api/orders", &order).await?;
+    }
+    let count = |edge: &Client| {
+        let edge = edge.clone();
+        async move {
+            let listing: Value = edge.get("/api/orders?limit=1000").await?;
+            anyhow::Ok(listing["count"].as_u64().unwrap_or(0) as usize)
+        }
+    };
+    let edge = EdgeProcess::start(bin(), &edge_dir)?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let seen = loop {
+        let n = count(&edge.sdk()).await?;
+        if n > 0 || tokio::time::Instant::now() > deadline {
+            break n;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    edge.kill()?;
+    eprintln!("killed with {seen} of {ORDERS} orders numbered at the edge");
+    assert!(seen > 0, "the edge never started numbering");
+
+    let edge = EdgeProcess::start(bin(), &edge_dir)?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let pending: Value = hub_sdk.get("/api/sync/orders/pending").await?;
+        if pending["count"] == 0 {
+            break;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "still pending: {}",
+            pending["count"]
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let local: Value = edge.sdk().get("/api/orders?limit=1000").await?;
+    let at_hub: Value = hub_sdk.get("/api/orders?limit=1000").await?;
+    let numbers = |listing: &Value| -> Vec<(String, i64)> {
+        let mut v: Vec<(String, i64)> = listing["data"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|o| {
+                        (
+                            o["id"].as_str().unwrap_or("").to_owned(),
+                            o["dailyNumber"].as_i64().unwrap_or(0),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let (local, at_hub) = (numbers(&local), numbers(&at_hub));
+    assert_eq!(local, at_hub, "the hub holds the store's numbers");
+    let mut only: Vec<i64> = local.iter().map(|(_, n)| *n).collect();
+    only.sort_unstable();
+    assert_eq!(
+        only,
+        (1..=ORDERS as i64).collect::<Vec<i64>>(),
+        "1..N, no gap, no duplicate"
+    );
+    Ok(())
+}
