@@ -19,20 +19,10 @@ pub const PRODUCT_CREATED: &str = "product:created";
 pub const PRODUCT_UPDATED: &str = "product:updated";
 pub const PRODUCT_DELETED: &str = "product:deleted";
 
-/// A request that is not a valid product: `code` names the problem.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct ProductInvalid {
-    pub code: &'static str,
-    pub message: String,
-}
+/// A request refused: `code` names the problem.
+pub type ProductInvalid = crate::refusal::Refusal;
 
-fn invalid<T>(code: &'static str, message: impl Into<String>) -> Result<T, ProductInvalid> {
-    Err(ProductInvalid {
-        code,
-        message: message.into(),
-    })
-}
+use crate::refusal::refuse as invalid;
 
 /// The editable fields of a product (amounts in minor units).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -174,20 +174,10 @@ pub struct Customer {
     pub addresses: BTreeMap<String, Fields>,
 }
 
-/// A request that is not a valid customer.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct CustomerInvalid {
-    pub code: &'static str,
-    pub message: String,
-}
+/// A request refused: `code` names the problem.
+pub type CustomerInvalid = crate::refusal::Refusal;
 
-fn invalid<T>(code: &'static str, message: impl Into<String>) -> Result<T, CustomerInvalid> {
-    Err(CustomerInvalid {
-        code,
-        message: message.into(),
-    })
-}
+use crate::refusal::refuse as invalid;
 
 fn check_id(value: Option<&Value>, what: &str) -> Result<String, CustomerInvalid> {
     match value {

@@ -13,6 +13,7 @@ pub mod documents;
 pub mod money;
 pub mod orders;
 pub mod protocol;
+pub mod refusal;
 pub mod sales;
 pub mod stock;
 pub mod sync_rules;

@@ -150,20 +150,10 @@ impl Order {
     }
 }
 
-/// A request that is not a valid order: `code` names the problem.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct OrderInvalid {
-    pub code: &'static str,
-    pub message: String,
-}
+/// A request refused: `code` names the problem.
+pub type OrderInvalid = crate::refusal::Refusal;
 
-fn invalid<T>(code: &'static str, message: impl Into<String>) -> Result<T, OrderInvalid> {
-    Err(OrderInvalid {
-        code,
-        message: message.into(),
-    })
-}
+use crate::refusal::refuse as invalid;
 
 fn object_text(o: &Map<String, Value>, key: &str) -> Result<Option<String>, OrderInvalid> {
     match o.get(key) {

@@ -35,20 +35,10 @@ pub const SALE_UPDATED: &str = "SALE_UPDATED";
 /// A void (seed 001's "future" event).
 pub const SALE_CANCELLED: &str = "SALE_CANCELLED";
 
-/// A request that is not a valid sale: `code` names the problem for clients.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct SaleInvalid {
-    pub code: &'static str,
-    pub message: String,
-}
+/// A request refused: `code` names the problem.
+pub type SaleInvalid = crate::refusal::Refusal;
 
-fn invalid<T>(code: &'static str, message: impl Into<String>) -> Result<T, SaleInvalid> {
-    Err(SaleInvalid {
-        code,
-        message: message.into(),
-    })
-}
+use crate::refusal::refuse as invalid;
 
 /// Whether `text` is a UUID in its canonical text form (8-4-4-4-12 hex digits).
 pub fn is_uuid(text: &str) -> bool {

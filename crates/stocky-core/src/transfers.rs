@@ -120,20 +120,10 @@ pub struct TransferRequest {
     pub reason: Option<String>,
 }
 
-/// A request that is not a valid transfer: `code` names the problem.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct TransferInvalid {
-    pub code: &'static str,
-    pub message: String,
-}
+/// A request refused: `code` names the problem.
+pub type TransferInvalid = crate::refusal::Refusal;
 
-fn invalid<T>(code: &'static str, message: impl Into<String>) -> Result<T, TransferInvalid> {
-    Err(TransferInvalid {
-        code,
-        message: message.into(),
-    })
-}
+use crate::refusal::refuse as invalid;
 
 impl TransferRequest {
     /// Reads `{fromSiteId, toSiteId, productId, quantity, reason?}` (seed 003's

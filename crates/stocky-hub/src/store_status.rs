@@ -12,7 +12,7 @@ use stocky_core::auth::Action;
 use stocky_core::time::{iso8601, now_millis};
 use stocky_server::auth::Principal;
 use stocky_server::error::ApiError;
-use stocky_server::rest::site::{target_site, SiteQuery};
+use stocky_server::rest::site::{listing_site, SiteQuery};
 use stocky_server::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -25,10 +25,7 @@ async fn status(
     Query(at): Query<SiteQuery>,
 ) -> Result<Json<Value>, ApiError> {
     p.require(Action::Read)?;
-    let only = match (&at.site_id, p.site.is_none() && p.role.is_admin()) {
-        (None, true) => None,
-        (named, _) => Some(target_site(&state, &p, named.as_deref()).await?.to_string()),
-    };
+    let only = listing_site(&state, &p, at.site_id.as_deref()).await?;
     let (tenant, fresh) = (
         p.tenant.to_string(),
         stocky_server::presence::fresh_after(&state),

@@ -27,7 +27,7 @@ use stocky_core::time::now_millis;
 use stocky_core::transfers::{Transfer, TransferCommand, TransferRequest, TransferStatus};
 use stocky_server::auth::Principal;
 use stocky_server::error::ApiError;
-use stocky_server::rest::json_body;
+use stocky_server::rest::{json_body, optional_json_body};
 use stocky_server::AppState;
 use stocky_store::transfers::{TransferFilter, TRANSFER_ORIGIN};
 use stocky_store::{Applied, Command, Origin, Outcome, Store, SubmitError};
@@ -238,15 +238,7 @@ async fn reject(
     request: Request,
 ) -> Result<Json<Value>, ApiError> {
     let transfer = origin_decides(&state, &p, &id).await?;
-    let has_body = request
-        .headers()
-        .get(axum::http::header::CONTENT_LENGTH)
-        .is_some_and(|v| v != "0");
-    let body: RejectBody = if has_body {
-        json_body(request, &state).await?
-    } else {
-        RejectBody::default()
-    };
+    let body: RejectBody = optional_json_body(request, &state).await?;
     if body.reason.as_ref().is_some_and(|r| r.len() > 500) {
         return Err(ApiError::bad_request(
             "invalid_field",

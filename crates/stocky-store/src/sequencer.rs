@@ -135,6 +135,17 @@ struct Raised {
     data: String,
 }
 
+impl From<&(&'static str, String, String)> for Raised {
+    /// `(name, site, data)` as a domain's apply returns its events.
+    fn from((name, site, data): &(&'static str, String, String)) -> Self {
+        Raised {
+            name: Arc::from(*name),
+            site: Arc::from(site.as_str()),
+            data: data.clone(),
+        }
+    }
+}
+
 /// The audit entry of a command, before its event is known.
 struct Audit {
     entity_type: &'static str,
@@ -520,13 +531,7 @@ impl Writer {
                         outcome: Outcome::Published,
                     })));
                 };
-                for (name, site, data) in &done.events {
-                    events.push(Raised {
-                        name: Arc::from(*name),
-                        site: Arc::from(site.as_str()),
-                        data: data.clone(),
-                    });
-                }
+                events.extend(done.events.iter().map(Raised::from));
                 let mut entry = audit("transfer", Some(done.after.id.clone()));
                 entry.before = done.before.as_ref().map(|b| b.to_json().to_string());
                 (Outcome::Transfer(Box::new(done)), vec![entry], changes)
@@ -547,13 +552,7 @@ impl Writer {
                         outcome: Outcome::Published,
                     })));
                 };
-                for (name, site, data) in &done.events {
-                    events.push(Raised {
-                        name: Arc::from(*name),
-                        site: Arc::from(site.as_str()),
-                        data: data.clone(),
-                    });
-                }
+                events.extend(done.events.iter().map(Raised::from));
                 let mut entry = audit("order", Some(done.after.id.clone()));
                 entry.before = done.before.as_ref().map(|b| b.to_json().to_string());
                 (Outcome::Order(Box::new(done)), vec![entry], Vec::new())

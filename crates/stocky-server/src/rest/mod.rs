@@ -83,6 +83,22 @@ pub async fn json_body<T: DeserializeOwned>(
     Ok(value)
 }
 
+/// [`json_body`] for a body that may be left out (no `Content-Length`, or 0): then
+/// `T::default()`.
+pub async fn optional_json_body<T: DeserializeOwned + Default>(
+    request: Request,
+    state: &AppState,
+) -> Result<T, ApiError> {
+    let empty = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .is_none_or(|v| v == "0");
+    if empty {
+        return Ok(T::default());
+    }
+    json_body(request, state).await
+}
+
 /// Unknown paths get the error envelope too, not an empty body.
 pub async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::new(

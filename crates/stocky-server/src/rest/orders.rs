@@ -25,7 +25,7 @@ use stocky_store::orders::{OrderFilter, SiteDataKind};
 use stocky_store::{Applied, Command, Outcome};
 
 use super::documents::precondition;
-use super::site::{target_site, SiteQuery};
+use super::site::{listing_site, target_site, SiteQuery};
 use super::{json_body, rest_origin};
 use crate::auth::Principal;
 use crate::error::ApiError;
@@ -165,10 +165,7 @@ async fn list_orders(
     p: &Principal,
     q: OrderQuery,
 ) -> Result<Vec<Order>, ApiError> {
-    let site = match (&q.site_id, p.site.is_none() && p.role.is_admin()) {
-        (None, true) => None,
-        (named, _) => Some(target_site(state, p, named.as_deref()).await?.to_string()),
-    };
+    let site = listing_site(state, p, q.site_id.as_deref()).await?;
     let status = match q.status.as_deref() {
         None => None,
         Some(s) => Some(OrderStatus::parse(s).ok_or_else(|| {

@@ -22,7 +22,7 @@ use stocky_core::time::{now_millis, parse_iso8601};
 use stocky_store::sales::{SaleFilter, StoredSale};
 use stocky_store::{Applied, Command, Outcome};
 
-use super::site::target_site;
+use super::site::{listing_site, target_site};
 use super::{json_body, rest_origin};
 use crate::auth::Principal;
 use crate::error::ApiError;
@@ -179,10 +179,7 @@ async fn review(
 async fn list_sales(state: AppState, p: Principal, q: ListQuery) -> Result<Json<Value>, ApiError> {
     p.require(Action::Read)?;
     // Owners and admins see every site unless they name one; others their home site.
-    let site = match (&q.site_id, p.site.is_none() && p.role.is_admin()) {
-        (None, true) => None,
-        (named, _) => Some(target_site(&state, &p, named.as_deref()).await?.to_string()),
-    };
+    let site = listing_site(&state, &p, q.site_id.as_deref()).await?;
     if let Some(day) = &q.day {
         let valid = day.len() == 10 && parse_iso8601(&format!("{day}T00:00:00.000Z")).is_some();
         if !valid {
@@ -327,15 +324,7 @@ async fn void(
     request: Request,
 ) -> Result<Json<Value>, ApiError> {
     p.require(Action::VoidSale)?;
-    let body: Value = if request
-        .headers()
-        .get(axum::http::header::CONTENT_LENGTH)
-        .is_some_and(|v| v != "0")
-    {
-        json_body(request, &state).await?
-    } else {
-        Value::Null
-    };
+    let body: Value = super::optional_json_body(request, &state).await?;
     let reason = match body.get("reason") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s.len() <= stocky_core::sales::MAX_TEXT => Some(s.clone()),

@@ -54,3 +54,16 @@ pub async fn target_site(
     }
     Ok(site.into())
 }
+
+/// The site a listing is narrowed to: none (every site of the tenant) for owners and
+/// admins without a home site who name none; otherwise [`target_site`].
+pub async fn listing_site(
+    state: &AppState,
+    p: &Principal,
+    named: Option<&str>,
+) -> Result<Option<String>, ApiError> {
+    if named.is_none() && p.site.is_none() && p.role.is_admin() {
+        return Ok(None);
+    }
+    Ok(Some(target_site(state, p, named).await?.to_string()))
+}
