@@ -487,6 +487,11 @@ async fn a_forbidden_write_is_403_whatever_the_body() -> Result<()> {
             "POST",
             "/api/sales/6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b/void",
         ),
+        ("POST", "/api/transfers/request"),
+        ("POST", "/api/sync/menu"),
+        ("POST", "/api/sync/config"),
+        ("PATCH", "/api/customers/c1"),
+        ("POST", "/api/sync/customers/bulk"),
     ];
     let bodies = [
         (Some("application/json"), "{not json"),
