@@ -303,6 +303,9 @@ impl BusinessClock {
                 .or_else(|| config.get("restaurantConfig").and_then(|c| c.get(key)))
         };
         let utc_offset_minutes = match (find("utcOffsetMinutes"), find("timezone")) {
+            (Some(v), _) if !v.is_number() && !v.is_null() => {
+                return invalid("invalid_config", "utcOffsetMinutes must be a number")
+            }
             (Some(Value::Number(n)), _) => n
                 .as_i64()
                 .filter(|m| m.abs() <= 14 * 60)
@@ -342,6 +345,9 @@ impl BusinessClock {
 
 fn parse_hhmm(text: &str) -> Option<i32> {
     let (h, m) = text.split_once(':')?;
+    if h.len() != 2 || m.len() != 2 || !(h.bytes().chain(m.bytes())).all(|b| b.is_ascii_digit()) {
+        return None;
+    }
     let (h, m): (i32, i32) = (h.parse().ok()?, m.parse().ok()?);
     ((0..24).contains(&h) && (0..60).contains(&m)).then_some(h * 60 + m)
 }

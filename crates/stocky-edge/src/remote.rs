@@ -29,6 +29,8 @@ use stocky_store::{Command, Store, StoreError, UPSTREAM_ORIGIN};
 
 use crate::push::{read_cursor, PushError};
 
+/// Order numbers one confirmation carries (the hub's limit).
+const CONFIRM_BATCH: usize = 500;
 const MENU_PUSHED_KEY: &str = "menu.pushed.version";
 const CONFIG_PUSHED_KEY: &str = "config.pushed.version";
 const CUSTOMERS_PUSH_KEY: &str = "customers.push.since";
@@ -152,12 +154,18 @@ async fn pull_orders(store: &Store, hub: &Client, site: &str) -> Result<usize, P
     if updates.is_empty() {
         return Ok(0);
     }
-    let _: Value = hub
-        .post(
-            "/api/sync/orders/confirm",
-            &json!({ "orderUpdates": updates }),
-        )
-        .await?;
+    for chunk in updates.chunks(CONFIRM_BATCH) {
+        let answer: Value = hub
+            .post(
+                "/api/sync/orders/confirm",
+                &json!({ "orderUpdates": chunk }),
+            )
+            .await?;
+        let refused = answer["results"].as_array().into_iter().flatten();
+        for r in refused.filter(|r| r["status"] == "rejected") {
+            tracing::warn!(order = %r["orderId"], reason = %r["reason"], "the hub refused a daily number");
+        }
+    }
     Ok(updates.len())
 }
 
@@ -169,27 +177,34 @@ async fn push_customers(store: &Store, hub: &Client) -> Result<usize, PushError>
     let customers = store
         .read(move |r| r.customers_since(DEFAULT_TENANT, since, None, 500))
         .await?;
-    let local_after = |c: &Customer| c.last_write_by(Side::Local).filter(|at| *at > since);
-    let mine: Vec<&Customer> = customers
-        .iter()
-        .filter(|c| local_after(c).is_some())
-        .collect();
-    let Some(last) = mine.iter().filter_map(|c| local_after(c)).max() else {
+    // The cursor passes every customer looked at (their changes up to it are handled),
+    // whether or not one had a local write.
+    let Some(scanned) = customers.iter().map(Customer::updated_at).max() else {
         return Ok(0);
     };
-    let list: Vec<Value> = mine.iter().map(|c| c.to_json()).collect();
-    let _: Value = hub
-        .post("/api/sync/customers/bulk", &json!({ "customers": list }))
-        .await?;
-    set_state(store, CUSTOMERS_PUSH_KEY, last.to_string()).await?;
-    Ok(list.len())
+    let mine: Vec<Value> = customers
+        .iter()
+        .filter(|c| c.last_write_by(Side::Local).is_some_and(|at| at > since))
+        .map(Customer::to_json)
+        .collect();
+    if !mine.is_empty() {
+        let _: Value = hub
+            .post("/api/sync/customers/bulk", &json!({ "customers": mine }))
+            .await?;
+    }
+    set_state(store, CUSTOMERS_PUSH_KEY, scanned.to_string()).await?;
+    Ok(mine.len())
 }
 
 /// The hub's customer changes since the last pull, merged here field by field.
 async fn pull_customers(store: &Store, hub: &Client) -> Result<usize, PushError> {
-    let since = state_int(store, CUSTOMERS_PULL_KEY).await?;
+    let after = store
+        .sync(|s| s.state(CUSTOMERS_PULL_KEY))
+        .await?
+        .filter(|c| c.contains(':'))
+        .unwrap_or_else(|| "0:".to_owned());
     let changes: Value = hub
-        .get(&format!("/api/sync/customers/changes?since={since}"))
+        .get(&format!("/api/sync/customers/changes?after={after}"))
         .await?;
     let list = changes["data"].as_array().cloned().unwrap_or_default();
     if list.is_empty() {
@@ -210,8 +225,8 @@ async fn pull_customers(store: &Store, hub: &Client) -> Result<usize, PushError>
     store
         .submit(Command::Customers(customers), crate::upstream_origin())
         .await?;
-    if let Some(next) = changes["since"].as_i64() {
-        set_state(store, CUSTOMERS_PULL_KEY, next.to_string()).await?;
+    if let Some(next) = changes["cursor"].as_str() {
+        set_state(store, CUSTOMERS_PULL_KEY, next.to_owned()).await?;
     }
     Ok(list.len())
 }

@@ -188,6 +188,12 @@ pub(crate) fn apply(
     let updated = |o: &Order| vec![(ORDER_UPDATED, o.site_id.clone(), data(o))];
     let (after, events) = match command {
         OrderCommand::Create(o) => {
+            if before.as_ref().is_some_and(|b| b.site_id != o.site_id) {
+                return Err(refused(
+                    "order_id_conflict",
+                    format!("order id {} is taken", o.id),
+                ));
+            }
             if before.is_some() || by_external(conn, tenant, o).map_err(unavailable)?.is_some() {
                 return Ok(None);
             }
@@ -270,6 +276,16 @@ pub(crate) fn apply(
             o.updated_at = now;
             let events = updated(&o);
             (o, events)
+        }
+        OrderCommand::Merge(incoming)
+            if before
+                .as_ref()
+                .is_some_and(|b| b.site_id != incoming.site_id) =>
+        {
+            return Err(refused(
+                "order_site_conflict",
+                format!("order {} belongs to another site", incoming.id),
+            ));
         }
         OrderCommand::Merge(incoming) => match &before {
             None => {
@@ -428,6 +444,10 @@ pub(crate) fn customers_event(changed: &[Customer]) -> (&'static str, String) {
     (CUSTOMER_UPDATED, json!({"customers": list}).to_string())
 }
 
+/// A place in the log: an event id and a record id (records changed by one command
+/// share the event).
+pub type LogPosition = (u64, String);
+
 /// `GET /api/orders` filters.
 #[derive(Debug, Clone, Default)]
 pub struct OrderFilter {
@@ -479,10 +499,12 @@ impl Reads<'_> {
             sql += &format!(" AND business_day = ${}", params.len());
         }
         if filter.pending {
-            sql += " AND daily_number IS NULL";
+            sql += " AND daily_number IS NULL AND status <> 'cancelled'";
         }
+        // Numbered orders by day and number, then the unnumbered by arrival (the same on
+        // both engines: a boolean key, not NULL ordering).
         sql += &format!(
-            " ORDER BY business_day, daily_number, created_at, id LIMIT {}",
+            " ORDER BY daily_number IS NULL, business_day, daily_number, created_at, id LIMIT {}",
             filter.limit.clamp(1, 1000)
         );
         let rows = self.0.query(&sql, &params)?;
@@ -568,6 +590,35 @@ impl Reads<'_> {
             .collect()
     }
 
+    /// Customers changed after the log position `(event_id, id)`, in log order, each with
+    /// its position: the order a store follows the hub's changes in (a write that arrives
+    /// late with an older stamp is not missed).
+    pub fn customers_after(
+        &mut self,
+        tenant: &str,
+        after: (u64, &str),
+        limit: usize,
+    ) -> Result<Vec<(LogPosition, Customer)>, StoreError> {
+        let rows = self.0.query(
+            &format!(
+                "SELECT body, event_id, id FROM customers WHERE tenant_id = $1
+                   AND (event_id > $2 OR (event_id = $2 AND id > $3))
+                 ORDER BY event_id, id LIMIT {}",
+                limit.clamp(1, 10_000)
+            ),
+            args![tenant, after.0 as i64, after.1],
+        )?;
+        rows.into_iter()
+            .map(|mut r| {
+                let body: Value = serde_json::from_str(&r.text(0)?)
+                    .map_err(|e| StoreError::Schema(format!("a stored customer: {e}")))?;
+                let customer = Customer::from_json(&body, Side::Remote, 0)
+                    .map_err(|e| StoreError::Schema(format!("a stored customer: {e}")))?;
+                Ok(((r.int(1)? as u64, r.text(2)?), customer))
+            })
+            .collect()
+    }
+
     /// How many orders of `site` wait for a daily number, and when the last sync round of
     /// the site was (seed 004's status).
     pub fn pending_orders(&mut self, tenant: &str, site: &str) -> Result<u64, StoreError> {
@@ -575,7 +626,7 @@ impl Reads<'_> {
             .0
             .query_one(
                 "SELECT COUNT(*) FROM orders WHERE tenant_id = $1 AND site_id = $2
-                   AND daily_number IS NULL",
+                   AND daily_number IS NULL AND status <> 'cancelled'",
                 args![tenant, site],
             )?
             .int(0)? as u64)

@@ -967,6 +967,12 @@ fn fingerprint(command: &Command) -> String {
             SaleCommand::Refund { sale, refund, .. } => format!("refund {sale} {refund:?}"),
             SaleCommand::Void { sale, reason, .. } => format!("void {sale} {reason:?}"),
         },
+        // An order's server-made id and arrival time differ per attempt; the channel's
+        // id and content do not.
+        Command::Order(stocky_core::orders::OrderCommand::Create(o)) => format!(
+            "order {} {:?} {:?} {} {:?}",
+            o.site_id, o.channel, o.external_id, o.lines, o.customer
+        ),
         other => format!("{other:?}"),
     };
     let hash = content.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {

@@ -89,6 +89,7 @@ async fn fetch(state: &AppState, p: &Principal, id: &str) -> Result<Order, ApiEr
 async fn create(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
+    Query(at): Query<SiteQuery>,
     headers: HeaderMap,
     request: Request,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -97,11 +98,11 @@ async fn create(
         json_body(request, &state).await?,
         "{lines, customer, address, …}",
     )?;
-    let named = body
-        .get("siteId")
-        .or(body.get("sedeId"))
-        .and_then(Value::as_str)
-        .map(str::to_owned);
+    let named = match body.get("siteId").or(body.get("sedeId")) {
+        None | Some(Value::Null) => at.site_id,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(invalid("invalid_site", "siteId must be a string")),
+    };
     let site = target_site(&state, &p, named.as_deref()).await?;
     let new = NewOrder::parse(&body).map_err(|e| invalid(e.code, e.message))?;
     let mut order = new.into_order(&site, now_millis());
@@ -142,9 +143,18 @@ async fn create(
             })
         })
         .await?;
+    let existing = existing
+        .filter(|o| p.sees_site(&o.site_id))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "order_id_conflict",
+                "this order id is taken",
+            )
+        })?;
     Ok((
         StatusCode::OK,
-        Json(json!({"success": true, "duplicate": true, "order": existing.map(|o| o.to_json())})),
+        Json(json!({"success": true, "duplicate": true, "order": existing.to_json()})),
     ))
 }
 
@@ -302,7 +312,8 @@ async fn confirm(
     headers: HeaderMap,
     request: Request,
 ) -> Result<Json<Value>, ApiError> {
-    p.require(Action::Sell)?;
+    // Numbers are the store's: its node's key (a manager key), managers and up.
+    p.require(Action::SetStock)?;
     let body = object(
         json_body(request, &state).await?,
         "{orderUpdates: [{orderId, dailyNumber}]}",
@@ -345,6 +356,10 @@ async fn confirm(
         let mut origin = rest_origin(&p, &headers)?;
         origin.site = order.site_id.as_str().into();
         origin.op_id = None;
+        if p.device.is_some() {
+            // The store has its numbers: the pull leaves this change out for it.
+            origin.client_id = super::sync::pusher(&p).into();
+        }
         let command = OrderCommand::Confirm {
             id: order.id.clone(),
             daily_number: number,
@@ -587,53 +602,77 @@ async fn patch_customer(
 
 #[derive(Debug, Default, Deserialize)]
 struct ChangesQuery {
-    /// ISO 8601 or milliseconds since the epoch; absent: everything.
+    /// ISO 8601 or milliseconds since the epoch (seed 004); absent: everything.
     since: Option<String>,
+    /// A log position `<eventId>:<customerId>` from a previous answer's `cursor`: changes
+    /// in the order they were committed (what Stocky's edges use).
+    after: Option<String>,
     limit: Option<usize>,
 }
 
 /// Seed 004 `GET /api/sync/customers/changes?since=`: customers (with their addresses)
-/// changed after `since`, oldest first; `timestamp` is the `since` of the next call.
+/// changed after `since`, oldest first; `timestamp` is the `since` of the next call. With
+/// `?after=<cursor>` the changes come in log order instead, with the next `cursor`. A
+/// store's own pushes come back too: merging them again changes nothing.
 async fn customer_changes(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
     Query(q): Query<ChangesQuery>,
 ) -> Result<Json<Value>, ApiError> {
     p.require(Action::Read)?;
+    let limit = q.limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
+    let tenant = p.tenant.to_string();
+    if let Some(after) = q.after.filter(|a| !a.is_empty()) {
+        let (event, id) = after
+            .split_once(':')
+            .and_then(|(e, id)| Some((e.parse::<u64>().ok()?, id.to_owned())))
+            .ok_or_else(|| invalid("invalid_cursor", "after must be a previous answer's cursor"))?;
+        let changes = state
+            .store
+            .read(move |r| r.customers_after(&tenant, (event, &id), limit))
+            .await?;
+        let cursor = changes
+            .last()
+            .map_or(after, |((e, id), _)| format!("{e}:{id}"));
+        let data: Vec<Value> = changes.iter().map(|(_, c)| c.to_json()).collect();
+        return Ok(Json(json!({
+            "success": true, "count": data.len(), "data": data,
+            "hasMore": data.len() == limit, "cursor": cursor,
+        })));
+    }
     let since = match q
         .since
         .as_deref()
         .filter(|s| !s.is_empty() && *s != "null" && *s != "undefined")
     {
-        None => i64::MIN,
-        Some(s) => s
-            .parse::<i64>()
-            .ok()
-            .or_else(|| parse_iso8601(s))
-            .ok_or_else(|| {
-                invalid(
-                    "invalid_since",
-                    "since must be an ISO-8601 time or milliseconds since the epoch",
-                )
-            })?,
+        None => None,
+        Some(s) => Some(
+            s.parse::<i64>()
+                .ok()
+                .or_else(|| parse_iso8601(s))
+                .ok_or_else(|| {
+                    invalid(
+                        "invalid_since",
+                        "since must be an ISO-8601 time or milliseconds since the epoch",
+                    )
+                })?,
+        ),
     };
-    let limit = q.limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
-    // A store node does not get back what it sent.
-    let skip = p.device.as_ref().map(|_| super::sync::pusher(&p));
-    let tenant = p.tenant.to_string();
+    let from = since.unwrap_or(i64::MIN);
     let customers = state
         .store
-        .read(move |r| r.customers_since(&tenant, since, skip.as_deref(), limit))
+        .read(move |r| r.customers_since(&tenant, from, None, limit))
         .await?;
-    let last = customers.last().map(Customer::updated_at);
+    // The next `since`: the last change handed out, else the one asked with.
+    let next = customers.last().map(Customer::updated_at).or(since);
     let data: Vec<Value> = customers.iter().map(Customer::to_json).collect();
     Ok(Json(json!({
         "success": true,
         "count": data.len(),
         "data": data,
         "hasMore": data.len() == limit,
-        "timestamp": iso8601(last.unwrap_or_else(now_millis)),
-        "since": last,
+        "timestamp": next.map(iso8601),
+        "since": next,
     })))
 }
 
