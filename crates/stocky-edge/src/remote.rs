@@ -33,7 +33,8 @@ use crate::push::{read_cursor, PushError};
 const CONFIRM_BATCH: usize = 500;
 const MENU_PUSHED_KEY: &str = "menu.pushed.version";
 const CONFIG_PUSHED_KEY: &str = "config.pushed.version";
-const CUSTOMERS_PUSH_KEY: &str = "customers.push.since";
+/// `sync_state` key of the customers pushed: a local log position `"<event_id> <id>"`.
+const CUSTOMERS_PUSH_KEY: &str = "customers.push.cursor";
 const CUSTOMERS_PULL_KEY: &str = "customers.pull.since";
 /// `sync_state` key of the order changes pushed (`"<event_id> "`).
 pub(crate) const ORDERS_PUSH_KEY: &str = "orders.push.cursor";
@@ -169,30 +170,31 @@ async fn pull_orders(store: &Store, hub: &Client, site: &str) -> Result<usize, P
     Ok(updates.len())
 }
 
-/// Customers with a field this store wrote (stamped LOCAL) after the last push, with
-/// every stamp, in one bulk request. (What the hub wrote is not sent back: merging it there
-/// again would change nothing.)
+/// Customers changed here after the pushed log position that hold a field this store
+/// wrote (stamped LOCAL), with every stamp, in one bulk request. The position is the
+/// local log's, so no clock decides what is skipped; a customer whose row changed again
+/// (a pull merged the hub's fields into it) is sent again, which the hub merges as a
+/// no-op.
 async fn push_customers(store: &Store, hub: &Client) -> Result<usize, PushError> {
-    let since = state_int(store, CUSTOMERS_PUSH_KEY).await?;
-    let customers = store
-        .read(move |r| r.customers_since(DEFAULT_TENANT, since, None, 500))
+    let after = read_cursor(store, CUSTOMERS_PUSH_KEY).await?;
+    let changed = store
+        .read(move |r| r.customers_after(DEFAULT_TENANT, (after.event_id, &after.id), 500))
         .await?;
-    // The cursor passes every customer looked at (their changes up to it are handled),
-    // whether or not one had a local write.
-    let Some(scanned) = customers.iter().map(Customer::updated_at).max() else {
+    let Some(((event, id), _)) = changed.last() else {
         return Ok(0);
     };
-    let mine: Vec<Value> = customers
+    let cursor = format!("{event} {id}");
+    let mine: Vec<Value> = changed
         .iter()
-        .filter(|c| c.last_write_by(Side::Local).is_some_and(|at| at > since))
-        .map(Customer::to_json)
+        .filter(|(_, c)| c.last_write_by(Side::Local).is_some())
+        .map(|(_, c)| c.to_json())
         .collect();
     if !mine.is_empty() {
         let _: Value = hub
             .post("/api/sync/customers/bulk", &json!({ "customers": mine }))
             .await?;
     }
-    set_state(store, CUSTOMERS_PUSH_KEY, scanned.to_string()).await?;
+    set_state(store, CUSTOMERS_PUSH_KEY, cursor).await?;
     Ok(mine.len())
 }
 
@@ -343,12 +345,18 @@ async fn metadata(
         }
     }
     if wanted("Customer") {
-        let pushed = state_int(store, CUSTOMERS_PUSH_KEY).await?;
+        let pushed = read_cursor(store, CUSTOMERS_PUSH_KEY).await?;
+        let unpushed: std::collections::HashSet<String> = store
+            .read(move |r| r.customers_after(DEFAULT_TENANT, (pushed.event_id, &pushed.id), 10_000))
+            .await?
+            .into_iter()
+            .map(|(_, c)| c.id)
+            .collect();
         let customers = store
             .read(|r| r.customers_since(DEFAULT_TENANT, i64::MIN, None, 10_000))
             .await?;
         for c in customers {
-            let pending = c.last_write_by(Side::Local).is_some_and(|at| at > pushed);
+            let pending = unpushed.contains(&c.id) && c.last_write_by(Side::Local).is_some();
             data.push(json!({
                 "entityType": "Customer", "entityId": c.id,
                 "lastModifiedAt": stocky_core::time::iso8601(c.updated_at()),

@@ -129,6 +129,21 @@ async fn create(
             Json(json!({"success": true, "order": done.after.to_json(), "eventId": id})),
         ));
     }
+    // A retry with the same Idempotency-Key: the original event's order, as committed.
+    if let Applied::Duplicate {
+        original: Some(original),
+        ..
+    } = &applied
+    {
+        let order =
+            serde_json::value::RawValue::from_string(original.data.clone()).map_err(|e| {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+            })?;
+        return Ok((
+            StatusCode::OK,
+            Json(json!({"success": true, "duplicate": true, "order": order})),
+        ));
+    }
     // A repeat: the order as stored (by id, else by the channel's id).
     let (tenant, o) = (p.tenant.to_string(), order);
     let existing = state
@@ -355,11 +370,9 @@ async fn confirm(
         };
         let mut origin = rest_origin(&p, &headers)?;
         origin.site = order.site_id.as_str().into();
+        // Marked as a plain write (not the store's device): a hub change to the order made
+        // before the confirmation still comes down to the store with it.
         origin.op_id = None;
-        if p.device.is_some() {
-            // The store has its numbers: the pull leaves this change out for it.
-            origin.client_id = super::sync::pusher(&p).into();
-        }
         let command = OrderCommand::Confirm {
             id: order.id.clone(),
             daily_number: number,
