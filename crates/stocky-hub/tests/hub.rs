@@ -725,7 +725,19 @@ async fn a_database_outage_gives_503_and_the_hub_reconnects_by_itself() -> Resul
     assert_eq!(status, 201, "{body}");
     let (token, _) = hub.login("till@shop.test", "correct horse battery").await?;
 
+    let (status, ready) = hub.as_(None, "GET", "/readyz", None).await?;
+    assert_eq!(
+        (status, ready["status"].as_str()),
+        (200, Some("ready")),
+        "{ready}"
+    );
     database.set_unreachable(true);
+    let (status, ready) = hub.as_(None, "GET", "/readyz", None).await?;
+    assert_eq!(status, 503, "{ready}");
+    assert_eq!(ready["checks"]["database"]["ready"], false, "{ready}");
+    assert_eq!(ready["checks"]["writer"]["ready"], true);
+    let (status, _) = hub.as_(None, "GET", "/healthz", None).await?;
+    assert_eq!(status, 200, "the process still answers");
     // A good token that cannot be checked now is not called invalid: 1013, retry later.
     let (mut user, _) = tokio_tungstenite::connect_async(hub.ws_with(&token, "")).await?;
     use futures_util::StreamExt;
@@ -755,11 +767,31 @@ async fn a_database_outage_gives_503_and_the_hub_reconnects_by_itself() -> Resul
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(recovered, "the hub did not reconnect");
+    let (status, _) = hub.as_(None, "GET", "/readyz", None).await?;
+    assert_eq!(status, 200, "ready again");
     // Exactly the two commands that were answered 200 changed anything.
     assert_eq!(hub.stock(1).await?, 10);
     let (_, ledger) = hub.get("/api/backup/_stock").await?;
     let movements = ledger["backup"]["movements"].as_array().map_or(0, Vec::len);
     assert_eq!(movements, 2, "{ledger}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn health_readiness_and_version_answer_without_credentials() -> Result<()> {
+    let hub = TestHub::start().await?;
+    let (status, health) = hub.as_(None, "GET", "/healthz", None).await?;
+    assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
+    let (status, ready) = hub.as_(None, "GET", "/readyz", None).await?;
+    assert_eq!(
+        (status, ready["status"].as_str()),
+        (200, Some("ready")),
+        "{ready}"
+    );
+    assert_eq!(ready["checks"]["database"]["ready"], true);
+    let (status, version) = hub.as_(None, "GET", "/version", None).await?;
+    assert_eq!(status, 200);
+    assert_eq!(version["version"], env!("CARGO_PKG_VERSION"), "{version}");
     Ok(())
 }
 

@@ -508,6 +508,12 @@ impl Store {
         self.aux.run(move |c| f(&mut SyncTables(c))).await
     }
 
+    /// Whether the writer thread still takes commands (it ends only at shutdown or when it
+    /// panicked).
+    pub fn writer_alive(&self) -> bool {
+        !self.jobs.is_closed()
+    }
+
     /// Runs `f` on a pooled read connection (sales, catalog, inventory, audit log).
     pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where

@@ -69,6 +69,48 @@ pub fn routes(
         .route("/api/auth/login", post(login::login))
         .route("/api/auth/refresh", post(login::refresh))
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz))
+        .route("/version", get(version))
+}
+
+/// How long a readiness probe waits for the database.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `GET /readyz`: `200` when this process can serve — its database answers a read and its
+/// writer takes commands — else `503` with the part that is not ready. Load balancers use
+/// it during rolling restarts and outages; `/healthz` only says that the process answers.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let database = match tokio::time::timeout(READY_TIMEOUT, state.store.stream_heads()).await {
+        Ok(Ok(_)) => json!({"ready": true}),
+        Ok(Err(e)) => json!({"ready": false, "error": e.to_string()}),
+        Err(_) => json!({"ready": false, "error": "no answer within 2 s"}),
+    };
+    let writer = if state.store.writer_alive() {
+        json!({"ready": true})
+    } else {
+        json!({"ready": false, "error": "the writer has stopped"})
+    };
+    let ready = database["ready"] == true && writer["ready"] == true;
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "checks": {"database": database, "writer": writer},
+    });
+    (status, Json(body)).into_response()
+}
+
+/// `GET /version`: the release and, when the build knew it, the git commit.
+async fn version() -> Json<serde_json::Value> {
+    Json(json!({
+        "name": "stocky",
+        "version": env!("CARGO_PKG_VERSION"),
+        "commit": option_env!("STOCKY_GIT_COMMIT"),
+    }))
 }
 
 /// The JSON body of `request`, read when the handler calls this: after it has checked the
