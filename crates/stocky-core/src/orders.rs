@@ -313,12 +313,20 @@ impl BusinessClock {
                     code: "invalid_config",
                     message: "utcOffsetMinutes must be within ±840".into(),
                 })? as i32,
-            (_, Some(Value::String(tz))) => parse_offset(tz).ok_or_else(|| OrderInvalid {
-                code: "invalid_config",
-                message: format!(
-                    "timezone {tz:?} must be a UTC offset such as \"-05:00\" (time zone names are not supported)"
-                ),
-            })?,
+            (_, Some(Value::String(tz))) if tz.starts_with(['+', '-']) => {
+                parse_offset(tz).ok_or_else(|| OrderInvalid {
+                    code: "invalid_config",
+                    message: format!("timezone {tz:?} must be a UTC offset such as \"-05:00\""),
+                })?
+            }
+            (_, Some(Value::String(tz))) => parse_offset(tz)
+                .or_else(|| fixed_zone(tz))
+                .ok_or_else(|| OrderInvalid {
+                    code: UNSUPPORTED_TIMEZONE,
+                    message: format!(
+                        "timezone {tz:?} is neither a UTC offset such as \"-05:00\" nor a zone without daylight saving time that Stocky knows"
+                    ),
+                })?,
             _ => 0,
         };
         let day_start_minutes = match find("businessDayStart") {
@@ -350,6 +358,47 @@ fn parse_hhmm(text: &str) -> Option<i32> {
     }
     let (h, m): (i32, i32) = (h.parse().ok()?, m.parse().ok()?);
     ((0..24).contains(&h) && (0..60).contains(&m)).then_some(h * 60 + m)
+}
+
+/// The code of a configuration whose `timezone` names a zone Stocky cannot compute (one
+/// with daylight saving time, or unknown): the configuration is kept, and its business
+/// days start at UTC midnight plus `businessDayStart` until it names an offset.
+pub const UNSUPPORTED_TIMEZONE: &str = "unsupported_timezone";
+
+/// Time zones without daylight saving time, by name, as UTC offsets in minutes (the seeds'
+/// stores are in Latin America; zones with DST need a time zone database, which Stocky
+/// does not carry).
+fn fixed_zone(name: &str) -> Option<i32> {
+    const ZONES: [(&str, i32); 24] = [
+        ("UTC", 0),
+        ("Etc/UTC", 0),
+        ("GMT", 0),
+        ("America/Bogota", -300),
+        ("America/Lima", -300),
+        ("America/Guayaquil", -300),
+        ("America/Panama", -300),
+        ("America/Cancun", -300),
+        ("America/Jamaica", -300),
+        ("America/Mexico_City", -360),
+        ("America/Monterrey", -360),
+        ("America/Guatemala", -360),
+        ("America/Costa_Rica", -360),
+        ("America/El_Salvador", -360),
+        ("America/Tegucigalpa", -360),
+        ("America/Managua", -360),
+        ("America/Caracas", -240),
+        ("America/La_Paz", -240),
+        ("America/Puerto_Rico", -240),
+        ("America/Santo_Domingo", -240),
+        ("America/Argentina/Buenos_Aires", -180),
+        ("America/Buenos_Aires", -180),
+        ("America/Sao_Paulo", -180),
+        ("America/Montevideo", -180),
+    ];
+    ZONES
+        .iter()
+        .find(|(zone, _)| zone.eq_ignore_ascii_case(name))
+        .map(|(_, offset)| *offset)
 }
 
 fn parse_offset(text: &str) -> Option<i32> {
@@ -417,7 +466,18 @@ mod tests {
             BusinessClock::default().day_of(at("2026-12-06T00:00:00.000Z")),
             "2026-12-06"
         );
-        assert!(BusinessClock::from_config(&json!({"timezone": "America/Bogota"})).is_err());
+        assert_eq!(
+            BusinessClock::from_config(&json!({"timezone": "America/Bogota"}))
+                .unwrap()
+                .utc_offset_minutes,
+            -300
+        );
+        assert_eq!(
+            BusinessClock::from_config(&json!({"timezone": "Europe/Madrid"}))
+                .unwrap_err()
+                .code,
+            UNSUPPORTED_TIMEZONE
+        );
         assert_eq!(
             BusinessClock::from_config(&json!({"utcOffsetMinutes": 60}))
                 .unwrap()

@@ -288,7 +288,7 @@ async fn seed_004_routes_stay_inside_their_tenant_and_site() -> Result<()> {
         .call(
             reqwest::Method::POST,
             "/api/sync/config",
-            Some(json!({"timezone": "America/Bogota"})),
+            Some(json!({"timezone": "-5 hours"})),
         )
         .await?;
     assert_eq!(

@@ -146,10 +146,15 @@ fn store(
 /// The business clock of `site` from its stored configuration (UTC midnight without one).
 fn clock(conn: &mut dyn Conn, tenant: &str, site: &str) -> Result<BusinessClock, SubmitError> {
     let config = site_data(conn, tenant, site, SiteDataKind::Config).map_err(unavailable)?;
-    Ok(config
-        .and_then(|(body, _, _)| serde_json::from_str::<Value>(&body).ok())
-        .and_then(|c| BusinessClock::from_config(&c).ok())
-        .unwrap_or_default())
+    let config = config.and_then(|(body, _, _)| serde_json::from_str::<Value>(&body).ok());
+    Ok(match config.map(|c| BusinessClock::from_config(&c)) {
+        Some(Ok(clock)) => clock,
+        Some(Err(e)) => {
+            tracing::warn!(site, reason = %e, "numbering orders by UTC days");
+            BusinessClock::default()
+        }
+        None => BusinessClock::default(),
+    })
 }
 
 /// The next number of `day` at `site`.
@@ -349,7 +354,14 @@ pub(crate) fn set_site_data(
     now: i64,
 ) -> Result<Option<i64>, SubmitError> {
     if kind == SiteDataKind::Config {
-        BusinessClock::from_config(body).map_err(|e| refused_invalid(e.code, e.message))?;
+        // A zone Stocky cannot compute is kept (it is the store's configuration); its days
+        // then start at UTC midnight (see `clock`). Anything else malformed is refused.
+        match BusinessClock::from_config(body) {
+            Err(e) if e.code != stocky_core::orders::UNSUPPORTED_TIMEZONE => {
+                return Err(refused_invalid(e.code, e.message))
+            }
+            _ => {}
+        }
     }
     let text = body.to_string();
     let stored = site_data(conn, tenant, site, kind).map_err(unavailable)?;
