@@ -258,6 +258,16 @@ pub(crate) async fn push_orders(
     Ok(operations.len())
 }
 
+/// Seed 004's `pendingOrders` at the store: order changes made here that the hub has not
+/// taken yet.
+pub(crate) async fn pending_orders(store: &Store) -> Result<usize, StoreError> {
+    let after = read_cursor(store, ORDERS_PUSH_KEY).await?.event_id;
+    Ok(store
+        .read(move |r| r.orders_after(DEFAULT_TENANT, DEFAULT_SITE, after, UPSTREAM_ORIGIN, 10_000))
+        .await?
+        .len())
+}
+
 /// The orders cursor of a pull, as the hub takes it.
 pub(crate) async fn orders_pull_cursor(store: &Store) -> Result<Value, StoreError> {
     Ok(json!({"eventId": read_cursor(store, ORDERS_PULL_KEY).await?.event_id}))

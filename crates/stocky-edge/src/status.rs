@@ -94,6 +94,7 @@ async fn sync_status(
         .await?;
     let pending_documents = crate::documents::pending(&state.store).await?;
     let (pending_sales, oldest_sale) = crate::retail::pending_sales(&state.store).await?;
+    let pending_orders = crate::remote::pending_orders(&state.store).await?;
     let now = now_millis();
     Ok(Json(json!({
         "siteId": site,
@@ -105,6 +106,7 @@ async fn sync_status(
         "pending": pending,
         "pendingDocuments": pending_documents,
         "pendingSales": pending_sales,
+        "pendingOrders": pending_orders,
         "oldestUnsyncedSaleAt": oldest_sale.map(iso8601),
         "oldestPendingAgeSecs": oldest.map(|t| (now - t).max(0) / 1000),
         "quarantined": quarantined,

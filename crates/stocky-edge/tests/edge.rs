@@ -1144,6 +1144,7 @@ async fn a_sale_made_at_an_offline_edge_reaches_the_hub_with_its_uuid_and_times(
         .await?;
     let status: Value = local.get("/api/sync/status").await?;
     assert_eq!(status["pendingSales"], 1, "{status}");
+    assert_eq!(status["pendingOrders"], 0, "{status}");
     assert_eq!(
         status["oldestUnsyncedSaleAt"], at_edge["sale"]["serverTimestamp"],
         "{status}"
