@@ -535,7 +535,7 @@ impl NewSale {
                 )
             }
         };
-        let Some(Value::Array(raw_lines)) = o.get("lines") else {
+        let Some(Value::Array(raw_lines)) = o.get("lines").or(o.get("items")) else {
             return invalid("invalid_lines", "lines must be an array of sale lines");
         };
         if raw_lines.is_empty() {

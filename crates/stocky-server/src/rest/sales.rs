@@ -148,9 +148,11 @@ async fn create(
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ListQuery {
-    #[serde(alias = "sedeId")]
+    #[serde(alias = "sedeId", alias = "site")]
     site_id: Option<String>,
+    #[serde(alias = "date")]
     day: Option<String>,
+    #[serde(alias = "device", alias = "registerId")]
     device_id: Option<String>,
     status: Option<String>,
     #[serde(default)]
