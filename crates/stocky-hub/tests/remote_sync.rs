@@ -298,3 +298,71 @@ async fn seed_004_routes_stay_inside_their_tenant_and_site() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn seed_004_routes_never_cross_tenants() -> Result<()> {
+    let hub = TestHub::start().await?;
+    let remote = restaurant(&hub).await?;
+    remote
+        .post("/api/sync/menu", json!({"categories": [{"id": "c1"}]}))
+        .await?;
+    remote
+        .post("/api/sync/config", json!({"timezone": "-05:00"}))
+        .await?;
+    let (_, order) = hub
+        .post(
+            "/api/orders?siteId=pizzeria",
+            json!({"lines": [{"name": "x", "quantity": 1}], "channel": "wa", "externalId": "1"}),
+        )
+        .await?;
+    let order_id = order["order"]["id"].as_str().context("id")?.to_owned();
+    hub.call(
+        "PATCH",
+        "/api/customers/cust-1",
+        Some(json!({"firstName": "Ana"})),
+        &[],
+    )
+    .await?;
+    let (status, body) = hub
+        .post(
+            "/api/admin/tenants",
+            json!({"id": "b", "owner": {"email": "o@b.test", "password": "correct horse battery"}}),
+        )
+        .await?;
+    anyhow::ensure!(status == 201, "{body}");
+    let b = hub.login("o@b.test", "correct horse battery").await?.0;
+    for path in [
+        format!("/api/orders/{order_id}"),
+        "/api/customers/cust-1".to_owned(),
+        "/api/sync/menu?siteId=pizzeria".to_owned(),
+        "/api/sync/config?siteId=pizzeria".to_owned(),
+    ] {
+        let (status, _) = hub.as_(Some(&b), "GET", &path, None).await?;
+        assert_eq!(status, 404, "{path}");
+    }
+    for path in [
+        "/api/orders",
+        "/api/sync/customers/changes",
+        "/api/sync/orders/pending",
+    ] {
+        let (status, body) = hub.as_(Some(&b), "GET", path, None).await?;
+        assert_eq!(
+            (status, body["count"].as_u64()),
+            (200, Some(0)),
+            "{path}: {body}"
+        );
+    }
+    // Tenant b's own order with the same channel id is its own.
+    let (status, body) = hub
+        .as_(
+            Some(&b),
+            "POST",
+            "/api/orders",
+            Some(json!({"lines": [{"name": "x", "quantity": 1}], "channel": "wa", "externalId": "1"})),
+        )
+        .await?;
+    assert_eq!(status, 201, "{body}");
+    let (_, mine) = hub.get(&format!("/api/orders/{order_id}")).await?;
+    assert_eq!(mine["order"]["siteId"], "pizzeria");
+    Ok(())
+}
