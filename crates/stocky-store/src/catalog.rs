@@ -10,7 +10,6 @@
 //!   the version;
 //! - `event_id` is the event of the last change: the order changes are pulled in.
 
-use serde_json::{Map, Value};
 use stocky_core::catalog::{
     Product, ProductFields, ProductInvalid, ProductWrite, PRODUCT_CREATED, PRODUCT_DELETED,
     PRODUCT_UPDATED,
@@ -360,7 +359,3 @@ impl Reads<'_> {
             .collect::<Result<_, DbError>>()?)
     }
 }
-
-/// The fields a `PATCH` body may carry, for the writer (kept as given; checked there
-/// against the stored product).
-pub type PatchFields = Map<String, Value>;

@@ -16,7 +16,6 @@ use stocky_core::orders::{
 };
 use stocky_core::stock::Rejection;
 use stocky_core::sync_rules::Side;
-use stocky_core::time::iso8601;
 
 use crate::sql::{args, Arg, Conn, DbError, Row};
 use crate::{unavailable, Reads, StoreError, SubmitError};
@@ -661,13 +660,5 @@ fn empty_order() -> Order {
         version: 1,
         created_at: 0,
         updated_at: 0,
-    }
-}
-
-/// For logs: an order's number as `#n (day)`.
-pub fn order_label(o: &Order) -> String {
-    match (&o.daily_number, &o.business_day) {
-        (Some(n), Some(day)) => format!("#{n} ({day})"),
-        _ => format!("unnumbered, created {}", iso8601(o.created_at)),
     }
 }
