@@ -23,6 +23,7 @@ pub mod config;
 mod credential;
 mod documents;
 mod log;
+pub mod pages;
 pub mod pull;
 pub mod push;
 pub mod quarantine;
@@ -160,6 +161,7 @@ impl Edge {
                     hub: hub.clone(),
                     data_dir: options.data_dir.clone(),
                 })),
+            pages: pages::PAGES,
             ..Wiring::default()
         };
         let prepared = Gateway::prepare(server, wiring).await?;

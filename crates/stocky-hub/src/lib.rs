@@ -17,6 +17,7 @@
 pub mod activation;
 pub mod bus;
 pub mod device_key;
+pub mod pages;
 pub mod sessions;
 pub mod site_users;
 pub mod store_status;
@@ -105,6 +106,7 @@ impl Hub {
                 .merge(transfers::routes(runner.clone()))
                 .merge(store_status::routes()),
             public_routes: activation::public_routes(),
+            pages: pages::PAGES,
         };
         let prepared = Gateway::prepare(config.server, wiring).await?;
         let initial_owner = bootstrap_owner(&prepared.state().store).await?;

@@ -23,6 +23,7 @@ pub mod http;
 pub mod limits;
 pub mod presence;
 pub mod rest;
+pub mod ui;
 pub mod ws;
 
 use std::net::SocketAddr;
@@ -124,6 +125,8 @@ pub struct Wiring {
     pub routes: Router<AppState>,
     /// The tier's own routes without authentication (they check what they need).
     pub public_routes: Router<AppState>,
+    /// The tier's own pages ([`ui`]): the hub's back office, the edge's register.
+    pub pages: &'static [ui::Asset],
 }
 
 /// A gateway whose listener is bound and whose store is open, not serving yet: the tier
@@ -136,6 +139,7 @@ pub struct Prepared {
     writer: stocky_store::WriterGuard,
     cors: CorsLayer,
     routes: (Router<AppState>, Router<AppState>),
+    pages: &'static [ui::Asset],
 }
 
 /// A running gateway.
@@ -227,6 +231,7 @@ impl Gateway {
             writer,
             cors,
             routes: (wiring.routes, wiring.public_routes),
+            pages: wiring.pages,
         })
     }
 
@@ -274,6 +279,7 @@ impl Prepared {
             writer,
             cors,
             routes: (protected, public),
+            pages,
         } = self;
         let tasks = state.tasks.clone();
         let shutdown = state.shutdown.clone();
@@ -284,6 +290,7 @@ impl Prepared {
 
         let app = Router::new()
             .merge(rest::routes(&state, protected, public))
+            .merge(ui::routes(pages))
             .route(&state.config.ws_path, get(ws::upgrade))
             .fallback(rest::not_found)
             .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
