@@ -7,6 +7,7 @@
 //! names a PostgreSQL server (CI sets it) — in a fresh PostgreSQL database of its own, so
 //! every test here runs against the engine under test.
 
+pub mod fault_proxy;
 pub mod process;
 
 use std::path::Path;

@@ -135,10 +135,20 @@ pub struct EdgeProcess {
 impl EdgeProcess {
     /// Starts `bin edge --port 0 --admin-token ADMIN --data-dir DIR` and waits for its banner.
     pub fn start(bin: &Path, data_dir: &Path) -> Result<EdgeProcess> {
+        Self::start_with(bin, data_dir, &[])
+    }
+
+    /// The same with more arguments (e.g. `--hub URL` to reach the hub another way).
+    pub fn start_with(
+        bin: &Path,
+        data_dir: &Path,
+        args: &[&std::ffi::OsStr],
+    ) -> Result<EdgeProcess> {
         let mut command = Command::new(bin);
         command
             .args(["edge", "--port", "0", "--admin-token", ADMIN, "--data-dir"])
             .arg(data_dir)
+            .args(args)
             .env_remove("PORT")
             .env_remove("REMOTE_API_URL")
             .env_remove("REMOTE_API_KEY");
