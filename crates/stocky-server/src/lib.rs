@@ -21,6 +21,7 @@ pub mod fanout;
 mod follow;
 pub mod http;
 pub mod limits;
+pub mod memory;
 pub mod presence;
 pub mod rest;
 pub mod ui;

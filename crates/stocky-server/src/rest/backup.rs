@@ -11,6 +11,7 @@ use super::{json_body, rest_origin};
 use crate::auth::Principal;
 use crate::backup;
 use crate::error::ApiError;
+use crate::memory::ReleaseOnDrop;
 use crate::AppState;
 use stocky_core::auth::Action;
 
@@ -65,6 +66,48 @@ async fn incremental(
     ))
 }
 
+/// Restore and compare bodies being read and parsed at once, per process. Each may be up
+/// to `max_restore_bytes` (64 MiB by default) and is parsed whole into a JSON tree, which
+/// takes several times its size; with this gate a flood of them — from any number of
+/// owners — costs at most this many at a time, not one per connection (docs/security.md
+/// §9.1 states the bound).
+const LARGE_BODIES_AT_ONCE: usize = 1;
+
+/// How long a large body waits for its turn before the caller gets `503`.
+const LARGE_BODY_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Reads a restore or compare body once a [`LARGE_BODIES_AT_ONCE`] permit is free
+/// (after the caller's role was checked). The turn is held until the handler is done;
+/// then the allocator is asked to hand the freed pages back ([`crate::memory`]).
+async fn large_body(
+    request: Request,
+    state: &AppState,
+) -> Result<(Value, LargeBodyTurn), ApiError> {
+    static GATE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(LARGE_BODIES_AT_ONCE);
+    let permit = match tokio::time::timeout(LARGE_BODY_WAIT, GATE.acquire()).await {
+        Ok(Ok(permit)) => permit,
+        _ => {
+            return Err(ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "too many large restores or compares at once; retry later",
+            ))
+        }
+    };
+    let turn = LargeBodyTurn {
+        _release: ReleaseOnDrop,
+        _permit: permit,
+    };
+    Ok((json_body(request, state).await?, turn))
+}
+
+/// A turn to parse a large body. Fields drop in order: the permit is returned first,
+/// then the freed memory (the body is dropped before the turn) is released.
+struct LargeBodyTurn {
+    _permit: tokio::sync::SemaphorePermit<'static>,
+    _release: ReleaseOnDrop,
+}
+
 async fn restore(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -73,10 +116,11 @@ async fn restore(
     request: Request,
 ) -> Result<Json<Value>, ApiError> {
     let origin = restoring(&p, &headers)?;
-    let body: Value = json_body(request, &state).await?;
-    Ok(Json(
-        backup::restore(&state.store, origin, &db, &body).await?,
-    ))
+    let (body, turn) = large_body(request, &state).await?;
+    let restored = backup::restore(&state.store, origin, &db, &body).await;
+    drop(body);
+    drop(turn);
+    Ok(Json(restored?))
 }
 
 async fn compare(
@@ -86,10 +130,11 @@ async fn compare(
     request: Request,
 ) -> Result<Json<Value>, ApiError> {
     p.require(Action::RestoreBackups)?;
-    let body: Value = json_body(request, &state).await?;
-    Ok(Json(
-        backup::compare(&state.store, &p.tenant, &db, &body).await?,
-    ))
+    let (body, turn) = large_body(request, &state).await?;
+    let compared = backup::compare(&state.store, &p.tenant, &db, &body).await;
+    drop(body);
+    drop(turn);
+    Ok(Json(compared?))
 }
 
 async fn drop_database(
