@@ -260,3 +260,18 @@ impl std::fmt::Debug for SiteUser {
             .finish_non_exhaustive()
     }
 }
+
+/// What a store node has not handed to the hub yet, as it reports with each pull.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutboxReport {
+    /// Operations waiting in its outbox (stock movements not pushed yet).
+    pub pending: u64,
+    /// Sales recorded there and not taken by the hub yet.
+    pub pending_sales: u64,
+    /// When the oldest of those sales was made (milliseconds since the epoch).
+    pub oldest_unsynced_sale_at: Option<i64>,
+    /// When the node reported it (set by the hub, milliseconds since the epoch).
+    #[serde(default)]
+    pub reported_at: i64,
+}

@@ -214,6 +214,7 @@ pub(crate) async fn pull_once(
                 "productsCursor": crate::retail::pull_cursor(store).await?,
                 "ordersCursor": crate::remote::orders_pull_cursor(store).await?,
                 "productsLimit": PAGE,
+                "outbox": crate::status::outbox_report(store).await?,
             }),
         )
         .await?;

@@ -9,12 +9,14 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use serde_json::{json, Value};
+use stocky_core::api::OutboxReport;
 use stocky_core::auth::Action;
 use stocky_core::time::{iso8601, now_millis};
 use stocky_core::DEFAULT_TENANT;
 use stocky_server::auth::Principal;
 use stocky_server::error::ApiError;
 use stocky_server::AppState;
+use stocky_store::{Store, StoreError};
 
 use crate::push::{self, PushError};
 
@@ -82,16 +84,7 @@ async fn sync_status(
 ) -> Result<Json<Value>, ApiError> {
     p.require(Action::Read)?;
     let live = status.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let after = push::cursor(&state.store).await?;
-    let ((pending, oldest), quarantined) = state
-        .store
-        .sync(move |s| {
-            Ok((
-                s.outbox_depth(DEFAULT_TENANT, &after)?,
-                s.quarantined()?.len(),
-            ))
-        })
-        .await?;
+    let ((pending, oldest), quarantined) = outbox_depth(&state.store).await?;
     let pending_documents = crate::documents::pending(&state.store).await?;
     let (pending_sales, oldest_sale) = crate::retail::pending_sales(&state.store).await?;
     let pending_orders = crate::remote::pending_orders(&state.store).await?;
@@ -146,4 +139,30 @@ async fn sync_log(
         })
         .collect();
     Ok(Json(json!({"data": rows})))
+}
+
+/// The outbox's depth (operations not pushed, and when the oldest was recorded) and the
+/// number of quarantined operations.
+async fn outbox_depth(store: &Store) -> Result<((u64, Option<i64>), usize), StoreError> {
+    let after = push::cursor(store).await?;
+    store
+        .sync(move |s| {
+            Ok((
+                s.outbox_depth(DEFAULT_TENANT, &after)?,
+                s.quarantined()?.len(),
+            ))
+        })
+        .await
+}
+
+/// What this node reports to the hub with each pull, so that admins see its outbox there.
+pub(crate) async fn outbox_report(store: &Store) -> Result<OutboxReport, StoreError> {
+    let ((pending, _), _) = outbox_depth(store).await?;
+    let (pending_sales, oldest_unsynced_sale_at) = crate::retail::pending_sales(store).await?;
+    Ok(OutboxReport {
+        pending,
+        pending_sales,
+        oldest_unsynced_sale_at,
+        reported_at: 0,
+    })
 }

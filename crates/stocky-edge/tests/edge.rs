@@ -1177,6 +1177,19 @@ async fn a_sale_made_at_an_offline_edge_reaches_the_hub_with_its_uuid_and_times(
         Ok(north.stock_of(1).await?.map(|s| s.stock) == Some(8))
     })
     .await?;
+    // The node reports its outbox with its pulls: admins see it drained at the hub.
+    eventually("the store's outbox report at the hub", || async {
+        let sites: Value = hub.sdk().get("/api/admin/sites").await?;
+        let north = sites["data"]
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["id"] == "north").cloned())
+            .context("north")?;
+        Ok(north["outboxDepth"] == 0
+            && north["pendingSales"] == 0
+            && north["oldestUnsyncedSaleAt"].is_null()
+            && north["outboxReportedAt"].is_string())
+    })
+    .await?;
     // Each movement of the sale is in the hub's ledger once, pushed as movements and as
     // the sale.
     let ledger: Value = hub.sdk().backup("_stock").await?;

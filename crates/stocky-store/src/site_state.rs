@@ -9,6 +9,8 @@
 //!   that lands on another instance before the old socket closes is not undone;
 //! - `sync_version` only grows: it is the hub event id the site's node has pulled up to.
 
+use stocky_core::api::OutboxReport;
+
 use crate::sql::{args, DbError};
 use crate::{StoreError, SyncTables};
 
@@ -23,6 +25,8 @@ pub struct SiteState {
     pub last_ping_at: Option<i64>,
     pub last_sync_at: Option<i64>,
     pub sync_version: u64,
+    /// The node's outbox as it last reported it; `None` before its first report.
+    pub outbox: Option<OutboxReport>,
 }
 
 impl SyncTables<'_> {
@@ -77,13 +81,15 @@ impl SyncTables<'_> {
         )? > 0)
     }
 
-    /// The site's node pushed or pulled; a pull says how far (`version`, a hub event id).
+    /// The site's node pushed or pulled; a pull says how far (`version`, a hub event id)
+    /// and may report the node's outbox.
     pub fn site_synced(
         &mut self,
         tenant: &str,
         site: &str,
         now: i64,
         version: Option<u64>,
+        outbox: Option<&OutboxReport>,
     ) -> Result<(), StoreError> {
         self.0.execute(
             "UPDATE sites SET last_sync_at = $3, last_ping_at = $3,
@@ -91,6 +97,22 @@ impl SyncTables<'_> {
              WHERE tenant_id = $1 AND id = $2",
             args![tenant, site, now, version.unwrap_or(0) as i64],
         )?;
+        if let Some(o) = outbox {
+            let clamp = |n: u64| n.min(i64::MAX as u64) as i64;
+            self.0.execute(
+                "UPDATE sites SET outbox_pending = $3, outbox_pending_sales = $4,
+                    oldest_unsynced_sale_at = $5, outbox_reported_at = $6
+                 WHERE tenant_id = $1 AND id = $2",
+                args![
+                    tenant,
+                    site,
+                    clamp(o.pending),
+                    clamp(o.pending_sales),
+                    o.oldest_unsynced_sale_at,
+                    now
+                ],
+            )?;
+        }
         Ok(())
     }
 
@@ -103,7 +125,8 @@ impl SyncTables<'_> {
     ) -> Result<Vec<SiteState>, StoreError> {
         let rows = self.0.query(
             "SELECT id, name, online_connection IS NOT NULL AND COALESCE(last_ping_at >= $2, FALSE),
-                last_ping_at, last_sync_at, sync_version
+                last_ping_at, last_sync_at, sync_version, outbox_pending, outbox_pending_sales,
+                oldest_unsynced_sale_at, outbox_reported_at
              FROM sites WHERE tenant_id = $1 ORDER BY id",
             args![tenant, fresh_after],
         )?;
@@ -116,6 +139,15 @@ impl SyncTables<'_> {
                     last_ping_at: r.opt_int(3)?,
                     last_sync_at: r.opt_int(4)?,
                     sync_version: r.int(5)? as u64,
+                    outbox: match r.opt_int(9)? {
+                        Some(reported_at) => Some(OutboxReport {
+                            pending: r.opt_int(6)?.unwrap_or(0).max(0) as u64,
+                            pending_sales: r.opt_int(7)?.unwrap_or(0).max(0) as u64,
+                            oldest_unsynced_sale_at: r.opt_int(8)?,
+                            reported_at,
+                        }),
+                        None => None,
+                    },
                 })
             })
             .collect::<Result<_, DbError>>()

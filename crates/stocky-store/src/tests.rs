@@ -710,17 +710,32 @@ async fn store_nodes(at: Location) {
     assert!(!off("c1").await, "the old connection no longer holds it");
     assert!(states(t).await.is_online);
     store
-        .sync(move |s| s.site_synced(DEFAULT_TENANT, DEFAULT_SITE, t + 5, Some(42)))
+        .sync(move |s| s.site_synced(DEFAULT_TENANT, DEFAULT_SITE, t + 5, Some(42), None))
         .await
         .unwrap();
+    assert_eq!(states(t).await.outbox, None, "no report yet");
+    let report = stocky_core::api::OutboxReport {
+        pending: 3,
+        pending_sales: 2,
+        oldest_unsynced_sale_at: Some(t - 60_000),
+        reported_at: 0,
+    };
     store
-        .sync(move |s| s.site_synced(DEFAULT_TENANT, DEFAULT_SITE, t + 6, Some(7)))
+        .sync(move |s| s.site_synced(DEFAULT_TENANT, DEFAULT_SITE, t + 6, Some(7), Some(&report)))
         .await
         .unwrap();
     let state = states(t).await;
     assert_eq!(
         (state.sync_version, state.last_sync_at, state.last_ping_at),
         (42, Some(t + 6), Some(t + 6))
+    );
+    assert_eq!(
+        state.outbox,
+        Some(stocky_core::api::OutboxReport {
+            reported_at: t + 6,
+            ..report
+        }),
+        "the node's outbox as reported, stamped with the hub's time"
     );
     assert!(off("c2").await);
     assert!(!states(0).await.is_online);

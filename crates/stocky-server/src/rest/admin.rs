@@ -193,6 +193,10 @@ async fn list_sites(
                 "lastPingAt": site.last_ping_at.map(iso8601),
                 "lastSyncAt": site.last_sync_at.map(iso8601),
                 "syncVersion": site.sync_version,
+                "outboxDepth": site.outbox.map(|o| o.pending),
+                "pendingSales": site.outbox.map(|o| o.pending_sales),
+                "oldestUnsyncedSaleAt": site.outbox.and_then(|o| o.oldest_unsynced_sale_at).map(iso8601),
+                "outboxReportedAt": site.outbox.map(|o| iso8601(o.reported_at)),
             })
         })
         .collect();

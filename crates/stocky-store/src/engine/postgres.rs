@@ -587,6 +587,13 @@ CREATE TABLE customers (
 );
 CREATE INDEX customers_by_update ON customers (tenant_id, updated_at, id);
 "#,
+    // A store node's outbox as it last reported it (with each pull).
+    r#"
+ALTER TABLE sites ADD COLUMN outbox_pending BIGINT;
+ALTER TABLE sites ADD COLUMN outbox_pending_sales BIGINT;
+ALTER TABLE sites ADD COLUMN oldest_unsynced_sale_at BIGINT;
+ALTER TABLE sites ADD COLUMN outbox_reported_at BIGINT;
+"#,
 ];
 
 #[cfg(test)]

@@ -624,6 +624,13 @@ CREATE TABLE customers (
 );
 CREATE INDEX customers_by_update ON customers (tenant_id, updated_at, id);
 "#,
+    // A store node's outbox as it last reported it (with each pull).
+    r#"
+ALTER TABLE sites ADD COLUMN outbox_pending INTEGER;
+ALTER TABLE sites ADD COLUMN outbox_pending_sales INTEGER;
+ALTER TABLE sites ADD COLUMN oldest_unsynced_sale_at INTEGER;
+ALTER TABLE sites ADD COLUMN outbox_reported_at INTEGER;
+"#,
 ];
 
 #[cfg(test)]

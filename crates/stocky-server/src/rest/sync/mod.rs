@@ -64,6 +64,8 @@ struct Round {
     site: String,
     items: u64,
     version: Option<u64>,
+    /// The node's outbox as its pull reported it (`"outbox"` in the body).
+    outbox: Option<stocky_core::api::OutboxReport>,
     answer: Value,
 }
 
@@ -94,7 +96,7 @@ async fn record_round(
         )
     });
     let node = match (&round, p.store_node()) {
-        (Ok(r), Some((_, site))) => Some((site.to_string(), r.version)),
+        (Ok(r), Some((_, site))) => Some((site.to_string(), r.version, r.outbox)),
         _ => None,
     };
     if entry.is_some() || node.is_some() {
@@ -102,8 +104,8 @@ async fn record_round(
         let recorded = state
             .store
             .sync(move |s| {
-                if let Some((site, version)) = &node {
-                    s.site_synced(&tenant, site, now, *version)?;
+                if let Some((site, version, outbox)) = &node {
+                    s.site_synced(&tenant, site, now, *version, outbox.as_ref())?;
                 }
                 match &entry {
                     Some(entry) => s.log_sync(entry),

@@ -1,5 +1,6 @@
 //! `POST /api/sync/pull` `{"siteId", "cursor":{"eventId","id"}, "limit",
-//! "documentsCursor":{"eventId","db","store","id"}, "documentsLimit"}`.
+//! "documentsCursor":{"eventId","db","store","id"}, "documentsLimit",
+//! "outbox":{"pending","pendingSales","oldestUnsyncedSaleAt"}}`.
 //!
 //! Movements of the site after `cursor`, and — when `documentsCursor` is given — document
 //! changes of the tenant after it (the collections whose rule comes down only). Each
@@ -138,10 +139,16 @@ async fn pull_round(
         + answer["documents"].as_array().map_or(0, Vec::len)
         + answer["products"].as_array().map_or(0, Vec::len)
         + answer["orders"].as_array().map_or(0, Vec::len);
+    // A store node reports its outbox with each pull (admins see it per site); a report
+    // that does not parse is ignored, not an error: it is advisory.
+    let outbox = body
+        .get("outbox")
+        .and_then(|o| serde_json::from_value::<stocky_core::api::OutboxReport>(o.clone()).ok());
     Ok(super::Round {
         site,
         items: handed as u64,
         version: Some(version),
+        outbox,
         answer,
     })
 }

@@ -321,6 +321,7 @@ async fn push_round(
         site,
         items: results.len() as u64,
         version: None,
+        outbox: None,
         answer,
     })
 }
