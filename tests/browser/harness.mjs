@@ -154,7 +154,7 @@ export async function startHub({ env = {} } = {}) {
 /** Creates the site at the hub unless it exists. */
 export async function ensureSite(hub, siteId) {
   const sites = await ok(hub.url, '/api/admin/sites', { token: hub.ownerToken });
-  const list = Array.isArray(sites) ? sites : sites.sites || [];
+  const list = Array.isArray(sites) ? sites : sites.data || sites.sites || []; // the answer is {data:[…]}
   if (!list.some((s) => (s.id || s.siteId) === siteId)) {
     await ok(hub.url, '/api/admin/sites', { token: hub.ownerToken, body: { id: siteId, name: siteId } });
   }
@@ -255,4 +255,27 @@ export async function eventually(check, { ms = 10000, every = 100, what = 'condi
 export async function openConnections(server, token) {
   const status = await ok(server.url, '/api/stock/status', { token });
   return status.connectedClients ?? status.clients ?? status.connections;
+}
+
+// ---------------------------------------------------------------- pages (back office, register)
+
+/** Signs in through a page's sign-in form (the hub's back office or an edge's register). */
+export async function signInUI(page, email, password) {
+  await page.getByLabel('Email').fill(email);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('button', { name: 'Sign out' }).waitFor({ timeout: 15000 });
+}
+
+/**
+ * Collects a page's console errors and uncaught exceptions (CSP violations show up as
+ * console errors), so a test can assert that a page ran cleanly. Network failures the test
+ * causes on purpose can be filtered with `ignore` (regexps).
+ */
+export function watchErrors(page, { ignore = [] } = {}) {
+  const errors = [];
+  const keep = (text) => !ignore.some((re) => re.test(text));
+  page.on('console', (m) => { if (m.type() === 'error' && keep(m.text())) errors.push(`console: ${m.text()}`); });
+  page.on('pageerror', (e) => { if (keep(e.message)) errors.push(`pageerror: ${e.message}`); });
+  return errors;
 }
