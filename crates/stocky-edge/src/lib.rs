@@ -99,6 +99,8 @@ pub struct EdgeOptions {
     /// The gateway's rate limits per credential and per IP (0 = unlimited).
     pub rate_per_credential: u32,
     pub rate_per_ip: u32,
+    /// The git commit the binary was built from, for `GET /version`.
+    pub build_commit: Option<&'static str>,
 }
 
 impl EdgeOptions {
@@ -113,6 +115,7 @@ impl EdgeOptions {
             push_batch_size: None,
             rate_per_credential: 6000,
             rate_per_ip: 12_000,
+            build_commit: None,
         }
     }
 }
@@ -146,6 +149,7 @@ impl Edge {
         server.admin_token = options.admin_token;
         server.rate_per_credential = options.rate_per_credential;
         server.rate_per_ip = options.rate_per_ip;
+        server.build_commit = options.build_commit;
         server.users_from_upstream = true;
         let status = Arc::new(Mutex::new(SyncStatus::default()));
         let hub = stocky_client::Client::new(&config.hub_url)?.with_token(config.api_key.clone());

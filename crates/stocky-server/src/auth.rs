@@ -311,8 +311,11 @@ pub async fn require(State(state): State<AppState>, mut request: Request, next: 
     };
     match principal {
         Ok(principal) => {
+            let tenant = crate::access_log::Tenant(principal.tenant.clone());
             request.extensions_mut().insert(principal);
-            next.run(request).await
+            let mut response = next.run(request).await;
+            response.extensions_mut().insert(tenant);
+            response
         }
         Err(e) => {
             if let (Some(ip), StatusCode::UNAUTHORIZED) = (&ip, e.status) {

@@ -68,6 +68,8 @@ pub struct ServerConfig {
     /// How often the hub checks the log for events it has not delivered (written by
     /// another instance or process, or missed on the bus).
     pub log_poll: Duration,
+    /// The git commit the binary was built from, for `GET /version` (set by the binary).
+    pub build_commit: Option<&'static str>,
     /// PostgreSQL (`DATABASE_URL`); none = the embedded SQLite file.
     pub database_url: Option<Secret>,
     /// How each document collection syncs between the hub and store nodes (direction,
@@ -141,6 +143,7 @@ impl ServerConfig {
             rate_window: Duration::from_secs(60),
             login_failures: 5,
             log_poll: Duration::from_secs(1),
+            build_commit: None,
             database_url: None,
             sync_rules: Default::default(),
             header_timeout: Duration::from_secs(10),

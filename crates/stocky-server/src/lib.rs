@@ -13,6 +13,7 @@
 //! Every task the gateway spawns is tracked in [`AppState::tasks`] and watches
 //! [`AppState::shutdown`].
 
+pub mod access_log;
 pub mod auth;
 pub mod backup;
 pub mod config;
@@ -294,6 +295,7 @@ impl Prepared {
             .merge(ui::routes(pages))
             .route(&state.config.ws_path, get(ws::upgrade))
             .fallback(rest::not_found)
+            .layer(axum::middleware::from_fn(access_log::log))
             .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
             .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
                 state.config.body_timeout,

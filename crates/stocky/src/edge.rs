@@ -125,6 +125,7 @@ async fn serve(args: RunArgs) -> anyhow::Result<()> {
     options.push_batch_size = args.push_batch_size;
     options.rate_per_credential = args.rate_limit;
     options.rate_per_ip = args.rate_limit_ip;
+    options.build_commit = crate::build_commit();
     let edge = Edge::start(options).await.context("starting the edge")?;
     let addr = edge.local_addr();
     let banner = format!(

@@ -11,25 +11,48 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use stocky_hub::{Hub, HubConfig};
 use stocky_server::config::{Secret, SessionPolicy};
 use stocky_store::Location;
 use tracing_subscriber::EnvFilter;
 
+/// `stocky --version`: the release and the commit it was built from (`build.rs`).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("STOCKY_GIT_COMMIT"),
+    ")"
+);
+
+/// The commit, when the build knew it: for `GET /version`.
+pub fn build_commit() -> Option<&'static str> {
+    Some(env!("STOCKY_GIT_COMMIT")).filter(|c| *c != "unknown")
+}
+
 mod admin;
 mod backup;
+mod config_file;
 mod edge;
 
 #[derive(Parser)]
 #[command(
     name = "stocky",
-    version,
+    version = VERSION,
     about = "Real-time inventory sync for shops and restaurants"
 )]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// A TOML configuration file with [hub] and [edge] tables (`stocky config default`
+    /// prints one); environment variables and flags override it.
+    #[arg(long, global = true, env = "STOCKY_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Log lines on stderr as `text` (coloured only on a terminal) or `json` (one object
+    /// per line). `RUST_LOG` picks what is logged.
+    #[arg(long, global = true, env = "STOCKY_LOG_FORMAT", default_value = "text",
+          value_parser = ["text", "json"])]
+    log_format: String,
 }
 
 #[derive(Subcommand)]
@@ -47,6 +70,32 @@ enum Command {
     Admin(AdminArgs),
     /// Run a store node (offline-first, syncs with the hub); `stocky edge activate` first.
     Edge(edge::EdgeArgs),
+    /// Check a configuration file, or print a commented one with every default.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// GET a URL (e.g. http://127.0.0.1:3000/readyz) and exit 0 on a 2xx answer: a health
+    /// check for containers without curl.
+    Probe {
+        url: String,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 3)]
+        timeout_secs: u64,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate the file (`--config FILE` or STOCKY_CONFIG) and print the effective
+    /// settings — defaults, file, environment — with where each came from; secrets as ***.
+    Check {
+        /// Only this table: `hub` or `edge`.
+        #[arg(value_parser = config_file::SECTIONS)]
+        section: Option<String>,
+    },
+    /// Print a configuration file with every setting, commented out at its default.
+    Default,
 }
 
 #[derive(Args)]
@@ -275,6 +324,7 @@ impl HubArgs {
         }
         let mut hub = HubConfig::for_data_dir(self.data_dir);
         let config = &mut hub.server;
+        config.build_commit = build_commit();
         config.listen = SocketAddr::new(self.host, self.port);
         config.db_path = self.db_path;
         config.database_url = self.database_url.map(Secret);
@@ -354,8 +404,43 @@ fn seed_redis_url() -> Option<String> {
     Some(format!("redis://{auth}{host}:{port}/{db}"))
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    if std::env::var("STOCKY_BACKTRACE").is_ok_and(|v| v == "1") {
+        // Before any thread exists: errors capture their backtrace from here on.
+        std::env::set_var("RUST_LIB_BACKTRACE", "1");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("stocky: error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            report(&e);
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// A failure as one readable paragraph: what failed and why, causes joined by ": ". The
+/// backtrace only when asked for with `STOCKY_BACKTRACE=1` (`RUST_BACKTRACE` alone does
+/// not turn a configuration mistake into 30 frames).
+fn report(error: &anyhow::Error) {
+    eprintln!("stocky: error: {error:#}");
+    if std::env::var("STOCKY_BACKTRACE").is_ok_and(|v| v == "1") {
+        eprintln!("{}", error.backtrace());
+    }
+}
+
+/// Logs on stderr: `format` `text` (ANSI colours only when stderr is a terminal) or `json`.
+fn init_logs(format: &str) {
+    use std::io::IsTerminal;
     // Seed 004's SYNC_DEBUG: the edge's sync rounds at debug level.
     let sync_debug = std::env::var("SYNC_DEBUG").is_ok_and(|v| matches!(v.as_str(), "true" | "1"));
     let default_filter = if sync_debug {
@@ -363,13 +448,44 @@ async fn main() -> anyhow::Result<()> {
     } else {
         "info"
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match Cli::parse().command {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        logs.json().flatten_event(true).init();
+    } else {
+        logs.with_ansi(std::io::stderr().is_terminal()).init();
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let file = match config_file::path_from(&args[1..]) {
+        Some(path) => config_file::ConfigFile::load(&path, &Cli::command())?,
+        None => config_file::ConfigFile::default(),
+    };
+    let matches = file.apply(Cli::command()).get_matches_from(args);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    init_logs(&cli.log_format);
+    match cli.command {
+        Command::Config(ConfigCommand::Check { section }) => {
+            print!(
+                "{}",
+                config_file::check(&Cli::command(), &file, section.as_deref())?
+            );
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Default) => {
+            print!("{}", config_file::default_file(&Cli::command()));
+            Ok(())
+        }
+        Command::Probe { url, timeout_secs } => probe(&url, timeout_secs).await,
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "stocky", &mut std::io::stdout());
+            Ok(())
+        }
         Command::Hub(args) => run_hub(args.into_config()?).await,
         Command::Edge(args) => edge::run(args).await,
         Command::Backup(args) => {
@@ -406,6 +522,23 @@ async fn main() -> anyhow::Result<()> {
             backup::run_snapshot(&db, &args.out)
         }
     }
+}
+
+/// `stocky probe URL`: succeeds on a 2xx answer within the timeout.
+async fn probe(url: &str, timeout_secs: u64) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(timeout_secs.max(1)))
+        .build()?;
+    let status = client
+        .get(url)
+        .send()
+        .await
+        .with_context(|| format!("no answer from {url}"))?
+        .status();
+    if !status.is_success() {
+        bail!("{url} answered {status}");
+    }
+    Ok(())
 }
 
 async fn run_hub(config: HubConfig) -> anyhow::Result<()> {

@@ -105,11 +105,11 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /version`: the release and, when the build knew it, the git commit.
-async fn version() -> Json<serde_json::Value> {
+async fn version(State(state): State<AppState>) -> Json<serde_json::Value> {
     Json(json!({
         "name": "stocky",
         "version": env!("CARGO_PKG_VERSION"),
-        "commit": option_env!("STOCKY_GIT_COMMIT"),
+        "commit": state.config.build_commit,
     }))
 }
 
