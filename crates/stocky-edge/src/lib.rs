@@ -101,6 +101,8 @@ pub struct EdgeOptions {
     pub rate_per_ip: u32,
     /// The git commit the binary was built from, for `GET /version`.
     pub build_commit: Option<&'static str>,
+    /// The bearer token `GET /metrics` requires, if any.
+    pub metrics_token: Option<Secret>,
 }
 
 impl EdgeOptions {
@@ -116,6 +118,7 @@ impl EdgeOptions {
             rate_per_credential: 6000,
             rate_per_ip: 12_000,
             build_commit: None,
+            metrics_token: None,
         }
     }
 }
@@ -150,6 +153,7 @@ impl Edge {
         server.rate_per_credential = options.rate_per_credential;
         server.rate_per_ip = options.rate_per_ip;
         server.build_commit = options.build_commit;
+        server.metrics_token = options.metrics_token;
         server.users_from_upstream = true;
         let status = Arc::new(Mutex::new(SyncStatus::default()));
         let hub = stocky_client::Client::new(&config.hub_url)?.with_token(config.api_key.clone());
@@ -207,6 +211,11 @@ impl Edge {
             wake_pull,
             wake_users,
             status.clone(),
+            state.shutdown.clone(),
+        ));
+        state.tasks.spawn(status::export_outbox(
+            state.clone(),
+            config.site_id.clone(),
             state.shutdown.clone(),
         ));
         tracing::info!(site = %config.site_id, device = %config.device_id, hub = %config.hub_url, "edge ready");

@@ -166,3 +166,44 @@ pub(crate) async fn outbox_report(store: &Store) -> Result<OutboxReport, StoreEr
         reported_at: 0,
     })
 }
+
+/// How often the outbox gauges of `/metrics` are refreshed.
+const EXPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Keeps `stocky_edge_outbox_pending`, `stocky_edge_pending_sales` and
+/// `stocky_edge_oldest_unsynced_sale_age_seconds` (label `site`) up to date, until
+/// `shutdown`.
+pub(crate) async fn export_outbox(
+    state: AppState,
+    site: String,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let label = stocky_server::metrics::SiteLabel { site };
+    let mut tick = tokio::time::interval(EXPORT_EVERY);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let Ok(report) = outbox_report(&state.store).await else {
+            continue;
+        };
+        let metrics = &state.metrics;
+        let clamp = |n: u64| n.min(i64::MAX as u64) as i64;
+        metrics
+            .outbox_pending
+            .get_or_create(&label)
+            .set(clamp(report.pending));
+        metrics
+            .pending_sales
+            .get_or_create(&label)
+            .set(clamp(report.pending_sales));
+        let age = report
+            .oldest_unsynced_sale_at
+            .map_or(0.0, |at| (now_millis() - at).max(0) as f64 / 1000.0);
+        metrics
+            .oldest_unsynced_sale_age_seconds
+            .get_or_create(&label)
+            .set(age);
+    }
+}

@@ -1150,6 +1150,15 @@ async fn a_sale_made_at_an_offline_edge_reaches_the_hub_with_its_uuid_and_times(
         "{status}"
     );
     assert_eq!(local.stock_of(1).await?.context("stock")?.stock, 8);
+    // The node's /metrics shows what waits for the hub, under its site.
+    let metrics_url = format!("http://{}/metrics", edge.local_addr());
+    eventually("the outbox gauges", || async {
+        let text = reqwest::get(&metrics_url).await?.text().await?;
+        Ok(text.contains("stocky_edge_pending_sales{site=\"north\"} 1")
+            && text.contains("stocky_edge_outbox_pending{site=\"north\"}")
+            && !text.contains("stocky_edge_oldest_unsynced_sale_age_seconds{site=\"north\"} 0.0"))
+    })
+    .await?;
 
     hub.restart_with(|_| {}).await?;
     let path = format!("/api/sales/{OFFLINE_SALE}");

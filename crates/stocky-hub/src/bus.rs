@@ -50,10 +50,12 @@ impl Backoff {
     }
 }
 
-/// Logs "degraded" once per outage and "restored" when it ends.
+/// Logs "degraded" once per outage and "restored" when it ends (counted in
+/// `stocky_bus_reconnects`).
 struct Health {
     what: &'static str,
     down: bool,
+    metrics: std::sync::Arc<stocky_server::metrics::Metrics>,
 }
 
 impl Health {
@@ -66,6 +68,7 @@ impl Health {
 
     fn ok(&mut self) {
         if std::mem::take(&mut self.down) {
+            self.metrics.bus_reconnects.inc();
             tracing::info!("bus: {} restored", self.what);
         }
     }
@@ -84,11 +87,13 @@ pub async fn relay(
     client: redis::Client,
     instance: String,
     mut commits: mpsc::Receiver<CommittedEvent>,
+    metrics: std::sync::Arc<stocky_server::metrics::Metrics>,
     shutdown: CancellationToken,
 ) {
     let mut health = Health {
         what: "relay",
         down: false,
+        metrics,
     };
     let mut connection = None;
     let mut backoff = Backoff::new();
@@ -172,6 +177,7 @@ pub async fn listen(
     let mut health = Health {
         what: "listener",
         down: false,
+        metrics: fanout.metrics().clone(),
     };
     let mut connection = None;
     let mut backoff = Backoff::new();
@@ -248,6 +254,11 @@ pub async fn listen(
                 }
                 match decode(&field) {
                     Some(event) => {
+                        let age_ms = stocky_core::time::now_millis() - event.timestamp_ms;
+                        health
+                            .metrics
+                            .bus_lag_seconds
+                            .set(age_ms.max(0) as f64 / 1000.0);
                         fanout.deliver(event);
                     }
                     None => tracing::warn!(entry = %entry.id, "bus: malformed entry skipped"),

@@ -134,6 +134,7 @@ impl Hub {
                 client.clone(),
                 instance.clone(),
                 commits,
+                state.metrics.clone(),
                 shutdown.clone(),
             ));
             tasks.spawn(bus::listen(

@@ -14,10 +14,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
+
+use crate::AppState;
 
 /// The authenticated caller's tenant, left on the response by [`crate::auth::require`].
 #[derive(Debug, Clone)]
@@ -25,8 +27,9 @@ pub struct Tenant(pub Arc<str>);
 
 const REQUEST_ID: &str = "x-request-id";
 
-/// The middleware (installed with `Router::layer`, so the route template is known).
-pub async fn log(request: Request, next: Next) -> Response {
+/// The middleware (installed with `Router::layer`, so the route template is known); it
+/// also counts the request in the metrics (`stocky_http_requests`).
+pub async fn log(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let route = request
@@ -41,12 +44,16 @@ pub async fn log(request: Request, next: Next) -> Response {
         .unwrap_or_else(fresh_id);
     let mut response = next.run(request).await;
     let tenant = response.extensions().get::<Tenant>().map(|t| t.0.clone());
+    let latency = started.elapsed();
+    state
+        .metrics
+        .record_request(method.as_str(), &route, response.status().as_u16(), latency);
     tracing::info!(
         target: "stocky::access",
         method = %method,
         route = %route,
         status = response.status().as_u16(),
-        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        latency_ms = latency.as_secs_f64() * 1000.0,
         tenant = tenant.as_deref().unwrap_or("-"),
         request_id = request_id.to_str().unwrap_or("-"),
         "request"

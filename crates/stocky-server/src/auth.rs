@@ -303,6 +303,7 @@ pub async fn require(State(state): State<AppState>, mut request: Request, next: 
     let ip = client_ip(&request);
     let failures = &state.limits.failed_auth_per_ip;
     if let Some(Err(retry)) = ip.as_deref().map(|ip| failures.blocked(ip)) {
+        state.metrics.rate_limited("failed_auth");
         return crate::rest::too_many(retry);
     }
     let principal = match credential(request.headers()) {
@@ -363,7 +364,7 @@ pub fn digest(secret: &str) -> String {
         .collect()
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

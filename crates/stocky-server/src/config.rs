@@ -70,6 +70,8 @@ pub struct ServerConfig {
     pub log_poll: Duration,
     /// The git commit the binary was built from, for `GET /version` (set by the binary).
     pub build_commit: Option<&'static str>,
+    /// When set, `GET /metrics` needs `Authorization: Bearer <this>` (`STOCKY_METRICS_TOKEN`).
+    pub metrics_token: Option<Secret>,
     /// PostgreSQL (`DATABASE_URL`); none = the embedded SQLite file.
     pub database_url: Option<Secret>,
     /// How each document collection syncs between the hub and store nodes (direction,
@@ -144,6 +146,7 @@ impl ServerConfig {
             login_failures: 5,
             log_poll: Duration::from_secs(1),
             build_commit: None,
+            metrics_token: None,
             database_url: None,
             sync_rules: Default::default(),
             header_timeout: Duration::from_secs(10),

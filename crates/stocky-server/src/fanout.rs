@@ -205,6 +205,8 @@ pub struct Fanout {
     gaps: OnceLock<mpsc::Sender<Arc<str>>>,
     /// Where this instance's commits go for the other instances (the bus), if one runs.
     relay: OnceLock<mpsc::Sender<CommittedEvent>>,
+    /// Deliveries and group commits are counted here.
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Fanout {
@@ -215,7 +217,19 @@ impl Fanout {
             capacity: capacity.max(1),
             gaps: OnceLock::new(),
             relay: OnceLock::new(),
+            metrics: Arc::default(),
         }
+    }
+
+    /// Where deliveries and group commits are counted.
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
+    }
+
+    /// Counts into `metrics` (the gateway's) instead of a private set.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Opens a live stream for each head (called once the store is open, before any
@@ -289,6 +303,10 @@ impl EventSink for Fanout {
         }
         self.deliver(event)
     }
+
+    fn batch_done(&self, report: &stocky_store::BatchReport) {
+        self.metrics.record_batch(report);
+    }
 }
 
 impl Fanout {
@@ -336,11 +354,13 @@ impl Fanout {
             return stream.tx.receiver_count();
         }
         let sent = stream.emit(event);
+        let mut delivered = sent;
         while let Some(next) = pending.remove(&(stream.head() + 1)) {
-            stream.emit(next);
+            delivered += stream.emit(next);
         }
         let head = stream.head();
         pending.retain(|id, _| *id > head);
+        self.metrics.deliveries.inc_by(delivered as u64);
         sent
     }
 }

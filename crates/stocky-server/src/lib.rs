@@ -23,6 +23,7 @@ mod follow;
 pub mod http;
 pub mod limits;
 pub mod memory;
+pub mod metrics;
 pub mod presence;
 pub mod rest;
 pub mod ui;
@@ -82,6 +83,7 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     pub registry: Arc<ws::Registry>,
     pub limits: Arc<Limits>,
+    pub metrics: Arc<metrics::Metrics>,
     next_connection: Arc<AtomicU64>,
 }
 
@@ -189,7 +191,8 @@ impl Gateway {
                     error,
                 })?;
         let addr = listener.local_addr().map_err(GatewayError::Serve)?;
-        let fanout = Arc::new(Fanout::new(config.send_queue));
+        let metrics = Arc::new(metrics::Metrics::default());
+        let fanout = Arc::new(Fanout::new(config.send_queue).with_metrics(metrics.clone()));
         let (store, writer, heads) = Store::open(
             &location,
             config.store.clone(),
@@ -218,6 +221,7 @@ impl Gateway {
         let state = AppState {
             store,
             fanout,
+            metrics,
             config: Arc::new(config),
             shutdown: CancellationToken::new(),
             tasks,
@@ -295,7 +299,10 @@ impl Prepared {
             .merge(ui::routes(pages))
             .route(&state.config.ws_path, get(ws::upgrade))
             .fallback(rest::not_found)
-            .layer(axum::middleware::from_fn(access_log::log))
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                access_log::log,
+            ))
             .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
             .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
                 state.config.body_timeout,

@@ -175,6 +175,45 @@ pub struct CommittedEvent {
 /// commit order; must not block. Returns how many connections the event was handed to.
 pub trait EventSink: Send + Sync + 'static {
     fn publish(&self, event: CommittedEvent) -> usize;
+
+    /// A group commit was answered (committed or refused as a whole): for metrics.
+    fn batch_done(&self, _report: &BatchReport) {}
+}
+
+/// What one group commit did: its size, how long it took from `BEGIN` until every
+/// command was answered, and how many commands ended each way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchReport {
+    pub size: usize,
+    pub latency: std::time::Duration,
+    pub applied: usize,
+    pub duplicates: usize,
+    pub unchanged: usize,
+    pub refused: usize,
+    pub unavailable: usize,
+}
+
+impl BatchReport {
+    /// Counts one command's answer.
+    pub(crate) fn count(&mut self, answer: &Result<Applied, SubmitError>) {
+        match answer {
+            Ok(Applied::New { .. }) => self.applied += 1,
+            Ok(Applied::Duplicate { .. }) => self.duplicates += 1,
+            Ok(Applied::Unchanged { .. }) => self.unchanged += 1,
+            Err(SubmitError::Rejected(_)) => self.refused += 1,
+            Err(SubmitError::Unavailable(_)) => self.unavailable += 1,
+        }
+    }
+}
+
+/// The store's connections right now, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolState {
+    /// Pooled read connections in use, and kept idle.
+    pub readers_busy: usize,
+    pub readers_idle: usize,
+    /// Commands waiting in the writer's queue.
+    pub writer_queue: usize,
 }
 
 /// The sink of a store nobody watches live (offline CLI commands, an edge being
@@ -512,6 +551,16 @@ impl Store {
     /// panicked).
     pub fn writer_alive(&self) -> bool {
         !self.jobs.is_closed()
+    }
+
+    /// The read pools' connections and the writer's queue, for metrics.
+    pub fn pool_state(&self) -> PoolState {
+        let (reads, aux) = (self.reads.state(), self.aux.state());
+        PoolState {
+            readers_busy: reads.0 + aux.0,
+            readers_idle: reads.1 + aux.1,
+            writer_queue: self.jobs.max_capacity() - self.jobs.capacity(),
+        }
     }
 
     /// Runs `f` on a pooled read connection (sales, catalog, inventory, audit log).

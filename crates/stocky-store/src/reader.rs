@@ -6,6 +6,7 @@
 //! a full-refresh snapshot and the event id it reflects. A connection that broke is dropped,
 //! not returned to the pool, so the next read connects afresh.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use stocky_core::stock::SiteLevel;
@@ -22,6 +23,8 @@ pub(crate) struct Pool {
     engine: Arc<dyn Engine>,
     role: ConnRole,
     idle: Arc<Mutex<Vec<Box<dyn Conn>>>>,
+    /// Connections taken and not given back yet.
+    busy: Arc<AtomicUsize>,
 }
 
 impl Pool {
@@ -30,7 +33,14 @@ impl Pool {
             engine,
             role,
             idle: Arc::new(Mutex::new(Vec::new())),
+            busy: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// Connections in use and kept idle.
+    pub(crate) fn state(&self) -> (usize, usize) {
+        let idle = self.idle.lock().map_or(0, |idle| idle.len());
+        (self.busy.load(Ordering::Relaxed), idle)
     }
 
     /// Runs `f` on a pooled connection on a blocking thread.
@@ -41,6 +51,8 @@ impl Pool {
     {
         let pool = self.clone();
         tokio::task::spawn_blocking(move || {
+            pool.busy.fetch_add(1, Ordering::Relaxed);
+            let _busy = Busy(&pool.busy);
             let taken = pool
                 .idle
                 .lock()
@@ -62,6 +74,15 @@ impl Pool {
         })
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+}
+
+/// Counts a connection as busy until dropped (also when the read panics).
+struct Busy<'a>(&'a AtomicUsize);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

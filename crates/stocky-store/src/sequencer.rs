@@ -36,8 +36,9 @@ use crate::engine::{ConnRole, Engine};
 use crate::inventory::{self, LevelChange, STOCK_LOW, THRESHOLDS_EVENT};
 use crate::sql::{args, placeholder_rows, Arg, Conn, DbError, TxMode, ROWS_PER_STATEMENT};
 use crate::{
-    catalog, documents, orders, sales, transfers, unavailable, Applied, Command, CommittedEvent,
-    EventSink, Origin, Outcome, StoreError, StoreOptions, StoredEvent, StreamHead, SubmitError,
+    catalog, documents, orders, sales, transfers, unavailable, Applied, BatchReport, Command,
+    CommittedEvent, EventSink, Origin, Outcome, StoreError, StoreOptions, StoredEvent, StreamHead,
+    SubmitError,
 };
 
 /// Work for the writer.
@@ -200,10 +201,22 @@ impl Writer {
     }
 
     fn commit_batch(&mut self, batch: &mut Vec<Queued>) {
+        let started = Instant::now();
+        let mut report = BatchReport {
+            size: batch.len(),
+            ..BatchReport::default()
+        };
+        self.commit_batch_counted(batch, &mut report);
+        report.latency = started.elapsed();
+        self.sink.batch_done(&report);
+    }
+
+    fn commit_batch_counted(&mut self, batch: &mut Vec<Queued>, report: &mut BatchReport) {
         let mut staged_heads: HashMap<Arc<str>, (Arc<str>, u64)> = HashMap::new();
         let mut outcomes = Vec::with_capacity(batch.len());
         if let Err(e) = self.begin() {
             tracing::error!(error = %e, "writer: cannot begin a transaction");
+            report.unavailable = batch.len();
             for (_, _, reply) in batch.drain(..) {
                 let _ = reply.send(Err(SubmitError::Unavailable(format!(
                     "the database is unavailable: {e}"
@@ -236,6 +249,7 @@ impl Writer {
         if let Err(e) = committed {
             tracing::error!(error = %e, "writer: commit failed; batch refused");
             let _ = self.conn.rollback();
+            report.unavailable = batch.len();
             for (_, _, reply) in batch.drain(..) {
                 let _ = reply.send(Err(SubmitError::Unavailable(format!("commit failed: {e}"))));
             }
@@ -264,6 +278,7 @@ impl Writer {
                 }
                 Staged::Done(answer) => answer,
             };
+            report.count(&answer);
             let _ = reply.send(answer);
         }
     }

@@ -76,6 +76,9 @@ struct RunArgs {
     /// Requests per client IP per minute (0 = unlimited).
     #[arg(long, env = "STOCKY_RATE_LIMIT_IP", default_value_t = 12_000)]
     rate_limit_ip: u32,
+    /// A bearer token `GET /metrics` requires [default: none, the metrics are open].
+    #[arg(long, env = "STOCKY_METRICS_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
 }
 
 pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
@@ -126,6 +129,7 @@ async fn serve(args: RunArgs) -> anyhow::Result<()> {
     options.rate_per_credential = args.rate_limit;
     options.rate_per_ip = args.rate_limit_ip;
     options.build_commit = crate::build_commit();
+    options.metrics_token = args.metrics_token.filter(|t| !t.is_empty()).map(Secret);
     let edge = Edge::start(options).await.context("starting the edge")?;
     let addr = edge.local_addr();
     let banner = format!(

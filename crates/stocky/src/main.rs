@@ -308,6 +308,9 @@ struct HubArgs {
     /// How often (ms) to look for events committed by other instances or processes.
     #[arg(long, env = "STOCKY_LOG_POLL_MS", default_value_t = 1000)]
     log_poll_ms: u64,
+    /// A bearer token `GET /metrics` requires [default: none, the metrics are open].
+    #[arg(long, env = "STOCKY_METRICS_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
 }
 
 impl HubArgs {
@@ -325,6 +328,7 @@ impl HubArgs {
         let mut hub = HubConfig::for_data_dir(self.data_dir);
         let config = &mut hub.server;
         config.build_commit = build_commit();
+        config.metrics_token = self.metrics_token.filter(|t| !t.is_empty()).map(Secret);
         config.listen = SocketAddr::new(self.host, self.port);
         config.db_path = self.db_path;
         config.database_url = self.database_url.map(Secret);

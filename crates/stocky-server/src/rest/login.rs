@@ -81,10 +81,12 @@ pub async fn login(
     // check, so a burst of simultaneous attempts cannot run more checks than the limit
     // allows; a success gives its place back.
     if let Err(retry) = limits.login_per_ip.hit(&ip) {
+        state.metrics.rate_limited("login");
         return Err(too_many(retry));
     }
     if let Err(retry) = limits.login_per_email.hit(&email) {
         limits.login_per_ip.refund(&ip);
+        state.metrics.rate_limited("login");
         return Err(too_many(retry));
     }
     let lookup = email.clone();

@@ -72,6 +72,7 @@ pub fn routes(
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
         .route("/version", get(version))
+        .route("/metrics", get(crate::metrics::serve))
 }
 
 /// How long a readiness probe waits for the database.
@@ -171,11 +172,13 @@ async fn rate_limit(State(state): State<AppState>, request: Request, next: Next)
     let limits = &state.limits;
     if let Some(principal) = request.extensions().get::<Principal>() {
         if let Err(retry) = limits.per_credential.hit(&principal.rate_key()) {
+            state.metrics.rate_limited("credential");
             return too_many(retry);
         }
     }
     if let Some(ConnectInfo(addr)) = request.extensions().get::<ConnectInfo<SocketAddr>>() {
         if let Err(retry) = limits.per_ip.hit(&addr.ip().to_string()) {
+            state.metrics.rate_limited("ip");
             return too_many(retry);
         }
     }

@@ -40,6 +40,7 @@ pub async fn upgrade(
 ) -> Response {
     let ip = peer.ip().to_string();
     if let Err(retry) = state.limits.failed_auth_per_ip.blocked(&ip) {
+        state.metrics.rate_limited("failed_auth");
         return crate::rest::too_many(retry);
     }
     let pairs = query.iter().map(|(k, v)| (k.as_str(), v.as_str()));

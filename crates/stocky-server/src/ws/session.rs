@@ -160,6 +160,7 @@ pub(super) async fn run(mut socket: WebSocket, state: AppState, connect: Connect
         }
     };
     let _counted = stream.connection_guard();
+    let _open = OpenConnection::count(&state.metrics);
     // Subscribe before reading the head: every event after `cursor` reaches `live`.
     let live = stream.subscribe();
     let cursor = stream.head();
@@ -378,6 +379,11 @@ impl Session {
     /// Queues a frame in the socket's write buffer (written when the buffer fills or on
     /// [`Session::flush`]).
     async fn send(&mut self, message: Message) -> Result<(), End> {
+        let metrics = &self.state.metrics;
+        metrics.frames_sent.inc();
+        if let Message::Text(text) = &message {
+            metrics.bytes_sent.inc_by(text.len() as u64);
+        }
         match timeout(self.state.config.write_timeout, self.socket.feed(message)).await {
             Ok(Ok(())) => {
                 self.dirty = true;
@@ -478,6 +484,7 @@ impl Session {
     }
 
     async fn lagged(&mut self) -> Result<(), End> {
+        self.state.metrics.slow_consumers.inc();
         tracing::info!(client_id = %self.client_id, cursor = self.cursor, "ws: slow consumer disconnected");
         let reason = format!(
             "slow consumer: reconnect with lastEventId={} to resync",
@@ -575,6 +582,7 @@ impl Session {
                     .per_credential
                     .hit(&self.principal.rate_key())
                 {
+                    self.state.metrics.rate_limited("credential");
                     let refusal = ProtocolError {
                         error: "Too many requests",
                         code: "rate_limited",
@@ -776,11 +784,14 @@ impl Session {
             }
         }
         self.last_sent = self.cursor;
+        self.state.metrics.replays.inc();
+        self.state.metrics.replayed_events.inc_by(replayed as u64);
         let done = encode_sync_complete(self.cursor, &self.stream.epoch, replayed);
         self.send_text(done).await
     }
 
     async fn full_refresh(&mut self, reason: &str) -> Result<(), End> {
+        self.state.metrics.full_refreshes.inc();
         let snapshot = match self
             .state
             .store
@@ -870,4 +881,20 @@ async fn credential_still_valid(store: stocky_store::Store, principal: &Principa
         _ => return true,
     };
     check.unwrap_or(true)
+}
+
+/// Counts an open WebSocket connection in the metrics for as long as it lives.
+struct OpenConnection(std::sync::Arc<crate::metrics::Metrics>);
+
+impl OpenConnection {
+    fn count(metrics: &std::sync::Arc<crate::metrics::Metrics>) -> OpenConnection {
+        metrics.connections.inc();
+        OpenConnection(metrics.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.connections.dec();
+    }
 }
