@@ -207,3 +207,27 @@ pub(crate) async fn export_outbox(
             .set(age);
     }
 }
+
+/// The hub as `GET /readyz` reports it at an edge (`checks.hub`, not required: the store
+/// sells offline, and its operations wait in the outbox).
+pub(crate) struct UpstreamCheck(pub Arc<Mutex<SyncStatus>>);
+
+impl stocky_server::ReadinessCheck for UpstreamCheck {
+    fn name(&self) -> &'static str {
+        "hub"
+    }
+
+    fn state(&self) -> Result<(), String> {
+        let status = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if status.credential_refused {
+            return Err("the hub refused this store's credential: rotate or re-activate it".into());
+        }
+        if !status.is_connected {
+            let why = status.last_error.as_deref().unwrap_or("not reached yet");
+            return Err(format!(
+                "the hub is unreachable ({why}); selling goes on, operations wait in the outbox"
+            ));
+        }
+        Ok(())
+    }
+}

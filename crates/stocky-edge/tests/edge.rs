@@ -1150,6 +1150,14 @@ async fn a_sale_made_at_an_offline_edge_reaches_the_hub_with_its_uuid_and_times(
         "{status}"
     );
     assert_eq!(local.stock_of(1).await?.context("stock")?.stock, 8);
+    // With the hub down the node is still ready (it sells), and says the hub is away.
+    let ready: Value = reqwest::get(format!("http://{}/readyz", edge.local_addr()))
+        .await?
+        .json()
+        .await?;
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert_eq!(ready["checks"]["hub"]["ready"], false, "{ready}");
+    assert_eq!(ready["checks"]["hub"]["required"], false, "{ready}");
     // The node's /metrics shows what waits for the hub, under its site.
     let metrics_url = format!("http://{}/metrics", edge.local_addr());
     eventually("the outbox gauges", || async {

@@ -50,16 +50,52 @@ impl Backoff {
     }
 }
 
+/// Whether the relay and the listener reach Redis, for `GET /readyz` (`checks.redis`,
+/// not required: without Redis the hub serves its own clients and picks up the other
+/// instances' events from the log).
+#[derive(Debug, Default)]
+pub struct BusHealth {
+    relay_down: std::sync::atomic::AtomicBool,
+    listener_down: std::sync::atomic::AtomicBool,
+}
+
+impl stocky_server::ReadinessCheck for BusHealth {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    fn state(&self) -> Result<(), String> {
+        use std::sync::atomic::Ordering::Relaxed;
+        match (self.relay_down.load(Relaxed), self.listener_down.load(Relaxed)) {
+            (false, false) => Ok(()),
+            _ => Err("Redis is unreachable: serving this instance's clients; other instances' events come from the log".into()),
+        }
+    }
+}
+
 /// Logs "degraded" once per outage and "restored" when it ends (counted in
-/// `stocky_bus_reconnects`).
+/// `stocky_bus_reconnects`, shown by `/readyz`).
 struct Health {
     what: &'static str,
     down: bool,
     metrics: std::sync::Arc<stocky_server::metrics::Metrics>,
+    shared: std::sync::Arc<BusHealth>,
+}
+
+impl Health {
+    fn flag(&self) -> &std::sync::atomic::AtomicBool {
+        if self.what == "relay" {
+            &self.shared.relay_down
+        } else {
+            &self.shared.listener_down
+        }
+    }
 }
 
 impl Health {
     fn failed(&mut self, error: &dyn std::fmt::Display) {
+        self.flag()
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         if !self.down {
             tracing::warn!(error = %error, "bus: {} unavailable; serving local clients only until Redis is back", self.what);
             self.down = true;
@@ -67,6 +103,8 @@ impl Health {
     }
 
     fn ok(&mut self) {
+        self.flag()
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         if std::mem::take(&mut self.down) {
             self.metrics.bus_reconnects.inc();
             tracing::info!("bus: {} restored", self.what);
@@ -88,12 +126,14 @@ pub async fn relay(
     instance: String,
     mut commits: mpsc::Receiver<CommittedEvent>,
     metrics: std::sync::Arc<stocky_server::metrics::Metrics>,
+    shared: std::sync::Arc<BusHealth>,
     shutdown: CancellationToken,
 ) {
     let mut health = Health {
         what: "relay",
         down: false,
         metrics,
+        shared,
     };
     let mut connection = None;
     let mut backoff = Backoff::new();
@@ -172,12 +212,14 @@ pub async fn listen(
     client: redis::Client,
     instance: String,
     fanout: std::sync::Arc<Fanout>,
+    shared: std::sync::Arc<BusHealth>,
     shutdown: CancellationToken,
 ) {
     let mut health = Health {
         what: "listener",
         down: false,
         metrics: fanout.metrics().clone(),
+        shared,
     };
     let mut connection = None;
     let mut backoff = Backoff::new();

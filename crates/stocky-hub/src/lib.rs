@@ -95,6 +95,7 @@ impl Hub {
             .clone()
             .map(|client| Arc::new(sessions::Cluster::new(client, instance.clone())));
         let runner = transfers::Runner::default();
+        let bus_health = Arc::new(bus::BusHealth::default());
         let wiring = Wiring {
             validator,
             sessions: directory
@@ -107,6 +108,10 @@ impl Hub {
                 .merge(store_status::routes()),
             public_routes: activation::public_routes(),
             pages: pages::PAGES,
+            readiness: match &redis {
+                Some(_) => vec![bus_health.clone() as Arc<dyn stocky_server::ReadinessCheck>],
+                None => Vec::new(),
+            },
         };
         let prepared = Gateway::prepare(config.server, wiring).await?;
         let initial_owner = bootstrap_owner(&prepared.state().store).await?;
@@ -135,12 +140,14 @@ impl Hub {
                 instance.clone(),
                 commits,
                 state.metrics.clone(),
+                bus_health.clone(),
                 shutdown.clone(),
             ));
             tasks.spawn(bus::listen(
                 client,
                 instance,
                 state.fanout.clone(),
+                bus_health,
                 shutdown.clone(),
             ));
         }

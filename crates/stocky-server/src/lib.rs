@@ -84,6 +84,8 @@ pub struct AppState {
     pub registry: Arc<ws::Registry>,
     pub limits: Arc<Limits>,
     pub metrics: Arc<metrics::Metrics>,
+    /// The tier's own readiness checks ([`Wiring::readiness`]).
+    pub readiness: Arc<[Arc<dyn ReadinessCheck>]>,
     next_connection: Arc<AtomicU64>,
 }
 
@@ -131,6 +133,22 @@ pub struct Wiring {
     pub public_routes: Router<AppState>,
     /// The tier's own pages ([`ui`]): the hub's back office, the edge's register.
     pub pages: &'static [ui::Asset],
+    /// What `GET /readyz` reports besides the database and the writer (Redis at a hub,
+    /// the hub at an edge).
+    pub readiness: Vec<Arc<dyn ReadinessCheck>>,
+}
+
+/// A part `GET /readyz` reports on. A part that is not `required` shows its state without
+/// making the instance not ready: a hub without Redis still serves its clients, an edge
+/// without its hub still sells.
+pub trait ReadinessCheck: Send + Sync + 'static {
+    /// The key in `checks`.
+    fn name(&self) -> &'static str;
+    /// `Err(why)` when the part is not working now. Must not block.
+    fn state(&self) -> Result<(), String>;
+    fn required(&self) -> bool {
+        false
+    }
 }
 
 /// A gateway whose listener is bound and whose store is open, not serving yet: the tier
@@ -222,6 +240,7 @@ impl Gateway {
             store,
             fanout,
             metrics,
+            readiness: wiring.readiness.into(),
             config: Arc::new(config),
             shutdown: CancellationToken::new(),
             tasks,

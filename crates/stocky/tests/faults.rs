@@ -542,3 +542,52 @@ async fn an_edge_outbox_drains_exactly_once_through_a_broken_link() -> Result<()
     drop(edge);
     hub.stop()
 }
+
+/// `GET /readyz` reports Redis (when configured) without failing on it: the hub serves
+/// its clients while Redis is partitioned away, and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_reports_a_redis_partition_without_failing_on_it() -> Result<()> {
+    let Ok(redis_url) = std::env::var("STOCKY_TEST_REDIS_URL") else {
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let link = FaultProxy::start(&host_port(&redis_url)?).await?;
+    let via = link.url_for(&redis_url, &host_port(&redis_url)?);
+    let hub = HubProcess::start(
+        bin(),
+        &[
+            OsStr::new("--data-dir"),
+            dir.path().as_os_str(),
+            OsStr::new("--redis-url"),
+            OsStr::new(&via),
+        ],
+    )?;
+    let ready = || async {
+        let response = reqwest::get(format!("{}/readyz", hub.http)).await?;
+        let status = response.status().as_u16();
+        anyhow::Ok((status, response.json::<Value>().await?))
+    };
+    let until = |want: bool| async move {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let (status, body) = ready().await?;
+            ensure!(status == 200, "Redis never makes the hub not ready: {body}");
+            if body["checks"]["redis"]["ready"] == want {
+                ensure!(body["checks"]["redis"]["required"] == false, "{body}");
+                return anyhow::Ok(body);
+            }
+            ensure!(
+                tokio::time::Instant::now() < deadline,
+                "redis ready={want}: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    until(true).await?;
+    link.set(Fault::Partition);
+    let body = until(false).await?;
+    ensure!(body["status"] == "ready", "{body}");
+    link.set(Fault::Pass);
+    until(true).await?;
+    hub.stop()
+}

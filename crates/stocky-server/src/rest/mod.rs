@@ -79,20 +79,40 @@ pub fn routes(
 const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// `GET /readyz`: `200` when this process can serve — its database answers a read and its
-/// writer takes commands — else `503` with the part that is not ready. Load balancers use
-/// it during rolling restarts and outages; `/healthz` only says that the process answers.
+/// writer takes commands — else `503` with the part that is not ready. The tier's own
+/// parts (Redis at a hub, the hub at an edge) are reported too, with `"required": false`:
+/// they do not make the instance not ready. Load balancers use it during rolling restarts
+/// and outages; `/healthz` only says that the process answers.
 async fn readyz(State(state): State<AppState>) -> Response {
-    let database = match tokio::time::timeout(READY_TIMEOUT, state.store.stream_heads()).await {
-        Ok(Ok(_)) => json!({"ready": true}),
-        Ok(Err(e)) => json!({"ready": false, "error": e.to_string()}),
-        Err(_) => json!({"ready": false, "error": "no answer within 2 s"}),
+    let part = |result: Result<(), String>| match result {
+        Ok(()) => json!({"ready": true}),
+        Err(error) => json!({"ready": false, "error": error}),
     };
-    let writer = if state.store.writer_alive() {
-        json!({"ready": true})
+    let database = part(
+        match tokio::time::timeout(READY_TIMEOUT, state.store.stream_heads()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("no answer within 2 s".into()),
+        },
+    );
+    let writer = part(if state.store.writer_alive() {
+        Ok(())
     } else {
-        json!({"ready": false, "error": "the writer has stopped"})
-    };
-    let ready = database["ready"] == true && writer["ready"] == true;
+        Err("the writer has stopped".into())
+    });
+    let mut ready = database["ready"] == true && writer["ready"] == true;
+    let mut checks = serde_json::Map::new();
+    checks.insert("database".into(), database);
+    checks.insert("writer".into(), writer);
+    for check in state.readiness.iter() {
+        let result = check.state();
+        if check.required() && result.is_err() {
+            ready = false;
+        }
+        let mut shown = part(result);
+        shown["required"] = json!(check.required());
+        checks.insert(check.name().into(), shown);
+    }
     let status = if ready {
         StatusCode::OK
     } else {
@@ -100,7 +120,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
     };
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
-        "checks": {"database": database, "writer": writer},
+        "checks": checks,
     });
     (status, Json(body)).into_response()
 }
