@@ -418,16 +418,7 @@ async fn edge_drain(
 ) -> Result<Figure> {
     let hub = HubProcess::start(bin, &[])?;
     let sdk = stocky_client::Client::new(&hub.addr)?.with_token(hub::ADMIN_TOKEN);
-    let (status, answer) = sdk
-        .call(
-            "POST",
-            "/api/admin/sites/default/activation-codes",
-            None,
-            &[],
-        )
-        .await?;
-    anyhow::ensure!(status == 201, "activation code: {status} {answer}");
-    let code = answer["code"].as_str().context("a code")?.to_owned();
+    let code = sdk.create_activation_code("default").await?;
     let hub_url = format!("http://{}", hub.addr);
     // The hub is "away": the edge runs against a port nobody listens on.
     let away = format!(

@@ -528,6 +528,20 @@ impl Client {
         self.post("/api/admin/sites", site).await
     }
 
+    /// `POST /api/admin/sites/{siteId}/activation-codes` (hub): a one-time code that
+    /// enrols a store node for `site` (`stocky edge activate --code`).
+    pub async fn create_activation_code(&self, site: &str) -> Result<String, ClientError> {
+        let path = format!("/api/admin/sites/{}/activation-codes", seg(site));
+        let answer: Value = self.post(&path, &serde_json::json!({})).await?;
+        answer["code"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| ClientError::Decode {
+                url: path,
+                message: format!("no code in {answer}"),
+            })
+    }
+
     pub async fn devices(&self) -> Result<Value, ClientError> {
         self.get("/api/admin/devices").await
     }

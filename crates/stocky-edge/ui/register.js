@@ -17,13 +17,13 @@
 //  - The sync badge: GET /api/sync/status every 3 s and after every event: "Synced", or
 //    "N waiting" (the edge's outbox: max(pending, pendingSales) + pendingDocuments +
 //    pendingOrders — one single-item sale waits as one), online or offline.
-// Live events come through the browser SDK (/sdk/stocky.js) via app.js's startLive().
+// Sign-in, start and sign-out run through app.js's runPage(); live events come through the
+// browser SDK (/sdk/stocky.js) via its startLive().
 
 import {
-  api, atLeast, cents, createRouter, describeError, deviceId, field, flash, fmt, h,
-  linesSummary, liveIndicator, mount, onSignedOut, openDialog, orderStats, ordersBoard,
-  pill, refundDialog, renderSignIn, saleLeft, saleStatusPill, session, setOrderStatus,
-  signOut, sortOrders, startLive, toast, uuid, wireSkipLink,
+  api, atLeast, cents, describeError, deviceId, field, flash, fmt, h, linesSummary, mount,
+  openDialog, orderStats, ordersPanel, pill, refundDialog, runPage, saleLeft, saleStatusPill,
+  signOut, toast, uuid,
 } from '/ui/app.js';
 
 const root = document.getElementById('app');
@@ -49,67 +49,28 @@ const reg = {
 // ================================================================ start, sign-in, shell
 
 function boot() {
-  wireSkipLink();
-  reg.router = createRouter(route);
-  onSignedOut(() => showSignIn());
-  session.onChange((s) => {
-    if (!s) showSignIn();
-    else if (!reg.started) startRegister();
-  });
-  if (session.get()) startRegister();
-  else showSignIn();
-}
-
-function showSignIn() {
-  teardown();
-  root.setAttribute('aria-busy', 'false');
-  document.title = 'Sign in · Stocky register';
-  renderSignIn(root, {
-    title: 'Sign in to the register',
-    subtitle: 'Register',
+  runPage(reg, {
+    root,
+    route,
     deviceId: DEVICE,
-    note: 'Works without internet: this store checks sign-ins itself, for the people whose home store it is.',
-    onSignedIn: () => startRegister(),
+    signIn: {
+      documentTitle: 'Sign in · Stocky register',
+      title: 'Sign in to the register',
+      subtitle: 'Register',
+      note: 'Works without internet: this store checks sign-ins itself, for the people whose home store it is.',
+    },
+    shell: (liveSlot) => {
+      renderShell(liveSlot);
+      refreshStatus();
+      reg.timers.push(setInterval(refreshStatus, STATUS_EVERY_MS));
+    },
+    onEvent: onLiveEvent,
+    onFullRefresh: () => loadStock().catch(() => {}),
+    load: loadStock,
   });
 }
 
-function teardown() {
-  reg.view?.destroy?.();
-  reg.view = null;
-  for (const off of reg.unsubscribe) off();
-  for (const t of reg.timers) clearInterval(t);
-  reg.unsubscribe = [];
-  reg.timers = [];
-  reg.live?.close?.();
-  reg.live = null;
-  reg.started = false;
-}
-
-async function startRegister() {
-  if (reg.started) return;
-  reg.started = true;
-  const s = session.get();
-  reg.user = { ...(s.user || {}), email: s.email };
-  renderShell();
-  root.setAttribute('aria-busy', 'false');
-  refreshStatus();
-  reg.timers.push(setInterval(refreshStatus, STATUS_EVERY_MS));
-  reg.live = await startLive({ deviceId: DEVICE });
-  if (!reg.started) { reg.live.close?.(); return; }
-  reg.liveEl.replaceWith(reg.liveEl = liveIndicator(reg.live));
-  reg.unsubscribe.push(
-    reg.live.on('*', onLiveEvent),
-    reg.live.on('full_refresh', () => { loadStock().catch(() => {}); reg.view?.reload?.(); }),
-  );
-  try {
-    await loadStock();
-  } catch (err) {
-    toast(describeError(err), 'bad');
-  }
-  if (reg.started) reg.router.start();
-}
-
-function renderShell() {
+function renderShell(liveSlot) {
   reg.tabs = h('nav', { class: 'tabs', attrs: { 'aria-label': 'Register' } },
     [['register', 'Register'], ['sales', 'Sales'], ['orders', 'Orders']].map(([name, label]) =>
       h('a', { href: `#/${name}`, dataset: { nav: name }, text: label })));
@@ -120,7 +81,6 @@ function renderShell() {
     on: { click: showSyncDetails },
   });
   reg.siteEl = h('span', { class: 'who', attrs: { 'data-testid': 'store-name' } });
-  reg.liveEl = h('span');
   reg.main = h('main', { class: 'main', id: 'main', attrs: { tabindex: '-1' } });
   mount(root, h('div', { class: 'app no-sidebar' },
     h('header', { class: 'topbar' },
@@ -129,7 +89,7 @@ function renderShell() {
       reg.tabs,
       h('span', { class: 'spacer' }),
       reg.badge,
-      reg.liveEl,
+      liveSlot,
       h('span', { class: 'who', text: `${reg.user.email || ''} · ${reg.user.role || ''}` }),
       h('button', { class: 'btn small', type: 'button', text: 'Sign out', on: { click: () => signOut() } })),
     reg.main));
@@ -581,74 +541,36 @@ function ordersView(main) {
   const day = h('input', { type: 'date', id: 'reg-orders-day', value: fmt.localDay() });
   const stats = h('div', { class: 'stats' });
   const body = h('div');
-  let orders = [];
 
   mount(main,
     h('div', { class: 'page-head' }, h('h1', { text: 'Orders' }), h('span', { class: 'sub', text: 'Online orders, numbered here per business day' })),
     h('div', { class: 'toolbar' }, field('Business day', day)),
     stats,
     body);
-  day.addEventListener('change', load);
 
-  const inView = (o) => o.businessDay === day.value || (o.dailyNumber == null && o.status !== 'cancelled');
+  const view = ordersPanel({
+    stats, body, day: () => day.value,
+    query: (params) => new URLSearchParams({ ...params, limit: '500' }),
+    inView: (o) => o.businessDay === day.value || (o.dailyNumber == null && o.status !== 'cancelled'),
+    renderStats: orderTiles,
+    renderError: (err) => h('div', { class: 'notice bad', attrs: { role: 'alert' }, text: describeError(err) }),
+    empty: 'No orders this day yet. Orders from the online channels appear here with their number.',
+  });
+  day.addEventListener('change', view.reload);
+  return view;
+}
 
-  async function load() {
-    try {
-      const [ofDay, pending] = await Promise.all([
-        api(`/api/orders?day=${day.value}&limit=500`),
-        api('/api/orders?pending=true&limit=500'),
-      ]);
-      const byId = new Map();
-      for (const o of [...(ofDay.data || []), ...(pending.data || [])]) byId.set(o.id, o);
-      orders = sortOrders([...byId.values()]);
-      render();
-    } catch (err) {
-      mount(body, h('div', { class: 'notice bad', attrs: { role: 'alert' }, text: describeError(err) }));
-    }
-  }
-
-  function render() {
-    const st = orderStats(orders);
-    const last = orders.filter((o) => o.dailyNumber != null).reduce((m, o) => Math.max(m, o.dailyNumber), 0);
-    const stat = (label, value) => h('div', { class: 'stat' }, h('div', { class: 'label', text: label }), h('div', { class: 'value', text: String(value) }));
-    mount(stats,
-      stat('Orders', st.total),
-      stat('Last number', last ? `#${last}` : '—'),
-      stat('To prepare', (st.byStatus.pending || 0) + (st.byStatus.accepted || 0) + (st.byStatus.preparing || 0)),
-      stat('Ready', st.byStatus.ready || 0),
-      stat('Delivered', st.byStatus.delivered || 0));
-    mount(body, orders.length
-      ? ordersBoard(orders, { onStatus: changeStatus })
-      : h('div', { class: 'card' }, h('p', { class: 'empty', text: 'No orders this day yet. Orders from the online channels appear here with their number.' })));
-  }
-
-  async function changeStatus(order, status) {
-    try {
-      upsert(await setOrderStatus(order, status));
-    } catch (err) {
-      toast(describeError(err), 'bad');
-      if (err.code === 'version_conflict') load();
-    }
-  }
-
-  function upsert(order) {
-    if (!order?.id) return;
-    const i = orders.findIndex((o) => o.id === order.id);
-    if (i >= 0 && orders[i].version > order.version) return; // older than shown
-    if (i >= 0) orders[i] = order;
-    else if (inView(order)) orders.push(order);
-    else return;
-    orders = sortOrders(orders.filter(inView));
-    render();
-    flash(body.querySelector(`[data-order-id="${CSS.escape(order.id)}"]`));
-  }
-
-  function onEvent(ev) {
-    if (ev.event === 'order_created' || ev.event === 'order_updated') upsert(ev.data);
-  }
-
-  load();
-  return { onEvent, reload: load };
+function orderTiles(orders) {
+  const st = orderStats(orders);
+  const last = orders.filter((o) => o.dailyNumber != null).reduce((m, o) => Math.max(m, o.dailyNumber), 0);
+  const stat = (label, value) => h('div', { class: 'stat' }, h('div', { class: 'label', text: label }), h('div', { class: 'value', text: String(value) }));
+  return [
+    stat('Orders', st.total),
+    stat('Last number', last ? `#${last}` : '—'),
+    stat('To prepare', (st.byStatus.pending || 0) + (st.byStatus.accepted || 0) + (st.byStatus.preparing || 0)),
+    stat('Ready', st.byStatus.ready || 0),
+    stat('Delivered', st.byStatus.delivered || 0),
+  ];
 }
 
 boot();

@@ -23,14 +23,14 @@
 //  - Admin      (owners, admins) users, sites, activation codes, devices, API keys:
 //               /api/admin/users|sites|devices|api-keys, …/sites/{id}/activation-codes.
 //  - Audit      (owners, admins) GET /api/audit with filters and paging.
-// The live connection is the browser SDK (/sdk/stocky.js) through app.js's startLive();
-// its 'full_refresh' reloads the open view. Nothing user-made is put in the page as HTML.
+// Sign-in, start and sign-out run through app.js's runPage(); the live connection is the
+// browser SDK (/sdk/stocky.js) through its startLive(); 'full_refresh' reloads the open
+// view. Nothing user-made is put in the page as HTML.
 
 import {
-  api, atLeast, cents, createRouter, describeError, deviceId, field, flash, fmt, h,
-  linesSummary, liveIndicator, mount, onSignedOut, openDialog, orderStats, ordersBoard,
-  pill, refundDialog, refundedCents, renderSignIn, saleLeft, saleStatusPill, select,
-  session, setOrderStatus, signOut, sortOrders, startLive, toast, uuid, wireSkipLink,
+  api, atLeast, cents, describeError, deviceId, field, flash, fmt, h, linesSummary, mount,
+  openDialog, orderStats, ordersPanel, pill, refundDialog, refundedCents, runPage, saleLeft,
+  saleStatusPill, select, signOut, toast, uuid,
 } from '/ui/app.js';
 
 const root = document.getElementById('app');
@@ -63,61 +63,28 @@ const NAV = [
 // ================================================================ start, sign-in, shell
 
 function boot() {
-  wireSkipLink();
-  app.router = createRouter(route);
-  onSignedOut(() => showSignIn());
-  session.onChange((s) => {
-    if (!s) showSignIn();
-    else if (!app.started) startApp();
-  });
-  if (session.get()) startApp();
-  else showSignIn();
-}
-
-function showSignIn() {
-  teardown();
-  root.setAttribute('aria-busy', 'false');
-  document.title = 'Sign in · Stocky back office';
-  renderSignIn(root, {
-    title: 'Sign in to the back office',
-    subtitle: 'Back office',
+  runPage(app, {
+    root,
+    route,
     deviceId: DEVICE,
-    note: 'Owners, admins and managers sign in here with the account the hub gave them.',
-    onSignedIn: () => startApp(),
+    signIn: {
+      documentTitle: 'Sign in · Stocky back office',
+      title: 'Sign in to the back office',
+      subtitle: 'Back office',
+      note: 'Owners, admins and managers sign in here with the account the hub gave them.',
+    },
+    shell: renderShell,
+    onEvent: onLiveEvent,
+    onFullRefresh: () => loadCatalog().catch(() => {}),
+    load: async () => {
+      badge.render();
+      app.unsubscribe.push(badge.watch());
+      await Promise.all([loadSites(), loadCatalog(), loadUsers()]);
+    },
   });
 }
 
-function teardown() {
-  app.view?.destroy?.();
-  app.view = null;
-  for (const off of app.unsubscribe) off();
-  app.unsubscribe = [];
-  app.live?.close?.();
-  app.live = null;
-  app.started = false;
-}
-
-async function startApp() {
-  if (app.started) return;
-  app.started = true;
-  const s = session.get();
-  app.user = { ...(s.user || {}), email: s.email };
-  renderShell();
-  root.setAttribute('aria-busy', 'false');
-  app.live = await startLive({ deviceId: DEVICE });
-  if (!app.started) { app.live.close?.(); return; }
-  app.topLive.replaceWith(app.topLive = liveIndicator(app.live));
-  app.unsubscribe.push(
-    app.live.on('*', onLiveEvent),
-    app.live.on('full_refresh', () => { loadCatalog().catch(() => {}); app.view?.reload?.(); }),
-  );
-  badge.render();
-  app.unsubscribe.push(badge.watch());
-  await Promise.all([loadSites(), loadCatalog(), loadUsers()]).catch((e) => toast(describeError(e), 'bad'));
-  if (app.started) app.router.start();
-}
-
-function renderShell() {
+function renderShell(liveSlot) {
   const links = NAV.filter((n) => !n.least || atLeast(app.user.role, n.least)).map((n) => {
     const a = h('a', { href: `#/${n.name}`, dataset: { nav: n.name } },
       h('span', { class: 'nav-icon', attrs: { 'aria-hidden': 'true' }, text: n.icon }),
@@ -134,13 +101,12 @@ function renderShell() {
   // the list announces changes once.
   app.nav = h('nav', { class: 'sidebar', attrs: { 'aria-label': 'Back office' } }, h('ul', {}, links), app.badgeLive);
   app.main = h('main', { class: 'main', id: 'main', attrs: { tabindex: '-1' } });
-  app.topLive = h('span');
   const who = h('span', { class: 'who', attrs: { 'data-testid': 'who' }, text: `${app.user.email || app.user.userId || ''} · ${app.user.role || ''}` });
   mount(root, h('div', { class: 'app' },
     h('header', { class: 'topbar' },
       h('a', { class: 'brand', href: '#/stock' }, h('img', { src: '/favicon.svg', alt: '' }), 'Stocky', h('small', { text: 'Back office' })),
       h('span', { class: 'spacer' }),
-      app.topLive,
+      liveSlot,
       who,
       h('button', { class: 'btn small', type: 'button', text: 'Sign out', on: { click: () => signOut() } })),
     app.nav,
@@ -1003,81 +969,43 @@ function ordersView(main) {
   const day = h('input', { type: 'date', id: 'orders-day', value: fmt.localDay() });
   const stats = h('div', { class: 'stats' });
   const body = h('div');
-  let orders = [];
 
   mount(main,
     pageHead('Orders', 'Online orders by status; the store gives each its daily number'),
     h('div', { class: 'toolbar' }, field('Site', siteSel), field('Business day', day)),
     stats,
     body);
-  siteSel.addEventListener('change', load);
-  day.addEventListener('change', load);
 
-  const inView = (o) => (!siteSel.value || o.siteId === siteSel.value)
-    && (o.businessDay === day.value || (o.dailyNumber == null && o.status !== 'cancelled') || (!o.businessDay && String(o.createdAt).startsWith(day.value)));
+  const view = ordersPanel({
+    stats, body, day: () => day.value,
+    query: (params) => {
+      const p = new URLSearchParams({ limit: '500', ...params });
+      if (siteSel.value) p.set('siteId', siteSel.value);
+      return p;
+    },
+    inView: (o) => (!siteSel.value || o.siteId === siteSel.value)
+      && (o.businessDay === day.value || (o.dailyNumber == null && o.status !== 'cancelled') || (!o.businessDay && String(o.createdAt).startsWith(day.value))),
+    renderStats: orderTiles,
+    renderError: errorBox,
+    board: () => ({ showSite: !siteSel.value }),
+    empty: 'No orders for this day yet. They appear here as the channels send them.',
+  });
+  siteSel.addEventListener('change', view.reload);
+  day.addEventListener('change', view.reload);
+  return view;
+}
 
-  async function load() {
-    try {
-      const q = (extra) => {
-        const p = new URLSearchParams({ limit: '500', ...extra });
-        if (siteSel.value) p.set('siteId', siteSel.value);
-        return p;
-      };
-      const [ofDay, pending] = await Promise.all([
-        api(`/api/orders?${q({ day: day.value })}`),
-        api(`/api/orders?${q({ pending: 'true' })}`),
-      ]);
-      const byId = new Map();
-      for (const o of [...(ofDay.data || []), ...(pending.data || [])]) byId.set(o.id, o);
-      orders = sortOrders([...byId.values()]);
-      render();
-    } catch (err) {
-      mount(body, errorBox(err, load));
-    }
-  }
-
-  function render() {
-    const st = orderStats(orders);
-    const stat = (label, value) => h('div', { class: 'stat' }, h('div', { class: 'label', text: label }), h('div', { class: 'value', text: String(value) }));
-    mount(stats,
-      stat('Orders', st.total),
-      stat('Awaiting a number', st.awaiting),
-      stat('In the kitchen', (st.byStatus.accepted || 0) + (st.byStatus.preparing || 0)),
-      stat('Ready', st.byStatus.ready || 0),
-      stat('Delivered', st.byStatus.delivered || 0),
-      stat('Cancelled', st.byStatus.cancelled || 0));
-    mount(body, orders.length
-      ? ordersBoard(orders, { onStatus: changeStatus, showSite: !siteSel.value })
-      : h('div', { class: 'card' }, h('p', { class: 'empty', text: 'No orders for this day yet. They appear here as the channels send them.' })));
-  }
-
-  async function changeStatus(order, status) {
-    try {
-      upsert(await setOrderStatus(order, status), true);
-    } catch (err) {
-      toast(describeError(err), 'bad');
-      if (err.code === 'version_conflict') load();
-    }
-  }
-
-  function upsert(order, highlight) {
-    if (!order?.id) return;
-    const i = orders.findIndex((o) => o.id === order.id);
-    if (i >= 0 && orders[i].version > order.version) return; // older than shown
-    if (i >= 0) orders[i] = order;
-    else if (inView(order)) orders.push(order);
-    else return;
-    orders = sortOrders(orders.filter(inView));
-    render();
-    if (highlight) flash(body.querySelector(`[data-order-id="${CSS.escape(order.id)}"]`));
-  }
-
-  function onEvent(ev) {
-    if (ev.event === 'order_created' || ev.event === 'order_updated') upsert(ev.data, true);
-  }
-
-  load();
-  return { onEvent, reload: load };
+function orderTiles(orders) {
+  const st = orderStats(orders);
+  const stat = (label, value) => h('div', { class: 'stat' }, h('div', { class: 'label', text: label }), h('div', { class: 'value', text: String(value) }));
+  return [
+    stat('Orders', st.total),
+    stat('Awaiting a number', st.awaiting),
+    stat('In the kitchen', (st.byStatus.accepted || 0) + (st.byStatus.preparing || 0)),
+    stat('Ready', st.byStatus.ready || 0),
+    stat('Delivered', st.byStatus.delivered || 0),
+    stat('Cancelled', st.byStatus.cancelled || 0),
+  ];
 }
 
 // ================================================================ Admin: users, sites, codes, devices, keys

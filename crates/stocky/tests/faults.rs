@@ -445,18 +445,9 @@ async fn an_edge_outbox_drains_exactly_once_through_a_broken_link() -> Result<()
     let hub = HubProcess::start(bin(), &hub_args)?;
     let hub_sdk = hub.sdk();
     hub_sdk.update_stock(&[(1, START)]).await?;
-    let (status, answer) = hub_sdk
-        .call(
-            "POST",
-            "/api/admin/sites/default/activation-codes",
-            None,
-            &[],
-        )
-        .await?;
-    ensure!(status == 201, "{answer}");
-    let code = answer["code"].as_str().context("code")?;
+    let code = hub_sdk.create_activation_code("default").await?;
     let edge_dir = dir.path().join("edge");
-    stocky_edge::activate(&hub.http, code, None, &edge_dir, |_, _, _| {}).await?;
+    stocky_edge::activate(&hub.http, &code, None, &edge_dir, |_, _, _| {}).await?;
 
     let link = FaultProxy::start(hub.http.trim_start_matches("http://")).await?;
     let via = format!("http://{}", link.addr());

@@ -28,18 +28,8 @@ fn hub_at(port: u16, dir: &Path) -> Result<HubProcess> {
 async fn setup(hub_dir: &Path, edge_dir: &Path, port: u16) -> Result<HubProcess> {
     let hub = hub_at(port, hub_dir)?;
     hub.sdk().update_stock(&[(1, START)]).await?;
-    let (status, answer) = hub
-        .sdk()
-        .call(
-            "POST",
-            "/api/admin/sites/default/activation-codes",
-            None,
-            &[],
-        )
-        .await?;
-    anyhow::ensure!(status == 201, "{answer}");
-    let code = answer["code"].as_str().context("code")?;
-    stocky_edge::activate(&hub.http, code, None, edge_dir, |_, _, _| {}).await?;
+    let code = hub.sdk().create_activation_code("default").await?;
+    stocky_edge::activate(&hub.http, &code, None, edge_dir, |_, _, _| {}).await?;
     Ok(hub)
 }
 

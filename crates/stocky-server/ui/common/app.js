@@ -16,6 +16,10 @@
 //    (POST /api/auth/login).
 //  - live: `startLive()` opens the browser SDK (/sdk/stocky.js, `connect`) with the
 //    session's tokens; `liveIndicator()` shows its `state` (live / reconnecting / offline).
+//  - `runPage()`: a page's life: sign-in, start once signed in (shell, live, first load),
+//    teardown on sign-out in any tab.
+//  - sales and orders of both tiers: refunds, the orders board and `ordersPanel()` (the
+//    orders view but for the page's toolbar, stats and texts).
 //  - formatting of money, quantities, dates, and `uuid()` (crypto.randomUUID, or a v4
 //    built from crypto.getRandomValues where the page is not a secure context).
 
@@ -548,6 +552,79 @@ export function liveIndicator(live) {
   return el;
 }
 
+// ---------------------------------------------------------------- page lifecycle
+
+/**
+ * Runs a page for signed-in people: the sign-in form while signed out (again when the
+ * session ends in any tab), else the page, started once a session appears in any tab.
+ * `page` is the page's state; this keeps its started, user, live, view, router,
+ * unsubscribe (functions run on sign-out) and timers (intervals cleared on sign-out).
+ * Options: root (the page's element), route (the #/hash router's handler), deviceId,
+ * signIn {documentTitle, title, subtitle, note}, shell(liveSlot) to draw the signed-in
+ * frame (liveSlot becomes the live indicator) and start what needs no live connection,
+ * onEvent(ev) for every live event, onFullRefresh() before the open view reloads on
+ * 'full_refresh', load() for what the first route needs (a failure is toasted).
+ */
+export function runPage(page, { root, route, deviceId, signIn: texts, shell, onEvent, onFullRefresh, load }) {
+  function showSignIn() {
+    teardown();
+    root.setAttribute('aria-busy', 'false');
+    document.title = texts.documentTitle;
+    renderSignIn(root, {
+      title: texts.title,
+      subtitle: texts.subtitle,
+      deviceId,
+      note: texts.note,
+      onSignedIn: () => start(),
+    });
+  }
+
+  function teardown() {
+    page.view?.destroy?.();
+    page.view = null;
+    for (const off of page.unsubscribe || []) off();
+    for (const t of page.timers || []) clearInterval(t);
+    page.unsubscribe = [];
+    page.timers = [];
+    page.live?.close?.();
+    page.live = null;
+    page.started = false;
+  }
+
+  async function start() {
+    if (page.started) return;
+    page.started = true;
+    const s = session.get();
+    page.user = { ...(s.user || {}), email: s.email };
+    const liveSlot = h('span');
+    shell(liveSlot);
+    root.setAttribute('aria-busy', 'false');
+    page.live = await startLive({ deviceId });
+    if (!page.started) { page.live.close?.(); return; }
+    liveSlot.replaceWith(liveIndicator(page.live));
+    page.unsubscribe.push(
+      page.live.on('*', onEvent),
+      page.live.on('full_refresh', () => { onFullRefresh?.(); page.view?.reload?.(); }),
+    );
+    try {
+      await load?.();
+    } catch (err) {
+      toast(describeError(err), 'bad');
+    }
+    if (page.started) page.router.start();
+  }
+
+  wireSkipLink();
+  page.router = createRouter(route);
+  onSignedOut(() => showSignIn());
+  session.onChange((s) => {
+    if (!s) showSignIn();
+    else if (!page.started) start();
+  });
+  if (session.get()) start();
+  else showSignIn();
+}
+
 // ---------------------------------------------------------------- formatting
 
 const moneyFormat = new Intl.NumberFormat(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
@@ -808,4 +885,68 @@ export function sortOrders(orders) {
     }
     return String(a.createdAt).localeCompare(String(b.createdAt));
   });
+}
+
+/**
+ * What an orders page shares: the day's orders and those awaiting a number (GET
+ * /api/orders twice, merged by id) as the board in `body`, the page's stats in `stats`,
+ * status changes (PATCH at the order's version; a conflict reloads) and the events
+ * order_created / order_updated (a changed card flashes). The page keeps its toolbar:
+ * day() is the business day shown, query(params) the GET query for {day} or {pending},
+ * inView(order) whether an order belongs to what is shown, renderStats(orders) the stat
+ * tiles, renderError(err, retry) the failure, board() more ordersBoard options, empty the
+ * text when there are none. Loads at once; returns the view ({onEvent, reload}).
+ */
+export function ordersPanel({ stats, body, day, query, inView, renderStats, renderError, board = () => ({}), empty }) {
+  let orders = [];
+
+  async function load() {
+    try {
+      const [ofDay, pending] = await Promise.all([
+        api(`/api/orders?${query({ day: day() })}`),
+        api(`/api/orders?${query({ pending: 'true' })}`),
+      ]);
+      const byId = new Map();
+      for (const o of [...(ofDay.data || []), ...(pending.data || [])]) byId.set(o.id, o);
+      orders = sortOrders([...byId.values()]);
+      render();
+    } catch (err) {
+      mount(body, renderError(err, load));
+    }
+  }
+
+  function render() {
+    mount(stats, renderStats(orders));
+    mount(body, orders.length
+      ? ordersBoard(orders, { ...board(), onStatus: changeStatus })
+      : h('div', { class: 'card' }, h('p', { class: 'empty', text: empty })));
+  }
+
+  async function changeStatus(order, status) {
+    try {
+      upsert(await setOrderStatus(order, status), true);
+    } catch (err) {
+      toast(describeError(err), 'bad');
+      if (err.code === 'version_conflict') load();
+    }
+  }
+
+  function upsert(order, highlight) {
+    if (!order?.id) return;
+    const i = orders.findIndex((o) => o.id === order.id);
+    if (i >= 0 && orders[i].version > order.version) return; // older than shown
+    if (i >= 0) orders[i] = order;
+    else if (inView(order)) orders.push(order);
+    else return;
+    orders = sortOrders(orders.filter(inView));
+    render();
+    if (highlight) flash(body.querySelector(`[data-order-id="${CSS.escape(order.id)}"]`));
+  }
+
+  function onEvent(ev) {
+    if (ev.event === 'order_created' || ev.event === 'order_updated') upsert(ev.data, true);
+  }
+
+  load();
+  return { onEvent, reload: load };
 }
