@@ -38,8 +38,11 @@ use tokio_util::sync::CancellationToken;
 pub struct HubConfig {
     pub server: ServerConfig,
     /// Redis, for events and sessions between hub instances (`REDIS_URL`); none = this
-    /// instance only.
+    /// instance only. `rediss://` connects with TLS, verifying the server's certificate
+    /// against the system's roots and [`HubConfig::redis_ca_file`].
     pub redis_url: Option<Secret>,
+    /// A PEM file of root certificates to trust for `rediss://` (a private CA).
+    pub redis_ca_file: Option<std::path::PathBuf>,
 }
 
 impl HubConfig {
@@ -48,6 +51,7 @@ impl HubConfig {
         HubConfig {
             server: ServerConfig::for_data_dir(data_dir),
             redis_url: None,
+            redis_ca_file: None,
         }
     }
 }
@@ -84,10 +88,7 @@ impl Hub {
         validator: Option<Arc<dyn BusinessValidator>>,
     ) -> Result<Hub, HubError> {
         let redis = match &config.redis_url {
-            Some(url) => Some(
-                redis::Client::open(url.0.as_str())
-                    .map_err(|e| HubError::Config(format!("REDIS_URL is not a Redis URL: {e}")))?,
-            ),
+            Some(url) => Some(redis_client(&url.0, config.redis_ca_file.as_deref())?),
             None => None,
         };
         let instance = random_id();
@@ -175,6 +176,34 @@ impl Hub {
     /// Waits until the hub has stopped (after its token was cancelled).
     pub async fn wait(self) -> Result<(), HubError> {
         Ok(self.gateway.wait().await?)
+    }
+}
+
+/// The Redis client for `url`; `rediss://` with TLS (rustls), trusting `ca_file`'s roots
+/// as well as the system's.
+fn redis_client(url: &str, ca_file: Option<&std::path::Path>) -> Result<redis::Client, HubError> {
+    let invalid =
+        |e: redis::RedisError| HubError::Config(format!("REDIS_URL is not a Redis URL: {e}"));
+    match ca_file {
+        None => redis::Client::open(url).map_err(invalid),
+        Some(path) => {
+            if !url.starts_with("rediss://") {
+                return Err(HubError::Config(
+                    "a Redis CA file is only used with rediss:// URLs".into(),
+                ));
+            }
+            let root_cert = std::fs::read(path).map_err(|e| {
+                HubError::Config(format!(
+                    "cannot read the Redis CA file {}: {e}",
+                    path.display()
+                ))
+            })?;
+            let certificates = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(root_cert),
+            };
+            redis::Client::build_with_tls(url, certificates).map_err(invalid)
+        }
     }
 }
 

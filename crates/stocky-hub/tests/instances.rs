@@ -458,3 +458,94 @@ async fn the_consolidated_inventory_is_right_on_every_instance() -> Result<()> {
     }
     Ok(())
 }
+
+/// The bus over TLS (`rediss://`), verifying the server's certificate against a private
+/// CA (`redis_ca_file`): a redis-server of the test's own with the CI's test certificate
+/// (`.ci/tls.sh`, `STOCKY_TEST_TLS_DIR`), and two instances that hear each other.
+#[tokio::test]
+async fn the_redis_bus_runs_over_tls() -> Result<()> {
+    if redis_url().is_none() {
+        return Ok(());
+    }
+    let dir = std::env::var("STOCKY_TEST_TLS_DIR").expect(
+        "STOCKY_TEST_TLS_DIR must name the test CA's directory: run .ci/tls.sh (as .ci/run does)",
+    );
+    let port = stocky_test_support::process::free_port()?;
+    let mut server = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .args(["--tls-cert-file", &format!("{dir}/server.pem")])
+        .args(["--tls-key-file", &format!("{dir}/server.key")])
+        .args(["--tls-ca-cert-file", &format!("{dir}/ca.pem")])
+        .args([
+            "--tls-auth-clients",
+            "no",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()?;
+    let url = format!("rediss://127.0.0.1:{port}");
+    let result = async {
+        // Wait for the server to take connections.
+        for _ in 0..50 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let hubs = instances(2, |c| {
+            c.redis_url = Some(stocky_server::config::Secret(url.clone()));
+            c.redis_ca_file = Some(format!("{dir}/ca.pem").into());
+            c.server.log_poll = Duration::from_secs(3600);
+        })
+        .await?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut watcher = hubs[1].connect().await?;
+        let mut writer = hubs[0].connect().await?;
+        for _ in 0..5 {
+            writer
+                .command("stock:add", json!([{"productId":1,"quantity":1}]))
+                .await?;
+        }
+        // Only the bus can bring instance 0's events to instance 1 (the log poll is an hour).
+        expect_sequence(&mut watcher, 5).await?;
+        let (status, ready) = hubs[1].get("/readyz").await?;
+        anyhow::ensure!(
+            status == 200 && ready["checks"]["redis"]["ready"] == true,
+            "{ready}"
+        );
+
+        // Without the CA, the same server is not trusted: the bus stays down (readyz says so).
+        let untrusted = TestHub::start_with(|c| {
+            c.redis_url = Some(stocky_server::config::Secret(url.clone()));
+        })
+        .await?;
+        let mut refused = false;
+        for _ in 0..50 {
+            let (_, ready) = untrusted.get("/readyz").await?;
+            if ready["checks"]["redis"]["ready"] == false {
+                refused = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        anyhow::ensure!(refused, "a certificate from an unknown CA is refused");
+        anyhow::Ok(())
+    }
+    .await;
+    let _ = server.kill();
+    let _ = server.wait();
+    result
+}

@@ -301,6 +301,10 @@ struct HubArgs {
     /// REDIS_DB].
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     redis_url: Option<String>,
+    /// A PEM file of root certificates trusted for a `rediss://` (TLS) Redis, besides the
+    /// system's (a private CA).
+    #[arg(long, env = "STOCKY_REDIS_CA_FILE")]
+    redis_ca_file: Option<PathBuf>,
     /// PostgreSQL instead of the SQLite file, e.g. postgres://stocky:pass@127.0.0.1/stocky
     /// (several hub instances may share it).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
@@ -383,6 +387,7 @@ impl HubArgs {
         config.header_timeout = Duration::from_secs(self.header_timeout_secs.max(1));
         config.max_connections = self.max_connections.max(1);
         config.log_poll = Duration::from_millis(self.log_poll_ms.max(10));
+        hub.redis_ca_file = self.redis_ca_file;
         hub.redis_url = self
             .redis_url
             .filter(|u| !u.is_empty())

@@ -29,12 +29,20 @@ const MIGRATION_LOCK: i64 = 0x5354_4f43_4b59; // "STOCKY"
 
 pub(crate) struct Postgres {
     config: postgres::Config,
+    /// TLS per the URL's `sslmode` ([`super::pg_tls`]); `None`: plaintext.
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     display: String,
 }
 
 impl Postgres {
     pub(crate) fn new(url: &str) -> Result<Self, StoreError> {
-        let mut config: postgres::Config = url
+        let split = super::pg_tls::split(url)?;
+        let tls = match split.check {
+            Some(check) => Some(super::pg_tls::connector(check, split.root_cert.as_ref())?),
+            None => None,
+        };
+        let mut config: postgres::Config = split
+            .url
             .parse()
             .map_err(|e| StoreError::Location(format!("invalid PostgreSQL URL: {}", reason(&e))))?;
         if config.get_connect_timeout().is_none() {
@@ -45,6 +53,7 @@ impl Postgres {
         }
         Ok(Self {
             config,
+            tls,
             display: redact(url),
         })
     }
@@ -52,7 +61,11 @@ impl Postgres {
 
 impl Engine for Postgres {
     fn connect(&self, _role: ConnRole) -> Result<Box<dyn Conn>, DbError> {
-        let client = self.config.connect(NoTls).map_err(|e| {
+        let connected = match &self.tls {
+            Some(tls) => self.config.connect(tls.clone()),
+            None => self.config.connect(NoTls),
+        };
+        let client = connected.map_err(|e| {
             DbError::connection(format!(
                 "cannot connect to {}: {}",
                 self.display,
