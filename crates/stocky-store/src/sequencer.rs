@@ -34,7 +34,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::audit::{self, AuditRow};
 use crate::engine::{ConnRole, Engine};
 use crate::inventory::{self, LevelChange, STOCK_LOW, THRESHOLDS_EVENT};
-use crate::sql::{args, placeholder_rows, Arg, Conn, DbError, TxMode, ROWS_PER_STATEMENT};
+use crate::sql::{
+    args, placeholder_rows, Arg, Conn, DbError, DbErrorKind, TxMode, ROWS_PER_STATEMENT,
+};
 use crate::{
     catalog, documents, orders, sales, transfers, unavailable, Applied, BatchReport, Command,
     CommittedEvent, EventSink, Origin, Outcome, StoreError, StoreOptions, StoredEvent, StreamHead,
@@ -212,18 +214,20 @@ impl Writer {
     }
 
     fn commit_batch_counted(&mut self, batch: &mut Vec<Queued>, report: &mut BatchReport) {
-        let mut staged_heads: HashMap<Arc<str>, (Arc<str>, u64)> = HashMap::new();
         let mut outcomes = Vec::with_capacity(batch.len());
-        if let Err(e) = self.begin() {
-            tracing::error!(error = %e, "writer: cannot begin a transaction");
-            report.unavailable = batch.len();
-            for (_, _, reply) in batch.drain(..) {
-                let _ = reply.send(Err(SubmitError::Unavailable(format!(
-                    "the database is unavailable: {e}"
-                ))));
+        let mut staged_heads = match self.begin_locked(batch) {
+            Ok(heads) => heads,
+            Err(e) => {
+                tracing::error!(error = %e, "writer: cannot begin a transaction");
+                report.unavailable = batch.len();
+                for (_, _, reply) in batch.drain(..) {
+                    let _ = reply.send(Err(SubmitError::Unavailable(format!(
+                        "the database is unavailable: {e}"
+                    ))));
+                }
+                return;
             }
-            return;
-        }
+        };
         let now = now_millis();
         self.audit.clear();
         for (command, origin, _) in batch.iter() {
@@ -280,6 +284,43 @@ impl Writer {
             };
             report.count(&answer);
             let _ = reply.send(answer);
+        }
+    }
+
+    /// Begins the batch's transaction and locks the stream rows of every tenant the batch
+    /// touches, in tenant order, before any command runs: two writers (hub instances on
+    /// one PostgreSQL database) whose batches share tenants then wait for each other in
+    /// one order and cannot deadlock. A deadlock or serialization failure raised anyway
+    /// (by anything else holding those rows) runs the begin again, up to three times,
+    /// unseen by clients. Returns the locked streams' heads.
+    fn begin_locked(
+        &mut self,
+        batch: &[Queued],
+    ) -> Result<HashMap<Arc<str>, (Arc<str>, u64)>, DbError> {
+        let tenants: BTreeSet<&Arc<str>> =
+            batch.iter().map(|(_, origin, _)| &origin.tenant).collect();
+        let mut attempt = 0;
+        loop {
+            self.begin()?;
+            let mut heads = HashMap::with_capacity(tenants.len());
+            let locked = tenants.iter().try_for_each(|tenant| {
+                if let Some(state) = self.load_stream(tenant)? {
+                    heads.insert(Arc::clone(tenant), state);
+                }
+                Ok::<_, DbError>(())
+            });
+            match locked {
+                Ok(()) => return Ok(heads),
+                Err(e) => {
+                    let _ = self.conn.rollback();
+                    attempt += 1;
+                    if e.kind != DbErrorKind::Conflict || attempt >= 3 {
+                        return Err(e);
+                    }
+                    tracing::debug!(error = %e, attempt, "writer: lock conflict; beginning again");
+                    std::thread::sleep(Duration::from_millis(5 << attempt));
+                }
+            }
         }
     }
 

@@ -122,6 +122,8 @@ pub enum DbErrorKind {
     Unique,
     /// The database cannot be reached or the connection broke: retry later.
     Connection,
+    /// A deadlock or serialization failure: the transaction may simply be run again.
+    Conflict,
     Other,
 }
 

@@ -231,6 +231,12 @@ fn convert_row(row: &postgres::Row) -> Result<Row, DbError> {
 fn db_error(e: postgres::Error) -> DbError {
     let kind = match e.code() {
         Some(code) if *code == SqlState::UNIQUE_VIOLATION => DbErrorKind::Unique,
+        Some(code)
+            if *code == SqlState::T_R_DEADLOCK_DETECTED
+                || *code == SqlState::T_R_SERIALIZATION_FAILURE =>
+        {
+            DbErrorKind::Conflict
+        }
         // Class 08 (connection exception) and 57P01–57P03 (the server is shutting down or
         // starting up).
         Some(code) if code.code().starts_with("08") || code.code().starts_with("57P") => {
