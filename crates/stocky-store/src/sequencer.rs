@@ -125,7 +125,7 @@ struct Writer {
     sink: Arc<dyn EventSink>,
     validator: Option<Arc<dyn BusinessValidator>>,
     /// Committed `(epoch, head)` per tenant stream.
-    streams: HashMap<Arc<str>, (Arc<str>, u64)>,
+    streams: Heads,
     last_prune: Instant,
     /// The audit entries of the batch being staged (written just before its commit).
     audit: Vec<AuditRow>,
@@ -166,6 +166,9 @@ enum Staged {
     },
     Done(Result<Applied, SubmitError>),
 }
+
+/// Each tenant's stream in a batch: its epoch and head (the last id used).
+type Heads = HashMap<Arc<str>, (Arc<str>, u64)>;
 
 impl Writer {
     fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
@@ -293,10 +296,7 @@ impl Writer {
     /// one order and cannot deadlock. A deadlock or serialization failure raised anyway
     /// (by anything else holding those rows) runs the begin again, up to three times,
     /// unseen by clients. Returns the locked streams' heads.
-    fn begin_locked(
-        &mut self,
-        batch: &[Queued],
-    ) -> Result<HashMap<Arc<str>, (Arc<str>, u64)>, DbError> {
+    fn begin_locked(&mut self, batch: &[Queued]) -> Result<Heads, DbError> {
         let tenants: BTreeSet<&Arc<str>> =
             batch.iter().map(|(_, origin, _)| &origin.tenant).collect();
         let mut attempt = 0;
@@ -350,13 +350,7 @@ impl Writer {
     }
 
     /// Runs one command inside a savepoint of the open transaction.
-    fn stage(
-        &mut self,
-        command: &Command,
-        origin: &Origin,
-        now: i64,
-        heads: &mut HashMap<Arc<str>, (Arc<str>, u64)>,
-    ) -> Staged {
+    fn stage(&mut self, command: &Command, origin: &Origin, now: i64, heads: &mut Heads) -> Staged {
         if let Err(e) = self.conn.batch("SAVEPOINT command") {
             return Staged::Done(Err(unavailable(e)));
         }
@@ -384,7 +378,7 @@ impl Writer {
         command: &Command,
         origin: &Origin,
         now: i64,
-        heads: &mut HashMap<Arc<str>, (Arc<str>, u64)>,
+        heads: &mut Heads,
     ) -> Result<Staged, SubmitError> {
         // The head comes from the database (inside this write transaction) the first time a
         // batch touches a tenant: another process (an offline `stocky restore`, a second

@@ -347,9 +347,7 @@ async fn multi_tenant_writers(at: Location) {
         let store = store.clone();
         tokio::spawn(async move {
             let origin = Origin::system(tenant.into(), DEFAULT_SITE.into(), "test");
-            store
-                .submit(cmd(StockOp::Add, &[(1, 1)]), origin)
-                .await
+            store.submit(cmd(StockOp::Add, &[(1, 1)]), origin).await
         })
     };
     let mut tasks = Vec::new();
@@ -368,8 +366,16 @@ async fn multi_tenant_writers(at: Location) {
     for tenant in TENANTS {
         let page = first.replay(tenant, 0, 1000).await.unwrap();
         let ids: Vec<u64> = page.events.iter().map(|e| e.id).collect();
-        assert_eq!(ids, (1..=2 * ROUNDS as u64).collect::<Vec<_>>(), "{tenant}: gap-free");
-        let row = first.stock_of(tenant, DEFAULT_SITE, 1).await.unwrap().unwrap();
+        assert_eq!(
+            ids,
+            (1..=2 * ROUNDS as u64).collect::<Vec<_>>(),
+            "{tenant}: gap-free"
+        );
+        let row = first
+            .stock_of(tenant, DEFAULT_SITE, 1)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(row.on_hand, 2 * ROUNDS as i64, "{tenant}");
     }
     for (store, writer) in [(first, first_writer), (second, second_writer)] {
