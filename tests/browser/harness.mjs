@@ -63,6 +63,19 @@ function startProcess(args, env, label) {
   });
 }
 
+/** `startProcess` on the port a stopped process had: it may linger in TIME_WAIT for a
+ * moment after a stop, so the start is retried briefly. */
+async function startAgain(args, env, label) {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await startProcess(args, env, label);
+    } catch (e) {
+      if (attempt >= 20) throw e;
+      await sleep(250);
+    }
+  }
+}
+
 function stopProcess(child, signal = 'SIGTERM') {
   return new Promise((done) => {
     if (child.exitCode !== null || child.signalCode !== null) return done();
@@ -125,17 +138,7 @@ export async function startHub({ env = {} } = {}) {
       await stopProcess(hub.process.child, kill ? 'SIGKILL' : 'SIGTERM');
     },
     async start() {
-      const port = hub.addr.split(':').pop();
-      // The port may linger in TIME_WAIT for a moment after a stop; retry briefly.
-      for (let attempt = 0; ; attempt++) {
-        try {
-          hub.process = await startProcess(args(port), env, 'hub');
-          return;
-        } catch (e) {
-          if (attempt >= 20) throw e;
-          await sleep(250);
-        }
-      }
+      hub.process = await startAgain(args(hub.addr.split(':').pop()), env, 'hub');
     },
     async restart(options) {
       await hub.stop(options);
@@ -197,16 +200,7 @@ export async function startEdge(hub, { siteId = 'store-1', env = {} } = {}) {
       await stopProcess(edge.process.child, kill ? 'SIGKILL' : 'SIGTERM');
     },
     async start() {
-      const port = edge.addr.split(':').pop();
-      for (let attempt = 0; ; attempt++) {
-        try {
-          edge.process = await startProcess(args(port), env, 'edge');
-          return;
-        } catch (e) {
-          if (attempt >= 20) throw e;
-          await sleep(250);
-        }
-      }
+      edge.process = await startAgain(args(edge.addr.split(':').pop()), env, 'edge');
     },
     async dispose() {
       await edge.stop();
