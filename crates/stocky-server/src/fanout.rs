@@ -221,6 +221,13 @@ impl Fanout {
         }
     }
 
+    /// Open WebSocket connections of every tenant on this instance (what each stream
+    /// counts; the `stocky_ws_connections` gauge is read from it).
+    pub fn connections(&self) -> usize {
+        let streams = self.streams.read().unwrap_or_else(|e| e.into_inner());
+        streams.values().map(|s| s.connected()).sum()
+    }
+
     /// Where deliveries and group commits are counted.
     pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
         &self.metrics

@@ -12,7 +12,6 @@
 //!   is configured, and nothing otherwise (it reveals no tenant data).
 
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -288,6 +287,7 @@ pub async fn serve(State(state): State<AppState>, headers: HeaderMap) -> Respons
     }
     let pool = state.store.pool_state();
     let metrics = &state.metrics;
+    metrics.connections.set(state.fanout.connections() as i64);
     metrics.db_readers_busy.set(pool.readers_busy as i64);
     metrics.db_readers_idle.set(pool.readers_idle as i64);
     metrics.writer_queue.set(pool.writer_queue as i64);
@@ -300,6 +300,3 @@ pub async fn serve(State(state): State<AppState>, headers: HeaderMap) -> Respons
     )
         .into_response()
 }
-
-/// The shared handle tiers hold.
-pub type SharedMetrics = Arc<Metrics>;

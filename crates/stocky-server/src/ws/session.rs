@@ -160,7 +160,6 @@ pub(super) async fn run(mut socket: WebSocket, state: AppState, connect: Connect
         }
     };
     let _counted = stream.connection_guard();
-    let _open = OpenConnection::count(&state.metrics);
     // Subscribe before reading the head: every event after `cursor` reaches `live`.
     let live = stream.subscribe();
     let cursor = stream.head();
@@ -881,20 +880,4 @@ async fn credential_still_valid(store: stocky_store::Store, principal: &Principa
         _ => return true,
     };
     check.unwrap_or(true)
-}
-
-/// Counts an open WebSocket connection in the metrics for as long as it lives.
-struct OpenConnection(std::sync::Arc<crate::metrics::Metrics>);
-
-impl OpenConnection {
-    fn count(metrics: &std::sync::Arc<crate::metrics::Metrics>) -> OpenConnection {
-        metrics.connections.inc();
-        OpenConnection(metrics.clone())
-    }
-}
-
-impl Drop for OpenConnection {
-    fn drop(&mut self) {
-        self.0.connections.dec();
-    }
 }
