@@ -5,27 +5,28 @@
 //! Document records and backup files are the user's own JSON and stay
 //! [`serde_json::Value`]; everything whose shape Stocky defines is a struct here.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::protocol::server::StockChange;
 
 /// `{"success":false,"error":{"code","message"}}`: every error the gateway produces.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ErrorEnvelope {
     pub success: bool,
     pub error: ErrorBody,
 }
 
 /// The stable machine `code` and a human `message`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ErrorBody {
     pub code: String,
     pub message: String,
 }
 
 /// `POST /api/auth/login`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LoginRequest {
     pub email: String,
@@ -35,14 +36,14 @@ pub struct LoginRequest {
 }
 
 /// `POST /api/auth/refresh`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RefreshRequest {
     pub refresh_token: String,
 }
 
 /// Who a token speaks for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionUser {
     pub user_id: String,
@@ -53,7 +54,7 @@ pub struct SessionUser {
 }
 
 /// The answer to login and refresh: a new access token and the (rotated) refresh token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenGrant {
     pub access_token: String,
@@ -69,7 +70,7 @@ pub struct TokenGrant {
 /// The answer to a stock command (`POST /api/stock/{update,add,subtract,sync}`). The
 /// count of lines travels under the request's field name (`"additions": 1`); the SDK
 /// does not need it, so it is rendered by [`StockCommandResult::render`] only.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StockCommandResult {
     pub success: bool,
@@ -127,7 +128,7 @@ impl StockCommandResult {
 }
 
 /// One product's stock at a site (`GET /api/stock`, `GET /api/stock/:productId`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StockRow {
     pub product_id: i64,
@@ -139,7 +140,7 @@ pub struct StockRow {
 }
 
 /// `GET /api/stock`: the site's stock and the stream head it reflects.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StockListing {
     pub data: Vec<StockRow>,
@@ -150,7 +151,7 @@ pub struct StockListing {
 }
 
 /// `GET /api/stock/status`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StockStatus {
     pub connected_clients: usize,
@@ -160,7 +161,7 @@ pub struct StockStatus {
 }
 
 /// `POST /api/admin/sites`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NewSite {
     pub id: String,
@@ -169,7 +170,7 @@ pub struct NewSite {
 }
 
 /// `POST /api/admin/devices`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NewDevice {
     pub id: String,
@@ -179,7 +180,7 @@ pub struct NewDevice {
 }
 
 /// `POST /api/admin/users`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NewUser {
     pub email: String,
@@ -192,7 +193,7 @@ pub struct NewUser {
 }
 
 /// `POST /api/admin/api-keys`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NewApiKey {
     pub name: String,
@@ -231,7 +232,7 @@ mod tests {
 
 /// `GET /api/sync/users` (device credentials only): the users whose home is the store
 /// node's site, with the password hashes it needs to sign them in while offline.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SiteUsers {
     pub site_id: String,
@@ -239,7 +240,7 @@ pub struct SiteUsers {
 }
 
 /// One user of [`SiteUsers`].
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SiteUser {
     pub id: String,
@@ -262,7 +263,7 @@ impl std::fmt::Debug for SiteUser {
 }
 
 /// What a store node has not handed to the hub yet, as it reports with each pull.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OutboxReport {
     /// Operations waiting in its outbox (stock movements not pushed yet).

@@ -83,6 +83,33 @@ impl StockOp {
         }
     }
 
+    /// The JSON Schema of seed 000's REST body (`{"updates": [{"productId", "stock"}]}`,
+    /// ...), from the limits [`StockCommand::parse`] enforces.
+    pub fn rest_body_schema(self) -> schemars::Schema {
+        let amount = self.amount_field();
+        let line = serde_json::json!({
+            "type": "object",
+            "required": ["productId", amount],
+            "properties": {
+                "productId": {"type": "integer", "minimum": 1, "maximum": MAX_PRODUCT_ID},
+                amount: {
+                    "type": "integer",
+                    "minimum": if self.is_absolute() { 0 } else { 1 },
+                    "maximum": MAX_AMOUNT,
+                },
+            },
+        });
+        let field = self.rest_field();
+        let body = serde_json::json!({
+            "type": "object",
+            "required": [field],
+            "properties": {
+                field: {"type": "array", "minItems": 1, "maxItems": MAX_LINES, "items": line},
+            },
+        });
+        schemars::Schema::try_from(body).expect("an object is a schema")
+    }
+
     /// Whether the amount is an absolute stock level (`stock`) or a delta (`quantity`).
     pub fn is_absolute(self) -> bool {
         matches!(self, StockOp::Update | StockOp::Sync)

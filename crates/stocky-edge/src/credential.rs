@@ -12,11 +12,11 @@
 //! override is not changed: unset it, or the next start uses the retired key.
 
 use std::path::PathBuf;
+use stocky_server::openapi::{doc, ApiRoutes};
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::post;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use stocky_client::{Client, Credential};
@@ -34,10 +34,15 @@ pub(crate) struct Rotation {
     pub data_dir: PathBuf,
 }
 
-pub(crate) fn routes(rotation: Rotation) -> Router<AppState> {
-    Router::new()
-        .route("/api/sync/credential/rotate", post(rotate))
-        .layer(Extension(rotation))
+pub(crate) fn routes(rotation: Rotation) -> ApiRoutes {
+    ApiRoutes::new()
+        .post(
+            "/api/sync/credential/rotate",
+            rotate,
+            doc("Rotate this store node's device key at the hub (owners and admins)")
+                .errors(&[502]),
+        )
+        .map_router(|router| router.layer(Extension(rotation)))
 }
 
 #[derive(Deserialize)]

@@ -170,6 +170,7 @@ impl Edge {
                     data_dir: options.data_dir.clone(),
                 })),
             pages: pages::PAGES,
+            api_title: "Stocky edge",
             readiness: vec![Arc::new(status::UpstreamCheck(status.clone()))],
             ..Wiring::default()
         };

@@ -11,8 +11,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde_json::{json, Value};
 use stocky_client::Client;
 use stocky_core::auth::Action;
@@ -21,6 +20,7 @@ use stocky_core::time::{iso8601, now_millis};
 use stocky_core::DEFAULT_SITE;
 use stocky_server::auth::Principal;
 use stocky_server::error::ApiError;
+use stocky_server::openapi::{doc, ApiRoutes};
 use stocky_server::AppState;
 use stocky_store::{Command, UPSTREAM_ORIGIN};
 
@@ -31,15 +31,24 @@ pub(crate) struct Upstream {
     pub site: String,
 }
 
-pub(crate) fn routes(upstream: Upstream) -> Router<AppState> {
-    Router::new()
-        .route("/api/sync/quarantine", get(list))
-        .route("/api/sync/quarantine/{op_id}/retry", post(retry))
-        .route(
-            "/api/sync/quarantine/{op_id}",
-            axum::routing::delete(discard),
+pub(crate) fn routes(upstream: Upstream) -> ApiRoutes {
+    ApiRoutes::new()
+        .get(
+            "/api/sync/quarantine",
+            list,
+            doc("Operations the hub refused, kept here for a person to decide"),
         )
-        .layer(Extension(upstream))
+        .post(
+            "/api/sync/quarantine/{op_id}/retry",
+            retry,
+            doc("Send a quarantined operation to the hub again").errors(&[409, 422, 502]),
+        )
+        .delete(
+            "/api/sync/quarantine/{op_id}",
+            discard,
+            doc("Discard a quarantined operation (its movement is undone locally)"),
+        )
+        .map_router(|router| router.layer(Extension(upstream)))
 }
 
 async fn list(

@@ -24,6 +24,7 @@ use stocky_core::orders::{Order, OrderCommand};
 use stocky_core::sync_rules::Side;
 use stocky_core::time::now_millis;
 use stocky_core::{DEFAULT_SITE, DEFAULT_TENANT};
+use stocky_server::openapi::{doc, ApiRoutes};
 use stocky_store::orders::SiteDataKind;
 use stocky_store::{Command, Store, StoreError, UPSTREAM_ORIGIN};
 
@@ -303,11 +304,16 @@ pub(crate) async fn merge_pulled_orders(
 /// from the records and the sync cursors (nothing to keep in step): per entity, when it
 /// last changed, who changed it (`LOCAL` here, `REMOTE` from the hub), whether the hub
 /// still has to get it (`syncPending`) and its version.
-pub(crate) fn routes() -> axum::Router<stocky_server::AppState> {
-    axum::Router::new().route("/api/sync/metadata", axum::routing::get(metadata))
+pub(crate) fn routes() -> ApiRoutes {
+    ApiRoutes::new().get(
+        "/api/sync/metadata",
+        metadata,
+        doc("What this store node holds and when each kind of data last came from the hub (seed 004)")
+            .query::<MetadataQuery>(),
+    )
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct MetadataQuery {
     entity_type: Option<String>,

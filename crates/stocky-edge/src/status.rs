@@ -4,10 +4,10 @@
 //! from the database on each request.
 
 use std::sync::{Arc, Mutex};
+use stocky_server::openapi::{doc, ApiRoutes};
 
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde_json::{json, Value};
 use stocky_core::api::OutboxReport;
 use stocky_core::auth::Action;
@@ -70,11 +70,19 @@ impl SyncStatus {
 }
 
 /// The status route, with the shared status and this edge's site.
-pub fn routes(status: Arc<Mutex<SyncStatus>>, site: String) -> Router<AppState> {
-    Router::new()
-        .route("/api/sync/status", get(sync_status))
-        .route("/api/sync/log", get(sync_log))
-        .layer(Extension((status, site)))
+pub fn routes(status: Arc<Mutex<SyncStatus>>, site: String) -> ApiRoutes {
+    ApiRoutes::new()
+        .get(
+            "/api/sync/status",
+            sync_status,
+            doc("This store node's sync state: hub reachable, outbox, last push and pull"),
+        )
+        .get(
+            "/api/sync/log",
+            sync_log,
+            doc("This store node's push and pull rounds, newest first"),
+        )
+        .map_router(|router| router.layer(Extension((status, site))))
 }
 
 async fn sync_status(
@@ -110,7 +118,7 @@ async fn sync_status(
     })))
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 struct LogQuery {
     limit: Option<usize>,
 }

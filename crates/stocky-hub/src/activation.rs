@@ -13,12 +13,12 @@
 
 use std::net::SocketAddr;
 use std::time::Duration;
+use stocky_server::openapi::{doc, ApiRoutes};
 
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use stocky_core::auth::{Action, Role};
@@ -39,21 +39,31 @@ const MAX_CODE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 const DEVICE_ROLE: Role = Role::Manager;
 
 /// Routes behind authentication (owners and admins).
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
+pub fn routes() -> ApiRoutes {
+    ApiRoutes::new()
+        .post(
             "/api/admin/sites/{site_id}/activation-codes",
-            post(create_code),
+            create_code,
+            doc("A one-time code that activates a store node for the site (owners and admins)")
+                .created_object(),
         )
-        .route(
+        .delete(
             "/api/admin/sites/{site_id}/activation-codes/{code}",
-            delete(revoke_code),
+            revoke_code,
+            doc("Revoke an unused activation code"),
         )
 }
 
 /// `POST /activate`: public, throttled.
-pub fn public_routes() -> Router<AppState> {
-    Router::new().route("/activate", post(activate))
+pub fn public_routes() -> ApiRoutes {
+    ApiRoutes::new().post(
+        "/activate",
+        activate,
+        doc("A store node trades a one-time activation code for its device credential")
+            .body::<ActivateBody>()
+            .created_object()
+            .errors(&[409, 410, 429]),
+    )
 }
 
 #[derive(Deserialize, Default)]
@@ -179,7 +189,7 @@ async fn revoke_code(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct ActivateBody {
     code: String,

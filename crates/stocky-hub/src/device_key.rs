@@ -11,18 +11,26 @@
 //! holds a working key (the old one, or the new one it saved) and rotates again.
 
 use axum::extract::State;
-use axum::routing::post;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde_json::{json, Value};
 use stocky_server::auth::{digest, random_token, Principal, API_KEY_PREFIX};
 use stocky_server::error::ApiError;
+use stocky_server::openapi::{doc, ApiRoutes};
 use stocky_server::{random_id, AppState};
 use stocky_store::Account;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/sync/credential/rotate", post(rotate))
-        .route("/api/sync/credential/retire", post(retire))
+pub fn routes() -> ApiRoutes {
+    ApiRoutes::new()
+        .post(
+            "/api/sync/credential/rotate",
+            rotate,
+            doc("A store node gets a new device key; the old one keeps working until retired"),
+        )
+        .post(
+            "/api/sync/credential/retire",
+            retire,
+            doc("A store node retires its previous device key once it holds the new one"),
+        )
 }
 
 async fn rotate(

@@ -108,6 +108,7 @@ impl Hub {
                 .merge(transfers::routes(runner.clone()))
                 .merge(store_status::routes()),
             public_routes: activation::public_routes(),
+            api_title: "Stocky hub",
             pages: pages::PAGES,
             readiness: match &redis {
                 Some(_) => vec![bus_health.clone() as Arc<dyn stocky_server::ReadinessCheck>],

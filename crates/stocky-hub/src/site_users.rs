@@ -9,15 +9,20 @@
 //! a home site) are not sent to stores.
 
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use stocky_core::api::{SiteUser, SiteUsers};
 use stocky_server::auth::Principal;
 use stocky_server::error::ApiError;
+use stocky_server::openapi::{doc, ApiRoutes};
 use stocky_server::AppState;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/sync/users", get(site_users))
+pub fn routes() -> ApiRoutes {
+    ApiRoutes::new().get(
+        "/api/sync/users",
+        site_users,
+        doc("The users of the store node's site, with the password hashes it needs to sign them in offline (device credentials only)")
+            .ok::<SiteUsers>(),
+    )
 }
 
 async fn site_users(

@@ -5,18 +5,23 @@
 //! `?siteId=`). At a store node the edge answers this route with its own status instead.
 
 use axum::extract::{Query, State};
-use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde_json::{json, Value};
 use stocky_core::auth::Action;
 use stocky_core::time::{iso8601, now_millis};
 use stocky_server::auth::Principal;
 use stocky_server::error::ApiError;
+use stocky_server::openapi::{doc, ApiRoutes};
 use stocky_server::rest::site::{listing_site, SiteQuery};
 use stocky_server::AppState;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/sync/status", get(status))
+pub fn routes() -> ApiRoutes {
+    ApiRoutes::new().get(
+        "/api/sync/status",
+        status,
+        doc("The sync state of the tenant's store nodes: online, last ping and sync, outbox")
+            .query::<SiteQuery>(),
+    )
 }
 
 async fn status(

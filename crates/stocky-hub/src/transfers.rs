@@ -15,11 +15,11 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use stocky_server::openapi::{doc, ApiRoutes};
 
 use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use stocky_core::auth::Action;
@@ -43,14 +43,37 @@ const PASS: usize = 500;
 #[derive(Clone, Default)]
 pub struct Runner(Arc<Notify>);
 
-pub fn routes(runner: Runner) -> Router<AppState> {
-    Router::new()
-        .route("/api/transfers", get(list))
-        .route("/api/transfers/request", post(request))
-        .route("/api/transfers/{id}", get(one))
-        .route("/api/transfers/{id}/approve", post(approve))
-        .route("/api/transfers/{id}/reject", post(reject))
-        .layer(Extension(runner))
+pub fn routes(runner: Runner) -> ApiRoutes {
+    ApiRoutes::new()
+        .get(
+            "/api/transfers",
+            list,
+            doc("Stock transfers between sites, newest first").query::<ListQuery>(),
+        )
+        .post(
+            "/api/transfers/request",
+            request,
+            doc("Request a transfer of stock from one site to another")
+                .object_body()
+                .created_object()
+                .or_status(200)
+                .errors(&[409, 422])
+                .idempotent(),
+        )
+        .get("/api/transfers/{id}", one, doc("One transfer"))
+        .post(
+            "/api/transfers/{id}/approve",
+            approve,
+            doc("The origin site approves: the stock moves").errors(&[409, 422]),
+        )
+        .post(
+            "/api/transfers/{id}/reject",
+            reject,
+            doc("The origin site rejects, with an optional reason")
+                .optional_body::<RejectBody>()
+                .errors(&[409, 422]),
+        )
+        .map_router(|router| router.layer(Extension(runner)))
 }
 
 fn not_found(id: &str) -> ApiError {
@@ -226,7 +249,7 @@ async fn approve(
     Ok(Json(answer(&state, &p, &id, applied).await?))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 struct RejectBody {
     reason: Option<String>,
 }
@@ -269,7 +292,7 @@ async fn one(
     ))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 struct ListQuery {
     status: Option<String>,
     limit: Option<usize>,

@@ -24,6 +24,7 @@ pub mod http;
 pub mod limits;
 pub mod memory;
 pub mod metrics;
+pub mod openapi;
 pub mod presence;
 pub mod rest;
 pub mod ui;
@@ -128,9 +129,11 @@ pub struct Wiring {
     /// Where sessions are registered beyond this process (none: this process only).
     pub sessions: Option<Arc<dyn ws::SessionDirectory>>,
     /// The tier's own routes behind the gateway's authentication and rate limits.
-    pub routes: Router<AppState>,
+    pub routes: openapi::ApiRoutes,
     /// The tier's own routes without authentication (they check what they need).
-    pub public_routes: Router<AppState>,
+    pub public_routes: openapi::ApiRoutes,
+    /// The tier's name in its API description (`Stocky hub`, `Stocky edge`).
+    pub api_title: &'static str,
     /// The tier's own pages ([`ui`]): the hub's back office, the edge's register.
     pub pages: &'static [ui::Asset],
     /// What `GET /readyz` reports besides the database and the writer (Redis at a hub,
@@ -160,7 +163,8 @@ pub struct Prepared {
     addr: SocketAddr,
     writer: stocky_store::WriterGuard,
     cors: CorsLayer,
-    routes: (Router<AppState>, Router<AppState>),
+    routes: (openapi::ApiRoutes, openapi::ApiRoutes),
+    api_title: &'static str,
     pages: &'static [ui::Asset],
 }
 
@@ -256,6 +260,7 @@ impl Gateway {
             writer,
             cors,
             routes: (wiring.routes, wiring.public_routes),
+            api_title: wiring.api_title,
             pages: wiring.pages,
         })
     }
@@ -304,6 +309,7 @@ impl Prepared {
             writer,
             cors,
             routes: (protected, public),
+            api_title,
             pages,
         } = self;
         let tasks = state.tasks.clone();
@@ -314,7 +320,10 @@ impl Prepared {
         tasks.spawn(follow::run(state.clone(), gap_reports));
 
         let app = Router::new()
-            .merge(rest::routes(&state, protected, public))
+            .merge(openapi::serve(
+                rest::routes(&state, protected, public),
+                api_title,
+            ))
             .merge(ui::routes(pages))
             .route(&state.config.ws_path, get(ws::upgrade))
             .fallback(rest::not_found)

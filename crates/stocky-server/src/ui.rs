@@ -1,5 +1,6 @@
 //! The browser side, served by the binary itself (no CDN, no build step): the browser SDK
-//! at `/sdk/stocky.js` (+ `/sdk/stocky.d.ts`), the look both tiers share under `/ui/`, a
+//! at `/sdk/stocky.js` (+ `/sdk/stocky.d.ts`), the look both tiers share under `/ui/`, the
+//! API reference at `/docs` (it renders `/api/openapi.json`, see [`crate::openapi`]), a
 //! page running seed 000's `StockManager` verbatim at `/examples/stock-manager.html`, and
 //! each tier's own pages (the hub's back office, the edge's register), which the tier
 //! hands over in [`crate::Wiring::pages`].
@@ -59,6 +60,9 @@ pub const SHARED: &[Asset] = &[
         "ui/examples/stock-manager.html"
     ),
     asset!("/examples/stock-manager.js", "ui/examples/stock-manager.js"),
+    asset!("/docs", "ui/docs/index.html"),
+    asset!("/docs/docs.js", "ui/docs/docs.js"),
+    asset!("/docs/docs.css", "ui/docs/docs.css"),
 ];
 
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \

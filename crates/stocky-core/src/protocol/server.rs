@@ -73,7 +73,7 @@ pub struct EventFrame {
 }
 
 /// One line of a stock event's `data`: the line as sent plus the resulting `stock`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StockChange {
     pub product_id: i64,

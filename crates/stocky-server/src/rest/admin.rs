@@ -5,8 +5,7 @@
 
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use stocky_core::accounts::{check_password, parse_email};
@@ -19,6 +18,7 @@ use stocky_store::Account;
 use super::json_body;
 use crate::auth::{digest, hash_password_off_thread, random_token, Principal, API_KEY_PREFIX};
 use crate::error::ApiError;
+use crate::openapi::{doc, ApiRoutes};
 use crate::AppState;
 
 /// The audit entry of an account change made by `p` (never with a secret in `after`).
@@ -40,18 +40,66 @@ fn audit_entry(
     }
 }
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/admin/sites", get(list_sites).post(create_site))
-        .route("/api/admin/sites/{site_id}/sync-log", get(site_sync_log))
-        .route("/api/admin/users", get(list_users).post(create_user))
-        .route("/api/admin/api-keys", get(list_keys).post(create_key))
-        .route("/api/admin/devices", get(list_devices).post(create_device))
-        .route("/api/admin/api-keys/{id}", delete(revoke_key))
-        .route("/api/admin/tenants", axum::routing::post(create_tenant))
+pub fn routes() -> ApiRoutes {
+    ApiRoutes::new()
+        .get("/api/admin/sites", list_sites, doc("Sites with their store node's state and outbox report"))
+        .post(
+            "/api/admin/sites",
+            create_site,
+            doc("Create a site (owners and admins)")
+                .body::<SiteBody>()
+                .created_object()
+                .errors(&[409]),
+        )
+        .get(
+            "/api/admin/sites/{site_id}/sync-log",
+            site_sync_log,
+            doc("The hub's record of a site's push and pull rounds, newest first (seed 003 `sync_logs`)")
+                .query::<LogQuery>(),
+        )
+        .get("/api/admin/users", list_users, doc("The tenant's users"))
+        .post(
+            "/api/admin/users",
+            create_user,
+            doc("Create a user with a role and home site")
+                .body::<GrantBody>()
+                .created_object()
+                .errors(&[409]),
+        )
+        .get("/api/admin/api-keys", list_keys, doc("The tenant's API keys (never their secrets)"))
+        .post(
+            "/api/admin/api-keys",
+            create_key,
+            doc("Create an API key; its secret is shown once")
+                .body::<GrantBody>()
+                .created_object()
+                .errors(&[409]),
+        )
+        .delete(
+            "/api/admin/api-keys/{id}",
+            revoke_key,
+            doc("Revoke an API key"),
+        )
+        .get("/api/admin/devices", list_devices, doc("Registered devices (registers, store nodes)"))
+        .post(
+            "/api/admin/devices",
+            create_device,
+            doc("Register a device at a site")
+                .body::<DeviceBody>()
+                .created_object()
+                .errors(&[409]),
+        )
+        .post(
+            "/api/admin/tenants",
+            create_tenant,
+            doc("Provision a tenant and its first owner (the hub operator's token only)")
+                .body::<TenantBody>()
+                .created_object()
+                .errors(&[409]),
+        )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct TenantBody {
     id: String,
     name: Option<String>,
@@ -59,7 +107,7 @@ pub struct TenantBody {
     owner: OwnerBody,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct OwnerBody {
     email: String,
     password: String,
@@ -127,13 +175,13 @@ async fn create_tenant(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct SiteBody {
     id: String,
     name: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GrantBody {
     /// Email (users) or a label (keys).
@@ -203,7 +251,7 @@ async fn list_sites(
     Ok(Json(json!({"data": sites})))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct LogQuery {
     limit: Option<usize>,
 }
@@ -273,7 +321,7 @@ async fn create_site(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeviceBody {
     id: String,

@@ -3,8 +3,7 @@
 //! the change they describe (see `stocky_store::audit`).
 
 use axum::extract::{Query, State};
-use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use stocky_core::auth::Action;
@@ -13,16 +12,23 @@ use stocky_store::audit::AuditFilter;
 
 use crate::auth::Principal;
 use crate::error::ApiError;
+use crate::openapi::{doc, ApiRoutes};
 use crate::AppState;
 
 /// Most entries one page lists.
 pub const MAX_PAGE: usize = 1000;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/audit", get(list))
+pub fn routes() -> ApiRoutes {
+    ApiRoutes::new().get(
+        "/api/audit",
+        list,
+        doc("The tenant's audit log, newest first (owners and admins)")
+            .about("Filter by `entityType`, `entityId`, `since`; page with the answer's `next` as `before`.")
+            .query::<AuditQuery>(),
+    )
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct AuditQuery {
     entity_type: Option<String>,

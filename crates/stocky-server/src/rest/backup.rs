@@ -2,8 +2,8 @@
 
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::HeaderMap;
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::routing::post;
+use axum::{Extension, Json};
 use serde_json::Value;
 use stocky_core::time::parse_iso8601;
 
@@ -12,21 +12,47 @@ use crate::auth::Principal;
 use crate::backup;
 use crate::error::ApiError;
 use crate::memory::ReleaseOnDrop;
+use crate::openapi::Method;
+use crate::openapi::{doc, ApiRoutes};
 use crate::AppState;
 use stocky_core::auth::Action;
 
-pub fn routes(max_restore_bytes: usize) -> Router<AppState> {
-    Router::new()
-        .route("/api/backup", get(list))
-        .route("/api/backup/{db}", get(full).delete(drop_database))
-        .route("/api/backup/{db}/incremental/{since}", get(incremental))
-        .route(
-            "/api/backup/{db}/restore",
-            post(restore).layer(DefaultBodyLimit::max(max_restore_bytes)),
+pub fn routes(max_restore_bytes: usize) -> ApiRoutes {
+    let large = || DefaultBodyLimit::max(max_restore_bytes);
+    ApiRoutes::new()
+        .get("/api/backup", list, doc("The tenant's document databases"))
+        .get(
+            "/api/backup/{db}",
+            full,
+            doc("A full backup of one database: every record and the stock ledger"),
         )
-        .route(
+        .delete(
+            "/api/backup/{db}",
+            drop_database,
+            doc("Delete a whole database (owners)").idempotent(),
+        )
+        .get(
+            "/api/backup/{db}/incremental/{since}",
+            incremental,
+            doc("Records changed after `since` (ISO 8601 or milliseconds since the epoch)"),
+        )
+        .add(
+            Method::Post,
+            "/api/backup/{db}/restore",
+            post(restore).layer(large()),
+            doc("Restore a backup file into a database (owners)")
+                .about("The body is a file from `GET /api/backup/{db}`, up to `--max-restore-bytes`. Restores and compares are parsed one at a time per process (`503 busy` after waiting).")
+                .object_body()
+                .errors(&[409, 422])
+                .idempotent(),
+        )
+        .add(
+            Method::Post,
             "/api/backup/{db}/compare",
-            post(compare).layer(DefaultBodyLimit::max(max_restore_bytes)),
+            post(compare).layer(large()),
+            doc("Compare a backup file with a database, changing nothing")
+                .object_body()
+                .errors(&[422]),
         )
 }
 

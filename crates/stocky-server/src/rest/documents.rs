@@ -8,8 +8,7 @@
 
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde_json::{json, Map, Value};
 use stocky_core::documents::{
     check_id, check_name, client_fields, parse_bulk, DocOutcome, DocWrite, RecordsChanged,
@@ -20,17 +19,57 @@ use stocky_store::{Applied, Outcome};
 use super::{json_body, rest_origin};
 use crate::auth::Principal;
 use crate::error::ApiError;
+use crate::openapi::{doc, ApiRoutes};
 use crate::AppState;
 use stocky_core::auth::Action;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/sync/{db}/{store}", get(list).post(bulk))
-        .route("/api/sync/{db}/{store}/stats", get(stats))
-        .route("/api/sync/{db}/{store}/since/{timestamp}", get(since))
-        .route(
-            "/api/sync/{db}/{store}/{id}",
-            get(one).put(put).patch(patch).delete(delete),
+pub fn routes() -> ApiRoutes {
+    let collection = "/api/sync/{db}/{store}";
+    let record = "/api/sync/{db}/{store}/{id}";
+    ApiRoutes::new()
+        .get(collection, list, doc("Every record of a collection (seed 000 document sync)"))
+        .post(
+            collection,
+            bulk,
+            doc("Write records in bulk: creates, updates and deletes, each with its outcome")
+                .about("The body is `{\"records\": [...]}` (or an array); each record is the user's own JSON with its `id`. Conflicts resolve by the collection's sync rule.")
+                .object_body()
+                .errors(&[409, 422])
+                .idempotent(),
+        )
+        .get(
+            "/api/sync/{db}/{store}/stats",
+            stats,
+            doc("How many records a collection holds and when it last changed"),
+        )
+        .get(
+            "/api/sync/{db}/{store}/since/{timestamp}",
+            since,
+            doc("Records changed after a time (ISO 8601 or milliseconds since the epoch)"),
+        )
+        .get(record, one, doc("One record"))
+        .put(
+            record,
+            put,
+            doc("Create or replace one record")
+                .object_body()
+                .errors(&[409, 422])
+                .idempotent(),
+        )
+        .patch(
+            record,
+            patch,
+            doc("Merge fields into one record")
+                .object_body()
+                .errors(&[409, 422])
+                .idempotent(),
+        )
+        .delete(
+            record,
+            delete,
+            doc("Delete one record (a tombstone that syncs)")
+                .errors(&[409])
+                .idempotent(),
         )
 }
 

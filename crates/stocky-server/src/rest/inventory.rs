@@ -18,8 +18,7 @@ use std::fmt::Write;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use stocky_core::auth::Action;
@@ -32,6 +31,7 @@ use super::site::target_site;
 use super::{json_body, rest_origin};
 use crate::auth::Principal;
 use crate::error::ApiError;
+use crate::openapi::{doc, ApiRoutes};
 use crate::AppState;
 
 /// Tenants whose consolidated view is kept.
@@ -66,19 +66,39 @@ impl ConsolidatedCache {
     }
 }
 
-pub fn routes(cache: Arc<ConsolidatedCache>) -> Router<AppState> {
-    Router::new()
-        .route("/api/inventory/consolidated", get(consolidated))
-        .layer(Extension(cache))
-        .route("/api/inventory", get(site_inventory))
-        .route(
+pub fn routes(cache: Arc<ConsolidatedCache>) -> ApiRoutes {
+    ApiRoutes::new()
+        .get(
+            "/api/inventory/consolidated",
+            consolidated,
+            doc("Every product's quantity per site and in total (owners and admins)"),
+        )
+        .map_router(|router| router.layer(Extension(cache)))
+        .get(
+            "/api/inventory",
+            site_inventory,
+            doc("A site's inventory (seed 003 `inventory`): every product, or those below their minimum")
+                .query::<InventoryQuery>(),
+        )
+        .get(
             "/api/inventory/{product_id}",
-            get(product_inventory).put(set_thresholds),
+            product_inventory,
+            doc("One product at a site: quantity (the ledger sum) and thresholds")
+                .query::<super::site::SiteQuery>(),
+        )
+        .put(
+            "/api/inventory/{product_id}",
+            set_thresholds,
+            doc("Set a product's `minStock`/`maxStock` at a site (managers and up)")
+                .about("A missing or null threshold is cleared. Crossing below `minStock` raises `stock:low`.")
+                .query::<super::site::SiteQuery>()
+                .object_body()
+                .errors(&[422]),
         )
 }
 
 /// `?siteId=&low=true`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 struct InventoryQuery {
     #[serde(rename = "siteId", alias = "sedeId")]
     site_id: Option<String>,

@@ -13,9 +13,9 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde::Deserialize;
 use serde_json::{json, Value};
 use stocky_core::accounts::email_key;
+use stocky_core::api::{LoginRequest, RefreshRequest, SessionUser, TokenGrant};
 use stocky_core::auth::{sign, Claims};
 use stocky_core::time::{iso8601, now_millis};
 use stocky_store::Account;
@@ -25,22 +25,8 @@ use crate::auth::{self, digest, password_matches, random_token, unauthorized, Pr
 use crate::error::{ApiError, ApiJson};
 use crate::AppState;
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LoginBody {
-    email: String,
-    password: String,
-    device_id: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RefreshBody {
-    refresh_token: String,
-}
-
 /// A new access token for `account` in session `sid`, and the answer that carries it.
-fn issue(state: &AppState, account: &Account, sid: &str, refresh_token: &str) -> Value {
+fn issue(state: &AppState, account: &Account, sid: &str, refresh_token: &str) -> TokenGrant {
     let now = now_millis() / 1000;
     let exp = now + state.config.access_ttl.as_secs() as i64;
     let claims = Claims {
@@ -53,27 +39,27 @@ fn issue(state: &AppState, account: &Account, sid: &str, refresh_token: &str) ->
         exp,
         iat: now,
     };
-    json!({
-        "accessToken": sign(&claims, state.auth.jwt_secret()),
-        "refreshToken": refresh_token,
-        "tokenType": "Bearer",
-        "expiresIn": state.config.access_ttl.as_secs(),
-        "expiresAt": iso8601(exp * 1000),
-        "user": {
-            "userId": account.id,
-            "tenantId": account.tenant,
-            "siteId": account.site,
-            "role": account.role,
-            "modules": account.modules,
+    TokenGrant {
+        access_token: sign(&claims, state.auth.jwt_secret()),
+        refresh_token: refresh_token.to_owned(),
+        token_type: "Bearer".into(),
+        expires_in: state.config.access_ttl.as_secs(),
+        expires_at: iso8601(exp * 1000),
+        user: SessionUser {
+            user_id: account.id.clone(),
+            tenant_id: account.tenant.clone(),
+            site_id: account.site.clone(),
+            role: account.role,
+            modules: account.modules.clone(),
         },
-    })
+    }
 }
 
 pub async fn login(
     State(state): State<AppState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    ApiJson(body): ApiJson<LoginBody>,
-) -> Result<Json<Value>, Response> {
+    ApiJson(body): ApiJson<LoginRequest>,
+) -> Result<Json<TokenGrant>, Response> {
     let email = email_key(&body.email);
     let ip = addr.ip().to_string();
     let limits = &state.limits;
@@ -137,8 +123,8 @@ const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$
 
 pub async fn refresh(
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<RefreshBody>,
-) -> Result<Json<Value>, ApiError> {
+    ApiJson(body): ApiJson<RefreshRequest>,
+) -> Result<Json<TokenGrant>, ApiError> {
     let old = digest(&body.refresh_token);
     let refresh = random_token("rt_");
     let new = digest(&refresh);
@@ -154,7 +140,7 @@ pub async fn refresh(
 pub async fn logout(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<super::Acknowledged>, ApiError> {
     let Some(sid) = principal.session.clone() else {
         return Err(ApiError::bad_request(
             "not_a_session",
@@ -165,7 +151,7 @@ pub async fn logout(
         .store
         .accounts(move |a| a.revoke_session(&sid))
         .await?;
-    Ok(Json(json!({"success": true})))
+    Ok(Json(super::Acknowledged { success: true }))
 }
 
 pub async fn me(Extension(p): Extension<Principal>) -> Json<Value> {

@@ -27,15 +27,17 @@ use axum::extract::{ConnectInfo, FromRequest, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
+use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
-use serde_json::json;
+use serde::Serialize;
+use stocky_core::api::{LoginRequest, RefreshRequest, SessionUser, TokenGrant};
 use stocky_core::protocol::MAX_OP_ID_LEN;
 use stocky_store::Origin;
 
 use crate::auth::{self, Principal};
 use crate::error::{ApiError, ApiJson};
+use crate::openapi::{doc, schema_of, ApiRoutes, Content};
 use crate::AppState;
 
 /// Client id that REST-originated events carry.
@@ -43,11 +45,7 @@ pub const REST_CLIENT_ID: &str = "rest";
 
 /// The gateway's routes plus a tier's own: `protected` ones get the same authentication
 /// and rate limits as the gateway's, `public` ones neither (they do their own checks).
-pub fn routes(
-    state: &AppState,
-    protected: Router<AppState>,
-    public: Router<AppState>,
-) -> Router<AppState> {
+pub fn routes(state: &AppState, protected: ApiRoutes, public: ApiRoutes) -> ApiRoutes {
     let protected = protected
         .merge(stock::routes())
         .merge(sync::routes())
@@ -60,19 +58,103 @@ pub fn routes(
         .merge(orders::routes())
         .merge(products::routes())
         .merge(audit::routes())
-        .route("/api/auth/logout", post(login::logout))
-        .route("/api/auth/me", get(login::me))
-        .route_layer(middleware::from_fn_with_state(state.clone(), rate_limit))
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require));
+        .post(
+            "/api/auth/logout",
+            login::logout,
+            doc("Sign out: revoke this session and its tokens")
+                .answers(200, Content::Json(schema_of::<Acknowledged>())),
+        )
+        .get(
+            "/api/auth/me",
+            login::me,
+            doc("Who the credentials speak for").ok::<SessionUser>(),
+        )
+        .with_credentials(|router| {
+            router
+                .route_layer(middleware::from_fn_with_state(state.clone(), rate_limit))
+                .route_layer(middleware::from_fn_with_state(state.clone(), auth::require))
+        });
     public
         .merge(protected)
-        .route("/api/auth/login", post(login::login))
-        .route("/api/auth/refresh", post(login::refresh))
-        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
-        .route("/readyz", get(readyz))
-        .route("/version", get(version))
-        .route("/metrics", get(crate::metrics::serve))
+        .post(
+            "/api/auth/login",
+            login::login,
+            doc("Sign in with email and password: an access and a refresh token")
+                .body::<LoginRequest>()
+                .ok::<TokenGrant>()
+                .errors(&[401, 429]),
+        )
+        .post(
+            "/api/auth/refresh",
+            login::refresh,
+            doc("Trade a refresh token for new tokens (the refresh token rotates)")
+                .body::<RefreshRequest>()
+                .ok::<TokenGrant>()
+                .errors(&[401, 429]),
+        )
+        .get("/health", health, doc("The process answers (seed name)").ok::<Health>())
+        .get("/healthz", health, doc("The process answers").ok::<Health>())
+        .get(
+            "/readyz",
+            readyz,
+            doc("Whether this instance can serve: database, writer, and the tier's own parts")
+                .about("`200` when ready, `503` with the same body naming the part that is not. Parts marked `\"required\": false` (Redis at a hub, the hub at an edge) never make the instance not ready.")
+                .ok::<Readiness>()
+                .errors(&[503]),
+        )
+        .get("/version", version, doc("Release and git commit").ok::<Version>())
+        .get(
+            "/metrics",
+            crate::metrics::serve,
+            doc("Prometheus metrics (OpenMetrics text)")
+                .about("Needs `Authorization: Bearer <--metrics-token>` when the instance was started with one.")
+                .answers(200, Content::Text)
+                .errors(&[401]),
+        )
+}
+
+/// `{"status":"ok"}`.
+#[derive(Serialize, JsonSchema)]
+struct Health {
+    status: &'static str,
+}
+
+async fn health() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// `{"success":true}`: done, nothing else to say.
+#[derive(Serialize, JsonSchema)]
+pub struct Acknowledged {
+    pub success: bool,
+}
+
+/// `GET /version`.
+#[derive(Serialize, JsonSchema)]
+struct Version {
+    name: &'static str,
+    version: &'static str,
+    /// The git commit the binary was built from, when the build knew it.
+    commit: Option<&'static str>,
+}
+
+/// `GET /readyz`.
+#[derive(Serialize, JsonSchema)]
+struct Readiness {
+    /// `ready` or `not_ready`.
+    status: &'static str,
+    /// Each part by name (`database`, `writer`, `redis`, `hub`).
+    checks: std::collections::BTreeMap<String, ReadinessPart>,
+}
+
+#[derive(Serialize, JsonSchema)]
+struct ReadinessPart {
+    ready: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    /// Present for the tier's own parts: `false` means it never makes the instance not ready.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    required: Option<bool>,
 }
 
 /// How long a readiness probe waits for the database.
@@ -84,9 +166,10 @@ const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 /// they do not make the instance not ready. Load balancers use it during rolling restarts
 /// and outages; `/healthz` only says that the process answers.
 async fn readyz(State(state): State<AppState>) -> Response {
-    let part = |result: Result<(), String>| match result {
-        Ok(()) => json!({"ready": true}),
-        Err(error) => json!({"ready": false, "error": error}),
+    let part = |result: Result<(), String>| ReadinessPart {
+        ready: result.is_ok(),
+        error: result.err(),
+        required: None,
     };
     let database = part(
         match tokio::time::timeout(READY_TIMEOUT, state.store.stream_heads()).await {
@@ -100,17 +183,17 @@ async fn readyz(State(state): State<AppState>) -> Response {
     } else {
         Err("the writer has stopped".into())
     });
-    let mut ready = database["ready"] == true && writer["ready"] == true;
-    let mut checks = serde_json::Map::new();
-    checks.insert("database".into(), database);
-    checks.insert("writer".into(), writer);
+    let mut ready = database.ready && writer.ready;
+    let mut checks = std::collections::BTreeMap::new();
+    checks.insert("database".to_owned(), database);
+    checks.insert("writer".to_owned(), writer);
     for check in state.readiness.iter() {
         let result = check.state();
         if check.required() && result.is_err() {
             ready = false;
         }
         let mut shown = part(result);
-        shown["required"] = json!(check.required());
+        shown.required = Some(check.required());
         checks.insert(check.name().into(), shown);
     }
     let status = if ready {
@@ -118,20 +201,20 @@ async fn readyz(State(state): State<AppState>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = json!({
-        "status": if ready { "ready" } else { "not_ready" },
-        "checks": checks,
-    });
+    let body = Readiness {
+        status: if ready { "ready" } else { "not_ready" },
+        checks,
+    };
     (status, Json(body)).into_response()
 }
 
 /// `GET /version`: the release and, when the build knew it, the git commit.
-async fn version(State(state): State<AppState>) -> Json<serde_json::Value> {
-    Json(json!({
-        "name": "stocky",
-        "version": env!("CARGO_PKG_VERSION"),
-        "commit": state.config.build_commit,
-    }))
+async fn version(State(state): State<AppState>) -> Json<Version> {
+    Json(Version {
+        name: "stocky",
+        version: env!("CARGO_PKG_VERSION"),
+        commit: state.config.build_commit,
+    })
 }
 
 /// The JSON body of `request`, read when the handler calls this: after it has checked the

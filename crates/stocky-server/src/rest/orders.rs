@@ -12,8 +12,7 @@
 
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use stocky_core::auth::Action;
@@ -29,6 +28,7 @@ use super::site::{listing_site, target_site, SiteQuery};
 use super::{json_body, rest_origin};
 use crate::auth::Principal;
 use crate::error::ApiError;
+use crate::openapi::{doc, ApiRoutes};
 use crate::AppState;
 
 /// Most orders or customers one answer lists.
@@ -36,17 +36,94 @@ pub const MAX_PAGE: usize = 1000;
 /// Most order updates or customers one request carries.
 pub const MAX_BATCH: usize = 500;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/orders", post(create).get(list))
-        .route("/api/orders/{id}", get(one).patch(update))
-        .route("/api/sync/orders/pending", get(pending))
-        .route("/api/sync/orders/confirm", post(confirm))
-        .route("/api/sync/menu", post(push_menu).get(menu))
-        .route("/api/sync/config", post(push_config).get(config))
-        .route("/api/customers/{id}", get(customer).patch(patch_customer))
-        .route("/api/sync/customers/changes", get(customer_changes))
-        .route("/api/sync/customers/bulk", post(customers_bulk))
+pub fn routes() -> ApiRoutes {
+    ApiRoutes::new()
+        .post(
+            "/api/orders",
+            create,
+            doc("Place an order (seed 002): it gets the site's daily number")
+                .object_body()
+                .created_object()
+                .or_status(200)
+                .errors(&[409, 422])
+                .idempotent(),
+        )
+        .get(
+            "/api/orders",
+            list,
+            doc("Orders, filtered by site, status, day").query::<OrderQuery>(),
+        )
+        .get("/api/orders/{id}", one, doc("One order"))
+        .patch(
+            "/api/orders/{id}",
+            update,
+            doc("Change an order's status or fields (with `version` for optimistic checks)")
+                .object_body()
+                .errors(&[409, 422])
+                .idempotent(),
+        )
+        .get(
+            "/api/sync/orders/pending",
+            pending,
+            doc("Orders a store has not confirmed yet (seed 004)"),
+        )
+        .post(
+            "/api/sync/orders/confirm",
+            confirm,
+            doc("A store confirms the orders it received (seed 004)")
+                .object_body()
+                .errors(&[422])
+                .idempotent(),
+        )
+        .post(
+            "/api/sync/menu",
+            push_menu,
+            doc("Publish the menu (seed 004)")
+                .object_body()
+                .errors(&[409, 422])
+                .idempotent(),
+        )
+        .get("/api/sync/menu", menu, doc("The published menu (seed 004)"))
+        .post(
+            "/api/sync/config",
+            push_config,
+            doc("Publish the store configuration (seed 004)")
+                .object_body()
+                .errors(&[409, 422])
+                .idempotent(),
+        )
+        .get(
+            "/api/sync/config",
+            config,
+            doc("The published store configuration (seed 004)"),
+        )
+        .get(
+            "/api/customers/{id}",
+            customer,
+            doc("One customer with addresses"),
+        )
+        .patch(
+            "/api/customers/{id}",
+            patch_customer,
+            doc("Change a customer's fields (merged per field by time)")
+                .object_body()
+                .errors(&[409, 422])
+                .idempotent(),
+        )
+        .get(
+            "/api/sync/customers/changes",
+            customer_changes,
+            doc("Customers changed after `since` or a log cursor `after`, oldest first (seed 004)")
+                .query::<ChangesQuery>(),
+        )
+        .post(
+            "/api/sync/customers/bulk",
+            customers_bulk,
+            doc("Upsert customers in bulk, each merged per field (seed 004)")
+                .object_body()
+                .errors(&[409, 422])
+                .idempotent(),
+        )
 }
 
 /// This tier's side in seed 004's terms.
@@ -173,7 +250,7 @@ async fn create(
     ))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct OrderQuery {
     #[serde(alias = "sedeId")]
@@ -613,7 +690,7 @@ async fn patch_customer(
     ))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 struct ChangesQuery {
     /// ISO 8601 or milliseconds since the epoch (seed 004); absent: everything.
     since: Option<String>,

@@ -10,8 +10,7 @@
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use stocky_core::auth::Action;
@@ -25,17 +24,54 @@ use super::site::{target_site, SiteQuery};
 use super::{json_body, rest_origin};
 use crate::auth::Principal;
 use crate::error::ApiError;
+use crate::openapi::{doc, ApiRoutes};
 use crate::AppState;
 
 /// Most products one page lists.
 pub const MAX_PAGE: usize = 1000;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/products", get(list).post(create))
-        .route(
-            "/api/products/{id}",
-            get(one).put(replace).patch(patch).delete(delete),
+pub fn routes() -> ApiRoutes {
+    let product = "/api/products/{id}";
+    ApiRoutes::new()
+        .get(
+            "/api/products",
+            list,
+            doc("The catalog: search by SKU, barcode, text, category; a page at a time")
+                .query::<ListQuery>(),
+        )
+        .post(
+            "/api/products",
+            create,
+            doc("Add a product to the catalog (managers and up)")
+                .object_body()
+                .created_object()
+                .or_status(200)
+                .errors(&[409, 422])
+                .idempotent(),
+        )
+        .get(product, one, doc("One product"))
+        .put(
+            product,
+            replace,
+            doc("Replace a product's fields")
+                .object_body()
+                .errors(&[409, 422])
+                .idempotent(),
+        )
+        .patch(
+            product,
+            patch,
+            doc("Change some of a product's fields")
+                .object_body()
+                .errors(&[409, 422])
+                .idempotent(),
+        )
+        .delete(
+            product,
+            delete,
+            doc("Delete a product (kept as a tombstone that syncs)")
+                .errors(&[409])
+                .idempotent(),
         )
 }
 
@@ -237,7 +273,7 @@ async fn one(
 
 /// `GET /api/products` query: `sku`, `barcode`, `q` (part of name, SKU or barcode),
 /// `category`, `after` (the `next` of the previous page), `limit`, `includeDeleted`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ListQuery {
     sku: Option<String>,

@@ -12,8 +12,7 @@
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use stocky_core::auth::Action;
@@ -26,24 +25,60 @@ use super::site::{listing_site, target_site};
 use super::{json_body, rest_origin};
 use crate::auth::Principal;
 use crate::error::ApiError;
+use crate::openapi::{doc, ApiRoutes};
 use crate::AppState;
 
 /// Most sales one page lists.
 pub const MAX_PAGE: usize = 500;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/sales", post(create).get(list))
-        .route("/api/sales/review", get(review))
-        .route("/api/sales/{id}", get(one))
-        .route(
-            "/api/sales/{id}/payments/{payment}/confirm",
-            post(confirm_payment),
+pub fn routes() -> ApiRoutes {
+    let refund_doc = || {
+        doc("Refund lines of a sale; their stock comes back")
+            .object_body()
+            .errors(&[409, 422])
+            .idempotent()
+    };
+    let void_doc = || {
+        doc("Void (cancel) a sale; all its stock comes back")
+            .optional_object_body()
+            .errors(&[409, 422])
+            .idempotent()
+    };
+    ApiRoutes::new()
+        .post(
+            "/api/sales",
+            create,
+            doc("Record a sale (seed 001): lines, payments; its stock goes out in the same commit")
+                .about("The sale's `id` (a UUID made by the register) makes a retry a no-op: `201` the first time, `200` with the stored sale after.")
+                .object_body()
+                .created_object()
+                .or_status(200)
+                .errors(&[409, 422])
+                .idempotent(),
         )
-        .route("/api/sales/{id}/refunds", post(refund))
-        .route("/api/sales/{id}/refund", post(refund))
-        .route("/api/sales/{id}/void", post(void))
-        .route("/api/sales/{id}/cancel", post(void))
+        .get(
+            "/api/sales",
+            list,
+            doc("Sales, newest first, filtered by site, day, device, status").query::<ListQuery>(),
+        )
+        .get(
+            "/api/sales/review",
+            review,
+            doc("Sales that need review (taken below zero stock, price overrides)")
+                .query::<ListQuery>(),
+        )
+        .get("/api/sales/{id}", one, doc("One sale"))
+        .post(
+            "/api/sales/{id}/payments/{payment}/confirm",
+            confirm_payment,
+            doc("Confirm a pending payment of a sale")
+                .errors(&[409, 422])
+                .idempotent(),
+        )
+        .post("/api/sales/{id}/refunds", refund, refund_doc())
+        .post("/api/sales/{id}/refund", refund, refund_doc())
+        .post("/api/sales/{id}/void", void, void_doc())
+        .post("/api/sales/{id}/cancel", void, void_doc())
 }
 
 fn invalid(e: SaleInvalid) -> ApiError {
@@ -145,7 +180,7 @@ async fn create(
 
 /// `GET /api/sales` query: `siteId`, `day` (YYYY-MM-DD, UTC), `deviceId`, `status`,
 /// `needsReview`, `limit`, `before` (the `next` of the previous page).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ListQuery {
     #[serde(alias = "sedeId", alias = "site")]

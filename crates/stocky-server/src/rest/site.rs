@@ -15,8 +15,10 @@ use crate::error::ApiError;
 use crate::AppState;
 
 /// `?siteId=` / `?sedeId=`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 pub struct SiteQuery {
+    /// The site to act on (owners and admins: any site of their tenant); default: the
+    /// caller's home site.
     #[serde(rename = "siteId", alias = "sedeId")]
     pub site_id: Option<String>,
 }

@@ -11,8 +11,7 @@
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde_json::Value;
 use stocky_core::api::{self, StockCommandResult, StockListing, StockStatus};
 use stocky_core::auth::stock_action;
@@ -24,20 +23,57 @@ use super::site::{target_site, SiteQuery};
 use super::{json_body, rest_origin};
 use crate::auth::Principal;
 use crate::error::ApiError;
+use crate::openapi::{doc, ApiRoutes};
 use crate::AppState;
 
-pub fn routes() -> Router<AppState> {
-    let mut router = Router::new()
-        .route("/api/stock", get(list_stock))
-        .route("/api/stock/status", get(status))
-        .route("/api/stock/{product_id}", get(one_product))
-        .route("/api/stock/{product_id}/movements", get(movements));
-    // POST /api/stock/update, /add, /subtract, /sync
+pub fn routes() -> ApiRoutes {
+    let mut routes = ApiRoutes::new()
+        .get(
+            "/api/stock",
+            list_stock,
+            doc("The site's stock and the stream head it reflects")
+                .query::<SiteQuery>()
+                .ok::<StockListing>(),
+        )
+        .get(
+            "/api/stock/status",
+            status,
+            doc("Server status: connected clients, last event id, epoch").ok::<StockStatus>(),
+        )
+        .get(
+            "/api/stock/{product_id}",
+            one_product,
+            doc("One product's stock at the site")
+                .query::<SiteQuery>()
+                .ok::<api::StockRow>(),
+        )
+        .get(
+            "/api/stock/{product_id}/movements",
+            movements,
+            doc("The product's ledger at the site, newest first, a page at a time")
+                .about("`limit` defaults to 100 (at most 1000); pass the answer's `next` as `before` for the next page.")
+                .query::<HistoryQuery>(),
+        );
     for op in StockOp::ALL {
         let path = format!("/api/stock/{}", op.kind());
-        router = router.route(&path, post(move |s, e, q, h, b| command(s, e, q, h, b, op)));
+        routes = routes.post(
+            &path,
+            move |s, e, q, h, b| command(s, e, q, h, b, op),
+            doc(match op {
+                StockOp::Update => "Set absolute stock levels (seed 000 `stock:update`)",
+                StockOp::Add => "Add to stock (seed 000 `stock:add`)",
+                StockOp::Subtract => "Subtract from stock; refused when stock would go below zero",
+                StockOp::Sync => "Replace stock levels in bulk (seed 000 `stock:sync`)",
+            })
+            .about("All lines apply or none does. The answer carries the committed event; the count of lines comes under the request's field name.")
+            .query::<SiteQuery>()
+            .body_schema(std::sync::Arc::new(move |_| op.rest_body_schema()))
+            .ok::<StockCommandResult>()
+            .errors(&[409, 422])
+            .idempotent(),
+        );
     }
-    router
+    routes
 }
 
 async fn command(
@@ -118,10 +154,11 @@ async fn list_stock(
 }
 
 /// `?siteId=&limit=&before=`.
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 struct HistoryQuery {
     #[serde(rename = "siteId", alias = "sedeId")]
     site_id: Option<String>,
+    /// Rows per page (default 100, at most 1000).
     limit: Option<usize>,
     /// The `next` of the previous page: `<eventId>:<movementId>`.
     before: Option<String>,

@@ -20,20 +20,33 @@
 mod pull;
 mod push;
 
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::Value;
 
 use crate::auth::Principal;
 use crate::error::ApiError;
+use crate::openapi::{doc, ApiRoutes};
 use crate::AppState;
 
 pub use push::{MAX_PUSH_OPERATIONS, STOCK_NEGATIVE_EVENT};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/sync/push", post(push::push))
-        .route("/api/sync/pull", post(pull::pull))
+pub fn routes() -> ApiRoutes {
+    ApiRoutes::new()
+        .post(
+            "/api/sync/push",
+            push::push,
+            doc("A store node sends what it recorded: movements and document revisions (seed 003)")
+                .about("Each operation gets its own answer: `applied`, `duplicate`, `superseded` or `rejected` with a reason.")
+                .object_body()
+                .errors(&[422]),
+        )
+        .post(
+            "/api/sync/pull",
+            pull::pull,
+            doc("Movements and document changes after the caller's cursors, oldest first (seed 003)")
+                .object_body()
+                .errors(&[410, 422]),
+        )
 }
 
 /// The body's `siteId` (seed 003's `sedeId` accepted), checked like `?siteId=`
