@@ -327,6 +327,7 @@ impl Prepared {
             .merge(ui::routes(pages))
             .route(&state.config.ws_path, get(ws::upgrade))
             .fallback(rest::not_found)
+            .layer(axum::middleware::from_fn(error::envelope_rejections))
             .layer(axum::middleware::from_fn_with_state(
                 state.clone(),
                 access_log::log,

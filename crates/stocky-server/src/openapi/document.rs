@@ -123,7 +123,7 @@ fn content(content: &Content, generator: &mut SchemaGenerator) -> Option<Value> 
     let (media, schema) = match content {
         Content::Json(schema) => ("application/json", schema(generator).to_value()),
         Content::JsonObject => ("application/json", json!({"type": "object"})),
-        Content::Text => ("text/plain", json!({"type": "string"})),
+        Content::Text(media) => (*media, json!({"type": "string"})),
         Content::Empty => return None,
     };
     Some(json!({ media: {"schema": schema} }))
@@ -153,10 +153,18 @@ fn render(operation: &Operation, generator: &mut SchemaGenerator, error: &Value)
         errors.extend([401, 403, 429]);
     }
     if doc.body.is_some() {
-        errors.extend([400, 413, 415]);
+        // `422`: JSON of the wrong shape for the body's type.
+        errors.extend([400, 413, 415, 422]);
     }
     if !parameters.is_empty() {
         errors.insert(400);
+    }
+    if doc.query.is_some() {
+        // A query can name what is not there (`?siteId=`).
+        errors.insert(404);
+    }
+    if doc.idempotency_key {
+        errors.insert(409);
     }
     if path_parameters(&operation.path).next().is_some() {
         errors.insert(404);

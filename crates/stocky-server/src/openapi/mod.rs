@@ -11,9 +11,11 @@
 //! - Schemas come from the types the handlers read and write (`schemars::JsonSchema`
 //!   derives, JSON Schema 2020-12 as OpenAPI 3.1 wants), never from text written here.
 //! - Every error answer is [`ErrorEnvelope`]. Which statuses an operation lists follows from
-//!   what it is: credentials (`401`, `403`, `429`), a body (`400`, `413`, `415`), query or
-//!   path parameters (`400`), a path parameter (`404`), the store (`503`); plus the
-//!   operation's own ([`Doc::errors`]).
+//!   what it is: credentials (`401`, `403`, `429`), a body (`400`, `413`, `415`, `422`),
+//!   parameters (`400`), a path parameter or a query (`404`: `?siteId=` may name no site),
+//!   an `Idempotency-Key` (`409`: reused for another request), the store (`503`); plus the
+//!   operation's own ([`Doc::errors`]). Errors axum itself produces are enveloped too
+//!   ([`crate::error::envelope_rejections`]).
 
 mod document;
 
@@ -78,8 +80,8 @@ pub enum Content {
     /// A JSON object whose fields the operation's description and `docs/` explain
     /// (user-defined documents, backup files, reports assembled per request).
     JsonObject,
-    /// Plain text (`/metrics`).
-    Text,
+    /// Text of this media type (`/metrics`).
+    Text(&'static str),
     /// Nothing (`204`, `304`).
     Empty,
 }

@@ -37,7 +37,7 @@ use stocky_store::Origin;
 
 use crate::auth::{self, Principal};
 use crate::error::{ApiError, ApiJson};
-use crate::openapi::{doc, schema_of, ApiRoutes, Content};
+use crate::openapi::{doc, ApiRoutes, Content};
 use crate::AppState;
 
 /// Client id that REST-originated events carry.
@@ -62,7 +62,9 @@ pub fn routes(state: &AppState, protected: ApiRoutes, public: ApiRoutes) -> ApiR
             "/api/auth/logout",
             login::logout,
             doc("Sign out: revoke this session and its tokens")
-                .answers(200, Content::Json(schema_of::<Acknowledged>())),
+                .about("Only a login session can log out (`400 not_a_session` for API keys: revoke those instead).")
+                .ok::<Acknowledged>()
+                .errors(&[400]),
         )
         .get(
             "/api/auth/me",
@@ -108,7 +110,7 @@ pub fn routes(state: &AppState, protected: ApiRoutes, public: ApiRoutes) -> ApiR
             crate::metrics::serve,
             doc("Prometheus metrics (OpenMetrics text)")
                 .about("Needs `Authorization: Bearer <--metrics-token>` when the instance was started with one.")
-                .answers(200, Content::Text)
+                .answers(200, Content::Text("application/openmetrics-text"))
                 .errors(&[401]),
         )
 }

@@ -83,7 +83,11 @@ pub fn routes() -> ApiRoutes {
                 .errors(&[409, 422])
                 .idempotent(),
         )
-        .get("/api/sync/menu", menu, doc("The published menu (seed 004)"))
+        .get(
+            "/api/sync/menu",
+            menu,
+            doc("The published menu (seed 004)").errors(&[404]),
+        )
         .post(
             "/api/sync/config",
             push_config,
@@ -95,7 +99,7 @@ pub fn routes() -> ApiRoutes {
         .get(
             "/api/sync/config",
             config,
-            doc("The published store configuration (seed 004)"),
+            doc("The published store configuration (seed 004)").errors(&[404]),
         )
         .get(
             "/api/customers/{id}",
