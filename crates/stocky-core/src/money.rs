@@ -11,7 +11,7 @@ use serde_json::Value;
 pub const MAX_MONEY: i64 = 10_000_000_000_000;
 
 /// Minor units per currency unit.
-const SCALE: i64 = 100;
+pub const SCALE: i64 = 100;
 
 /// Reads a non-negative amount with at most two decimals, in minor units. `at` names the
 /// field in the message.

@@ -524,6 +524,61 @@ fn amount(
 }
 
 impl NewSale {
+    /// The JSON Schema of the body [`NewSale::parse`] reads, from the limits it enforces
+    /// (money is a JSON number with at most two decimals; `items` and `price` are accepted
+    /// as aliases of `lines` and `unitPrice`). What a schema cannot say is checked by the
+    /// parser: line totals add up to `total`, payments to the total, unique payment ids.
+    pub fn schema() -> schemars::Schema {
+        let money = serde_json::json!({
+            "type": "number", "minimum": 0, "maximum": money::MAX_MONEY / money::SCALE,
+            "multipleOf": 0.01,
+        });
+        let text = serde_json::json!({"type": ["string", "null"], "maxLength": MAX_TEXT});
+        let body = serde_json::json!({
+            "type": "object",
+            "required": ["lines"],
+            "properties": {
+                "id": {
+                    "type": ["string", "null"],
+                    "description": "The sale's UUID, made by the register: a retry with the same id is a no-op.",
+                    "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+                },
+                "deviceId": text,
+                "lines": {
+                    "type": "array", "minItems": 1, "maxItems": MAX_SALE_LINES,
+                    "items": {
+                        "type": "object",
+                        "required": ["productId", "quantity", "unitPrice"],
+                        "properties": {
+                            "productId": {"type": "integer", "minimum": 1, "maximum": MAX_PRODUCT_ID},
+                            "quantity": {"type": "integer", "minimum": 1, "maximum": MAX_AMOUNT},
+                            "unitPrice": money,
+                            "discount": money,
+                        },
+                    },
+                },
+                "payments": {
+                    "type": ["array", "null"], "maxItems": MAX_PAYMENTS,
+                    "items": {
+                        "type": "object",
+                        "required": ["method", "amount"],
+                        "properties": {
+                            "id": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": "^[^/]*$"},
+                            "method": {"type": "string", "minLength": 1, "maxLength": 64},
+                            "amount": money,
+                            "status": {"enum": ["pending", "confirmed", "approved", "paid"]},
+                            "confirmedAt": {"type": ["string", "null"], "format": "date-time"},
+                        },
+                    },
+                },
+                "total": money,
+                "notes": text,
+                "clientTimestamp": {"type": ["string", "null"], "format": "date-time"},
+            },
+        });
+        schemars::Schema::try_from(body).expect("an object is a schema")
+    }
+
     pub fn parse(o: &Map<String, Value>) -> Result<NewSale, SaleInvalid> {
         let id = match o.get("id") {
             None | Some(Value::Null) => None,

@@ -50,7 +50,7 @@ pub fn routes() -> ApiRoutes {
             create,
             doc("Record a sale (seed 001): lines, payments; its stock goes out in the same commit")
                 .about("The sale's `id` (a UUID made by the register) makes a retry a no-op: `201` the first time, `200` with the stored sale after.")
-                .object_body()
+                .body_schema(std::sync::Arc::new(|_| NewSale::schema()))
                 .created_object()
                 .or_status(200)
                 .errors(&[409, 422])
