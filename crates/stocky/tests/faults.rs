@@ -271,6 +271,28 @@ async fn subscriber(
 }
 
 /// Every event of the stream, by a fresh replay from 0: `(id, opId)`.
+/// The stream head once both instances have delivered it (and it holds still).
+async fn settled_head(cluster: &Cluster) -> Result<u64> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut last = None;
+    loop {
+        let mut heads = Vec::new();
+        for instance in 0..2 {
+            let status: Value = cluster.sdk(instance).get("/api/stock/status").await?;
+            heads.push(status["lastEventId"].as_u64().context("lastEventId")?);
+        }
+        if heads[0] == heads[1] && last == Some(heads[0]) {
+            return Ok(heads[0]);
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the instances' heads did not settle: {heads:?}"
+        );
+        last = (heads[0] == heads[1]).then_some(heads[0]);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 async fn whole_stream(sdk: &Client) -> Result<Vec<(u64, Option<String>)>> {
     let head: Value = sdk.get("/api/stock/status").await?;
     let head = head["lastEventId"].as_u64().context("lastEventId")?;
@@ -366,9 +388,9 @@ async fn two_instances_keep_every_acked_command_once_through_link_faults_and_a_k
         written[..2].iter().all(|w| w.disconnects > 0),
         "the kill happened while instance 0's writers were writing"
     );
-    // The subscribers stop once they have caught up with the head.
-    let head: Value = cluster.sdk(1).get("/api/stock/status").await?;
-    let head = head["lastEventId"].as_u64().context("head")?;
+    // The subscribers stop once they have caught up with the head: the last event both
+    // instances have delivered (instance 1 follows instance 0's last commits a moment later).
+    let head = settled_head(&cluster).await?;
     head_reached.send_replace(Some(head));
     let mut seen = Vec::new();
     for s in subscribers {
