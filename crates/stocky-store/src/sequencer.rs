@@ -19,14 +19,15 @@
 //! did commit, its events reach clients through the log follower, and a retry with the same
 //! `opId` is recognised as a duplicate.
 
+mod stock_run;
+
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use stocky_core::documents::DocOutcome;
-use stocky_core::protocol::stock_event_data;
 use stocky_core::sales::SaleCommand;
-use stocky_core::stock::{plan, BusinessValidator, Movement, Rejection, StockCommand};
+use stocky_core::stock::{BusinessValidator, Rejection};
 use stocky_core::time::now_millis;
 use stocky_core::{DEFAULT_SITE, DEFAULT_TENANT};
 use tokio::sync::{mpsc, oneshot};
@@ -34,9 +35,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::audit::{self, AuditRow};
 use crate::engine::{ConnRole, Engine};
 use crate::inventory::{self, LevelChange, STOCK_LOW, THRESHOLDS_EVENT};
-use crate::sql::{
-    args, placeholder_rows, Arg, Conn, DbError, DbErrorKind, TxMode, ROWS_PER_STATEMENT,
-};
+use crate::sql::{args, placeholder_rows, Conn, DbError, DbErrorKind, TxMode, ROWS_PER_STATEMENT};
 use crate::{
     catalog, documents, orders, sales, transfers, unavailable, Applied, BatchReport, Command,
     CommittedEvent, EventSink, Origin, Outcome, StoreError, StoreOptions, StoredEvent, StreamHead,
@@ -233,8 +232,25 @@ impl Writer {
         };
         let now = now_millis();
         self.audit.clear();
-        for (command, origin, _) in batch.iter() {
-            outcomes.push(self.stage(command, origin, now, &mut staged_heads));
+        // Consecutive stock commands are staged as one run (`stock_run`), the rest one by one.
+        let mut start = 0;
+        while start < batch.len() {
+            let stock = batch[start..]
+                .iter()
+                .take_while(|(command, _, _)| matches!(**command, Command::Stock(_)))
+                .count();
+            if stock > 0 {
+                let run: Vec<(&Command, &Origin)> = batch[start..start + stock]
+                    .iter()
+                    .map(|(command, origin, _)| (&**command, origin))
+                    .collect();
+                outcomes.extend(self.stage_stock_commands(&run, now, &mut staged_heads));
+                start += stock;
+            } else {
+                let (command, origin, _) = &batch[start];
+                outcomes.push(self.stage(command, origin, now, &mut staged_heads));
+                start += 1;
+            }
         }
         // The audit entries of every applied command, then each touched stream's head
         // (once per batch, not once per command), in the batch's transaction.
@@ -349,8 +365,15 @@ impl Writer {
         Ok(())
     }
 
-    /// Runs one command inside a savepoint of the open transaction.
+    /// Runs one command inside a savepoint of the open transaction (stock commands: a run
+    /// of one, see `stock_run`).
     fn stage(&mut self, command: &Command, origin: &Origin, now: i64, heads: &mut Heads) -> Staged {
+        if let Command::Stock(_) = command {
+            return self
+                .stage_stock_commands(&[(command, origin)], now, heads)
+                .pop()
+                .expect("one outcome per command");
+        }
         if let Err(e) = self.conn.batch("SAVEPOINT command") {
             return Staged::Done(Err(unavailable(e)));
         }
@@ -434,18 +457,10 @@ impl Writer {
             client_time: None,
         };
         let (outcome, audits, changes): (Outcome, Vec<Audit>, Vec<LevelChange>) = match command {
-            Command::Stock(stock) => {
-                let (movements, changes) = self.apply_stock(stock, origin, id, now)?;
-                events.push(own(
-                    stock.op.event_name(),
-                    stock_event_data(stock.op, &movements),
-                ));
-                let entity = (movements.len() == 1).then(|| movements[0].product_id.to_string());
-                (
-                    Outcome::Stock(movements),
-                    vec![audit("stock", entity)],
-                    changes,
-                )
+            Command::Stock(_) => {
+                return Err(SubmitError::Unavailable(
+                    "stock commands are staged as runs (stock_run)".into(),
+                ))
             }
             Command::Documents(write) => {
                 let stamp = documents::Stamp {
@@ -694,52 +709,41 @@ impl Writer {
             });
         }
 
-        let conn = &mut *self.conn;
-        let mut committed = Vec::with_capacity(events.len());
-        for (n, raised) in events.into_iter().enumerate() {
-            let event_id = id + n as u64;
-            // Only the command's own event is the sender's (its ack, its opId).
-            let (op_id, connection) = if n == 0 {
-                (origin.op_id.clone(), origin.connection)
-            } else {
-                (None, 0)
-            };
-            conn.execute(
-                "INSERT INTO events (tenant_id, id, site_id, event, data, client_id, created_at, op_id)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                args![
-                    &*origin.tenant,
-                    event_id as i64,
-                    &*raised.site,
-                    &*raised.name,
-                    &raised.data,
-                    &*origin.client_id,
-                    now,
-                    op_id.as_deref()
-                ],
+        let committed = number_events(origin, &epoch, id, now, events);
+        insert_events(&mut *self.conn, &committed).map_err(unavailable)?;
+        self.push_audits(origin, audits, &committed, now);
+        if let Some((key, print)) = op_key {
+            insert_applied_keys(
+                &mut *self.conn,
+                &[(origin.tenant.clone(), key, id, print)],
+                now,
             )
             .map_err(unavailable)?;
-            committed.push(CommittedEvent {
-                tenant: origin.tenant.clone(),
-                site: raised.site,
-                id: event_id,
-                epoch: epoch.clone(),
-                event: raised.name,
-                data: Arc::from(raised.data),
-                client_id: origin.client_id.clone(),
-                op_id,
-                timestamp_ms: now,
-                origin_connection: connection,
-            });
         }
+        let last = id + committed.len() as u64 - 1;
+        heads.insert(origin.tenant.clone(), (epoch, last));
+        Ok(Staged::New {
+            events: committed,
+            outcome,
+        })
+    }
+
+    /// Queues the audit entries of an applied command (written with the batch, see
+    /// `commit_batch`), each with its event: catalog writes raise one event per product and
+    /// each entry gets its own; every other entry gets the command's own event.
+    fn push_audits(
+        &mut self,
+        origin: &Origin,
+        audits: Vec<Audit>,
+        committed: &[CommittedEvent],
+        now: i64,
+    ) {
         let main = &committed[0];
         for (n, entry) in audits.into_iter().enumerate() {
-            // Catalog writes raise one event per product: each entry gets its own.
             let event = committed
                 .get(n)
                 .filter(|_| entry.entity_type == "product")
                 .unwrap_or(main);
-            // Written with the batch (see `commit_batch`), in its transaction.
             self.audit.push(AuditRow {
                 tenant: origin.tenant.clone(),
                 user: origin.user.clone(),
@@ -754,160 +758,6 @@ impl Writer {
                 event_id: event.id,
             });
         }
-        if let Some((key, print)) = &op_key {
-            conn.execute(
-                "INSERT INTO applied_ops (tenant_id, op_id, event_id, created_at, fingerprint)
-                 VALUES ($1, $2, $3, $4, $5)",
-                args![&*origin.tenant, key, id as i64, now, print],
-            )
-            .map_err(unavailable)?;
-        }
-        let last = id + committed.len() as u64 - 1;
-        heads.insert(origin.tenant.clone(), (epoch, last));
-        Ok(Staged::New {
-            events: committed,
-            outcome,
-        })
-    }
-
-    /// Validates a stock command against current stock and writes its movements and the
-    /// resulting stock; returns the movements. However many lines it has, the command
-    /// costs a few multi-row statements (a round trip each on PostgreSQL), not a few per
-    /// line.
-    fn apply_stock(
-        &mut self,
-        command: &StockCommand,
-        origin: &Origin,
-        id: u64,
-        now: i64,
-    ) -> Result<(Vec<Movement>, Vec<LevelChange>), SubmitError> {
-        let conn = &mut *self.conn;
-        let tenant: &str = &origin.tenant;
-        let site: &str = &origin.site;
-        let products: Vec<i64> = command
-            .lines
-            .iter()
-            .map(|l| l.product_id)
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let mut current = HashMap::with_capacity(products.len());
-        let mut minimums: HashMap<i64, i64> = HashMap::new();
-        for chunk in products.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "SELECT product_id, on_hand, min_stock FROM stock WHERE tenant_id = $1
-                 AND site_id = $2 AND product_id IN {}",
-                placeholder_rows(3, 1, chunk.len())
-            );
-            let mut params = vec![Arg::Text(tenant), Arg::Text(site)];
-            params.extend(chunk.iter().map(|&p| Arg::Int(p)));
-            for row in conn.query(&sql, &params).map_err(unavailable)? {
-                let product = row.int(0).map_err(unavailable)?;
-                current.insert(product, row.int(1).map_err(unavailable)?);
-                if let Some(min) = row.opt_int(2).map_err(unavailable)? {
-                    minimums.insert(product, min);
-                }
-            }
-        }
-        let mut read_error = None;
-        // A custom validator may look at products the command does not name.
-        let mut view = |product: i64| -> Option<i64> {
-            if products.binary_search(&product).is_ok() {
-                return current.get(&product).copied();
-            }
-            let found = conn.query_opt(
-                "SELECT on_hand FROM stock WHERE tenant_id = $1 AND site_id = $2 AND product_id = $3",
-                args![&*origin.tenant, &*origin.site, product],
-            );
-            match found.and_then(|row| row.map(|r| r.int(0)).transpose()) {
-                Ok(v) => v,
-                Err(e) => {
-                    read_error.get_or_insert(e);
-                    None
-                }
-            }
-        };
-        if let Some(validator) = &self.validator {
-            validator
-                .validate(command, &mut view)
-                .map_err(|reason| SubmitError::Rejected(Rejection::Custom(reason)))?;
-        }
-        let planned = plan(command, &mut view);
-        if let Some(e) = read_error {
-            return Err(unavailable(e));
-        }
-        let movements = planned?;
-        let kind = command.op.kind();
-        let movement_ids: Vec<String> = movements
-            .iter()
-            .map(|_| uuid::Uuid::new_v4().to_string())
-            .collect();
-        let (client, event_id) = (&*origin.client_id, id as i64);
-        for (chunk, ids) in movements
-            .chunks(ROWS_PER_STATEMENT)
-            .zip(movement_ids.chunks(ROWS_PER_STATEMENT))
-        {
-            let sql = format!(
-                "INSERT INTO movements (id, tenant_id, site_id, product_id, delta, kind,
-                    origin_client, origin_op, event_id, server_time, user_id) VALUES {}",
-                placeholder_rows(1, chunk.len(), 11)
-            );
-            let mut params = Vec::with_capacity(chunk.len() * 11);
-            for (m, movement_id) in chunk.iter().zip(ids) {
-                params.extend_from_slice(args![
-                    movement_id,
-                    tenant,
-                    site,
-                    m.product_id,
-                    m.delta,
-                    kind,
-                    client,
-                    origin.op_id.as_deref(),
-                    event_id,
-                    now,
-                    origin.user.as_deref()
-                ]);
-            }
-            conn.execute(&sql, &params).map_err(unavailable)?;
-        }
-        // The last line of each product holds its resulting stock (one row per product:
-        // PostgreSQL refuses to upsert one row twice in a statement).
-        let mut resulting: HashMap<i64, i64> = HashMap::with_capacity(products.len());
-        for m in &movements {
-            resulting.insert(m.product_id, m.after);
-        }
-        for chunk in products.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "INSERT INTO stock (tenant_id, site_id, product_id, on_hand, updated_at, last_event_id)
-                 VALUES {}
-                 ON CONFLICT (tenant_id, site_id, product_id) DO UPDATE SET
-                    on_hand = excluded.on_hand, updated_at = excluded.updated_at,
-                    last_event_id = excluded.last_event_id",
-                placeholder_rows(1, chunk.len(), 6)
-            );
-            let mut params = Vec::with_capacity(chunk.len() * 6);
-            for product in chunk {
-                let on_hand = resulting[product];
-                params.extend_from_slice(args![tenant, site, *product, on_hand, now, event_id]);
-            }
-            conn.execute(&sql, &params).map_err(unavailable)?;
-        }
-        // Low-stock crossings, only for products with a minimum (most have none).
-        let mut changes = Vec::new();
-        if !minimums.is_empty() {
-            for &product in &products {
-                if let Some(&min) = minimums.get(&product) {
-                    changes.push(LevelChange {
-                        site: site.to_owned(),
-                        product,
-                        before: current.get(&product).copied().unwrap_or(0),
-                        after: resulting[&product],
-                        min_stock: Some(min),
-                    });
-                }
-            }
-        }
-        Ok((movements, changes))
     }
 
     /// The tenant's committed `(epoch, head)`, read — and row-locked where the engine locks
@@ -987,6 +837,87 @@ impl Writer {
             args![now - 86_400_000],
         );
     }
+}
+
+/// The events a command raised, numbered from `id`: its own first (the only one that
+/// carries the sender's opId and connection, for its ack), then the ones it set off.
+fn number_events(
+    origin: &Origin,
+    epoch: &Arc<str>,
+    id: u64,
+    now: i64,
+    raised: Vec<Raised>,
+) -> Vec<CommittedEvent> {
+    raised
+        .into_iter()
+        .enumerate()
+        .map(|(n, raised)| {
+            let (op_id, connection) = if n == 0 {
+                (origin.op_id.clone(), origin.connection)
+            } else {
+                (None, 0)
+            };
+            CommittedEvent {
+                tenant: origin.tenant.clone(),
+                site: raised.site,
+                id: id + n as u64,
+                epoch: epoch.clone(),
+                event: raised.name,
+                data: Arc::from(raised.data),
+                client_id: origin.client_id.clone(),
+                op_id,
+                timestamp_ms: now,
+                origin_connection: connection,
+            }
+        })
+        .collect()
+}
+
+/// Appends `events` to the log, a multi-row insert per [`ROWS_PER_STATEMENT`].
+fn insert_events(conn: &mut dyn Conn, events: &[CommittedEvent]) -> Result<(), DbError> {
+    for chunk in events.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO events (tenant_id, id, site_id, event, data, client_id, created_at, op_id)
+             VALUES {}",
+            placeholder_rows(1, chunk.len(), 8)
+        );
+        let mut params = Vec::with_capacity(chunk.len() * 8);
+        for e in chunk {
+            params.extend_from_slice(args![
+                &*e.tenant,
+                e.id as i64,
+                &*e.site,
+                &*e.event,
+                &*e.data,
+                &*e.client_id,
+                e.timestamp_ms,
+                e.op_id.as_deref()
+            ]);
+        }
+        conn.execute(&sql, &params)?;
+    }
+    Ok(())
+}
+
+/// Records applied idempotency keys `(tenant, scoped key, event id, fingerprint)`.
+fn insert_applied_keys(
+    conn: &mut dyn Conn,
+    keys: &[(Arc<str>, String, u64, String)],
+    now: i64,
+) -> Result<(), DbError> {
+    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO applied_ops (tenant_id, op_id, event_id, created_at, fingerprint)
+             VALUES {}",
+            placeholder_rows(1, chunk.len(), 5)
+        );
+        let mut params = Vec::with_capacity(chunk.len() * 5);
+        for (tenant, key, id, print) in chunk {
+            params.extend_from_slice(args![&**tenant, key, *id as i64, now, print]);
+        }
+        conn.execute(&sql, &params)?;
+    }
+    Ok(())
 }
 
 /// The key `applied_ops` records an idempotency key under: its scope and the key.

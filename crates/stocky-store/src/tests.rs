@@ -30,12 +30,16 @@ where
 }
 
 #[derive(Default)]
-struct Recorder(Mutex<Vec<CommittedEvent>>);
+struct Recorder(Mutex<Vec<CommittedEvent>>, Mutex<Vec<BatchReport>>);
 
 impl EventSink for Recorder {
     fn publish(&self, event: CommittedEvent) -> usize {
         self.0.lock().unwrap().push(event);
         1
+    }
+
+    fn batch_done(&self, report: &BatchReport) {
+        self.1.lock().unwrap().push(*report);
     }
 }
 
@@ -211,6 +215,151 @@ async fn refusals_and_retries(at: Location) {
         7
     );
     assert_eq!(sink.0.lock().unwrap().len(), 2);
+    drop(store);
+    writer.join();
+}
+
+#[tokio::test]
+async fn each_command_of_a_batch_applies_all_or_nothing_against_what_the_batch_left() {
+    on_every_engine(one_batch).await;
+}
+
+/// Holds the write lock of the default tenant's stream (SQLite: the database's write lock;
+/// PostgreSQL: the `streams` row) until `release` is dropped, so that commands sent
+/// meanwhile queue up and reach the writer as one batch.
+fn hold_the_stream(at: &Location) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+    let engine = at.engine(Durability::default()).unwrap();
+    let (locked_tx, locked) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let mut conn = engine.connect(engine::ConnRole::Writer).unwrap();
+        conn.begin(crate::sql::TxMode::Write).unwrap();
+        let sql = format!(
+            "SELECT head FROM streams WHERE tenant_id = $1{}",
+            conn.row_lock()
+        );
+        conn.query_opt(&sql, crate::sql::args![DEFAULT_TENANT])
+            .unwrap();
+        locked_tx.send(()).unwrap();
+        let _ = released.recv();
+        conn.rollback().unwrap();
+    });
+    locked.recv().unwrap();
+    (release, holder)
+}
+
+async fn one_batch(at: Location) {
+    let sink = Arc::new(Recorder::default());
+    let (store, writer, _) = open(&at, sink.clone()).await;
+    store
+        .submit(cmd(StockOp::Update, &[(1, 10), (2, 5)]), origin(None))
+        .await
+        .unwrap();
+
+    let (release, holder) = hold_the_stream(&at);
+    // The first command takes the writer into the lock; the rest queue behind it, in order.
+    let submit = |command: StockCommand, op_id: Option<&str>| {
+        let (store, origin) = (store.clone(), origin(op_id));
+        tokio::spawn(async move { store.submit(command, origin).await })
+    };
+    let mut answers = vec![submit(cmd(StockOp::Update, &[(9, 1)]), None)];
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    for (command, op_id) in [
+        // a: 10 → 6
+        (cmd(StockOp::Subtract, &[(1, 4)]), Some("a")),
+        // b: its second line names no product, so its first line must not apply either
+        (cmd(StockOp::Subtract, &[(1, 3), (3, 1)]), None),
+        // c: 6 left (what a left, not the 10 the batch began with): refused
+        (cmd(StockOp::Subtract, &[(1, 7)]), None),
+        // d: 6 → 0
+        (cmd(StockOp::Subtract, &[(1, 6)]), Some("d")),
+        // e: a again: a duplicate of a's event, inside the same batch
+        (cmd(StockOp::Subtract, &[(1, 4)]), Some("a")),
+        // f: a's key for another command: refused
+        (cmd(StockOp::Add, &[(2, 1)]), Some("a")),
+        // g: two lines of one product: 5 → 7 → 10
+        (cmd(StockOp::Add, &[(2, 2), (2, 3)]), None),
+    ] {
+        answers.push(submit(command, op_id));
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    drop(release);
+    holder.join().unwrap();
+    let mut results = Vec::new();
+    for answer in answers {
+        results.push(answer.await.unwrap());
+    }
+
+    let id = |r: &Result<Applied, SubmitError>| match r {
+        Ok(Applied::New { id, .. }) => Some(*id),
+        _ => None,
+    };
+    assert_eq!(id(&results[0]), Some(2), "{:?}", results[0]);
+    assert_eq!(id(&results[1]), Some(3), "a: {:?}", results[1]);
+    assert!(
+        matches!(
+            results[2],
+            Err(SubmitError::Rejected(Rejection::UnknownProduct {
+                product_id: 3
+            }))
+        ),
+        "b: {:?}",
+        results[2]
+    );
+    assert!(
+        matches!(
+            results[3],
+            Err(SubmitError::Rejected(Rejection::InsufficientStock { .. }))
+        ),
+        "c: {:?}",
+        results[3]
+    );
+    assert_eq!(id(&results[4]), Some(4), "d: {:?}", results[4]);
+    assert!(
+        matches!(results[5], Ok(Applied::Duplicate { id: 3, .. })),
+        "e: {:?}",
+        results[5]
+    );
+    assert!(
+        matches!(
+            results[6],
+            Err(SubmitError::Rejected(Rejection::IdempotencyConflict { .. }))
+        ),
+        "f: {:?}",
+        results[6]
+    );
+    assert_eq!(id(&results[7]), Some(5), "g: {:?}", results[7]);
+
+    let on_hand = |product| {
+        let store = store.clone();
+        async move {
+            store
+                .stock_of(DEFAULT_TENANT, DEFAULT_SITE, product)
+                .await
+                .unwrap()
+                .map(|row| row.on_hand)
+        }
+    };
+    assert_eq!(on_hand(1).await, Some(0));
+    assert_eq!(on_hand(2).await, Some(10));
+    assert_eq!(on_hand(3).await, None, "a refused command creates nothing");
+    assert_eq!(on_hand(9).await, Some(1));
+    // Refused commands used no id: the log is 1..=5.
+    let ids: Vec<u64> = sink.0.lock().unwrap().iter().map(|e| e.id).collect();
+    assert_eq!(ids, vec![1, 2, 3, 4, 5]);
+    // The ledger holds exactly the applied lines.
+    let history = store
+        .sync(|s| s.product_history(DEFAULT_TENANT, DEFAULT_SITE, 1, None, 100))
+        .await
+        .unwrap();
+    let deltas: Vec<i64> = history.iter().rev().map(|r| r.entry.delta).collect();
+    assert_eq!(deltas, vec![10, -4, -6]);
+    // And the seven commands after the first were one batch.
+    let batches = sink.1.lock().unwrap().clone();
+    assert!(
+        batches.iter().any(|b| b.size == 7),
+        "the commands did not reach the writer as one batch: {batches:?}"
+    );
     drop(store);
     writer.join();
 }
