@@ -56,31 +56,29 @@ pub(crate) struct AuditRow {
 
 /// Appends `rows` on `conn`, inside the caller's transaction, a few dozen per statement.
 pub(crate) fn write_rows(conn: &mut dyn Conn, rows: &[AuditRow]) -> Result<(), DbError> {
-    for chunk in rows.chunks(crate::sql::ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO audit_log (tenant_id, user_id, device_id, action, entity_type, entity_id,
-                before_data, after_data, client_time, server_time, event_id) VALUES {}",
-            crate::sql::placeholder_rows(1, chunk.len(), 11)
-        );
-        let mut params = Vec::with_capacity(chunk.len() * 11);
-        for r in chunk {
-            params.extend_from_slice(args![
-                &*r.tenant,
-                r.user.as_deref(),
-                r.device.as_deref(),
-                &*r.action,
-                r.entity_type,
-                r.entity_id.as_deref(),
-                r.before.as_deref(),
-                &*r.after,
-                r.client_time,
-                r.server_time,
-                r.event_id as i64
-            ]);
-        }
-        conn.execute(&sql, &params)?;
+    let mut values = Vec::with_capacity(rows.len() * 11);
+    for r in rows {
+        values.extend_from_slice(args![
+            &*r.tenant,
+            r.user.as_deref(),
+            r.device.as_deref(),
+            &*r.action,
+            r.entity_type,
+            r.entity_id.as_deref(),
+            r.before.as_deref(),
+            &*r.after,
+            r.client_time,
+            r.server_time,
+            r.event_id as i64
+        ]);
     }
-    Ok(())
+    conn.insert_rows(
+        "INSERT INTO audit_log (tenant_id, user_id, device_id, action, entity_type, entity_id,
+            before_data, after_data, client_time, server_time, event_id)",
+        "",
+        11,
+        &values,
+    )
 }
 
 /// Appends `entry` on `conn`, inside the caller's transaction.

@@ -19,7 +19,7 @@ use stocky_core::sync_rules::{resolve, CollectionRule, Resolution, Revision, Sid
 use stocky_core::time::iso8601;
 
 use crate::inventory::LevelChange;
-use crate::sql::{args, placeholder_rows, Conn, DbError, ROWS_PER_STATEMENT};
+use crate::sql::{args, placeholder_rows, statement_chunks, Conn, DbError};
 use crate::{unavailable, StoreError, SubmitError};
 
 /// A stored record's columns.
@@ -572,7 +572,7 @@ pub(crate) fn append_ledger(
     }
     // Multi-row inserts; `RETURNING` names the movements that were not there yet.
     let mut new_ids = std::collections::HashSet::new();
-    for chunk in entries.chunks(ROWS_PER_STATEMENT) {
+    for chunk in statement_chunks(&entries) {
         let sql = format!(
             "INSERT INTO movements (id, tenant_id, site_id, product_id, delta, kind, reason,
                 origin_client, origin_op, event_id, server_time, client_time, user_id)
@@ -629,7 +629,7 @@ pub(crate) fn append_ledger(
     let touched: Vec<((&str, i64), i64)> = touched.into_iter().collect();
     let mut levels = Vec::with_capacity(touched.len());
     let mut changes = Vec::new();
-    for chunk in touched.chunks(ROWS_PER_STATEMENT) {
+    for chunk in statement_chunks(&touched) {
         let sql = format!(
             "INSERT INTO stock (tenant_id, site_id, product_id, on_hand, updated_at, last_event_id)
              VALUES {}

@@ -16,7 +16,7 @@ use stocky_core::stock::{LedgerEntry, LedgerRestored, ProductId, Rejection};
 use stocky_core::time::parse_iso8601;
 
 use crate::inventory::LevelChange;
-use crate::sql::{args, placeholder_rows, Arg, Conn, DbError, Row, ROWS_PER_STATEMENT};
+use crate::sql::{args, placeholder_rows, statement_chunks, Arg, Conn, DbError, Row};
 use crate::{unavailable, Reads, StoreError, SubmitError};
 
 /// What a sale command did.
@@ -75,7 +75,7 @@ fn unknown_products(
     wanted.sort_unstable();
     wanted.dedup();
     let mut known = std::collections::HashSet::new();
-    for chunk in wanted.chunks(ROWS_PER_STATEMENT) {
+    for chunk in statement_chunks(&wanted) {
         let sql = format!(
             "SELECT id FROM products WHERE tenant_id = $1 AND deleted_at IS NULL AND id IN {}",
             placeholder_rows(2, 1, chunk.len())

@@ -35,7 +35,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::audit::{self, AuditRow};
 use crate::engine::{ConnRole, Engine};
 use crate::inventory::{self, LevelChange, STOCK_LOW, THRESHOLDS_EVENT};
-use crate::sql::{args, placeholder_rows, Conn, DbError, DbErrorKind, TxMode, ROWS_PER_STATEMENT};
+use crate::sql::{args, Conn, DbError, DbErrorKind, TxMode};
 use crate::{
     catalog, documents, orders, sales, transfers, unavailable, Applied, BatchReport, Command,
     CommittedEvent, EventSink, Origin, Outcome, StoreError, StoreOptions, StoredEvent, StreamHead,
@@ -873,30 +873,27 @@ fn number_events(
         .collect()
 }
 
-/// Appends `events` to the log, a multi-row insert per [`ROWS_PER_STATEMENT`].
+/// Appends `events` to the log ([`Conn::insert_rows`]).
 fn insert_events(conn: &mut dyn Conn, events: &[CommittedEvent]) -> Result<(), DbError> {
-    for chunk in events.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO events (tenant_id, id, site_id, event, data, client_id, created_at, op_id)
-             VALUES {}",
-            placeholder_rows(1, chunk.len(), 8)
-        );
-        let mut params = Vec::with_capacity(chunk.len() * 8);
-        for e in chunk {
-            params.extend_from_slice(args![
-                &*e.tenant,
-                e.id as i64,
-                &*e.site,
-                &*e.event,
-                &*e.data,
-                &*e.client_id,
-                e.timestamp_ms,
-                e.op_id.as_deref()
-            ]);
-        }
-        conn.execute(&sql, &params)?;
+    let mut rows = Vec::with_capacity(events.len() * 8);
+    for e in events {
+        rows.extend_from_slice(args![
+            &*e.tenant,
+            e.id as i64,
+            &*e.site,
+            &*e.event,
+            &*e.data,
+            &*e.client_id,
+            e.timestamp_ms,
+            e.op_id.as_deref()
+        ]);
     }
-    Ok(())
+    conn.insert_rows(
+        "INSERT INTO events (tenant_id, id, site_id, event, data, client_id, created_at, op_id)",
+        "",
+        8,
+        &rows,
+    )
 }
 
 /// Records applied idempotency keys `(tenant, scoped key, event id, fingerprint)`.
@@ -905,19 +902,16 @@ fn insert_applied_keys(
     keys: &[(Arc<str>, String, u64, String)],
     now: i64,
 ) -> Result<(), DbError> {
-    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO applied_ops (tenant_id, op_id, event_id, created_at, fingerprint)
-             VALUES {}",
-            placeholder_rows(1, chunk.len(), 5)
-        );
-        let mut params = Vec::with_capacity(chunk.len() * 5);
-        for (tenant, key, id, print) in chunk {
-            params.extend_from_slice(args![&**tenant, key, *id as i64, now, print]);
-        }
-        conn.execute(&sql, &params)?;
+    let mut rows = Vec::with_capacity(keys.len() * 5);
+    for (tenant, key, id, print) in keys {
+        rows.extend_from_slice(args![&**tenant, key, *id as i64, now, print]);
     }
-    Ok(())
+    conn.insert_rows(
+        "INSERT INTO applied_ops (tenant_id, op_id, event_id, created_at, fingerprint)",
+        "",
+        5,
+        &rows,
+    )
 }
 
 /// The key `applied_ops` records an idempotency key under: its scope and the key.

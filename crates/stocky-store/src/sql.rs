@@ -159,9 +159,27 @@ impl DbError {
     }
 }
 
-/// Rows per multi-row statement: bounds the number of distinct statements the engines
-/// cache, and stays far below both engines' parameter limits.
-pub const ROWS_PER_STATEMENT: usize = 32;
+/// Most rows one multi-row statement carries: far below both engines' parameter limits
+/// (PostgreSQL 65,535; SQLite 32,766) at the widest row the store writes (11 columns).
+pub const MAX_ROWS_PER_STATEMENT: usize = 256;
+
+/// `rows` cut for multi-row statements: each chunk a power of two long, largest first
+/// (100 rows → 64 + 32 + 4), so a table's statements take at most nine shapes and the
+/// engines' prepared-statement caches keep every one of them (a statement prepared again is
+/// a round trip more on PostgreSQL).
+pub fn statement_chunks<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
+    let mut rest = rows;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let most = rest.len().min(MAX_ROWS_PER_STATEMENT);
+        let size = 1 << (usize::BITS - 1 - most.leading_zeros());
+        let (chunk, tail) = rest.split_at(size);
+        rest = tail;
+        Some(chunk)
+    })
+}
 
 /// `($first, …), (…), …`: `rows` tuples of `width` numbered placeholders.
 pub fn placeholder_rows(first: usize, rows: usize, width: usize) -> String {
@@ -207,6 +225,29 @@ pub trait Conn: Send {
     /// Whether the connection is unusable and must be replaced.
     fn is_broken(&self) -> bool;
 
+    /// Inserts `rows` (row-major, `width` values each): `head` is
+    /// `INSERT INTO t (c1, …, cn)`, `tail` what follows the rows (`ON CONFLICT …`, or
+    /// empty). By default multi-row `VALUES` statements ([`statement_chunks`]); PostgreSQL
+    /// sends one statement of arrays whatever the row count (a round trip each, there).
+    /// Every row gives a column the same kind of [`Arg`].
+    fn insert_rows(
+        &mut self,
+        head: &str,
+        tail: &str,
+        width: usize,
+        rows: &[Arg<'_>],
+    ) -> Result<(), DbError> {
+        let all: Vec<&[Arg<'_>]> = rows.chunks_exact(width).collect();
+        for chunk in statement_chunks(&all) {
+            let sql = format!(
+                "{head} VALUES {} {tail}",
+                placeholder_rows(1, chunk.len(), width)
+            );
+            self.execute(&sql, &chunk.concat())?;
+        }
+        Ok(())
+    }
+
     /// The first row, if any.
     fn query_opt(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<Option<Row>, DbError> {
         Ok(self.query(sql, args)?.into_iter().next())
@@ -246,5 +287,23 @@ pub fn in_tx<T, E: From<DbError>>(
             let _ = conn.rollback();
             Err(e)
         }
+    }
+}
+
+#[cfg(test)]
+mod chunk_tests {
+    use super::*;
+
+    #[test]
+    fn statement_chunks_are_powers_of_two_largest_first() {
+        let sizes = |n: usize| {
+            let rows = vec![0u8; n];
+            statement_chunks(&rows).map(<[u8]>::len).collect::<Vec<_>>()
+        };
+        assert_eq!(sizes(0), Vec::<usize>::new());
+        assert_eq!(sizes(1), vec![1]);
+        assert_eq!(sizes(100), vec![64, 32, 4]);
+        assert_eq!(sizes(256), vec![256]);
+        assert_eq!(sizes(600), vec![256, 256, 64, 16, 8]);
     }
 }

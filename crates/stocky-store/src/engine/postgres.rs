@@ -21,8 +21,8 @@ use super::{ConnRole, Engine};
 use crate::sql::{in_tx, Arg, Conn, DbError, DbErrorKind, Row, TxMode, Val};
 use crate::StoreError;
 
-/// Prepared statements kept per connection (see [`crate::sql::ROWS_PER_STATEMENT`]).
-const STATEMENT_CACHE: usize = 160;
+/// Prepared statements kept per connection (see [`crate::sql::statement_chunks`]).
+const STATEMENT_CACHE: usize = 256;
 
 /// Taken by migrations so that instances starting together migrate one at a time.
 const MIGRATION_LOCK: i64 = 0x5354_4f43_4b59; // "STOCKY"
@@ -192,6 +192,56 @@ impl Conn for PgConn {
 
     fn row_lock(&self) -> &'static str {
         " FOR UPDATE"
+    }
+
+    /// One `INSERT … SELECT * FROM unnest($1::bigint[], $2::text[], …)`: a column per
+    /// parameter, so one statement shape per table and one round trip per call.
+    fn insert_rows(
+        &mut self,
+        head: &str,
+        tail: &str,
+        width: usize,
+        rows: &[Arg<'_>],
+    ) -> Result<(), DbError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut columns: Vec<Box<dyn ToSql + Sync + '_>> = Vec::with_capacity(width);
+        let mut casts = Vec::with_capacity(width);
+        for column in 0..width {
+            let values = rows.iter().skip(column).step_by(width);
+            match rows[column] {
+                Arg::Int(_) | Arg::OptInt(_) => {
+                    let ints: Vec<Option<i64>> = values
+                        .map(|arg| match arg {
+                            Arg::Int(v) => Some(*v),
+                            Arg::OptInt(v) => *v,
+                            _ => None,
+                        })
+                        .collect();
+                    columns.push(Box::new(ints));
+                    casts.push(format!("${}::bigint[]", column + 1));
+                }
+                Arg::Text(_) | Arg::OptText(_) => {
+                    let texts: Vec<Option<&str>> = values
+                        .map(|arg| match arg {
+                            Arg::Text(t) => Some(*t),
+                            Arg::OptText(t) => *t,
+                            _ => None,
+                        })
+                        .collect();
+                    columns.push(Box::new(texts));
+                    casts.push(format!("${}::text[]", column + 1));
+                }
+            }
+        }
+        let sql = format!("{head} SELECT * FROM unnest({}) {tail}", casts.join(", "));
+        let stmt = self.prepare(&sql)?;
+        let params: Vec<&(dyn ToSql + Sync)> = columns.iter().map(|c| &**c).collect();
+        self.client()
+            .execute(&stmt, &params)
+            .map(drop)
+            .map_err(db_error)
     }
 
     fn is_broken(&self) -> bool {

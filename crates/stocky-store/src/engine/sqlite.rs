@@ -21,8 +21,8 @@ use crate::sql::{Arg, Conn, DbError, DbErrorKind, Row, TxMode, Val};
 use crate::StoreError;
 
 /// Prepared statements kept per connection: every fixed statement plus the multi-row
-/// variants ([`crate::sql::ROWS_PER_STATEMENT`]).
-const STATEMENT_CACHE: usize = 160;
+/// variants ([`crate::sql::statement_chunks`]).
+const STATEMENT_CACHE: usize = 256;
 
 pub(crate) struct Sqlite {
     path: PathBuf,

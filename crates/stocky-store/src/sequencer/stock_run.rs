@@ -25,7 +25,7 @@ use stocky_core::stock::{plan, Movement, Rejection, StockCommand};
 
 use super::{fingerprint, scoped_op_key, Audit, Heads, Raised, Staged, Writer};
 use crate::inventory::{self, LevelChange, STOCK_LOW};
-use crate::sql::{placeholder_rows, Arg, DbError, ROWS_PER_STATEMENT};
+use crate::sql::{args, placeholder_rows, statement_chunks, Arg, Conn, DbError};
 use crate::SubmitError;
 use crate::{unavailable, Applied, Command, CommittedEvent, Origin, Outcome, StoredEvent};
 
@@ -300,7 +300,7 @@ impl Writer {
             let found = conn.query_opt(
                 "SELECT on_hand, min_stock FROM stock
                  WHERE tenant_id = $1 AND site_id = $2 AND product_id = $3",
-                crate::sql::args![&*origin.tenant, &*origin.site, product],
+                args![&*origin.tenant, &*origin.site, product],
             );
             let level = match found.and_then(|row| {
                 row.map(|r| Ok::<_, DbError>((r.int(0)?, r.opt_int(1)?)))
@@ -364,7 +364,7 @@ impl Writer {
     }
 
     /// The stock levels the run's commands name, read in one statement per tenant and site
-    /// (and per [`ROWS_PER_STATEMENT`] products); a product without a record is there as
+    /// (and per [`statement_chunks`] products); a product without a record is there as
     /// `None`.
     fn levels(&mut self, run: &[(&Command, &Origin)]) -> Result<HashMap<LevelKey, Level>, DbError> {
         let mut wanted: HashMap<(Arc<str>, Arc<str>), std::collections::BTreeSet<i64>> =
@@ -390,7 +390,7 @@ impl Writer {
                     },
                 );
             }
-            for chunk in products.chunks(ROWS_PER_STATEMENT) {
+            for chunk in statement_chunks(&products) {
                 let sql = format!(
                     "SELECT product_id, on_hand, min_stock FROM stock WHERE tenant_id = $1
                      AND site_id = $2 AND product_id IN {}",
@@ -411,7 +411,7 @@ impl Writer {
     }
 
     /// The run's idempotency keys that were applied before, read in one statement per
-    /// tenant (and per [`ROWS_PER_STATEMENT`] keys).
+    /// tenant (and per [`statement_chunks`] keys).
     fn used_keys(
         &mut self,
         run: &[(&Command, &Origin)],
@@ -429,7 +429,7 @@ impl Writer {
         for (tenant, mut keys) in wanted {
             keys.sort_unstable();
             keys.dedup();
-            for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+            for chunk in statement_chunks(&keys) {
                 let sql = format!(
                     "SELECT op_id, event_id, fingerprint FROM applied_ops
                      WHERE tenant_id = $1 AND op_id IN {}",
@@ -452,76 +452,64 @@ impl Writer {
     }
 }
 
-/// The run's ledger rows, a multi-row insert per [`ROWS_PER_STATEMENT`].
-fn write_movements(
-    conn: &mut dyn crate::sql::Conn,
-    rows: &[MovementRow<'_>],
-    now: i64,
-) -> Result<(), DbError> {
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let ids: Vec<String> = chunk
-            .iter()
-            .map(|_| uuid::Uuid::new_v4().to_string())
-            .collect();
-        let sql = format!(
-            "INSERT INTO movements (id, tenant_id, site_id, product_id, delta, kind,
-                origin_client, origin_op, event_id, server_time, user_id) VALUES {}",
-            placeholder_rows(1, chunk.len(), 11)
-        );
-        let mut params = Vec::with_capacity(chunk.len() * 11);
-        for (row, id) in chunk.iter().zip(&ids) {
-            let origin = row.origin;
-            params.extend_from_slice(crate::sql::args![
-                id,
-                &*origin.tenant,
-                &*origin.site,
-                row.product_id,
-                row.delta,
-                row.kind,
-                &*origin.client_id,
-                origin.op_id.as_deref(),
-                row.event_id as i64,
-                now,
-                origin.user.as_deref()
-            ]);
-        }
-        conn.execute(&sql, &params)?;
+/// The run's ledger rows ([`Conn::insert_rows`]).
+fn write_movements(conn: &mut dyn Conn, rows: &[MovementRow<'_>], now: i64) -> Result<(), DbError> {
+    let ids: Vec<String> = rows
+        .iter()
+        .map(|_| uuid::Uuid::new_v4().to_string())
+        .collect();
+    let mut values = Vec::with_capacity(rows.len() * 11);
+    for (row, id) in rows.iter().zip(&ids) {
+        let origin = row.origin;
+        values.extend_from_slice(args![
+            id,
+            &*origin.tenant,
+            &*origin.site,
+            row.product_id,
+            row.delta,
+            row.kind,
+            &*origin.client_id,
+            origin.op_id.as_deref(),
+            row.event_id as i64,
+            now,
+            origin.user.as_deref()
+        ]);
     }
-    Ok(())
+    conn.insert_rows(
+        "INSERT INTO movements (id, tenant_id, site_id, product_id, delta, kind,
+            origin_client, origin_op, event_id, server_time, user_id)",
+        "",
+        11,
+        &values,
+    )
 }
 
 /// The levels the run changed, one upsert row each (PostgreSQL refuses to upsert one row
-/// twice in a statement), a multi-row statement per [`ROWS_PER_STATEMENT`].
+/// twice in a statement).
 fn write_levels(
-    conn: &mut dyn crate::sql::Conn,
+    conn: &mut dyn Conn,
     levels: &HashMap<LevelKey, Level>,
     now: i64,
 ) -> Result<(), DbError> {
-    let changed: Vec<(&LevelKey, i64, u64)> = levels
-        .iter()
-        .filter_map(|(key, level)| Some((key, level.on_hand?, level.changed_by?)))
-        .collect();
-    for chunk in changed.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO stock (tenant_id, site_id, product_id, on_hand, updated_at, last_event_id)
-             VALUES {}
-             ON CONFLICT (tenant_id, site_id, product_id) DO UPDATE SET
-                on_hand = excluded.on_hand, updated_at = excluded.updated_at,
-                last_event_id = excluded.last_event_id",
-            placeholder_rows(1, chunk.len(), 6)
-        );
-        let mut params = Vec::with_capacity(chunk.len() * 6);
-        for ((tenant, site, product), on_hand, event_id) in chunk {
-            params.extend_from_slice(crate::sql::args![
+    let mut values = Vec::new();
+    for ((tenant, site, product), level) in levels {
+        if let (Some(on_hand), Some(event_id)) = (level.on_hand, level.changed_by) {
+            values.extend_from_slice(args![
                 &**tenant,
                 &**site,
                 *product,
-                *on_hand,
+                on_hand,
                 now,
-                *event_id as i64
+                event_id as i64
             ]);
         }
-        conn.execute(&sql, &params)?;
     }
-    Ok(())
+    conn.insert_rows(
+        "INSERT INTO stock (tenant_id, site_id, product_id, on_hand, updated_at, last_event_id)",
+        "ON CONFLICT (tenant_id, site_id, product_id) DO UPDATE SET
+            on_hand = excluded.on_hand, updated_at = excluded.updated_at,
+            last_event_id = excluded.last_event_id",
+        6,
+        &values,
+    )
 }
