@@ -18,6 +18,8 @@ pub enum Arg<'a> {
     Text(&'a str),
     OptInt(Option<i64>),
     OptText(Option<&'a str>),
+    /// A list of integers, tested with [`Conn::any`].
+    Ints(&'a [i64]),
 }
 
 impl From<i64> for Arg<'_> {
@@ -224,6 +226,10 @@ pub trait Conn: Send {
     fn row_lock(&self) -> &'static str;
     /// Whether the connection is unusable and must be replaced.
     fn is_broken(&self) -> bool;
+    /// Membership in the [`Arg::Ints`] parameter `$n`: `= ANY($n)` on PostgreSQL (an
+    /// array), `IN (SELECT value FROM json_each($n))` on SQLite (the list as JSON). One
+    /// statement shape whatever the list's length.
+    fn any(&self, n: usize) -> String;
 
     /// Inserts `rows` (row-major, `width` values each): `head` is
     /// `INSERT INTO t (c1, …, cn)`, `tail` what follows the rows (`ON CONFLICT …`, or

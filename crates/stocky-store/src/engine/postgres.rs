@@ -157,6 +157,7 @@ fn params<'a>(args: &'a [Arg<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
                 Arg::Text(t) => t,
                 Arg::OptInt(v) => v,
                 Arg::OptText(t) => t,
+                Arg::Ints(list) => list,
             }
         })
         .collect()
@@ -194,6 +195,10 @@ impl Conn for PgConn {
         " FOR UPDATE"
     }
 
+    fn any(&self, n: usize) -> String {
+        format!("= ANY(${n}::bigint[])")
+    }
+
     /// One `INSERT … SELECT * FROM unnest($1::bigint[], $2::text[], …)`: a column per
     /// parameter, so one statement shape per table and one round trip per call.
     fn insert_rows(
@@ -211,7 +216,7 @@ impl Conn for PgConn {
         for column in 0..width {
             let values = rows.iter().skip(column).step_by(width);
             match rows[column] {
-                Arg::Int(_) | Arg::OptInt(_) => {
+                Arg::Int(_) | Arg::OptInt(_) | Arg::Ints(_) => {
                     let ints: Vec<Option<i64>> = values
                         .map(|arg| match arg {
                             Arg::Int(v) => Some(*v),

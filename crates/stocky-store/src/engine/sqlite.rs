@@ -133,6 +133,10 @@ impl Conn for SqliteConn {
         ""
     }
 
+    fn any(&self, n: usize) -> String {
+        format!("IN (SELECT value FROM json_each(${n}))")
+    }
+
     fn is_broken(&self) -> bool {
         false
     }
@@ -146,6 +150,9 @@ impl rusqlite::ToSql for Arg<'_> {
                 ToSqlOutput::Borrowed(ValueRef::Text(t.as_bytes()))
             }
             Arg::OptInt(None) | Arg::OptText(None) => ToSqlOutput::Borrowed(ValueRef::Null),
+            Arg::Ints(list) => {
+                ToSqlOutput::from(serde_json::to_string(list).expect("integers serialise"))
+            }
         })
     }
 }

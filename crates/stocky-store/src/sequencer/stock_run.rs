@@ -364,8 +364,7 @@ impl Writer {
     }
 
     /// The stock levels the run's commands name, read in one statement per tenant and site
-    /// (and per [`statement_chunks`] products); a product without a record is there as
-    /// `None`.
+    /// ([`Conn::any`]); a product without a record is there as `None`.
     fn levels(&mut self, run: &[(&Command, &Origin)]) -> Result<HashMap<LevelKey, Level>, DbError> {
         let mut wanted: HashMap<(Arc<str>, Arc<str>), std::collections::BTreeSet<i64>> =
             HashMap::new();
@@ -390,21 +389,18 @@ impl Writer {
                     },
                 );
             }
-            for chunk in statement_chunks(&products) {
-                let sql = format!(
-                    "SELECT product_id, on_hand, min_stock FROM stock WHERE tenant_id = $1
-                     AND site_id = $2 AND product_id IN {}",
-                    placeholder_rows(3, 1, chunk.len())
-                );
-                let mut params = vec![Arg::Text(&tenant), Arg::Text(&site)];
-                params.extend(chunk.iter().map(|&p| Arg::Int(p)));
-                for row in self.conn.query(&sql, &params)? {
-                    let level = levels
-                        .get_mut(&(tenant.clone(), site.clone(), row.int(0)?))
-                        .expect("only asked-for products come back");
-                    level.on_hand = Some(row.int(1)?);
-                    level.min_stock = row.opt_int(2)?;
-                }
+            let sql = format!(
+                "SELECT product_id, on_hand, min_stock FROM stock
+                 WHERE tenant_id = $1 AND site_id = $2 AND product_id {}",
+                self.conn.any(3)
+            );
+            let params = [Arg::Text(&tenant), Arg::Text(&site), Arg::Ints(&products)];
+            for row in self.conn.query(&sql, &params)? {
+                let level = levels
+                    .get_mut(&(tenant.clone(), site.clone(), row.int(0)?))
+                    .expect("only asked-for products come back");
+                level.on_hand = Some(row.int(1)?);
+                level.min_stock = row.opt_int(2)?;
             }
         }
         Ok(levels)
