@@ -8,6 +8,8 @@
 //! module sees a driver type. A build without an engine refuses its locations with a
 //! clear error instead of failing later.
 
+#[cfg(feature = "sqlite")]
+mod checkpoint;
 #[cfg(feature = "postgres")]
 mod pg_tls;
 #[cfg(feature = "postgres")]

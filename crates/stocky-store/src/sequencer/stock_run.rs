@@ -452,7 +452,7 @@ impl Writer {
 fn write_movements(conn: &mut dyn Conn, rows: &[MovementRow<'_>], now: i64) -> Result<(), DbError> {
     let ids: Vec<String> = rows
         .iter()
-        .map(|_| uuid::Uuid::new_v4().to_string())
+        .map(|_| uuid::Uuid::now_v7().to_string())
         .collect();
     let mut values = Vec::with_capacity(rows.len() * 11);
     for (row, id) in rows.iter().zip(&ids) {
