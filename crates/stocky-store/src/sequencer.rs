@@ -216,42 +216,35 @@ impl Writer {
     }
 
     fn commit_batch_counted(&mut self, batch: &mut Vec<Queued>, report: &mut BatchReport) {
-        let mut outcomes = Vec::with_capacity(batch.len());
-        let mut staged_heads = match self.begin_locked(batch) {
-            Ok(heads) => heads,
-            Err(e) => {
-                tracing::error!(error = %e, "writer: cannot begin a transaction");
-                report.unavailable = batch.len();
-                for (_, _, reply) in batch.drain(..) {
-                    let _ = reply.send(Err(SubmitError::Unavailable(format!(
-                        "the database is unavailable: {e}"
-                    ))));
+        let now = now_millis();
+        // Runs of stock commands are staged without a savepoint (`stock_run`); if one of
+        // their writes fails, the transaction is begun again and every command of the
+        // batch staged in its own savepoint.
+        let mut careful = false;
+        let (outcomes, staged_heads) = loop {
+            let mut heads = match self.begin_locked(batch) {
+                Ok(heads) => heads,
+                Err(e) => {
+                    tracing::error!(error = %e, "writer: cannot begin a transaction");
+                    report.unavailable = batch.len();
+                    for (_, _, reply) in batch.drain(..) {
+                        let _ = reply.send(Err(SubmitError::Unavailable(format!(
+                            "the database is unavailable: {e}"
+                        ))));
+                    }
+                    return;
                 }
-                return;
+            };
+            self.audit.clear();
+            match self.stage_batch(batch, now, &mut heads, careful) {
+                Ok(outcomes) => break (outcomes, heads),
+                Err(e) => {
+                    tracing::debug!(error = %e, "writer: a stock run failed; staging the batch again, each command in its own savepoint");
+                    let _ = self.conn.rollback();
+                    careful = true;
+                }
             }
         };
-        let now = now_millis();
-        self.audit.clear();
-        // Consecutive stock commands are staged as one run (`stock_run`), the rest one by one.
-        let mut start = 0;
-        while start < batch.len() {
-            let stock = batch[start..]
-                .iter()
-                .take_while(|(command, _, _)| matches!(**command, Command::Stock(_)))
-                .count();
-            if stock > 0 {
-                let run: Vec<(&Command, &Origin)> = batch[start..start + stock]
-                    .iter()
-                    .map(|(command, origin, _)| (&**command, origin))
-                    .collect();
-                outcomes.extend(self.stage_stock_commands(&run, now, &mut staged_heads));
-                start += stock;
-            } else {
-                let (command, origin, _) = &batch[start];
-                outcomes.push(self.stage(command, origin, now, &mut staged_heads));
-                start += 1;
-            }
-        }
         // The audit entries of every applied command, then each touched stream's head
         // (once per batch, not once per command), in the batch's transaction.
         let mut committed = audit::write_rows(&mut *self.conn, &self.audit);
@@ -304,6 +297,39 @@ impl Writer {
             report.count(&answer);
             let _ = reply.send(answer);
         }
+    }
+
+    /// Stages every command of the batch in order: consecutive stock commands as one run
+    /// (`stock_run`) — or, when `careful`, each in its own savepoint — the rest one by one.
+    /// An error means a run's write failed and the transaction must be rolled back.
+    fn stage_batch(
+        &mut self,
+        batch: &[Queued],
+        now: i64,
+        heads: &mut Heads,
+        careful: bool,
+    ) -> Result<Vec<Staged>, DbError> {
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut start = 0;
+        while start < batch.len() {
+            let stock = batch[start..]
+                .iter()
+                .take_while(|(command, _, _)| matches!(**command, Command::Stock(_)))
+                .count();
+            if stock > 0 && !careful {
+                let run: Vec<(&Command, &Origin)> = batch[start..start + stock]
+                    .iter()
+                    .map(|(command, origin, _)| (&**command, origin))
+                    .collect();
+                outcomes.extend(self.stage_stock_run(&run, now, heads)?);
+                start += stock;
+            } else {
+                let (command, origin, _) = &batch[start];
+                outcomes.push(self.stage(command, origin, now, heads));
+                start += 1;
+            }
+        }
+        Ok(outcomes)
     }
 
     /// Begins the batch's transaction and locks the stream rows of every tenant the batch
@@ -369,10 +395,7 @@ impl Writer {
     /// of one, see `stock_run`).
     fn stage(&mut self, command: &Command, origin: &Origin, now: i64, heads: &mut Heads) -> Staged {
         if let Command::Stock(_) = command {
-            return self
-                .stage_stock_commands(&[(command, origin)], now, heads)
-                .pop()
-                .expect("one outcome per command");
+            return self.stage_stock_alone(command, origin, now, heads);
         }
         if let Err(e) = self.conn.batch("SAVEPOINT command") {
             return Staged::Done(Err(unavailable(e)));

@@ -365,6 +365,109 @@ async fn one_batch(at: Location) {
 }
 
 #[tokio::test]
+async fn a_write_that_fails_inside_a_stock_run_costs_only_its_own_command() {
+    on_every_engine(failing_run).await;
+}
+
+/// A database-side failure in the middle of a run of stock commands (a trigger that
+/// refuses product 666's ledger rows): the batch is staged again with each command in its
+/// own savepoint, so the others apply, the failing one is answered `Unavailable` and
+/// leaves nothing, and no id is skipped.
+async fn failing_run(at: Location) {
+    let sink = Arc::new(Recorder::default());
+    let (store, writer, _) = open(&at, sink.clone()).await;
+    store
+        .submit(
+            cmd(StockOp::Update, &[(1, 1), (2, 1), (666, 1)]),
+            origin(None),
+        )
+        .await
+        .unwrap();
+    let engine = at.engine(Durability::default()).unwrap();
+    let trigger = match at {
+        Location::Sqlite(_) => {
+            "CREATE TRIGGER refuse_666 BEFORE INSERT ON movements WHEN NEW.product_id = 666
+             BEGIN SELECT RAISE(ABORT, 'product 666 is refused'); END;"
+        }
+        Location::Postgres(_) => {
+            "CREATE FUNCTION refuse_666() RETURNS trigger AS $$
+             BEGIN
+               IF NEW.product_id = 666 THEN RAISE EXCEPTION 'product 666 is refused'; END IF;
+               RETURN NEW;
+             END $$ LANGUAGE plpgsql;
+             CREATE TRIGGER refuse_666 BEFORE INSERT ON movements
+               FOR EACH ROW EXECUTE FUNCTION refuse_666();"
+        }
+    };
+    // The PostgreSQL driver is blocking: not on the runtime's thread.
+    std::thread::spawn(move || {
+        let mut conn = engine.connect(engine::ConnRole::Accounts).unwrap();
+        conn.batch(trigger).unwrap();
+    })
+    .join()
+    .unwrap();
+
+    let (release, holder) = hold_the_stream(&at);
+    let submit = |command: StockCommand| {
+        let (store, origin) = (store.clone(), origin(None));
+        tokio::spawn(async move { store.submit(command, origin).await })
+    };
+    let mut answers = vec![submit(cmd(StockOp::Add, &[(9, 1)]))];
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    for command in [
+        cmd(StockOp::Add, &[(1, 1)]),
+        cmd(StockOp::Add, &[(666, 1)]),
+        cmd(StockOp::Add, &[(2, 1)]),
+    ] {
+        answers.push(submit(command));
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    drop(release);
+    holder.join().unwrap();
+    let mut results = Vec::new();
+    for answer in answers {
+        results.push(answer.await.unwrap());
+    }
+    assert!(
+        matches!(results[0], Ok(Applied::New { id: 2, .. })),
+        "{:?}",
+        results[0]
+    );
+    assert!(
+        matches!(results[1], Ok(Applied::New { id: 3, .. })),
+        "{:?}",
+        results[1]
+    );
+    assert!(
+        matches!(results[2], Err(SubmitError::Unavailable(_))),
+        "{:?}",
+        results[2]
+    );
+    assert!(
+        matches!(results[3], Ok(Applied::New { id: 4, .. })),
+        "{:?}",
+        results[3]
+    );
+    for (product, expected) in [(1, 2), (2, 2), (666, 1), (9, 1)] {
+        let row = store
+            .stock_of(DEFAULT_TENANT, DEFAULT_SITE, product)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.on_hand, expected, "product {product}");
+    }
+    let ids: Vec<u64> = sink.0.lock().unwrap().iter().map(|e| e.id).collect();
+    assert_eq!(ids, vec![1, 2, 3, 4]);
+    let batches = sink.1.lock().unwrap().clone();
+    assert!(
+        batches.iter().any(|b| b.size == 3),
+        "the commands did not reach the writer as one batch: {batches:?}"
+    );
+    drop(store);
+    writer.join();
+}
+
+#[tokio::test]
 async fn retention_prunes_the_log_and_replay_reports_it() {
     on_every_engine(retention).await;
 }

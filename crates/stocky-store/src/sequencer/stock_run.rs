@@ -13,9 +13,11 @@
 //!   the low-stock alerts it set off.
 //! - An idempotency key applied before — in the database or earlier in the run — answers
 //!   as a duplicate of its event (or an idempotency conflict for another command).
-//! - The run's writes happen inside one savepoint. If one fails, the savepoint is rolled
-//!   back and nothing of the run remains (heads and audit entries are restored): the caller
-//!   stages the commands again one run of one at a time, each in its own savepoint.
+//! - A run has no savepoint of its own (on SQLite a savepoint journals every page it
+//!   touches; on PostgreSQL it costs two round trips). If one of its writes fails, the
+//!   writer rolls the whole transaction back and stages the batch again with each command
+//!   in its own savepoint ([`Writer::stage_stock_alone`]), so a database-side failure never
+//!   leaves part of a command behind.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -72,58 +74,38 @@ struct Writes<'a> {
 }
 
 impl Writer {
-    /// Stages `run` (stock commands only) as one, or — when a write of the run fails — one
-    /// command at a time; one outcome per command, in order.
-    pub(super) fn stage_stock_commands(
+    /// Stages one stock command in its own savepoint: a database error rolls it back (and
+    /// restores `heads` and the batch's audit entries) and answers it `Unavailable`.
+    pub(super) fn stage_stock_alone(
         &mut self,
-        run: &[(&Command, &Origin)],
+        command: &Command,
+        origin: &Origin,
         now: i64,
         heads: &mut Heads,
-    ) -> Vec<Staged> {
-        match self.stage_stock_run(run, now, heads) {
+    ) -> Staged {
+        let before = heads.clone();
+        let audited = self.audit.len();
+        let staged = self.conn.batch("SAVEPOINT stock_command").and_then(|()| {
+            let mut staged = self.stage_stock_run(&[(command, origin)], now, heads)?;
+            self.conn.batch("RELEASE SAVEPOINT stock_command")?;
+            Ok(staged.pop().expect("one outcome per command"))
+        });
+        match staged {
             Ok(staged) => staged,
-            Err(e) if run.len() == 1 => vec![Staged::Done(Err(unavailable(e)))],
             Err(e) => {
-                tracing::debug!(error = %e, commands = run.len(), "writer: a stock run failed; staging its commands one by one");
-                run.iter()
-                    .map(
-                        |one| match self.stage_stock_run(std::slice::from_ref(one), now, heads) {
-                            Ok(mut staged) => staged.pop().expect("one outcome per command"),
-                            Err(e) => Staged::Done(Err(unavailable(e))),
-                        },
-                    )
-                    .collect()
+                let _ = self
+                    .conn
+                    .batch("ROLLBACK TO SAVEPOINT stock_command; RELEASE SAVEPOINT stock_command");
+                *heads = before;
+                self.audit.truncate(audited);
+                Staged::Done(Err(unavailable(e)))
             }
         }
     }
 
-    /// Stages `run` inside one savepoint; on a database error rolls it back (and restores
-    /// `heads` and the batch's audit entries) and returns the error.
-    fn stage_stock_run(
-        &mut self,
-        run: &[(&Command, &Origin)],
-        now: i64,
-        heads: &mut Heads,
-    ) -> Result<Vec<Staged>, DbError> {
-        let before = heads.clone();
-        let audited = self.audit.len();
-        self.conn.batch("SAVEPOINT stock_run")?;
-        let staged = self.stage_run_writes(run, now, heads).and_then(|staged| {
-            self.conn
-                .batch("RELEASE SAVEPOINT stock_run")
-                .map(|()| staged)
-        });
-        if staged.is_err() {
-            let _ = self
-                .conn
-                .batch("ROLLBACK TO SAVEPOINT stock_run; RELEASE SAVEPOINT stock_run");
-            *heads = before;
-            self.audit.truncate(audited);
-        }
-        staged
-    }
-
-    fn stage_run_writes(
+    /// Stages `run` (stock commands only) with no savepoint of its own: a database error
+    /// leaves the transaction holding part of the run, and the caller rolls it back.
+    pub(super) fn stage_stock_run(
         &mut self,
         run: &[(&Command, &Origin)],
         now: i64,
