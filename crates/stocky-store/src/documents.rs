@@ -572,7 +572,7 @@ pub(crate) fn append_ledger(
     }
     // Multi-row inserts; `RETURNING` names the movements that were not there yet.
     let mut new_ids = std::collections::HashSet::new();
-    for chunk in statement_chunks(&entries) {
+    for chunk in statement_chunks(entries) {
         let sql = format!(
             "INSERT INTO movements (id, tenant_id, site_id, product_id, delta, kind, reason,
                 origin_client, origin_op, event_id, server_time, client_time, user_id)
