@@ -442,10 +442,7 @@ impl Writer {
                 }
             },
         };
-        let op_key = origin
-            .op_id
-            .as_ref()
-            .map(|op_id| (scoped_op_key(&origin.op_scope, op_id), fingerprint(command)));
+        let op_key = op_key(origin, command);
         if let Some((key, print)) = &op_key {
             if let Some((id, used_for)) =
                 self.applied_op(&origin.tenant, key).map_err(unavailable)?
@@ -935,6 +932,14 @@ fn insert_applied_keys(
         5,
         &rows,
     )
+}
+
+/// The scoped idempotency key of a command that has one, and the command's fingerprint.
+fn op_key(origin: &Origin, command: &Command) -> Option<(String, String)> {
+    origin
+        .op_id
+        .as_ref()
+        .map(|op_id| (scoped_op_key(&origin.op_scope, op_id), fingerprint(command)))
 }
 
 /// The key `applied_ops` records an idempotency key under: its scope and the key.

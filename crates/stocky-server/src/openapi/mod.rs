@@ -22,7 +22,7 @@ mod document;
 use std::sync::Arc;
 
 use axum::handler::Handler;
-use axum::routing::{delete, get, patch, post, put, MethodRouter};
+use axum::routing::{get, MethodRouter};
 use axum::Router;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 
@@ -244,6 +244,20 @@ pub struct Operation {
     pub doc: Doc,
 }
 
+/// `ApiRoutes::get`, `post`, …: the handler on `path` for that method, documented by `doc`.
+macro_rules! methods {
+    ($($name:ident => $method:ident),*) => {$(
+        #[doc = concat!("Adds `", stringify!($name), "` on `path`, documented by `doc`.")]
+        pub fn $name<H, T>(self, path: &str, handler: H, doc: Doc) -> ApiRoutes
+        where
+            H: Handler<T, AppState>,
+            T: 'static,
+        {
+            self.add(Method::$method, path, axum::routing::$name(handler), doc)
+        }
+    )*};
+}
+
 /// An axum router whose every route is documented (see the module docs).
 #[derive(Default)]
 pub struct ApiRoutes {
@@ -256,45 +270,7 @@ impl ApiRoutes {
         ApiRoutes::default()
     }
 
-    pub fn get<H, T>(self, path: &str, handler: H, doc: Doc) -> ApiRoutes
-    where
-        H: Handler<T, AppState>,
-        T: 'static,
-    {
-        self.add(Method::Get, path, get(handler), doc)
-    }
-
-    pub fn post<H, T>(self, path: &str, handler: H, doc: Doc) -> ApiRoutes
-    where
-        H: Handler<T, AppState>,
-        T: 'static,
-    {
-        self.add(Method::Post, path, post(handler), doc)
-    }
-
-    pub fn put<H, T>(self, path: &str, handler: H, doc: Doc) -> ApiRoutes
-    where
-        H: Handler<T, AppState>,
-        T: 'static,
-    {
-        self.add(Method::Put, path, put(handler), doc)
-    }
-
-    pub fn patch<H, T>(self, path: &str, handler: H, doc: Doc) -> ApiRoutes
-    where
-        H: Handler<T, AppState>,
-        T: 'static,
-    {
-        self.add(Method::Patch, path, patch(handler), doc)
-    }
-
-    pub fn delete<H, T>(self, path: &str, handler: H, doc: Doc) -> ApiRoutes
-    where
-        H: Handler<T, AppState>,
-        T: 'static,
-    {
-        self.add(Method::Delete, path, delete(handler), doc)
-    }
+    methods!(get => Get, post => Post, put => Put, patch => Patch, delete => Delete);
 
     /// A route whose method router has its own layers (a larger body limit, say).
     pub fn add(

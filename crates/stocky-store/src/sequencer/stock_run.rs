@@ -25,7 +25,7 @@ use std::sync::Arc;
 use stocky_core::protocol::stock_event_data;
 use stocky_core::stock::{plan, Movement, Rejection, StockCommand};
 
-use super::{fingerprint, scoped_op_key, Audit, Heads, Raised, Staged, Writer};
+use super::{scoped_op_key, Audit, Heads, Raised, Staged, Writer};
 use crate::inventory::{self, LevelChange, STOCK_LOW};
 use crate::sql::{args, placeholder_rows, statement_chunks, Arg, Conn, DbError};
 use crate::SubmitError;
@@ -160,10 +160,7 @@ impl Writer {
                 origin.tenant
             )))));
         };
-        let op_key = origin
-            .op_id
-            .as_ref()
-            .map(|op_id| (scoped_op_key(&origin.op_scope, op_id), fingerprint(command)));
+        let op_key = super::op_key(origin, command);
         if let Some((key, print)) = &op_key {
             if let Some(known) = used.get(&(origin.tenant.clone(), key.clone())) {
                 if known.fingerprint.as_ref().is_some_and(|f| f != print) {
