@@ -185,6 +185,42 @@ fn text(
 }
 
 impl ProductFields {
+    /// The JSON Schema of the body [`ProductFields::parse`] reads, from the limits it
+    /// enforces: `name` and `price` are required for a new product (`whole`), any field
+    /// may be left out of a `PATCH`. Money is a JSON number with at most two decimals.
+    /// `id`/`productId` (create) and `version` (the optimistic precondition) ride along.
+    pub fn schema(whole: bool) -> schemars::Schema {
+        let text = |max: usize| {
+            serde_json::json!({
+                "type": ["string", "null"], "maxLength": max,
+                "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$",
+            })
+        };
+        let money = serde_json::json!({
+            "type": ["number", "null"], "minimum": 0,
+            "maximum": crate::money::MAX_MONEY / crate::money::SCALE, "multipleOf": 0.01,
+        });
+        let body = serde_json::json!({
+            "type": "object",
+            "required": if whole { vec!["name", "price"] } else { Vec::new() },
+            "properties": {
+                "id": {"type": "integer", "minimum": 1, "maximum": crate::stock::MAX_PRODUCT_ID},
+                "version": {"type": "integer", "minimum": 1},
+                "name": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\S"},
+                "price": money,
+                "cost": money,
+                "sku": text(64),
+                "barcode": text(64),
+                "category": text(100),
+                "metadata": {
+                    "type": ["object", "null"],
+                    "description": format!("Free-form, at most {MAX_METADATA_BYTES} bytes as JSON."),
+                },
+            },
+        });
+        schemars::Schema::try_from(body).expect("an object is a schema")
+    }
+
     /// Reads the editable fields; with `base` (a `PATCH`), absent fields keep its values.
     /// `name` and `price` are required for a new product.
     pub fn parse(

@@ -43,7 +43,7 @@ pub fn routes() -> ApiRoutes {
             "/api/products",
             create,
             doc("Add a product to the catalog (managers and up)")
-                .object_body()
+                .body_schema(std::sync::Arc::new(|_| ProductFields::schema(true)))
                 .created_object()
                 .or_status(200)
                 .errors(&[409, 422])
@@ -54,7 +54,7 @@ pub fn routes() -> ApiRoutes {
             product,
             replace,
             doc("Replace a product's fields")
-                .object_body()
+                .body_schema(std::sync::Arc::new(|_| ProductFields::schema(true)))
                 .errors(&[409, 422])
                 .idempotent(),
         )
@@ -62,7 +62,7 @@ pub fn routes() -> ApiRoutes {
             product,
             patch,
             doc("Change some of a product's fields")
-                .object_body()
+                .body_schema(std::sync::Arc::new(|_| ProductFields::schema(false)))
                 .errors(&[409, 422])
                 .idempotent(),
         )
