@@ -221,13 +221,19 @@ async fn refusals_and_retries(at: Location) {
 
 #[tokio::test]
 async fn each_command_of_a_batch_applies_all_or_nothing_against_what_the_batch_left() {
-    on_every_engine(one_batch).await;
+    on_every_engine(batch_of_seven).await;
 }
 
-/// Holds the write lock of the default tenant's stream (SQLite: the database's write lock;
-/// PostgreSQL: the `streams` row) until `release` is dropped, so that commands sent
-/// meanwhile queue up and reach the writer as one batch.
-fn hold_the_stream(at: &Location) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+/// Submits `first`, then — while another connection holds the default tenant's stream
+/// (SQLite: the database's write lock; PostgreSQL: the `streams` row), so that the writer
+/// waits inside `first`'s batch — each of `rest` in order; then lets go. `rest` reaches the
+/// writer as one batch. The answers, in the order sent.
+async fn one_batch(
+    store: &Store,
+    at: &Location,
+    first: (StockCommand, Option<&str>),
+    rest: Vec<(StockCommand, Option<&str>)>,
+) -> Vec<Result<Applied, SubmitError>> {
     let engine = at.engine(Durability::default()).unwrap();
     let (locked_tx, locked) = std::sync::mpsc::channel();
     let (release, released) = std::sync::mpsc::channel::<()>();
@@ -245,42 +251,14 @@ fn hold_the_stream(at: &Location) -> (std::sync::mpsc::Sender<()>, std::thread::
         conn.rollback().unwrap();
     });
     locked.recv().unwrap();
-    (release, holder)
-}
-
-async fn one_batch(at: Location) {
-    let sink = Arc::new(Recorder::default());
-    let (store, writer, _) = open(&at, sink.clone()).await;
-    store
-        .submit(cmd(StockOp::Update, &[(1, 10), (2, 5)]), origin(None))
-        .await
-        .unwrap();
-
-    let (release, holder) = hold_the_stream(&at);
-    // The first command takes the writer into the lock; the rest queue behind it, in order.
-    let submit = |command: StockCommand, op_id: Option<&str>| {
+    let submit = |(command, op_id): (StockCommand, Option<&str>)| {
         let (store, origin) = (store.clone(), origin(op_id));
         tokio::spawn(async move { store.submit(command, origin).await })
     };
-    let mut answers = vec![submit(cmd(StockOp::Update, &[(9, 1)]), None)];
+    let mut answers = vec![submit(first)];
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    for (command, op_id) in [
-        // a: 10 → 6
-        (cmd(StockOp::Subtract, &[(1, 4)]), Some("a")),
-        // b: its second line names no product, so its first line must not apply either
-        (cmd(StockOp::Subtract, &[(1, 3), (3, 1)]), None),
-        // c: 6 left (what a left, not the 10 the batch began with): refused
-        (cmd(StockOp::Subtract, &[(1, 7)]), None),
-        // d: 6 → 0
-        (cmd(StockOp::Subtract, &[(1, 6)]), Some("d")),
-        // e: a again: a duplicate of a's event, inside the same batch
-        (cmd(StockOp::Subtract, &[(1, 4)]), Some("a")),
-        // f: a's key for another command: refused
-        (cmd(StockOp::Add, &[(2, 1)]), Some("a")),
-        // g: two lines of one product: 5 → 7 → 10
-        (cmd(StockOp::Add, &[(2, 2), (2, 3)]), None),
-    ] {
-        answers.push(submit(command, op_id));
+    for command in rest {
+        answers.push(submit(command));
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     drop(release);
@@ -289,6 +267,39 @@ async fn one_batch(at: Location) {
     for answer in answers {
         results.push(answer.await.unwrap());
     }
+    results
+}
+
+async fn batch_of_seven(at: Location) {
+    let sink = Arc::new(Recorder::default());
+    let (store, writer, _) = open(&at, sink.clone()).await;
+    store
+        .submit(cmd(StockOp::Update, &[(1, 10), (2, 5)]), origin(None))
+        .await
+        .unwrap();
+
+    let results = one_batch(
+        &store,
+        &at,
+        (cmd(StockOp::Update, &[(9, 1)]), None),
+        vec![
+            // a: 10 → 6
+            (cmd(StockOp::Subtract, &[(1, 4)]), Some("a")),
+            // b: its second line names no product, so its first line must not apply either
+            (cmd(StockOp::Subtract, &[(1, 3), (3, 1)]), None),
+            // c: 6 left (what a left, not the 10 the batch began with): refused
+            (cmd(StockOp::Subtract, &[(1, 7)]), None),
+            // d: 6 → 0
+            (cmd(StockOp::Subtract, &[(1, 6)]), Some("d")),
+            // e: a again: a duplicate of a's event, inside the same batch
+            (cmd(StockOp::Subtract, &[(1, 4)]), Some("a")),
+            // f: a's key for another command: refused
+            (cmd(StockOp::Add, &[(2, 1)]), Some("a")),
+            // g: two lines of one product: 5 → 7 → 10
+            (cmd(StockOp::Add, &[(2, 2), (2, 3)]), None),
+        ],
+    )
+    .await;
 
     let id = |r: &Result<Applied, SubmitError>| match r {
         Ok(Applied::New { id, .. }) => Some(*id),
@@ -407,27 +418,17 @@ async fn failing_run(at: Location) {
     .join()
     .unwrap();
 
-    let (release, holder) = hold_the_stream(&at);
-    let submit = |command: StockCommand| {
-        let (store, origin) = (store.clone(), origin(None));
-        tokio::spawn(async move { store.submit(command, origin).await })
-    };
-    let mut answers = vec![submit(cmd(StockOp::Add, &[(9, 1)]))];
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    for command in [
-        cmd(StockOp::Add, &[(1, 1)]),
-        cmd(StockOp::Add, &[(666, 1)]),
-        cmd(StockOp::Add, &[(2, 1)]),
-    ] {
-        answers.push(submit(command));
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    drop(release);
-    holder.join().unwrap();
-    let mut results = Vec::new();
-    for answer in answers {
-        results.push(answer.await.unwrap());
-    }
+    let results = one_batch(
+        &store,
+        &at,
+        (cmd(StockOp::Add, &[(9, 1)]), None),
+        vec![
+            (cmd(StockOp::Add, &[(1, 1)]), None),
+            (cmd(StockOp::Add, &[(666, 1)]), None),
+            (cmd(StockOp::Add, &[(2, 1)]), None),
+        ],
+    )
+    .await;
     assert!(
         matches!(results[0], Ok(Applied::New { id: 2, .. })),
         "{:?}",
