@@ -165,8 +165,12 @@ impl DbError {
 /// (PostgreSQL 65,535; SQLite 32,766) at the widest row the store writes (11 columns).
 pub const MAX_ROWS_PER_STATEMENT: usize = 256;
 
-/// `rows` cut for multi-row statements: each chunk a power of two long, largest first
-/// (100 rows → 64 + 32 + 4), so a table's statements take at most nine shapes and the
+/// Up to this many rows go in one statement as they are; more are cut in powers of two.
+const SMALL_STATEMENT: usize = 8;
+
+/// `rows` cut for multi-row statements: up to [`SMALL_STATEMENT`] rows in one chunk (a
+/// single command's rows: one statement), more in chunks a power of two long, largest first
+/// (100 rows → 64 + 32 + 4). A table's statements thus take at most 13 shapes and the
 /// engines' prepared-statement caches keep every one of them (a statement prepared again is
 /// a round trip more on PostgreSQL).
 pub fn statement_chunks<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
@@ -176,7 +180,11 @@ pub fn statement_chunks<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
             return None;
         }
         let most = rest.len().min(MAX_ROWS_PER_STATEMENT);
-        let size = 1 << (usize::BITS - 1 - most.leading_zeros());
+        let size = if most <= SMALL_STATEMENT {
+            most
+        } else {
+            1 << (usize::BITS - 1 - most.leading_zeros())
+        };
         let (chunk, tail) = rest.split_at(size);
         rest = tail;
         Some(chunk)
@@ -243,15 +251,7 @@ pub trait Conn: Send {
         width: usize,
         rows: &[Arg<'_>],
     ) -> Result<(), DbError> {
-        let all: Vec<&[Arg<'_>]> = rows.chunks_exact(width).collect();
-        for chunk in statement_chunks(&all) {
-            let sql = format!(
-                "{head} VALUES {} {tail}",
-                placeholder_rows(1, chunk.len(), width)
-            );
-            self.execute(&sql, &chunk.concat())?;
-        }
-        Ok(())
+        insert_values(self, head, tail, width, rows)
     }
 
     /// The first row, if any.
@@ -272,6 +272,25 @@ pub trait Conn: Send {
     fn rollback(&mut self) -> Result<(), DbError> {
         self.batch("ROLLBACK")
     }
+}
+
+/// [`Conn::insert_rows`] as multi-row `VALUES` statements, one per [`statement_chunks`].
+pub fn insert_values<C: Conn + ?Sized>(
+    conn: &mut C,
+    head: &str,
+    tail: &str,
+    width: usize,
+    rows: &[Arg<'_>],
+) -> Result<(), DbError> {
+    let all: Vec<&[Arg<'_>]> = rows.chunks_exact(width).collect();
+    for chunk in statement_chunks(&all) {
+        let sql = format!(
+            "{head} VALUES {} {tail}",
+            placeholder_rows(1, chunk.len(), width)
+        );
+        conn.execute(&sql, &chunk.concat())?;
+    }
+    Ok(())
 }
 
 /// Runs `f` in a transaction: committed when it returns `Ok`, rolled back otherwise.
@@ -301,13 +320,16 @@ mod chunk_tests {
     use super::*;
 
     #[test]
-    fn statement_chunks_are_powers_of_two_largest_first() {
+    fn statement_chunks_keep_small_counts_whole_and_cut_the_rest_in_powers_of_two() {
         let sizes = |n: usize| {
             let rows = vec![0u8; n];
             statement_chunks(&rows).map(<[u8]>::len).collect::<Vec<_>>()
         };
         assert_eq!(sizes(0), Vec::<usize>::new());
         assert_eq!(sizes(1), vec![1]);
+        assert_eq!(sizes(3), vec![3]);
+        assert_eq!(sizes(8), vec![8]);
+        assert_eq!(sizes(13), vec![8, 5]);
         assert_eq!(sizes(100), vec![64, 32, 4]);
         assert_eq!(sizes(256), vec![256]);
         assert_eq!(sizes(600), vec![256, 256, 64, 16, 8]);
