@@ -119,14 +119,13 @@ fn path_parameters(path: &str) -> impl Iterator<Item = &str> {
         .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
 }
 
-fn content(content: &Content, generator: &mut SchemaGenerator) -> Option<Value> {
+fn content(content: &Content, generator: &mut SchemaGenerator) -> Value {
     let (media, schema) = match content {
         Content::Json(schema) => ("application/json", schema(generator).to_value()),
         Content::JsonObject => ("application/json", json!({"type": "object"})),
         Content::Text(media) => (*media, json!({"type": "string"})),
-        Content::Empty => return None,
     };
-    Some(json!({ media: {"schema": schema} }))
+    json!({ media: {"schema": schema} })
 }
 
 fn render(operation: &Operation, generator: &mut SchemaGenerator, error: &Value) -> Value {
@@ -175,10 +174,7 @@ fn render(operation: &Operation, generator: &mut SchemaGenerator, error: &Value)
 
     let mut responses = Map::new();
     for (status, answer) in &doc.answers {
-        let mut ok = json!({"description": doc.summary});
-        if let Some(content) = content(answer, generator) {
-            ok["content"] = content;
-        }
+        let ok = json!({"description": doc.summary, "content": content(answer, generator)});
         responses.insert(status.to_string(), ok);
     }
     for status in errors {
@@ -204,9 +200,8 @@ fn render(operation: &Operation, generator: &mut SchemaGenerator, error: &Value)
         rendered["parameters"] = json!(parameters);
     }
     if let Some(body) = &doc.body {
-        if let Some(content) = content(body, generator) {
-            rendered["requestBody"] = json!({"required": doc.body_required, "content": content});
-        }
+        let content = content(body, generator);
+        rendered["requestBody"] = json!({"required": doc.body_required, "content": content});
     }
     if operation.access == Access::Public {
         rendered["security"] = json!([]);

@@ -82,8 +82,6 @@ pub enum Content {
     JsonObject,
     /// Text of this media type (`/metrics`).
     Text(&'static str),
-    /// Nothing (`204`, `304`).
-    Empty,
 }
 
 /// HTTP methods the API uses.
