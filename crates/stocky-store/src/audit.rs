@@ -11,6 +11,7 @@
 use serde_json::{json, Value};
 use stocky_core::time::iso8601;
 
+use crate::bulk_index;
 use crate::sql::{args, Arg, Conn, DbError};
 use crate::{Reads, StoreError};
 
@@ -155,29 +156,41 @@ pub struct AuditFilter {
 impl Reads<'_> {
     /// Audit entries of a tenant, newest first, as their API form.
     pub fn audit(&mut self, tenant: &str, filter: &AuditFilter) -> Result<Vec<Value>, StoreError> {
-        let mut sql = String::from(
-            "SELECT id, user_id, device_id, action, entity_type, entity_id, before_data,
-                after_data, client_time, server_time, event_id
-             FROM audit_log WHERE tenant_id = $1",
-        );
+        const COLUMNS: &str = "a.id, a.user_id, a.device_id, a.action, a.entity_type,
+            a.entity_id, a.before_data, a.after_data, a.client_time, a.server_time, a.event_id";
         let mut params: Vec<Arg<'_>> = vec![Arg::Text(tenant)];
         if let Some(t) = &filter.entity_type {
             params.push(Arg::Text(t));
-            sql += &format!(" AND entity_type = ${}", params.len());
+            if let Some(id) = &filter.entity_id {
+                params.push(Arg::Text(id));
+            }
         }
-        if let Some(id) = &filter.entity_id {
-            params.push(Arg::Text(id));
-            sql += &format!(" AND entity_id = ${}", params.len());
+        let mut conditions = String::new();
+        if filter.entity_type.is_none() {
+            if let Some(id) = &filter.entity_id {
+                params.push(Arg::Text(id));
+                conditions += &format!(" AND a.entity_id = ${}", params.len());
+            }
         }
         if let Some(since) = filter.since {
             params.push(Arg::Int(since));
-            sql += &format!(" AND server_time >= ${}", params.len());
+            conditions += &format!(" AND a.server_time >= ${}", params.len());
         }
         if let Some(before) = filter.before_id {
             params.push(Arg::Int(before));
-            sql += &format!(" AND id < ${}", params.len());
+            conditions += &format!(" AND a.id < ${}", params.len());
         }
-        sql += &format!(" ORDER BY id DESC LIMIT {}", filter.limit.clamp(1, 1000));
+        let limit = filter.limit.clamp(1, 1000);
+        // By entity: through the indexes written in bulk (`bulk_index`); otherwise by
+        // id, or by time with `since`.
+        let sql = if filter.entity_type.is_some() {
+            bulk_index::audit_sql(COLUMNS, filter.entity_id.is_some(), &conditions, limit)
+        } else {
+            format!(
+                "SELECT {COLUMNS} FROM audit_log a WHERE a.tenant_id = $1{conditions}
+                 ORDER BY a.id DESC LIMIT {limit}"
+            )
+        };
         let parse = |text: Option<String>| {
             text.map(|t| serde_json::from_str::<Value>(&t).unwrap_or(Value::String(t)))
         };

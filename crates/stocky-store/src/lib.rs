@@ -19,6 +19,7 @@
 
 mod accounts;
 pub mod audit;
+pub mod bulk_index;
 pub mod catalog;
 mod doc_changes;
 mod documents;
@@ -355,6 +356,11 @@ pub struct StoreOptions {
     pub max_batch: usize,
     /// What a commit survives on SQLite (PostgreSQL follows its own `synchronous_commit`).
     pub durability: Durability,
+    /// Events of a tenant whose ledger and audit entries may wait before the writer adds
+    /// them to the by-product and by-entity indexes, in bulk ([`bulk_index`]). Reads scan
+    /// that many at most besides the index; fewer means more index pages written per
+    /// command.
+    pub index_lag: u64,
 }
 
 /// SQLite's `synchronous` setting, i.e. what an acknowledged commit survives.
@@ -378,6 +384,7 @@ impl Default for StoreOptions {
             queue_capacity: 4096,
             max_batch: 512,
             durability: Durability::Normal,
+            index_lag: bulk_index::LAG,
         }
     }
 }

@@ -286,10 +286,6 @@ pub(crate) fn ledger_sum(
     product: i64,
 ) -> Result<i64, StoreError> {
     Ok(conn
-        .query_one(
-            "SELECT CAST(COALESCE(SUM(delta), 0) AS BIGINT) FROM movements
-             WHERE tenant_id = $1 AND site_id = $2 AND product_id = $3",
-            args![tenant, site, product],
-        )?
+        .query_one(&crate::bulk_index::sum_sql(), args![tenant, site, product])?
         .int(0)?)
 }

@@ -33,6 +33,7 @@ use stocky_core::{DEFAULT_SITE, DEFAULT_TENANT};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::audit::{self, AuditRow};
+use crate::bulk_index;
 use crate::engine::{ConnRole, Engine};
 use crate::inventory::{self, LevelChange, STOCK_LOW, THRESHOLDS_EVENT};
 use crate::sql::{args, Conn, DbError, DbErrorKind, TxMode};
@@ -106,6 +107,7 @@ pub(crate) fn spawn(
         sink,
         validator,
         streams,
+        indexed: HashMap::new(),
         last_prune: Instant::now(),
         audit: Vec::new(),
     };
@@ -125,6 +127,9 @@ struct Writer {
     validator: Option<Arc<dyn BusinessValidator>>,
     /// Committed `(epoch, head)` per tenant stream.
     streams: Heads,
+    /// How far each tenant's ledger is in `ledger_by_product` (see `bulk_index`), as
+    /// read with its stream row in the open transaction.
+    indexed: HashMap<Arc<str>, u64>,
     last_prune: Instant,
     /// The audit entries of the batch being staged (written just before its commit).
     audit: Vec<AuditRow>,
@@ -247,19 +252,29 @@ impl Writer {
         };
         // The audit entries of every applied command, then each touched stream's head
         // (once per batch, not once per command), in the batch's transaction.
+        // A tenant with `index_lag` unindexed events gets its movements and audit entries
+        // indexed (`bulk_index`), in the same transaction.
         let mut committed = audit::write_rows(&mut *self.conn, &self.audit);
         self.audit.clear();
         for (tenant, (_, head)) in &staged_heads {
             if committed.is_err() {
                 break;
             }
-            committed = self
-                .conn
-                .execute(
+            let indexed = self.indexed.get(tenant).copied().unwrap_or(0);
+            committed = if bulk_index::due(indexed, *head, self.options.index_lag) {
+                bulk_index::index(&mut *self.conn, tenant, indexed, *head).and_then(|()| {
+                    self.conn.execute(
+                        "UPDATE streams SET head = $2, indexed_head = $2 WHERE tenant_id = $1",
+                        args![&**tenant, *head as i64],
+                    )
+                })
+            } else {
+                self.conn.execute(
                     "UPDATE streams SET head = $2 WHERE tenant_id = $1",
                     args![&**tenant, *head as i64],
                 )
-                .map(drop);
+            }
+            .map(drop);
         }
         let committed = committed.and_then(|()| self.conn.commit());
         if let Err(e) = committed {
@@ -270,6 +285,13 @@ impl Writer {
                 let _ = reply.send(Err(SubmitError::Unavailable(format!("commit failed: {e}"))));
             }
             return;
+        }
+        for (tenant, (_, head)) in &staged_heads {
+            if let Some(indexed) = self.indexed.get_mut(tenant) {
+                if bulk_index::due(*indexed, *head, self.options.index_lag) {
+                    *indexed = *head;
+                }
+            }
         }
         self.streams.extend(staged_heads);
         for ((_, _, reply), outcome) in batch.drain(..).zip(outcomes) {
@@ -784,11 +806,14 @@ impl Writer {
     /// rows — inside the write transaction.
     fn load_stream(&mut self, tenant: &Arc<str>) -> Result<Option<(Arc<str>, u64)>, DbError> {
         let sql = format!(
-            "SELECT epoch, head FROM streams WHERE tenant_id = $1{}",
+            "SELECT epoch, head, indexed_head FROM streams WHERE tenant_id = $1{}",
             self.conn.row_lock()
         );
         let found = match self.conn.query_opt(&sql, args![&**tenant])? {
-            Some(mut r) => Some((Arc::<str>::from(r.text(0)?), r.int(1)? as u64)),
+            Some(mut r) => {
+                self.indexed.insert(tenant.clone(), r.int(2)? as u64);
+                Some((Arc::<str>::from(r.text(0)?), r.int(1)? as u64))
+            }
             None => None,
         };
         if let Some(state) = &found {

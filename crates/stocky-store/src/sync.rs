@@ -279,12 +279,7 @@ impl SyncTables<'_> {
             (c.event_id as i64, c.id.clone())
         });
         let rows = self.0.query(
-            &format!(
-                "SELECT {MOVEMENT_COLUMNS}, event_id FROM movements
-             WHERE tenant_id = $1 AND site_id = $2 AND product_id = $3
-               AND (event_id < $4 OR (event_id = $4 AND id < $5))
-             ORDER BY event_id DESC, id DESC LIMIT $6"
-            ),
+            &crate::bulk_index::history_sql(&format!("{MOVEMENT_COLUMNS}, event_id")),
             args![tenant, site, product_id, event, id.as_str(), limit as i64],
         )?;
         pending_rows(rows)

@@ -13,6 +13,8 @@ use stocky_core::stock::{StockCommand, StockLine, StockOp};
 use stocky_core::{DEFAULT_SITE, DEFAULT_TENANT};
 
 use super::*;
+use crate::audit::AuditFilter;
+use crate::sql::{args, DbError};
 use crate::testing::TestDatabase;
 
 /// Runs `test` once per engine, each time on a fresh database.
@@ -1294,6 +1296,157 @@ async fn daily_numbers(at: Location) {
     };
     assert_eq!(day("2026-12-05"), (1..=30).collect::<Vec<i64>>());
     assert_eq!(day("2026-12-06"), vec![1]);
+    drop(store);
+    writer.join();
+}
+
+#[tokio::test]
+async fn history_sums_and_audit_find_every_row_before_and_after_bulk_indexing() {
+    on_every_engine(bulk_indexes).await;
+}
+
+/// With an index lag of 3 events, the ledger by product and the audit log by entity are
+/// read partly from their bulk-written indexes and partly from the tail: every read must
+/// match what the tables themselves hold, whatever the split.
+async fn bulk_indexes(at: Location) {
+    let options = StoreOptions {
+        index_lag: 3,
+        ..StoreOptions::default()
+    };
+    let (store, writer, _) = Store::open(&at, options, Arc::new(Recorder::default()), None)
+        .await
+        .unwrap();
+    let account = audit::AccountAudit {
+        tenant: DEFAULT_TENANT.into(),
+        action: "site:update".into(),
+        entity_type: "site",
+        entity_id: Some(DEFAULT_SITE.into()),
+        ..Default::default()
+    };
+    store
+        .accounts(move |a| a.audited(&account, |_| Ok(())))
+        .await
+        .unwrap();
+    let mut split_seen = (false, false);
+    for n in 0..14_i64 {
+        let lines: Vec<(i64, i64)> = if n % 5 == 4 {
+            vec![(1, 2), (2, 3)]
+        } else {
+            vec![(n % 3 + 1, n + 1)]
+        };
+        store
+            .submit(cmd(StockOp::Add, &lines), origin(None))
+            .await
+            .unwrap();
+
+        let (head, indexed, indexed_rows): (i64, i64, i64) = store
+            .read(|r| {
+                let row = r.0.query_one(
+                    "SELECT head, indexed_head,
+                        (SELECT COUNT(*) FROM ledger_by_product WHERE tenant_id = $1)
+                     FROM streams WHERE tenant_id = $1",
+                    args![DEFAULT_TENANT],
+                )?;
+                Ok((row.int(0)?, row.int(1)?, row.int(2)?))
+            })
+            .await
+            .unwrap();
+        assert!(head - indexed < 3, "indexed up to {indexed} at head {head}");
+        split_seen.0 |= indexed > 0 && indexed_rows > 0;
+        split_seen.1 |= indexed > 0 && head > indexed;
+
+        for product in 1..=3_i64 {
+            // The table itself, newest first.
+            let expected: Vec<(String, i64)> = store
+                .read(move |r| {
+                    let rows = r.0.query(
+                        "SELECT id, delta FROM movements
+                         WHERE tenant_id = $1 AND site_id = $2 AND product_id = $3
+                         ORDER BY event_id DESC, id DESC",
+                        args![DEFAULT_TENANT, DEFAULT_SITE, product],
+                    )?;
+                    rows.into_iter()
+                        .map(|mut row| Ok((row.text(0)?, row.int(1)?)))
+                        .collect::<Result<_, DbError>>()
+                        .map_err(StoreError::from)
+                })
+                .await
+                .unwrap();
+            // The history, two at a time.
+            let mut paged = Vec::new();
+            let mut before: Option<OutboxCursor> = None;
+            loop {
+                let cursor = before.clone();
+                let page = store
+                    .sync(move |s| {
+                        s.product_history(DEFAULT_TENANT, DEFAULT_SITE, product, cursor.as_ref(), 2)
+                    })
+                    .await
+                    .unwrap();
+                let Some(last) = page.last() else { break };
+                before = Some(last.cursor.clone());
+                paged.extend(page.into_iter().map(|p| (p.entry.id, p.entry.delta)));
+            }
+            assert_eq!(paged, expected, "history of product {product} after {n}");
+            let sum = store
+                .ledger_sum(DEFAULT_TENANT, DEFAULT_SITE, product)
+                .await
+                .unwrap();
+            assert_eq!(sum, expected.iter().map(|(_, d)| d).sum::<i64>());
+
+            let filter = AuditFilter {
+                entity_type: Some("stock".into()),
+                entity_id: Some(product.to_string()),
+                limit: 100,
+                ..AuditFilter::default()
+            };
+            let audited = store
+                .read(move |r| r.audit(DEFAULT_TENANT, &filter))
+                .await
+                .unwrap();
+            let single_line = (0..=n).filter(|k| k % 5 != 4 && k % 3 + 1 == product);
+            assert_eq!(
+                audited.len(),
+                single_line.count(),
+                "audit of product {product}"
+            );
+        }
+        // Every command's entry, newest first, in pages; and the account change's.
+        let mut ids = Vec::new();
+        let mut before_id = None;
+        loop {
+            let filter = AuditFilter {
+                entity_type: Some("stock".into()),
+                before_id,
+                limit: 4,
+                ..AuditFilter::default()
+            };
+            let page = store
+                .read(move |r| r.audit(DEFAULT_TENANT, &filter))
+                .await
+                .unwrap();
+            let Some(last) = page.last() else { break };
+            before_id = last["id"].as_i64();
+            ids.extend(page.iter().map(|e| e["eventId"].as_i64().unwrap()));
+        }
+        assert_eq!(ids, (1..=head).rev().collect::<Vec<_>>());
+        let filter = AuditFilter {
+            entity_type: Some("site".into()),
+            entity_id: Some(DEFAULT_SITE.into()),
+            limit: 10,
+            ..AuditFilter::default()
+        };
+        let sites = store
+            .read(move |r| r.audit(DEFAULT_TENANT, &filter))
+            .await
+            .unwrap();
+        assert_eq!(sites.len(), 1);
+    }
+    assert_eq!(
+        split_seen,
+        (true, true),
+        "both the index and the tail were read"
+    );
     drop(store);
     writer.join();
 }

@@ -668,6 +668,40 @@ ALTER TABLE sites ADD COLUMN outbox_pending_sales INTEGER;
 ALTER TABLE sites ADD COLUMN oldest_unsynced_sale_at INTEGER;
 ALTER TABLE sites ADD COLUMN outbox_reported_at INTEGER;
 "#,
+    // The ledger by product and the audit log by entity are indexed in bulk by the
+    // writer (`bulk_index`): a tenant's movements and command audit entries up to
+    // `indexed_head` are in `ledger_by_product` and `audit_entities`, later ones are read
+    // through `movements_by_event` and `audit_by_event`; account entries (event 0) keep
+    // an ordinary (partial) index.
+    r#"
+ALTER TABLE streams ADD COLUMN indexed_head INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE ledger_by_product (
+    tenant_id   TEXT NOT NULL,
+    site_id     TEXT NOT NULL,
+    product_id  INTEGER NOT NULL,
+    event_id    INTEGER NOT NULL,
+    id          TEXT NOT NULL,
+    delta       INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, site_id, product_id, event_id, id)
+) WITHOUT ROWID;
+INSERT INTO ledger_by_product (tenant_id, site_id, product_id, event_id, id, delta)
+SELECT tenant_id, site_id, product_id, event_id, id, delta FROM movements;
+UPDATE streams SET indexed_head = head;
+DROP INDEX movements_by_product;
+CREATE TABLE audit_entities (
+    tenant_id   TEXT NOT NULL,
+    entity_type TEXT NOT NULL,
+    -- '' for an entry without an entity id.
+    entity_id   TEXT NOT NULL,
+    id          INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, entity_type, entity_id, id)
+) WITHOUT ROWID;
+INSERT INTO audit_entities (tenant_id, entity_type, entity_id, id)
+SELECT tenant_id, entity_type, COALESCE(entity_id, ''), id FROM audit_log WHERE event_id > 0;
+DROP INDEX audit_by_entity;
+CREATE INDEX audit_by_entity ON audit_log (tenant_id, entity_type, entity_id, id) WHERE event_id = 0;
+CREATE INDEX audit_by_event ON audit_log (tenant_id, event_id);
+"#,
 ];
 
 #[cfg(test)]
