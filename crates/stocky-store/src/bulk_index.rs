@@ -14,7 +14,8 @@
 //! - `ledger_by_product` holds exactly the tenant's movements with `event_id <=
 //!   streams.indexed_head`, and `audit_entities` exactly the tenant's audit entries of
 //!   commands (`event_id > 0`) with `event_id <= indexed_head`. The rest (the *tail*) are
-//!   found through `movements_by_event` and `audit_by_event`. This holds because every
+//!   found through `movements_by_event` and `audit_by_event`, which cover the columns a
+//!   tail read filters on (site and product, entity type and id). This holds because every
 //!   movement and every command's audit entry is inserted by the writer with the event id
 //!   it is assigning (above the head, so above `indexed_head`), and the writer indexes and
 //!   moves `indexed_head` in the transaction that holds the tenant's stream row lock.
@@ -30,7 +31,7 @@ use crate::sql::{args, Conn, DbError};
 /// How many events of a tenant may be unindexed before the writer indexes them, by
 /// default ([`crate::StoreOptions::index_lag`]). A history or audit read scans the tail
 /// (at most this many events) besides the index.
-pub const LAG: u64 = 4096;
+pub const LAG: u64 = 16_384;
 
 /// Whether a tenant whose stream is at `head`, indexed up to `indexed`, is due (`lag`:
 /// the events it may leave unindexed).

@@ -702,7 +702,10 @@ INSERT INTO audit_entities (tenant_id, entity_type, entity_id, id)
 SELECT tenant_id, entity_type, COALESCE(entity_id, ''), id FROM audit_log WHERE event_id > 0;
 DROP INDEX audit_by_entity;
 CREATE INDEX audit_by_entity ON audit_log (tenant_id, entity_type, entity_id, id) WHERE event_id = 0;
-CREATE INDEX audit_by_event ON audit_log (tenant_id, event_id);
+CREATE INDEX audit_by_event ON audit_log (tenant_id, event_id, entity_type, entity_id);
+-- The tail of the ledger is read through this index: it covers site and product.
+DROP INDEX movements_by_event;
+CREATE INDEX movements_by_event ON movements (tenant_id, event_id, id, site_id, product_id);
 "#,
 ];
 
