@@ -14,19 +14,35 @@ pub fn now_millis() -> i64 {
         .unwrap_or(0)
 }
 
-/// Renders `millis` (since the Unix epoch) as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+/// Renders `millis` (since the Unix epoch) as `YYYY-MM-DDTHH:MM:SS.mmmZ`. Every event
+/// frame and ack carries one, so years 0–9999 are written digit by digit (no
+/// formatting machinery); others fall back to `format!`.
 pub fn iso8601(millis: i64) -> String {
     let secs = millis.div_euclid(1000);
     let ms = millis.rem_euclid(1000);
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
-        sod / 3600,
-        (sod % 3600) / 60,
-        sod % 60
-    )
+    let (hh, mm, ss) = (sod / 3600, (sod % 3600) / 60, sod % 60);
+    if !(0..=9999).contains(&y) {
+        return format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{ms:03}Z");
+    }
+    let mut out = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut value: i64| {
+        for i in (at..at + width).rev() {
+            out[i] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    put(0, 4, y);
+    put(5, 2, m);
+    put(8, 2, d);
+    put(11, 2, hh);
+    put(14, 2, mm);
+    put(17, 2, ss);
+    put(20, 3, ms);
+    // Only ASCII digits and separators were written.
+    String::from_utf8(out.to_vec()).unwrap_or_default()
 }
 
 /// Days in month `mo` (1–12) of year `y` (proleptic Gregorian).
@@ -121,6 +137,9 @@ mod tests {
         assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(iso8601(1_760_005_800_000), "2025-10-09T10:30:00.000Z");
         assert_eq!(iso8601(951_782_400_123), "2000-02-29T00:00:00.123Z");
+        assert_eq!(iso8601(253_402_300_799_999), "9999-12-31T23:59:59.999Z");
+        assert_eq!(iso8601(-1), "1969-12-31T23:59:59.999Z");
+        assert_eq!(iso8601(253_402_300_800_000), "10000-01-01T00:00:00.000Z");
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! Fan-out of committed events to live connections.
 //!
 //! Each tenant stream has one `tokio::sync::broadcast` ring of `send_queue` slots. An event
-//! is encoded once, here, when it is emitted (`LiveEvent::encode`, the one place that
-//! renders event frames and acks), and the same bytes are shared by every connection: a
-//! delivery costs a reference-count increment, and each connection's writer drains
-//! everything it has pending and flushes once. The ring is the bound of every
+//! is encoded once (`LiveEvent`, the one place that renders event frames and acks), by the
+//! first connection that sends it — on a connection's task, not on the store's writer
+//! thread, which emits the event and goes on with its next commit — and the same bytes are
+//! shared by every connection: a delivery costs a reference-count increment, and each
+//! connection's writer drains everything it has pending and flushes once. The ring is the bound of every
 //! per-connection queue: a connection that falls `send_queue` events behind finds itself
 //! lagged and is disconnected with a resync reason, so a slow consumer never slows anyone
 //! else down and never silently misses an event.
@@ -22,8 +23,9 @@ use stocky_store::{CommittedEvent, EventSink, StreamHead};
 use tokio::sync::{broadcast, mpsc};
 
 /// A committed event as connections receive it: encoded once with `prev = id - 1` (what
-/// a connection entitled to every event sees), and re-encoded at most once per other
-/// `prev` — in practice once per audience whose routing skips events.
+/// a connection entitled to every event sees) by the first connection that needs it, and
+/// re-encoded at most once per other `prev` — in practice once per audience whose routing
+/// skips events.
 #[derive(Debug)]
 pub struct LiveEvent {
     pub id: u64,
@@ -31,31 +33,24 @@ pub struct LiveEvent {
     pub event: Arc<str>,
     pub origin_connection: u64,
     committed: CommittedEvent,
-    frame: Utf8Bytes,
-    ack: Utf8Bytes,
+    frame: OnceLock<Utf8Bytes>,
+    /// Only the sender's connection (`origin_connection`) asks for it.
+    ack: OnceLock<Utf8Bytes>,
     /// Frames for other `prev` values; short-lived (the event leaves the ring soon).
     variants: Mutex<Vec<(u64, Utf8Bytes)>>,
 }
 
 impl LiveEvent {
-    /// The event with its frames for `prev = id - 1` encoded, once for every connection;
-    /// the ack only when a local connection sent it.
-    fn encode(committed: CommittedEvent) -> LiveEvent {
-        let parts = parts_of(&committed, committed.id - 1);
-        let frame = encode_event(&parts).into();
-        let ack = if committed.origin_connection != 0 {
-            encode_ack(&parts, false).into()
-        } else {
-            Utf8Bytes::default()
-        };
+    /// The event, its frames not encoded yet.
+    fn new(committed: CommittedEvent) -> LiveEvent {
         LiveEvent {
             id: committed.id,
             site: committed.site.clone(),
             event: committed.event.clone(),
             origin_connection: committed.origin_connection,
             committed,
-            frame,
-            ack,
+            frame: OnceLock::new(),
+            ack: OnceLock::new(),
             variants: Mutex::new(Vec::new()),
         }
     }
@@ -67,7 +62,10 @@ impl LiveEvent {
     /// The event frame for a connection whose previous event was `prev`.
     pub fn frame_after(&self, prev: u64) -> Utf8Bytes {
         if prev + 1 == self.id {
-            return self.frame.clone();
+            return self
+                .frame
+                .get_or_init(|| encode_event(&self.parts(prev)).into())
+                .clone();
         }
         let Ok(mut variants) = self.variants.lock() else {
             return encode_event(&self.parts(prev)).into();
@@ -83,7 +81,10 @@ impl LiveEvent {
     /// The sender's ack, for a connection whose previous event was `prev`.
     pub fn ack_after(&self, prev: u64) -> Utf8Bytes {
         if prev + 1 == self.id {
-            return self.ack.clone();
+            return self
+                .ack
+                .get_or_init(|| encode_ack(&self.parts(prev), false).into())
+                .clone();
         }
         encode_ack(&self.parts(prev), false).into()
     }
@@ -176,7 +177,7 @@ impl Stream {
     fn emit(&self, event: CommittedEvent) -> usize {
         self.head.store(event.id, Ordering::Release);
         let origin = event.origin_connection;
-        let live = LiveEvent::encode(event);
+        let live = LiveEvent::new(event);
         let receivers = self.tx.send(Delivery::Event(Arc::new(live))).unwrap_or(0);
         // The sender's own connection gets an ack, not the event.
         if origin != 0 {
