@@ -191,17 +191,41 @@ pub fn statement_chunks<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
     })
 }
 
-/// `($first, …), (…), …`: `rows` tuples of `width` numbered placeholders.
-pub fn placeholder_rows(first: usize, rows: usize, width: usize) -> String {
-    let mut out = String::with_capacity(rows * width * 5);
+/// `($first, …), (…), …`: `rows` tuples of `width` numbered placeholders. Multi-row
+/// statements take only a few shapes (see [`statement_chunks`]) but are built at every
+/// batch, so each thread keeps the lists it has built (at most [`PLACEHOLDER_SHAPES`]).
+pub fn placeholder_rows(first: usize, rows: usize, width: usize) -> std::rc::Rc<str> {
+    thread_local! {
+        static BUILT: std::cell::RefCell<std::collections::HashMap<(usize, usize, usize), std::rc::Rc<str>>> =
+            std::cell::RefCell::default();
+    }
+    BUILT.with(|built| {
+        let mut built = built.borrow_mut();
+        if let Some(list) = built.get(&(first, rows, width)) {
+            return list.clone();
+        }
+        if built.len() >= PLACEHOLDER_SHAPES {
+            built.clear();
+        }
+        let list: std::rc::Rc<str> = build_placeholder_rows(first, rows, width).into();
+        built.insert((first, rows, width), list.clone());
+        list
+    })
+}
+
+/// The placeholder lists a thread keeps at most (then it starts again).
+const PLACEHOLDER_SHAPES: usize = 512;
+
+fn build_placeholder_rows(first: usize, rows: usize, width: usize) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(rows * width * 6);
     for row in 0..rows {
         out.push_str(if row == 0 { "(" } else { ", (" });
         for column in 0..width {
             if column > 0 {
                 out.push_str(", ");
             }
-            out.push('$');
-            out.push_str(&(first + row * width + column).to_string());
+            let _ = write!(out, "${}", first + row * width + column);
         }
         out.push(')');
     }
