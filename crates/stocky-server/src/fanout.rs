@@ -5,10 +5,10 @@
 //! first connection that sends it — on a connection's task, not on the store's writer
 //! thread, which emits the event and goes on with its next commit — and the same bytes are
 //! shared by every connection: a delivery costs a reference-count increment, and each
-//! connection's writer drains everything it has pending and flushes once. The ring is the bound of every
-//! per-connection queue: a connection that falls `send_queue` events behind finds itself
-//! lagged and is disconnected with a resync reason, so a slow consumer never slows anyone
-//! else down and never silently misses an event.
+//! connection's writer drains everything it has pending and flushes once. The ring is the
+//! bound of every per-connection queue: a connection that falls `send_queue` events behind
+//! finds itself lagged and is disconnected with a resync reason, so a slow consumer never
+//! slows anyone else down and never silently misses an event.
 //!
 //! Invariant: `head` is stored before the event is sent, so a connection that subscribes
 //! and then reads `head` receives every event after `head` on its receiver.

@@ -41,21 +41,25 @@ pub(crate) fn due(indexed: u64, head: u64, lag: u64) -> bool {
 
 /// Indexes `tenant`'s movements and audit entries with `from < event_id <= to`, inside
 /// the writer's transaction (which holds the stream row lock and moves `indexed_head` to
-/// `to`), after the batch's audit entries are written.
+/// `to`), after the batch's audit entries are written. A row already indexed is left
+/// alone, so that an index somehow ahead of `indexed_head` can never stop a tenant's
+/// commits.
 pub(crate) fn index(conn: &mut dyn Conn, tenant: &str, from: u64, to: u64) -> Result<(), DbError> {
     let range = args![tenant, from as i64, to as i64];
     conn.execute(
         "INSERT INTO ledger_by_product (tenant_id, site_id, product_id, event_id, id, delta)
          SELECT tenant_id, site_id, product_id, event_id, id, delta FROM movements
          WHERE tenant_id = $1 AND event_id > $2 AND event_id <= $3
-         ORDER BY site_id, product_id, event_id, id",
+         ORDER BY site_id, product_id, event_id, id
+         ON CONFLICT DO NOTHING",
         range,
     )?;
     conn.execute(
         "INSERT INTO audit_entities (tenant_id, entity_type, entity_id, id)
          SELECT tenant_id, entity_type, COALESCE(entity_id, ''), id FROM audit_log
          WHERE tenant_id = $1 AND event_id > $2 AND event_id <= $3
-         ORDER BY entity_type, entity_id, id",
+         ORDER BY entity_type, entity_id, id
+         ON CONFLICT DO NOTHING",
         range,
     )?;
     Ok(())

@@ -128,7 +128,7 @@ struct Writer {
     /// Committed `(epoch, head)` per tenant stream.
     streams: Heads,
     /// How far each tenant's ledger is in `ledger_by_product` (see `bulk_index`), as
-    /// read with its stream row in the open transaction.
+    /// read with its stream row in the open transaction (every batch reads it again).
     indexed: HashMap<Arc<str>, u64>,
     last_prune: Instant,
     /// The audit entries of the batch being staged (written just before its commit).
@@ -285,13 +285,6 @@ impl Writer {
                 let _ = reply.send(Err(SubmitError::Unavailable(format!("commit failed: {e}"))));
             }
             return;
-        }
-        for (tenant, (_, head)) in &staged_heads {
-            if let Some(indexed) = self.indexed.get_mut(tenant) {
-                if bulk_index::due(*indexed, *head, self.options.index_lag) {
-                    *indexed = *head;
-                }
-            }
         }
         self.streams.extend(staged_heads);
         for ((_, _, reply), outcome) in batch.drain(..).zip(outcomes) {
