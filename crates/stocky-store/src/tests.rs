@@ -511,12 +511,17 @@ async fn several_writers_on_one_database_never_reuse_or_skip_ids() {
 }
 
 /// Three stores on one database stand for three hub instances: each has its own writer,
-/// and their commands interleave on one tenant's stream.
+/// and their commands interleave on one tenant's stream. Each also indexes the ledger in
+/// bulk every 4 events, so the three take turns at it.
 async fn several_writers(at: Location) {
     let sinks: Vec<Arc<Recorder>> = (0..3).map(|_| Arc::default()).collect();
     let mut stores = Vec::new();
     for sink in &sinks {
-        stores.push(open(&at, sink.clone()).await);
+        let options = StoreOptions {
+            index_lag: 4,
+            ..StoreOptions::default()
+        };
+        stores.push(Store::open(&at, options, sink.clone(), None).await.unwrap());
     }
     let tasks: Vec<_> = stores
         .iter()
@@ -562,7 +567,29 @@ async fn several_writers(at: Location) {
             .await
             .unwrap();
         assert_eq!(sum, 30);
+        let history = store
+            .sync(move |s| s.product_history(DEFAULT_TENANT, DEFAULT_SITE, product, None, 1000))
+            .await
+            .unwrap();
+        assert_eq!(history.len(), 30, "product {product}'s history");
     }
+    // The index holds exactly the movements up to `indexed_head`, whichever writer wrote it.
+    let (indexed, in_index, up_to): (i64, i64, i64) = store
+        .read(|r| {
+            let row = r.0.query_one(
+                "SELECT indexed_head,
+                    (SELECT COUNT(*) FROM ledger_by_product WHERE tenant_id = $1),
+                    (SELECT COUNT(*) FROM movements WHERE tenant_id = $1
+                       AND event_id <= (SELECT indexed_head FROM streams WHERE tenant_id = $1))
+                 FROM streams WHERE tenant_id = $1",
+                args![DEFAULT_TENANT],
+            )?;
+            Ok((row.int(0)?, row.int(1)?, row.int(2)?))
+        })
+        .await
+        .unwrap();
+    assert!(indexed > 86, "indexed up to {indexed} of 90");
+    assert_eq!(in_index, up_to);
     for (store, writer, _) in stores {
         drop(store);
         writer.join();
