@@ -6,9 +6,9 @@
 //! SQLite every such page is written whole into the WAL at each commit, so a group commit
 //! of stock commands over many products wrote two pages per command for these two
 //! indexes alone (a third of the writer's time). Here the writer indexes a tenant's
-//! movements and audit entries once [`LAG`] events (by default) have accumulated since the last time,
-//! in one sorted `INSERT … SELECT` per index: each page is then written once for many
-//! rows.
+//! movements and audit entries once [`LAG`] events (by default) have accumulated since
+//! the last time, in one sorted `INSERT … SELECT` per index: each page is then written
+//! once for many rows.
 //!
 //! Invariants:
 //! - `ledger_by_product` holds exactly the tenant's movements with `event_id <=
