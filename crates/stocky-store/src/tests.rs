@@ -62,9 +62,15 @@ fn cmd(op: StockOp, lines: &[(i64, i64)]) -> StockCommand {
 }
 
 async fn open(at: &Location, sink: Arc<Recorder>) -> (Store, WriterGuard, Vec<StreamHead>) {
-    Store::open(at, StoreOptions::default(), sink, None)
-        .await
-        .unwrap()
+    open_with(at, StoreOptions::default(), sink).await
+}
+
+async fn open_with(
+    at: &Location,
+    options: StoreOptions,
+    sink: Arc<Recorder>,
+) -> (Store, WriterGuard, Vec<StreamHead>) {
+    Store::open(at, options, sink, None).await.unwrap()
 }
 
 #[tokio::test]
@@ -480,9 +486,7 @@ async fn retention(at: Location) {
         event_retention: 3,
         ..StoreOptions::default()
     };
-    let (store, writer, _) = Store::open(&at, options, Arc::new(Recorder::default()), None)
-        .await
-        .unwrap();
+    let (store, writer, _) = open_with(&at, options, Arc::default()).await;
     for _ in 0..6 {
         store
             .submit(cmd(StockOp::Add, &[(1, 1)]), origin(None))
@@ -521,7 +525,7 @@ async fn several_writers(at: Location) {
             index_lag: 4,
             ..StoreOptions::default()
         };
-        stores.push(Store::open(&at, options, sink.clone(), None).await.unwrap());
+        stores.push(open_with(&at, options, sink.clone()).await);
     }
     let tasks: Vec<_> = stores
         .iter()
@@ -1340,9 +1344,7 @@ async fn bulk_indexes(at: Location) {
         index_lag: 3,
         ..StoreOptions::default()
     };
-    let (store, writer, _) = Store::open(&at, options, Arc::new(Recorder::default()), None)
-        .await
-        .unwrap();
+    let (store, writer, _) = open_with(&at, options, Arc::default()).await;
     let account = audit::AccountAudit {
         tenant: DEFAULT_TENANT.into(),
         action: "site:update".into(),
