@@ -61,6 +61,10 @@ enum Scenario {
         window: usize,
         #[arg(long, default_value_t = 5)]
         seconds: u64,
+        /// Tenants the clients are spread over (round robin); more than 1 creates them and
+        /// signs each client in as its tenant's owner.
+        #[arg(long, default_value_t = 1)]
+        tenants: usize,
     },
     /// An edge takes `operations` commands with its hub away (the latency of the first
     /// `latency_commands`, one at a time, is measured), then drains them to a SQLite hub.
@@ -135,7 +139,15 @@ async fn main() -> Result<()> {
                 clients,
                 window,
                 seconds,
-            } => commands(&cli.hub, clients, window, Duration::from_secs(seconds)).await?,
+                tenants,
+            } => {
+                let load = Load {
+                    clients,
+                    window,
+                    duration: Duration::from_secs(seconds),
+                };
+                commands(&cli.hub, load, tenants).await?
+            }
             Scenario::Replay { events } => replay(&cli.hub, events).await?,
             Scenario::EdgeDrain {
                 operations,
@@ -349,27 +361,31 @@ async fn latency(
     })
 }
 
-/// Runs `clients` connections each keeping `window` commands in flight until `until`
-/// elapses or `limit` commands were acknowledged in total; returns acks.
-async fn pipeline(
-    addr: &str,
+/// How `pipeline` loads a hub: `clients` connections each keeping `window` commands in
+/// flight for `duration`.
+#[derive(Clone, Copy)]
+struct Load {
     clients: usize,
     window: usize,
-    until: Duration,
-    limit: usize,
-) -> Result<usize> {
+    duration: Duration,
+}
+
+/// Runs `load` until its duration elapses or `limit` commands were acknowledged in total;
+/// client `c` connects on `paths[c % paths.len()]`. Returns acks.
+async fn pipeline(addr: &str, paths: &[String], load: Load, limit: usize) -> Result<usize> {
     let issued = Arc::new(AtomicUsize::new(0));
-    let deadline = Instant::now() + until;
+    let deadline = Instant::now() + load.duration;
     let mut tasks = JoinSet::new();
-    for c in 0..clients {
+    for c in 0..load.clients {
         let (addr, issued) = (addr.to_owned(), issued.clone());
+        let path = paths[c % paths.len()].clone();
         tasks.spawn(async move {
-            let mut client = WsClient::connect(&addr, WS).await?;
+            let mut client = WsClient::connect(&addr, &path).await?;
             let (mut in_flight, mut acks, mut seq) = (0usize, 0usize, c * 7919);
             let take =
                 || issued.fetch_add(1, Ordering::Relaxed) < limit && Instant::now() < deadline;
             loop {
-                while in_flight < window && take() {
+                while in_flight < load.window && take() {
                     seq += 1;
                     client.send_text(&add_command(seq % 1000 + 1)).await?;
                     in_flight += 1;
@@ -393,18 +409,53 @@ async fn pipeline(
     Ok(total)
 }
 
-async fn commands(bin: &str, clients: usize, window: usize, duration: Duration) -> Result<Figure> {
+/// The WebSocket path of each of `clients` clients spread over `tenants` tenants: the
+/// bench's operator token for one tenant; else tenants `bench-1`… are created and each
+/// client signs in as its tenant's owner (from its own device).
+async fn tenant_paths(addr: &str, clients: usize, tenants: usize) -> Result<Vec<String>> {
+    if tenants <= 1 {
+        return Ok(vec![WS.to_owned()]);
+    }
+    const PASSWORD: &str = "bench-password";
+    let operator = stocky_client::Client::new(addr)?.with_token(hub::ADMIN_TOKEN);
+    for t in 1..=tenants {
+        let body = serde_json::json!({
+            "id": format!("bench-{t}"),
+            "owner": {"email": format!("owner@bench-{t}.test"), "password": PASSWORD},
+        });
+        operator.create_tenant(&body).await?;
+    }
+    let mut paths = Vec::with_capacity(clients);
+    for c in 0..clients {
+        let email = format!("owner@bench-{}.test", c % tenants + 1);
+        let device = format!("bench-client-{c}");
+        let grant = stocky_client::Client::new(addr)?
+            .login_on_device(&email, PASSWORD, Some(&device))
+            .await?;
+        paths.push(format!(
+            "/ws?token={}&deviceId={device}",
+            grant.access_token
+        ));
+    }
+    Ok(paths)
+}
+
+async fn commands(bin: &str, load: Load, tenants: usize) -> Result<Figure> {
     let hub = HubProcess::start(bin, &[])?;
+    let paths = tenant_paths(&hub.addr, load.clients, tenants).await?;
     let cpu = Cpu::start(&hub)?;
     let t0 = Instant::now();
-    let acked = pipeline(&hub.addr, clients, window, duration, usize::MAX).await?;
+    let acked = pipeline(&hub.addr, &paths, load, usize::MAX).await?;
     let secs = t0.elapsed().as_secs_f64();
     let (hub_cpu, own_cpu) = cpu.used(&hub)?;
     let rate = acked as f64 / secs;
+    let Load {
+        clients, window, ..
+    } = load;
     Ok(Figure {
         value: rate,
         line: format!(
-            "{clients} clients × {window} in flight: {rate:.0} commands/s ({acked} in {secs:.2} s); \
+            "{clients} clients × {window} in flight over {tenants} tenant(s): {rate:.0} commands/s ({acked} in {secs:.2} s); \
              CPU hub {hub_cpu:.2} s, bench {own_cpu:.2} s"
         ),
     })
@@ -464,7 +515,17 @@ async fn edge_drain(
     times.sort_by(f64::total_cmp);
     let percentile = |p: f64| times[((times.len() - 1) as f64 * p) as usize];
     let rest = operations.saturating_sub(latency_commands);
-    let queued = pipeline(&edge.addr, 4, 64, Duration::from_secs(600), rest).await?;
+    let queued = pipeline(
+        &edge.addr,
+        &[WS.to_owned()],
+        Load {
+            clients: 4,
+            window: 64,
+            duration: Duration::from_secs(600),
+        },
+        rest,
+    )
+    .await?;
     anyhow::ensure!(queued == rest, "queued {queued} of {rest}");
 
     // The hub is back: the edge restarts with its real hub URL and drains.
@@ -506,7 +567,17 @@ async fn replay(bin: &str, events: usize) -> Result<Figure> {
         bin,
         &[("STOCKY_EVENT_RETENTION", events.max(10_000).to_string())],
     )?;
-    let acked = pipeline(&hub.addr, 1, 64, Duration::from_secs(600), events).await?;
+    let acked = pipeline(
+        &hub.addr,
+        &[WS.to_owned()],
+        Load {
+            clients: 1,
+            window: 64,
+            duration: Duration::from_secs(600),
+        },
+        events,
+    )
+    .await?;
     if acked != events {
         bail!("populated {acked} of {events} events");
     }

@@ -213,7 +213,7 @@ pub struct PoolState {
     /// Pooled read connections in use, and kept idle.
     pub readers_busy: usize,
     pub readers_idle: usize,
-    /// Commands waiting in the writer's queue.
+    /// Commands waiting in the writers' queues.
     pub writer_queue: usize,
 }
 
@@ -361,6 +361,10 @@ pub struct StoreOptions {
     /// that many at most besides the index; fewer means more index pages written per
     /// command.
     pub index_lag: u64,
+    /// Writer threads, each with its own connection and a fixed share of the tenants
+    /// (`sequencer::shard_of`). PostgreSQL only: SQLite has one writer per database file,
+    /// so more than 1 is refused there.
+    pub writers: usize,
 }
 
 /// SQLite's `synchronous` setting, i.e. what an acknowledged commit survives.
@@ -385,6 +389,7 @@ impl Default for StoreOptions {
             max_batch: 512,
             durability: Durability::Normal,
             index_lag: bulk_index::LAG,
+            writers: 1,
         }
     }
 }
@@ -404,21 +409,22 @@ pub struct Reads<'a>(pub(crate) &'a mut dyn Conn);
 /// Handle to an open store. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    jobs: mpsc::Sender<sequencer::Job>,
+    /// One queue per writer; a tenant's commands always go to the same one.
+    writers: Arc<[mpsc::Sender<sequencer::Job>]>,
     reads: reader::Pool,
     /// Read-write connections for account data (writes that carry no event).
     aux: reader::Pool,
     description: Arc<str>,
 }
 
-/// Joins the writer thread once every handle's queue is drained; see [`Store::open`].
-pub struct WriterGuard(Option<std::thread::JoinHandle<()>>);
+/// Joins the writer threads once every handle's queue is drained; see [`Store::open`].
+pub struct WriterGuard(Vec<std::thread::JoinHandle<()>>);
 
 impl WriterGuard {
-    /// Blocks until the writer has committed everything queued before the last
+    /// Blocks until the writers have committed everything queued before the last
     /// [`Store`] handle was dropped.
-    pub fn join(mut self) {
-        if let Some(handle) = self.0.take() {
+    pub fn join(self) {
+        for handle in self.0 {
             let _ = handle.join();
         }
     }
@@ -426,34 +432,73 @@ impl WriterGuard {
 
 impl Store {
     /// Opens (creating and migrating if needed) the database at `location` and starts its
-    /// writer thread. Returns the store, the writer guard (join it after dropping every
-    /// store handle to finish pending commits) and every stream's head.
+    /// writer threads (`options.writers`). Returns the store, the writer guard (join it
+    /// after dropping every store handle to finish pending commits) and every stream's head.
     pub async fn open(
         location: &Location,
         options: StoreOptions,
         sink: Arc<dyn EventSink>,
         validator: Option<Arc<dyn BusinessValidator>>,
     ) -> Result<(Self, WriterGuard, Vec<StreamHead>), StoreError> {
+        let shards = options.writers.max(1);
+        if shards > 1 && matches!(location, Location::Sqlite(_)) {
+            return Err(StoreError::Location(format!(
+                "{shards} writers need PostgreSQL: SQLite has one writer per database file"
+            )));
+        }
         let engine = location.engine(options.durability)?;
         let opening = engine.clone();
-        let (conn, heads) = tokio::task::spawn_blocking(move || {
-            let mut conn = opening.connect(engine::ConnRole::Writer)?;
-            opening.migrate(&mut *conn)?;
-            let heads = sequencer::bootstrap(&mut *conn)?;
-            Ok::<_, StoreError>((conn, heads))
+        let (conns, heads) = tokio::task::spawn_blocking(move || {
+            let mut first = opening.connect(engine::ConnRole::Writer)?;
+            opening.migrate(&mut *first)?;
+            let heads = sequencer::bootstrap(&mut *first)?;
+            let mut conns = vec![first];
+            for _ in 1..shards {
+                conns.push(opening.connect(engine::ConnRole::Writer)?);
+            }
+            Ok::<_, StoreError>((conns, heads))
         })
         .await
         .map_err(|e| StoreError::Task(e.to_string()))??;
-        let (jobs, rx) = mpsc::channel(options.queue_capacity.max(1));
         let description = Arc::from(engine.describe());
-        let writer = sequencer::spawn(engine.clone(), conn, rx, options, sink, validator, &heads)?;
+        let (mut writers, mut threads) = (Vec::new(), Vec::new());
+        for (shard, conn) in conns.into_iter().enumerate() {
+            let (jobs, rx) = mpsc::channel(options.queue_capacity.max(1));
+            let own: Vec<StreamHead> = heads
+                .iter()
+                .filter(|h| sequencer::shard_of(&h.tenant, shards) == shard)
+                .cloned()
+                .collect();
+            let spawned = sequencer::spawn(
+                sequencer::WriterSetup {
+                    shard,
+                    engine: engine.clone(),
+                    conn,
+                    options: options.clone(),
+                    sink: sink.clone(),
+                    validator: validator.clone(),
+                },
+                rx,
+                &own,
+            );
+            match spawned {
+                Ok(thread) => threads.push(thread),
+                Err(e) => {
+                    // The writers already started end once their queues are dropped.
+                    drop(writers);
+                    WriterGuard(threads).join();
+                    return Err(e);
+                }
+            }
+            writers.push(jobs);
+        }
         let store = Store {
-            jobs,
+            writers: writers.into(),
             reads: reader::Pool::new(engine.clone(), engine::ConnRole::Reader),
             aux: reader::Pool::new(engine, engine::ConnRole::Accounts),
             description,
         };
-        Ok((store, WriterGuard(Some(writer)), heads))
+        Ok((store, WriterGuard(threads), heads))
     }
 
     /// Where the data lives (engine and location, without credentials), for logs.
@@ -469,7 +514,7 @@ impl Store {
     ) -> Result<Applied, SubmitError> {
         let command = Box::new(command.into());
         let (reply, rx) = oneshot::channel();
-        self.jobs
+        self.writer_of(&origin.tenant)
             .send(sequencer::Job::Command {
                 command,
                 origin,
@@ -484,7 +529,14 @@ impl Store {
     /// Asks the writer to drop events beyond retention or TTL now (it also does so by itself
     /// after writes). Returns without waiting.
     pub fn prune_soon(&self) {
-        let _ = self.jobs.try_send(sequencer::Job::Prune);
+        for writer in self.writers.iter() {
+            let _ = writer.try_send(sequencer::Job::Prune);
+        }
+    }
+
+    /// The queue of the writer that owns `tenant`'s stream.
+    fn writer_of(&self, tenant: &str) -> &mpsc::Sender<sequencer::Job> {
+        &self.writers[sequencer::shard_of(tenant, self.writers.len())]
     }
 
     /// Events of `tenant` after `after`, at most `limit`, with the stream's bounds, read in
@@ -554,10 +606,10 @@ impl Store {
         self.aux.run(move |c| f(&mut SyncTables(c))).await
     }
 
-    /// Whether the writer thread still takes commands (it ends only at shutdown or when it
-    /// panicked).
+    /// Whether every writer thread still takes commands (one ends only at shutdown or when
+    /// it panicked).
     pub fn writer_alive(&self) -> bool {
-        !self.jobs.is_closed()
+        self.writers.iter().all(|w| !w.is_closed())
     }
 
     /// The read pools' connections and the writer's queue, for metrics.
@@ -566,7 +618,11 @@ impl Store {
         PoolState {
             readers_busy: reads.0 + aux.0,
             readers_idle: reads.1 + aux.1,
-            writer_queue: self.jobs.max_capacity() - self.jobs.capacity(),
+            writer_queue: self
+                .writers
+                .iter()
+                .map(|w| w.max_capacity() - w.capacity())
+                .sum(),
         }
     }
 

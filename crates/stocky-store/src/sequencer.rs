@@ -1,17 +1,20 @@
-//! The single writer: group commit, gap-free event ids, transactional outbox.
+//! The writer: group commit, gap-free event ids, transactional outbox.
 //!
-//! One OS thread per hub owns the store's write connection. It blocks for the first queued
-//! job, takes whatever else is already queued (up to `max_batch`), and runs all of it in one
-//! write transaction: each command inside its own savepoint, validated against the state
-//! the earlier commands of the batch left. The first time a batch touches a tenant it reads
-//! (and on PostgreSQL row-locks) the tenant's `streams` row, so writers of other processes
-//! or hub instances sharing the database serialise per tenant and ids stay gap-free. A command
-//! may raise several events (its own first, then what it set off: a sale's stock levels,
-//! low-stock alerts), with consecutive ids. The audit entries of the applied commands are
-//! written just before the commit, in the same transaction. After the commit — and only then — the
-//! events go to the sink in id order and the waiting senders get their answers. If the
-//! commit fails, every command of the batch is answered `Unavailable` and the cached
-//! stream heads are left as they were before the batch, so no id is skipped.
+//! One OS thread per hub owns the store's write connection — on PostgreSQL optionally
+//! several (`StoreOptions::writers`), each with its own connection and a fixed share of the
+//! tenants ([`shard_of`]), so that a tenant's stream is only ever written by one of them.
+//! A writer blocks for the first queued job, takes whatever else is already queued (up to
+//! `max_batch`), and runs all of it in one write transaction: each command inside its own
+//! savepoint, validated against the state the earlier commands of the batch left. The
+//! first time a batch touches a tenant it reads (and on PostgreSQL row-locks) the tenant's
+//! `streams` row, so writers of other processes or hub instances sharing the database
+//! serialise per tenant and ids stay gap-free. A command may raise several events (its own
+//! first, then what it set off: a sale's stock levels, low-stock alerts), with consecutive
+//! ids. The audit entries of the applied commands are written just before the commit, in
+//! the same transaction. After the commit — and only then — the events go to the sink in id
+//! order and the waiting senders get their answers. If the commit fails, every command of
+//! the batch is answered `Unavailable` and the cached stream heads are left as they were
+//! before the batch, so no id is skipped.
 //!
 //! The queue is bounded (`queue_capacity`): when it is full, senders wait. A broken
 //! connection (database restart) fails the batch in hand with `Unavailable`; the next batch
@@ -86,13 +89,21 @@ pub(crate) fn bootstrap(conn: &mut dyn Conn) -> Result<Vec<StreamHead>, StoreErr
     crate::reader::heads(conn)
 }
 
+/// What one writer thread is given: its shard number, its own connection and the shared
+/// parts.
+pub(crate) struct WriterSetup {
+    pub shard: usize,
+    pub engine: Arc<dyn Engine>,
+    pub conn: Box<dyn Conn>,
+    pub options: StoreOptions,
+    pub sink: Arc<dyn EventSink>,
+    pub validator: Option<Arc<dyn BusinessValidator>>,
+}
+
+/// Starts a writer thread on `jobs`; `heads` are the streams of the tenants it owns.
 pub(crate) fn spawn(
-    engine: Arc<dyn Engine>,
-    conn: Box<dyn Conn>,
+    setup: WriterSetup,
     jobs: mpsc::Receiver<Job>,
-    options: StoreOptions,
-    sink: Arc<dyn EventSink>,
-    validator: Option<Arc<dyn BusinessValidator>>,
     heads: &[StreamHead],
 ) -> Result<std::thread::JoinHandle<()>, StoreError> {
     let streams = heads
@@ -100,21 +111,39 @@ pub(crate) fn spawn(
         .map(|h| (h.tenant.clone(), (h.epoch.clone(), h.head)))
         .collect();
     let writer = Writer {
-        engine,
-        conn,
+        engine: setup.engine,
+        conn: setup.conn,
         last_connect: Instant::now(),
-        options,
-        sink,
-        validator,
+        options: setup.options,
+        sink: setup.sink,
+        validator: setup.validator,
         streams,
         indexed: HashMap::new(),
         last_prune: Instant::now(),
         audit: Vec::new(),
     };
+    // Thread names are cut at 15 bytes: "stocky-writer-9" fits.
+    let name = match setup.shard {
+        0 => "stocky-writer".to_owned(),
+        n => format!("stocky-writer-{n}"),
+    };
     std::thread::Builder::new()
-        .name("stocky-writer".into())
+        .name(name)
         .spawn(move || writer.run(jobs))
-        .map_err(|e| StoreError::Task(format!("cannot start the writer thread: {e}")))
+        .map_err(|e| StoreError::Task(format!("cannot start a writer thread: {e}")))
+}
+
+/// The writer (of `shards`) that owns `tenant`'s stream: FNV-1a of the tenant id, so the
+/// same on every instance and at every start. A tenant's commands all go through one
+/// writer, which keeps its events in id order on their way to the sink.
+pub(crate) fn shard_of(tenant: &str, shards: usize) -> usize {
+    if shards <= 1 {
+        return 0;
+    }
+    let hash = tenant.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (hash % shards as u64) as usize
 }
 
 struct Writer {

@@ -2,6 +2,7 @@
 //! accounts, without any network in the way — run against every engine this run has
 //! (SQLite always; PostgreSQL when `STOCKY_TEST_DATABASE_URL` is set, see [`crate::testing`]).
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
@@ -668,6 +669,120 @@ async fn multi_tenant_writers(at: Location) {
         drop(store);
         writer.join();
     }
+}
+
+/// Which thread published each event: `(tenant, id, thread name)`.
+#[derive(Default)]
+struct ByThread(Mutex<Vec<(Arc<str>, u64, String)>>);
+
+impl EventSink for ByThread {
+    fn publish(&self, event: CommittedEvent) -> usize {
+        let thread = std::thread::current().name().unwrap_or("").to_owned();
+        self.0
+            .lock()
+            .unwrap()
+            .push((event.tenant, event.id, thread));
+        1
+    }
+}
+
+#[tokio::test]
+async fn several_writers_share_the_tenants_and_each_tenant_stays_with_one() {
+    on_every_engine(sharded_writers).await;
+}
+
+/// One store with three writer threads (PostgreSQL; SQLite refuses more than one) takes
+/// commands for six tenants at once: every command applies, each tenant's ids are
+/// gap-free and its events are all published by one writer, in id order, and the
+/// tenants are spread over more than one writer.
+async fn sharded_writers(at: Location) {
+    const TENANTS: [&str; 6] = ["s1", "s2", "s3", "s4", "s5", "s6"];
+    const EACH: u64 = 40;
+    let options = StoreOptions {
+        writers: 3,
+        ..StoreOptions::default()
+    };
+    if matches!(at, Location::Sqlite(_)) {
+        let refused = Store::open(&at, options, Arc::new(ByThread::default()), None).await;
+        let message = refused
+            .err()
+            .expect("SQLite refuses three writers")
+            .to_string();
+        assert!(message.contains("PostgreSQL"), "{message}");
+        return;
+    }
+    let sink = Arc::new(ByThread::default());
+    let (store, writer, _) = Store::open(&at, options, sink.clone(), None).await.unwrap();
+    for (n, tenant) in TENANTS.iter().enumerate() {
+        let owner = Account {
+            id: format!("owner-{tenant}"),
+            tenant: (*tenant).into(),
+            role: Role::Owner,
+            site: None,
+            modules: None,
+        };
+        let email = format!("owner{n}@shards.test");
+        store
+            .accounts(move |a| a.create_tenant(tenant, tenant, Some((&owner, &email, "hash"))))
+            .await
+            .unwrap();
+    }
+    let mut tasks = Vec::new();
+    for round in 0..EACH {
+        for tenant in TENANTS {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let origin = Origin::system(tenant.into(), DEFAULT_SITE.into(), "test");
+                let product = 1 + (round % 4) as i64;
+                store
+                    .submit(cmd(StockOp::Add, &[(product, 1)]), origin)
+                    .await
+            }));
+        }
+    }
+    for task in tasks {
+        let answer = task.await.unwrap();
+        assert!(answer.is_ok(), "every command applies: {answer:?}");
+    }
+    let published = sink.0.lock().unwrap().clone();
+    let mut threads = BTreeSet::new();
+    for tenant in TENANTS {
+        let mine: Vec<_> = published
+            .iter()
+            .filter(|(t, _, _)| &**t == tenant)
+            .collect();
+        let ids: Vec<u64> = mine.iter().map(|(_, id, _)| *id).collect();
+        assert_eq!(
+            ids,
+            (1..=EACH).collect::<Vec<_>>(),
+            "{tenant}: gap-free, in order"
+        );
+        let by: BTreeSet<&str> = mine.iter().map(|(_, _, thread)| thread.as_str()).collect();
+        assert_eq!(by.len(), 1, "{tenant} is published by one writer: {by:?}");
+        assert!(by.iter().all(|t| t.starts_with("stocky-writer")), "{by:?}");
+        threads.extend(by.into_iter().map(str::to_owned));
+        let page = store.replay(tenant, 0, 1000).await.unwrap();
+        assert_eq!(page.head, EACH, "{tenant}");
+        let total: i64 = on_hand_total(&store, tenant).await;
+        assert_eq!(total, EACH as i64, "{tenant}: stock");
+    }
+    assert!(
+        threads.len() > 1,
+        "six tenants over three writers: {threads:?}"
+    );
+    drop(store);
+    writer.join();
+}
+
+/// The on-hand stock of products 1–4 of `tenant`'s default site, summed.
+async fn on_hand_total(store: &Store, tenant: &'static str) -> i64 {
+    let mut total = 0;
+    for product in 1..=4 {
+        if let Some(row) = store.stock_of(tenant, DEFAULT_SITE, product).await.unwrap() {
+            total += row.on_hand;
+        }
+    }
+    total
 }
 
 fn fields(value: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {

@@ -290,6 +290,11 @@ struct HubArgs {
     /// or `full` (also a power loss, at an fsync per group commit).
     #[arg(long, env = "STOCKY_SQLITE_SYNCHRONOUS", default_value = "normal", value_parser = ["normal", "full"])]
     sqlite_synchronous: String,
+    /// Writer threads (PostgreSQL only), each with its own database connection and a fixed
+    /// share of the tenants: commands of different tenants commit in parallel. A tenant's
+    /// commands always go through one writer; SQLite has one writer per file.
+    #[arg(long, env = "STOCKY_WRITERS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    writers: u16,
     /// Seconds a request's headers (and an idle connection's next request) may take.
     #[arg(long, env = "STOCKY_HEADER_TIMEOUT_SECS", default_value_t = 10)]
     header_timeout_secs: u64,
@@ -344,6 +349,7 @@ impl HubArgs {
             .filter(|o| !o.is_empty())
             .collect();
         config.store.event_retention = self.event_retention;
+        config.store.writers = usize::from(self.writers);
         config.store.event_ttl = Duration::from_secs(self.event_ttl_secs);
         config.ping_interval = Duration::from_secs(self.ping_interval_secs);
         config.send_queue = self.send_queue;
