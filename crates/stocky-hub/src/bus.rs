@@ -8,7 +8,9 @@
 //! Failure is degradation, never loss: when Redis is unreachable each instance keeps
 //! serving its own clients, logs the degradation once, retries with backoff, and its peers
 //! find the events it committed meanwhile in the log (see `follow`); delivery across
-//! instances resumes by itself when Redis returns.
+//! instances resumes by itself when Redis returns. A listener back on the bus compares
+//! every stream with the log; a batch the relay could not append is sent again (for up to
+//! [`RETRY_FOR`]), so peers that never lost the bus get it too.
 
 use std::time::Duration;
 
@@ -31,6 +33,8 @@ pub const RELAY_QUEUE: usize = 10_000;
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one `XREAD` blocks.
 const BLOCK_MS: usize = 1000;
+/// How long the relay keeps sending a batch Redis refuses before it gives the batch up.
+const RETRY_FOR: Duration = Duration::from_secs(30);
 
 /// Reconnection backoff: 100 ms doubling to 5 s.
 struct Backoff(Duration);
@@ -121,6 +125,13 @@ async fn connect(client: &redis::Client) -> Result<redis::aio::MultiplexedConnec
 }
 
 /// Appends this instance's commits to the stream.
+///
+/// A batch Redis did not take (unreachable, or refusing writes, e.g. out of memory) is
+/// kept and sent again after the backoff, for at most [`RETRY_FOR`]: peers whose listener
+/// stayed connected would otherwise only find those events in the log at their next poll
+/// or gap. Meanwhile new commits wait in the bounded queue (when it is full they are not
+/// relayed, and peers recover them from the log). A batch sent twice (an outcome lost with
+/// the connection) is harmless: the fan-out drops ids it has delivered.
 pub async fn relay(
     client: redis::Client,
     instance: String,
@@ -138,72 +149,94 @@ pub async fn relay(
     let mut connection = None;
     let mut backoff = Backoff::new();
     let mut batch = Vec::with_capacity(256);
+    // When the batch in hand first failed to go out.
+    let mut failing_since: Option<std::time::Instant> = None;
     loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            received = commits.recv_many(&mut batch, 256) => if received == 0 { return },
+        if batch.is_empty() {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                received = commits.recv_many(&mut batch, 256) => if received == 0 { return },
+            }
         }
-        if connection.is_none() {
-            match connect(&client).await {
-                Ok(c) => connection = Some(c),
-                Err(e) => {
-                    health.failed(&e);
+        let sent = match connection.as_mut() {
+            Some(con) => append(con, &instance, &batch).await,
+            None => match connect(&client).await {
+                Ok(mut con) => {
+                    let sent = append(&mut con, &instance, &batch).await;
+                    connection = Some(con);
+                    sent
+                }
+                Err(e) => Err(e),
+            },
+        };
+        match sent {
+            Ok(()) => {
+                health.ok();
+                backoff = Backoff::new();
+                batch.clear();
+                failing_since = None;
+            }
+            Err(e) => {
+                health.failed(&e);
+                connection = None;
+                let since = *failing_since.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() >= RETRY_FOR {
+                    tracing::debug!(
+                        events = batch.len(),
+                        "bus: relay gave up a batch; peers will back-fill from the log"
+                    );
                     batch.clear();
-                    if !backoff.wait(&shutdown).await {
-                        return;
-                    }
-                    continue;
+                    failing_since = None;
+                }
+                if !backoff.wait(&shutdown).await {
+                    return;
                 }
             }
         }
-        let Some(con) = connection.as_mut() else {
-            continue;
-        };
-        let mut pipe = redis::pipe();
-        for event in batch.drain(..) {
-            pipe.cmd("XADD")
-                .arg(STREAM_KEY)
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(MAX_LEN)
-                .arg("*")
-                .arg("i")
-                .arg(&instance)
-                .arg("t")
-                .arg(&*event.tenant)
-                .arg("s")
-                .arg(&*event.site)
-                .arg("n")
-                .arg(event.id)
-                .arg("e")
-                .arg(&*event.epoch)
-                .arg("v")
-                .arg(&*event.event)
-                .arg("d")
-                .arg(&*event.data)
-                .arg("c")
-                .arg(&*event.client_id)
-                .arg("ts")
-                .arg(event.timestamp_ms);
-            if let Some(op_id) = &event.op_id {
-                pipe.arg("o").arg(op_id);
-            }
-            pipe.ignore();
+    }
+}
+
+/// `XADD`s `batch` to the stream in one pipeline.
+async fn append(
+    con: &mut redis::aio::MultiplexedConnection,
+    instance: &str,
+    batch: &[CommittedEvent],
+) -> Result<(), String> {
+    let mut pipe = redis::pipe();
+    for event in batch {
+        pipe.cmd("XADD")
+            .arg(STREAM_KEY)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(MAX_LEN)
+            .arg("*")
+            .arg("i")
+            .arg(instance)
+            .arg("t")
+            .arg(&*event.tenant)
+            .arg("s")
+            .arg(&*event.site)
+            .arg("n")
+            .arg(event.id)
+            .arg("e")
+            .arg(&*event.epoch)
+            .arg("v")
+            .arg(&*event.event)
+            .arg("d")
+            .arg(&*event.data)
+            .arg("c")
+            .arg(&*event.client_id)
+            .arg("ts")
+            .arg(event.timestamp_ms);
+        if let Some(op_id) = &event.op_id {
+            pipe.arg("o").arg(op_id);
         }
-        match tokio::time::timeout(CALL_TIMEOUT, pipe.query_async::<()>(con)).await {
-            Ok(Ok(())) => {
-                health.ok();
-                backoff = Backoff::new();
-            }
-            Ok(Err(e)) => {
-                health.failed(&e);
-                connection = None;
-            }
-            Err(_) => {
-                health.failed(&"XADD timed out");
-                connection = None;
-            }
-        }
+        pipe.ignore();
+    }
+    match tokio::time::timeout(CALL_TIMEOUT, pipe.query_async::<()>(con)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("XADD timed out".to_owned()),
     }
 }
 

@@ -615,3 +615,54 @@ async fn several_writers_per_instance_keep_every_tenant_whole_and_in_order() -> 
     }
     Ok(())
 }
+
+/// Sets a configuration parameter of the test's own Redis.
+async fn redis_config(url: &str, name: &str, value: &str) -> Result<()> {
+    let client = redis::Client::open(url)?;
+    let mut con = client.get_multiplexed_async_connection().await?;
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg(name)
+        .arg(value)
+        .query_async::<()>(&mut con)
+        .await?;
+    Ok(())
+}
+
+/// Redis refuses the relay's writes for a while (out of memory) while the other
+/// instance's listener stays connected and reads on: nothing tells the listener to look in
+/// the log (its poll is an hour away), so the events arrive only because the relay keeps
+/// the batch Redis refused and sends it again once Redis takes writes.
+#[tokio::test]
+async fn a_batch_redis_refused_is_relayed_once_redis_takes_writes_again() -> Result<()> {
+    if redis_url().is_none() {
+        return Ok(());
+    }
+    let mut redis = OwnRedis {
+        port: OwnRedis::free_port(),
+        child: None,
+    };
+    redis.start().await?;
+    let url = redis.url();
+    let hubs = instances(2, |c| {
+        c.redis_url = Some(stocky_server::config::Secret(url.clone()));
+        c.server.log_poll = Duration::from_secs(3600);
+    })
+    .await?;
+    // Let both listeners reach their first XREAD before anything is appended.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut watcher = hubs[1].connect().await?;
+    let mut writer = hubs[0].connect().await?;
+    let add = json!([{"productId":1,"quantity":1}]);
+    writer.command("stock:add", add.clone()).await?;
+    expect_sequence(&mut watcher, 1).await?;
+    // Writes refused (noeviction is the default policy); reads still answered.
+    redis_config(&url, "maxmemory", "1").await?;
+    for _ in 0..5 {
+        writer.command("stock:add", add.clone()).await?;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    redis_config(&url, "maxmemory", "0").await?;
+    expect_sequence_from(&mut watcher, 1, 6).await?;
+    Ok(())
+}
