@@ -370,6 +370,17 @@ struct Load {
     duration: Duration,
 }
 
+impl Load {
+    /// A load that ends when its command limit is reached (10 minutes at most).
+    fn until_done(clients: usize, window: usize) -> Self {
+        Load {
+            clients,
+            window,
+            duration: Duration::from_secs(600),
+        }
+    }
+}
+
 /// Runs `load` until its duration elapses or `limit` commands were acknowledged in total;
 /// client `c` connects on `paths[c % paths.len()]`. Returns acks.
 async fn pipeline(addr: &str, paths: &[String], load: Load, limit: usize) -> Result<usize> {
@@ -515,17 +526,7 @@ async fn edge_drain(
     times.sort_by(f64::total_cmp);
     let percentile = |p: f64| times[((times.len() - 1) as f64 * p) as usize];
     let rest = operations.saturating_sub(latency_commands);
-    let queued = pipeline(
-        &edge.addr,
-        &[WS.to_owned()],
-        Load {
-            clients: 4,
-            window: 64,
-            duration: Duration::from_secs(600),
-        },
-        rest,
-    )
-    .await?;
+    let queued = pipeline(&edge.addr, &[WS.to_owned()], Load::until_done(4, 64), rest).await?;
     anyhow::ensure!(queued == rest, "queued {queued} of {rest}");
 
     // The hub is back: the edge restarts with its real hub URL and drains.
@@ -567,17 +568,7 @@ async fn replay(bin: &str, events: usize) -> Result<Figure> {
         bin,
         &[("STOCKY_EVENT_RETENTION", events.max(10_000).to_string())],
     )?;
-    let acked = pipeline(
-        &hub.addr,
-        &[WS.to_owned()],
-        Load {
-            clients: 1,
-            window: 64,
-            duration: Duration::from_secs(600),
-        },
-        events,
-    )
-    .await?;
+    let acked = pipeline(&hub.addr, &[WS.to_owned()], Load::until_done(1, 64), events).await?;
     if acked != events {
         bail!("populated {acked} of {events} events");
     }

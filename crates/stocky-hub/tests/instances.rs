@@ -38,6 +38,17 @@ async fn expect_sequence_from(client: &mut Client, after: u64, until: u64) -> Re
     Ok(())
 }
 
+/// Sends `count` pipelined `stock:add` of product 1 on `client` without waiting for their
+/// acks; returns the client for the caller to read.
+async fn send_adds(mut client: Client, count: u64) -> Result<Client> {
+    for _ in 0..count {
+        client
+            .send(json!({"event":"stock:add","data":[{"productId":1,"quantity":1}]}))
+            .await?;
+    }
+    Ok(client)
+}
+
 async fn instances(n: usize, tweak: impl Fn(&mut stocky_hub::HubConfig)) -> Result<Vec<TestHub>> {
     let first = TestHub::start_with(|c| {
         c.server.log_poll = Duration::from_millis(100);
@@ -66,21 +77,15 @@ async fn instances_sharing_a_database_deliver_every_event_in_order() -> Result<(
     for hub in &hubs {
         watchers.push(hub.connect().await?);
     }
-    let per_instance = 20;
-    let writers = hubs.iter().map(|hub| async move {
-        let mut client = hub.connect().await?;
-        for _ in 0..per_instance {
-            client
-                .send(json!({"event":"stock:add","data":[{"productId":1,"quantity":1}]}))
-                .await?;
-        }
-        anyhow::Ok(client)
-    });
+    let per_instance: u64 = 20;
+    let writers = hubs
+        .iter()
+        .map(|hub| async move { send_adds(hub.connect().await?, per_instance).await });
     let mut writers = join_all(writers)
         .await
         .into_iter()
         .collect::<Result<Vec<_>>>()?;
-    let total = (per_instance * hubs.len()) as u64;
+    let total = per_instance * hubs.len() as u64;
     for watcher in &mut watchers {
         expect_sequence(watcher, total).await?;
     }
@@ -129,15 +134,9 @@ async fn the_redis_bus_carries_events_between_instances() -> Result<()> {
         expect_sequence(watcher, 10).await?;
     }
     // Then everyone writes at once: still one order everywhere.
-    let writers = hubs.iter().map(|hub| async move {
-        let mut client = hub.connect().await?;
-        for _ in 0..20 {
-            client
-                .send(json!({"event":"stock:add","data":[{"productId":1,"quantity":1}]}))
-                .await?;
-        }
-        anyhow::Ok(client)
-    });
+    let writers = hubs
+        .iter()
+        .map(|hub| async move { send_adds(hub.connect().await?, 20).await });
     let mut writers = join_all(writers)
         .await
         .into_iter()
@@ -589,13 +588,7 @@ async fn several_writers_per_instance_keep_every_tenant_whole_and_in_order() -> 
     let writers = owners.iter().flat_map(|token| {
         hubs.iter().enumerate().map(move |(h, hub)| async move {
             let device = format!("&deviceId=writer-{h}");
-            let mut client = Client::connect(&hub.ws_with(token, &device)).await?;
-            for _ in 0..EACH {
-                client
-                    .send(json!({"event":"stock:add","data":[{"productId":1,"quantity":1}]}))
-                    .await?;
-            }
-            anyhow::Ok(client)
+            send_adds(Client::connect(&hub.ws_with(token, &device)).await?, EACH).await
         })
     });
     let mut writers = join_all(writers)

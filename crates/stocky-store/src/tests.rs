@@ -601,6 +601,24 @@ async fn several_writers(at: Location) {
     }
 }
 
+/// Creates `tenants`, each with an owner `owner@<tenant>.test`.
+async fn create_tenants(store: &Store, tenants: &[&'static str]) {
+    for &tenant in tenants {
+        let owner = Account {
+            id: format!("owner-{tenant}"),
+            tenant: tenant.into(),
+            role: Role::Owner,
+            site: None,
+            modules: None,
+        };
+        let email = format!("owner@{tenant}.test");
+        store
+            .accounts(move |a| a.create_tenant(tenant, tenant, Some((&owner, &email, "hash"))))
+            .await
+            .unwrap();
+    }
+}
+
 #[tokio::test]
 async fn writers_lock_the_streams_of_a_multi_tenant_batch_in_one_order() {
     on_every_engine(multi_tenant_writers).await;
@@ -615,20 +633,7 @@ async fn multi_tenant_writers(at: Location) {
     const TENANTS: [&str; 4] = ["t1", "t2", "t3", "t4"];
     const ROUNDS: usize = 150;
     let (first, first_writer, _) = open(&at, Arc::default()).await;
-    for (n, tenant) in TENANTS.iter().enumerate() {
-        let owner = Account {
-            id: format!("owner-{tenant}"),
-            tenant: (*tenant).into(),
-            role: Role::Owner,
-            site: None,
-            modules: None,
-        };
-        let email = format!("owner{n}@example.test");
-        first
-            .accounts(move |a| a.create_tenant(tenant, tenant, Some((&owner, &email, "hash"))))
-            .await
-            .unwrap();
-    }
+    create_tenants(&first, &TENANTS).await;
     let (second, second_writer, _) = open(&at, Arc::default()).await;
     let submit = |store: &Store, tenant: &'static str| {
         let store = store.clone();
@@ -713,20 +718,7 @@ async fn sharded_writers(at: Location) {
     }
     let sink = Arc::new(ByThread::default());
     let (store, writer, _) = Store::open(&at, options, sink.clone(), None).await.unwrap();
-    for (n, tenant) in TENANTS.iter().enumerate() {
-        let owner = Account {
-            id: format!("owner-{tenant}"),
-            tenant: (*tenant).into(),
-            role: Role::Owner,
-            site: None,
-            modules: None,
-        };
-        let email = format!("owner{n}@shards.test");
-        store
-            .accounts(move |a| a.create_tenant(tenant, tenant, Some((&owner, &email, "hash"))))
-            .await
-            .unwrap();
-    }
+    create_tenants(&store, &TENANTS).await;
     let mut tasks = Vec::new();
     for round in 0..EACH {
         for tenant in TENANTS {
