@@ -41,25 +41,56 @@ pub(crate) fn due(indexed: u64, head: u64, lag: u64) -> bool {
 
 /// Indexes `tenant`'s movements and audit entries with `from < event_id <= to`, inside
 /// the writer's transaction (which holds the stream row lock and moves `indexed_head` to
-/// `to`), after the batch's audit entries are written. A row already indexed is left
-/// alone, so that an index somehow ahead of `indexed_head` can never stop a tenant's
-/// commits.
+/// `to`), after the batch's audit entries are written.
+///
+/// The rows are inserted plainly, inside a savepoint: on PostgreSQL `ON CONFLICT DO
+/// NOTHING` costs a speculative insertion per row (about 40 % more for a 16 k-row flush).
+/// Should a row be indexed already (an index somehow ahead of `indexed_head`), the
+/// savepoint is rolled back and the range indexed again skipping such rows, so that it
+/// can never stop a tenant's commits.
 pub(crate) fn index(conn: &mut dyn Conn, tenant: &str, from: u64, to: u64) -> Result<(), DbError> {
+    conn.batch("SAVEPOINT bulk_index")?;
+    match insert_range(conn, tenant, from, to, "") {
+        Err(e) if e.is_unique() => {
+            tracing::warn!(
+                tenant,
+                from,
+                to,
+                "bulk index: rows indexed already; skipping them"
+            );
+            conn.batch("ROLLBACK TO SAVEPOINT bulk_index")?;
+            insert_range(conn, tenant, from, to, "ON CONFLICT DO NOTHING")?;
+        }
+        other => other?,
+    }
+    conn.batch("RELEASE SAVEPOINT bulk_index")
+}
+
+/// The two `INSERT … SELECT`s of [`index`], each ending with `conflict`.
+fn insert_range(
+    conn: &mut dyn Conn,
+    tenant: &str,
+    from: u64,
+    to: u64,
+    conflict: &str,
+) -> Result<(), DbError> {
     let range = args![tenant, from as i64, to as i64];
     conn.execute(
-        "INSERT INTO ledger_by_product (tenant_id, site_id, product_id, event_id, id, delta)
-         SELECT tenant_id, site_id, product_id, event_id, id, delta FROM movements
-         WHERE tenant_id = $1 AND event_id > $2 AND event_id <= $3
-         ORDER BY site_id, product_id, event_id, id
-         ON CONFLICT DO NOTHING",
+        &format!(
+            "INSERT INTO ledger_by_product (tenant_id, site_id, product_id, event_id, id, delta)
+             SELECT tenant_id, site_id, product_id, event_id, id, delta FROM movements
+             WHERE tenant_id = $1 AND event_id > $2 AND event_id <= $3
+             ORDER BY site_id, product_id, event_id, id {conflict}"
+        ),
         range,
     )?;
     conn.execute(
-        "INSERT INTO audit_entities (tenant_id, entity_type, entity_id, id)
-         SELECT tenant_id, entity_type, COALESCE(entity_id, ''), id FROM audit_log
-         WHERE tenant_id = $1 AND event_id > $2 AND event_id <= $3
-         ORDER BY entity_type, entity_id, id
-         ON CONFLICT DO NOTHING",
+        &format!(
+            "INSERT INTO audit_entities (tenant_id, entity_type, entity_id, id)
+             SELECT tenant_id, entity_type, COALESCE(entity_id, ''), id FROM audit_log
+             WHERE tenant_id = $1 AND event_id > $2 AND event_id <= $3
+             ORDER BY entity_type, entity_id, id {conflict}"
+        ),
         range,
     )?;
     Ok(())
