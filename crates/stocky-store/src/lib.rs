@@ -469,7 +469,9 @@ impl Store {
                 .filter(|h| sequencer::shard_of(&h.tenant, shards) == shard)
                 .cloned()
                 .collect();
-            let spawned = sequencer::spawn(
+            // On an error, the writers already started end by themselves once their
+            // queues are dropped with `writers`.
+            threads.push(sequencer::spawn(
                 sequencer::WriterSetup {
                     shard,
                     engine: engine.clone(),
@@ -480,16 +482,7 @@ impl Store {
                 },
                 rx,
                 &own,
-            );
-            match spawned {
-                Ok(thread) => threads.push(thread),
-                Err(e) => {
-                    // The writers already started end once their queues are dropped.
-                    drop(writers);
-                    WriterGuard(threads).join();
-                    return Err(e);
-                }
-            }
+            )?);
             writers.push(jobs);
         }
         let store = Store {
