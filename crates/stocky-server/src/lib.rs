@@ -371,18 +371,41 @@ pub fn random_id() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Asks the writer to prune the event log now and then, so the TTL holds on an idle hub.
+/// How long a session's row is kept after it expired or was logged out.
+const SESSION_KEEP: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+/// How often ended sessions are purged.
+const SESSION_PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Asks the writer to prune the event log now and then, so the TTL holds on an idle hub,
+/// and purges ended login sessions every hour (from the start), so `sessions` does not
+/// grow with every login ever made.
 async fn prune_ticker(state: AppState) {
     let period = (state.config.store.event_ttl / 4).clamp(
         std::time::Duration::from_secs(1),
         std::time::Duration::from_secs(30),
     );
     let mut tick = tokio::time::interval(period);
+    let mut purge = tokio::time::interval(SESSION_PURGE_EVERY);
     loop {
         tokio::select! {
             _ = state.shutdown.cancelled() => return,
             _ = tick.tick() => state.store.prune_soon(),
+            _ = purge.tick() => purge_sessions(&state).await,
         }
+    }
+}
+
+/// Deletes the sessions that ended (expired or logged out) over [`SESSION_KEEP`] ago.
+async fn purge_sessions(state: &AppState) {
+    let before = stocky_core::time::now_millis() - SESSION_KEEP.as_millis() as i64;
+    match state
+        .store
+        .accounts(move |a| a.purge_sessions(before))
+        .await
+    {
+        Ok(0) => {}
+        Ok(purged) => tracing::info!(purged, "sessions that ended over a week ago purged"),
+        Err(e) => tracing::warn!(error = %e, "purging ended sessions failed; retrying in an hour"),
     }
 }
 

@@ -624,6 +624,15 @@ pub(crate) fn revoke_session(conn: &mut dyn Conn, id: &str) -> Result<bool, Stor
     Ok(n == 1)
 }
 
+/// Deletes the sessions that expired or were logged out before `before` (epoch ms);
+/// returns how many. A purged session's refresh token is refused like any unknown one.
+pub(crate) fn purge_sessions(conn: &mut dyn Conn, before: i64) -> Result<u64, StoreError> {
+    Ok(conn.execute(
+        "DELETE FROM sessions WHERE expires_at < $1 OR revoked_at < $1",
+        args![before],
+    )?)
+}
+
 /// Registers a device (register, edge, kiosk) at a site of the tenant.
 pub(crate) fn create_device(
     conn: &mut dyn Conn,

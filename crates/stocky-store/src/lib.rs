@@ -930,6 +930,9 @@ impl Accounts<'_> {
     pub fn revoke_session(&mut self, id: &str) -> Result<bool, StoreError> {
         accounts::revoke_session(self.0, id)
     }
+    pub fn purge_sessions(&mut self, before: i64) -> Result<u64, StoreError> {
+        accounts::purge_sessions(self.0, before)
+    }
 }
 
 #[cfg(test)]

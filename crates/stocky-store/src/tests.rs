@@ -1650,3 +1650,72 @@ async fn index_ahead(at: Location) {
     drop(store);
     writer.join();
 }
+
+#[tokio::test]
+async fn sessions_that_ended_before_the_cut_are_purged_and_no_other() {
+    on_every_engine(purge_sessions).await;
+}
+
+/// Four sessions: expired long ago, logged out long ago, expired recently, live. Purging
+/// before the cut removes the first two only, and the remaining ones still work as before.
+async fn purge_sessions(at: Location) {
+    let (store, writer, _) = open(&at, Arc::default()).await;
+    let owner = Account {
+        id: "u-purge".into(),
+        tenant: DEFAULT_TENANT.into(),
+        role: Role::Owner,
+        site: None,
+        modules: None,
+    };
+    let created = owner.clone();
+    store
+        .accounts(move |a| a.create_user(&created, "purge@example.test", "hash"))
+        .await
+        .unwrap();
+    let (cut, now) = (1_000_000, 2_000_000);
+    for (id, expires_at) in [("old", cut - 1), ("out", i64::MAX), ("recent", cut + 1)] {
+        let holder = owner.clone();
+        store
+            .accounts(move |a| a.create_session(id, &holder, None, &format!("r-{id}"), expires_at))
+            .await
+            .unwrap();
+    }
+    let holder = owner.clone();
+    store
+        .accounts(move |a| a.create_session("live", &holder, None, "r-live", i64::MAX))
+        .await
+        .unwrap();
+    store
+        .sync(move |s| {
+            Ok(s.0.execute(
+                "UPDATE sessions SET revoked_at = $2 WHERE id = $1",
+                args!["out", cut - 1],
+            )?)
+        })
+        .await
+        .unwrap();
+    let purged = store
+        .accounts(move |a| a.purge_sessions(cut))
+        .await
+        .unwrap();
+    assert_eq!(purged, 2);
+    let left: Vec<String> = store
+        .read(|r| {
+            let rows = r.0.query("SELECT id FROM sessions ORDER BY id", args![])?;
+            rows.into_iter()
+                .map(|mut row| row.text(0))
+                .collect::<Result<_, _>>()
+                .map_err(Into::into)
+        })
+        .await
+        .unwrap();
+    assert_eq!(left, ["live", "recent"]);
+    assert!(store.accounts(|a| a.session_active("live")).await.unwrap());
+    let rotated = store
+        .accounts(move |a| a.rotate_session("r-live", "r-live-2", now))
+        .await
+        .unwrap();
+    assert!(rotated.is_some(), "the live session still refreshes");
+    drop(store);
+    writer.join();
+}
