@@ -514,3 +514,41 @@ async fn reusing_a_refresh_token_ends_the_session() -> Result<()> {
     assert_eq!(status, 401);
     Ok(())
 }
+
+/// `POST /api/auth/refresh` carries no credential header, so it is throttled on its own
+/// terms: unknown refresh tokens count as bad credentials of the client IP (20 with one
+/// allowed login failure), after which that IP gets `429`, on refresh as on every route
+/// that needs a credential, even with a valid refresh token.
+#[tokio::test]
+async fn unknown_refresh_tokens_throttle_the_ip_like_bad_credentials() -> Result<()> {
+    let hub = TestHub::start_with(|c| c.server.login_failures = 1).await?;
+    let (_, login) = signed_in(&hub, "r@a.test", "manager", None).await?;
+    let mut statuses = Vec::new();
+    for i in 0..25 {
+        let (status, _) = hub
+            .post(
+                "/api/auth/refresh",
+                json!({"refreshToken": format!("rt_guess_{i}")}),
+            )
+            .await?;
+        statuses.push(status);
+    }
+    assert_eq!(statuses[..20], [401; 20], "{statuses:?}");
+    assert_eq!(statuses[20..], [429; 5], "{statuses:?}");
+    let (status, answer) = hub
+        .post(
+            "/api/auth/refresh",
+            json!({"refreshToken": login["refreshToken"]}),
+        )
+        .await?;
+    assert_eq!(
+        status, 429,
+        "a valid token from the throttled IP waits too: {answer}"
+    );
+    let (status, _) = hub.get("/api/stock").await?;
+    assert_eq!(
+        status, 429,
+        "and so does every route that needs a credential"
+    );
+    Ok(())
+}

@@ -121,10 +121,24 @@ pub async fn login(
 /// An argon2 hash of a random string, checked against for unknown emails.
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$7Bm0CyWOVsVHB3SPe0ZaQqLPtm5AQLG1qTz3oYWShJs";
 
+/// `POST /api/auth/refresh`. It carries no credential header, so it is limited here as the
+/// `/api` middleware limits the others: per client IP, and an unknown refresh token counts
+/// as a bad credential of that IP (past the limit, `429` until the window ends).
 pub async fn refresh(
     State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
     ApiJson(body): ApiJson<RefreshRequest>,
-) -> Result<Json<TokenGrant>, ApiError> {
+) -> Result<Json<TokenGrant>, Response> {
+    let ip = addr.ip().to_string();
+    let limits = &state.limits;
+    if let Err(retry) = limits.failed_auth_per_ip.blocked(&ip) {
+        state.metrics.rate_limited("failed_auth");
+        return Err(too_many(retry));
+    }
+    if let Err(retry) = limits.per_ip.hit(&ip) {
+        state.metrics.rate_limited("ip");
+        return Err(too_many(retry));
+    }
     let old = digest(&body.refresh_token);
     let refresh = random_token("rt_");
     let new = digest(&refresh);
@@ -132,8 +146,12 @@ pub async fn refresh(
     let session = state
         .store
         .accounts(move |a| a.rotate_session(&old, &new, now))
-        .await?;
-    let session = session.ok_or_else(unauthorized)?;
+        .await
+        .map_err(|e| ApiError::from(e).into_response())?;
+    let Some(session) = session else {
+        let _ = limits.failed_auth_per_ip.hit(&ip);
+        return Err(unauthorized().into_response());
+    };
     Ok(Json(issue(&state, &session.account, &session.id, &refresh)))
 }
 
