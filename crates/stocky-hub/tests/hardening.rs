@@ -552,3 +552,45 @@ async fn unknown_refresh_tokens_throttle_the_ip_like_bad_credentials() -> Result
     );
     Ok(())
 }
+
+/// Behind a trusted reverse proxy (`--trusted-proxies`), per-IP throttles key on the
+/// address the proxy forwards: one client's bad credentials throttle that client, not
+/// every client behind the proxy. Without it the header is ignored and the socket peer
+/// stays the client (a client cannot pick its own address).
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_forwarded_address_is_the_client() -> Result<()> {
+    for trusted in [true, false] {
+        let hub = TestHub::start_with(|c| {
+            c.server.login_failures = 1; // 20 bad credentials per IP per window
+            if trusted {
+                c.server.trusted_proxies =
+                    stocky_server::client_addr::TrustedProxies::parse(&["127.0.0.0/8"]).unwrap();
+            }
+        })
+        .await?;
+        let bad_from = |ip: &'static str| {
+            let sdk = hub.sdk_with("not-a-token");
+            async move {
+                let headers = [("X-Forwarded-For", ip)];
+                anyhow::Ok(sdk.call("GET", "/api/stock", None, &headers).await?.0)
+            }
+        };
+        for _ in 0..20 {
+            assert_eq!(bad_from("203.0.113.1").await?, 401);
+        }
+        assert_eq!(
+            bad_from("203.0.113.1").await?,
+            429,
+            "the first client is throttled"
+        );
+        let other = bad_from("203.0.113.2").await?;
+        if trusted {
+            assert_eq!(other, 401, "another client behind the proxy is not");
+            let (status, _) = hub.get("/api/stock").await?;
+            assert_eq!(status, 200, "nor is the proxy's own address");
+        } else {
+            assert_eq!(other, 429, "untrusted, the header is ignored: one client");
+        }
+    }
+    Ok(())
+}

@@ -85,6 +85,9 @@ pub struct ServerConfig {
     pub body_timeout: Duration,
     /// Open connections at most, WebSockets included (`STOCKY_MAX_CONNECTIONS`).
     pub max_connections: usize,
+    /// Reverse proxies whose `X-Forwarded-For` names the client, for every per-IP limit
+    /// (`STOCKY_TRUSTED_PROXIES`; none by default).
+    pub trusted_proxies: crate::client_addr::TrustedProxies,
     /// Users come from upstream (a store node mirrors the hub's): creating them here is
     /// refused, since the next mirror would remove them.
     pub users_from_upstream: bool,
@@ -152,6 +155,7 @@ impl ServerConfig {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             max_connections: 100_000,
+            trusted_proxies: crate::client_addr::TrustedProxies::default(),
             users_from_upstream: false,
         }
     }

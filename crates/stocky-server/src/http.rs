@@ -7,6 +7,8 @@
 //! - a **connection cap** ([`ConnectionLimits::max_connections`]): beyond it new
 //!   connections are closed at once, before anything is read, instead of exhausting file
 //!   descriptors and memory (WebSocket connections count until they close);
+//! - the client's address in `ConnectInfo`: the socket peer, or behind a trusted reverse
+//!   proxy the address it forwards (`client_addr`);
 //! - `TCP_NODELAY` on every connection (writers flush once per batch on purpose; Nagle
 //!   would hold the last frame of a batch until the peer's delayed ACK, ~40 ms);
 //! - graceful shutdown: on `shutdown`, accepting stops and open connections finish their
@@ -31,11 +33,16 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
-/// Limits on connections.
-#[derive(Debug, Clone, Copy)]
+use crate::client_addr::{self, TrustedProxies};
+
+/// Limits on connections, and whose forwarded addresses are believed.
+#[derive(Debug, Clone)]
 pub struct ConnectionLimits {
     pub header_timeout: Duration,
     pub max_connections: usize,
+    /// Peers whose `X-Forwarded-For` names the client (`ConnectInfo` carries the client's
+    /// address, see `client_addr`).
+    pub trusted_proxies: Arc<TrustedProxies>,
 }
 
 /// Serves `app` on `listener` until `shutdown`, then waits up to `grace` for the open
@@ -78,21 +85,23 @@ pub async fn serve(
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
+        let proxies = limits.trusted_proxies.clone();
         let service = TowerToHyperService::new(app.clone().map_request(
             move |mut request: hyper::Request<Incoming>| {
+                let client = client_addr::client(&proxies, remote, request.headers());
                 request
                     .extensions_mut()
-                    .insert(ConnectInfo::<SocketAddr>(remote));
+                    .insert(ConnectInfo::<SocketAddr>(client));
                 request.map(Body::new)
             },
         ));
-        let shutdown = shutdown.clone();
+        let (shutdown, header_timeout) = (shutdown.clone(), limits.header_timeout);
         connections.spawn(async move {
             let _permit = permit;
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
                 .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_timeout);
+                .header_read_timeout(header_timeout);
             let mut connection = pin!(builder
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades());

@@ -16,6 +16,7 @@
 pub mod access_log;
 pub mod auth;
 pub mod backup;
+pub mod client_addr;
 pub mod config;
 pub mod error;
 pub mod fanout;
@@ -343,6 +344,7 @@ impl Prepared {
         let limits = http::ConnectionLimits {
             header_timeout: state.config.header_timeout,
             max_connections: state.config.max_connections,
+            trusted_proxies: Arc::new(state.config.trusted_proxies.clone()),
         };
         let run = tokio::spawn(async move {
             http::serve(listener, app, limits, stop, grace).await;

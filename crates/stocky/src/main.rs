@@ -58,7 +58,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the cloud hub: REST + WebSocket on embedded SQLite or PostgreSQL.
-    Hub(HubArgs),
+    Hub(Box<HubArgs>),
     /// Back up every database (documents and the `_stock` ledger) into one JSON file.
     Backup(BackupArgs),
     /// Restore a backup file (or one database backup) into a hub or a data directory.
@@ -301,6 +301,11 @@ struct HubArgs {
     /// Open connections at most, WebSockets included; beyond it new ones are closed.
     #[arg(long, env = "STOCKY_MAX_CONNECTIONS", default_value_t = 100_000)]
     max_connections: usize,
+    /// Reverse proxies (addresses or networks, e.g. 10.0.0.0/8) whose X-Forwarded-For
+    /// names the client for per-IP limits [default: none: the socket
+    /// peer is the client, and the header is ignored].
+    #[arg(long, env = "STOCKY_TRUSTED_PROXIES", value_delimiter = ',')]
+    trusted_proxies: Vec<String>,
     /// Redis for events between hub instances, e.g. redis://127.0.0.1:6379 [default: none,
     /// or built from seed 001's ENABLE_REDIS, REDIS_HOST, REDIS_PORT, REDIS_PASSWORD,
     /// REDIS_DB].
@@ -392,6 +397,9 @@ impl HubArgs {
         }
         config.header_timeout = Duration::from_secs(self.header_timeout_secs.max(1));
         config.max_connections = self.max_connections.max(1);
+        config.trusted_proxies =
+            stocky_server::client_addr::TrustedProxies::parse(&self.trusted_proxies)
+                .map_err(|e| anyhow::anyhow!("--trusted-proxies: {e}"))?;
         config.log_poll = Duration::from_millis(self.log_poll_ms.max(10));
         hub.redis_ca_file = self.redis_ca_file;
         hub.redis_url = self
