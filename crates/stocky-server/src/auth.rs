@@ -298,13 +298,23 @@ pub fn credential(headers: &HeaderMap) -> Option<String> {
         .then(|| token.trim().to_owned())
 }
 
+/// `429` for a client IP past its budget of bad credentials: every way in that takes a
+/// credential (the `/api` middleware, WebSocket upgrades, refresh) checks it first.
+pub fn throttled_ip_refusal(state: &AppState, ip: &str) -> Option<Response> {
+    let retry = state.limits.failed_auth_per_ip.blocked(ip).err()?;
+    state.metrics.rate_limited("failed_auth");
+    Some(crate::rest::too_many(retry))
+}
+
 /// Middleware for `/api`: attaches the caller's [`Principal`] or answers 401.
 pub async fn require(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let ip = client_ip(&request);
     let failures = &state.limits.failed_auth_per_ip;
-    if let Some(Err(retry)) = ip.as_deref().map(|ip| failures.blocked(ip)) {
-        state.metrics.rate_limited("failed_auth");
-        return crate::rest::too_many(retry);
+    if let Some(refused) = ip
+        .as_deref()
+        .and_then(|ip| throttled_ip_refusal(&state, ip))
+    {
+        return refused;
     }
     let principal = match credential(request.headers()) {
         Some(credential) => state.auth.authenticate(&state.store, &credential).await,

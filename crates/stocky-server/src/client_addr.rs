@@ -74,9 +74,9 @@ pub fn client(proxies: &TrustedProxies, peer: SocketAddr, headers: &HeaderMap) -
     let entries = headers
         .get_all("x-forwarded-for")
         .iter()
-        .flat_map(|value| value.to_str().unwrap_or("\u{0}").split(','))
-        .collect::<Vec<_>>();
-    for entry in entries.iter().rev() {
+        .rev()
+        .flat_map(|value| value.to_str().unwrap_or("\u{0}").rsplit(','));
+    for entry in entries {
         let Some(ip) = forwarded_ip(entry.trim()) else {
             break;
         };

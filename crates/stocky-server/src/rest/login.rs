@@ -131,9 +131,8 @@ pub async fn refresh(
 ) -> Result<Json<TokenGrant>, Response> {
     let ip = addr.ip().to_string();
     let limits = &state.limits;
-    if let Err(retry) = limits.failed_auth_per_ip.blocked(&ip) {
-        state.metrics.rate_limited("failed_auth");
-        return Err(too_many(retry));
+    if let Some(refused) = auth::throttled_ip_refusal(&state, &ip) {
+        return Err(refused);
     }
     if let Err(retry) = limits.per_ip.hit(&ip) {
         state.metrics.rate_limited("ip");

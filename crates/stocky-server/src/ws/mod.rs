@@ -39,9 +39,8 @@ pub async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     let ip = peer.ip().to_string();
-    if let Err(retry) = state.limits.failed_auth_per_ip.blocked(&ip) {
-        state.metrics.rate_limited("failed_auth");
-        return crate::rest::too_many(retry);
+    if let Some(refused) = crate::auth::throttled_ip_refusal(&state, &ip) {
+        return refused;
     }
     let pairs = query.iter().map(|(k, v)| (k.as_str(), v.as_str()));
     let params = match ConnectParams::from_pairs(pairs) {
