@@ -841,6 +841,80 @@ async fn rate_limits_answer_429_with_retry_after() -> Result<()> {
 }
 
 #[tokio::test]
+async fn request_sync_draws_on_the_budget_and_over_it_waits_without_holding_the_connection(
+) -> Result<()> {
+    let w = world_with(|c| {
+        c.server.rate_per_credential = 8;
+        c.server.rate_window = Duration::from_secs(5);
+    })
+    .await?;
+    let hub = &w.hub;
+    let add = |quantity: i64| {
+        hub.as_(
+            Some(&w.admin),
+            "POST",
+            "/api/stock/add",
+            Some(json!({"additions":[{"productId":1,"quantity":quantity}]})),
+        )
+    };
+    add(1).await?;
+    add(2).await?;
+    let mut ws = Client::connect(&hub.ws_with(&w.manager, "")).await?;
+    ws.send(json!({"type":"request_sync","lastEventId":0}))
+        .await?;
+    let mut frame = ws.recv().await?;
+    while frame["type"] != "sync_complete" {
+        frame = ws.recv().await?;
+    }
+    let head = frame["lastEventId"].as_u64().unwrap_or_default();
+    assert!(head >= 2);
+    for _ in 1..8 {
+        ws.send(json!({"type":"request_sync","lastEventId":head}))
+            .await?;
+        assert_eq!(ws.recv().await?["type"], "sync_complete");
+    }
+    // Eight replays spent the credential's budget, as eight REST calls would.
+    let (status, _) = hub.as_(Some(&w.manager), "GET", "/api/stock", None).await?;
+    assert_eq!(status, 429);
+
+    // Over it: two requests wait as one replay from the lower position, and meanwhile
+    // the connection answers pings and delivers live events.
+    ws.send(json!({"type":"request_sync","lastEventId":head}))
+        .await?;
+    ws.send(json!({"type":"request_sync","lastEventId":head - 1}))
+        .await?;
+    ws.send(json!({"type":"ping"})).await?;
+    assert_eq!(ws.recv().await?["type"], "pong", "the sync waits");
+    add(3).await?;
+    let live = ws.recv().await?;
+    assert_eq!(
+        (live["id"].as_u64(), live["data"][0]["quantity"].as_i64()),
+        (Some(head + 1), Some(3)),
+        "{live}"
+    );
+    // When the window turns: one replay from head - 1, and each request its sync_complete.
+    let mut replayed = Vec::new();
+    let done = loop {
+        let frame = ws.recv().await?;
+        if frame["type"] == "sync_complete" {
+            break frame;
+        }
+        replayed.push(frame["id"].as_u64());
+    };
+    assert_eq!(replayed, vec![Some(head), Some(head + 1)]);
+    assert_eq!(
+        (done["lastEventId"].as_u64(), done["replayed"].as_u64()),
+        (Some(head + 1), Some(2))
+    );
+    let second = ws.recv().await?;
+    assert_eq!(
+        (second["type"].as_str(), second["lastEventId"].as_u64()),
+        (Some("sync_complete"), Some(head + 1))
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn dev_mode_opens_access_only_on_loopback() -> Result<()> {
     let dir = support::data_dir()?;
     let mut config = support::config(&dir);

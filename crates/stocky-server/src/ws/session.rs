@@ -10,7 +10,10 @@
 //! - the connection never drops an event silently: falling `send_queue` events behind
 //!   closes it with a resync reason; a write slower than `write_timeout` drops it;
 //! - at most `MAX_IN_FLIGHT` commands per connection wait for the writer; reading pauses
-//!   until one finishes.
+//!   until one finishes;
+//! - a `request_sync` counts against the credential's request budget like a command; one
+//!   over it waits (merged with any that follow) until the budget allows, while live events,
+//!   commands and pings go on, and every `request_sync` is answered by one `sync_complete`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -81,6 +84,21 @@ struct Session {
     slot: Option<Slot>,
     /// The device the client says it is (`deviceId`), recorded with its commands.
     device: Arc<str>,
+    /// A `request_sync` waiting for the credential's request budget.
+    deferred: Option<DeferredSync>,
+}
+
+/// `request_sync`s that came over the credential's request budget, served as one replay
+/// when the budget allows.
+struct DeferredSync {
+    /// The lowest `lastEventId` asked for (a replay from it covers every request).
+    after: u64,
+    /// The epoch of the latest request (the client's newest knowledge).
+    epoch: Option<String>,
+    /// When to try the budget again.
+    at: Instant,
+    /// Requests merged: each is answered by a `sync_complete`.
+    requests: u32,
 }
 
 /// What the upgrade request already established about the caller.
@@ -178,6 +196,7 @@ pub(super) async fn run(mut socket: WebSocket, state: AppState, connect: Connect
         in_flight: FuturesOrdered::new(),
         slot,
         device: Arc::from(device.as_str()),
+        deferred: None,
     };
     crate::presence::connected(&session.state, &session.principal, &session.client_id).await;
     let _ = session.serve(connect.resume, &device, welcomed).await;
@@ -354,7 +373,14 @@ impl Session {
         let period = self.state.config.ping_interval;
         let mut heartbeat = interval_at(Instant::now() + period, period);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let deferred_sync = tokio::time::sleep_until(Instant::now());
+        tokio::pin!(deferred_sync);
         loop {
+            if let Some(at) = self.deferred.as_ref().map(|d| d.at) {
+                if deferred_sync.deadline() != at {
+                    deferred_sync.as_mut().reset(at);
+                }
+            }
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return self.finish().await,
@@ -367,6 +393,7 @@ impl Session {
                 received = self.live.recv() => self.on_live(received).await?,
                 Some(done) = self.in_flight.next(), if !self.in_flight.is_empty() => self.on_result(done).await?,
                 _ = heartbeat.tick() => self.on_heartbeat().await?,
+                _ = &mut deferred_sync, if self.deferred.is_some() => self.on_deferred_sync().await?,
                 inbound = self.socket.recv(), if self.in_flight.len() < MAX_IN_FLIGHT => self.on_inbound(inbound).await?,
             }
             self.flush().await?;
@@ -553,7 +580,7 @@ impl Session {
             Ok(ClientMessage::RequestSync {
                 last_event_id,
                 epoch,
-            }) => self.sync(last_event_id, epoch).await,
+            }) => self.request_sync(last_event_id, epoch).await,
             Ok(ClientMessage::Auth { .. }) => {
                 self.send_error(ProtocolError {
                     error: "Invalid message format",
@@ -575,13 +602,7 @@ impl Session {
                     return self.send_error_for(refusal, op_id.as_deref()).await;
                 }
                 // Commands count against the credential's request budget, as REST calls do.
-                if let Err(retry) = self
-                    .state
-                    .limits
-                    .per_credential
-                    .hit(&self.principal.rate_key())
-                {
-                    self.state.metrics.rate_limited("credential");
+                if let Err(retry) = self.budget() {
                     let refusal = ProtocolError {
                         error: "Too many requests",
                         code: "rate_limited",
@@ -717,6 +738,61 @@ impl Session {
 
     /// Replays every event after `after`, or sends a full refresh when the log no longer
     /// has them (or the client's `epoch` is not the stream's); then `sync_complete`.
+    /// A client's `request_sync`: served now if the credential's request budget allows,
+    /// otherwise deferred (or merged with the one already waiting).
+    async fn request_sync(&mut self, after: u64, epoch: Option<String>) -> Result<(), End> {
+        if let Some(waiting) = &mut self.deferred {
+            waiting.after = waiting.after.min(after);
+            waiting.epoch = epoch;
+            waiting.requests = waiting.requests.saturating_add(1);
+            return Ok(());
+        }
+        match self.budget() {
+            Ok(()) => self.sync(after, epoch).await,
+            Err(retry) => {
+                self.deferred = Some(DeferredSync {
+                    after,
+                    epoch,
+                    at: Instant::now() + retry,
+                    requests: 1,
+                });
+                Ok(())
+            }
+        }
+    }
+
+    /// The deferred `request_sync`s' time has come: one replay, then a `sync_complete`
+    /// for each request merged into it.
+    async fn on_deferred_sync(&mut self) -> Result<(), End> {
+        let Some(mut waiting) = self.deferred.take() else {
+            return Ok(());
+        };
+        if let Err(retry) = self.budget() {
+            waiting.at = Instant::now() + retry;
+            self.deferred = Some(waiting);
+            return Ok(());
+        }
+        self.sync(waiting.after, waiting.epoch).await?;
+        for _ in 1..waiting.requests {
+            let done = encode_sync_complete(self.cursor, &self.stream.epoch, 0);
+            self.send_text(done).await?;
+        }
+        Ok(())
+    }
+
+    /// Counts one request against the credential's budget; `Err(retry_after)` over it.
+    fn budget(&self) -> Result<(), Duration> {
+        let counted = self
+            .state
+            .limits
+            .per_credential
+            .hit(&self.principal.rate_key());
+        if counted.is_err() {
+            self.state.metrics.rate_limited("credential");
+        }
+        counted
+    }
+
     async fn sync(&mut self, after: u64, epoch: Option<String>) -> Result<(), End> {
         let tenant = self.stream.tenant.clone();
         let mut from = after;
