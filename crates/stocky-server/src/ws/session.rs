@@ -736,8 +736,6 @@ impl Session {
 
     // ---- resume ----------------------------------------------------------------------
 
-    /// Replays every event after `after`, or sends a full refresh when the log no longer
-    /// has them (or the client's `epoch` is not the stream's); then `sync_complete`.
     /// A client's `request_sync`: served now if the credential's request budget allows,
     /// otherwise deferred (or merged with the one already waiting).
     async fn request_sync(&mut self, after: u64, epoch: Option<String>) -> Result<(), End> {
@@ -793,6 +791,8 @@ impl Session {
         counted
     }
 
+    /// Replays every event after `after`, or sends a full refresh when the log no longer
+    /// has them (or the client's `epoch` is not the stream's); then `sync_complete`.
     async fn sync(&mut self, after: u64, epoch: Option<String>) -> Result<(), End> {
         let tenant = self.stream.tenant.clone();
         let mut from = after;
