@@ -14,8 +14,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 use stocky_core::api::{
-    LoginRequest, NewApiKey, NewDevice, NewSite, NewUser, RefreshRequest, SiteUsers,
-    StockCommandResult, StockListing, StockRow, StockStatus, TokenGrant,
+    LoginRequest, NewApiKey, NewDevice, NewSite, NewUser, PasswordChange, PasswordReset,
+    RefreshRequest, SiteUsers, StockCommandResult, StockListing, StockRow, StockStatus, TokenGrant,
+    UserUpdate, UserView,
 };
 use stocky_core::stock::{StockCommand, StockLine, StockOp};
 use stocky_core::time::now_millis;
@@ -557,6 +558,43 @@ impl Client {
     /// `POST /api/admin/users`.
     pub async fn create_user(&self, user: &NewUser) -> Result<Value, ClientError> {
         self.post("/api/admin/users", user).await
+    }
+
+    /// `PATCH /api/admin/users/{id}`: a user's role, site, modules or access; their
+    /// sessions end.
+    pub async fn update_user(
+        &self,
+        id: &str,
+        change: &UserUpdate,
+    ) -> Result<UserView, ClientError> {
+        let path = format!("/api/admin/users/{}", seg(id));
+        self.send(Method::PATCH, &path, Some(change), None, true)
+            .await
+    }
+
+    /// `POST /api/admin/users/{id}/password`: sets another user's password; their
+    /// sessions end.
+    pub async fn reset_user_password(
+        &self,
+        id: &str,
+        password: &str,
+    ) -> Result<UserView, ClientError> {
+        let path = format!("/api/admin/users/{}/password", seg(id));
+        let body = PasswordReset {
+            password: password.to_owned(),
+        };
+        self.post(&path, &body).await
+    }
+
+    /// `POST /api/auth/password`: the signed-in user's own password (this session stays,
+    /// the others end).
+    pub async fn change_password(&self, current: &str, new: &str) -> Result<(), ClientError> {
+        let body = PasswordChange {
+            current_password: current.to_owned(),
+            new_password: new.to_owned(),
+        };
+        let _: Value = self.post("/api/auth/password", &body).await?;
+        Ok(())
     }
 
     pub async fn api_keys(&self) -> Result<Value, ClientError> {

@@ -204,9 +204,82 @@ pub struct NewApiKey {
     pub modules: Option<Vec<String>>,
 }
 
+/// `PATCH /api/admin/users/{id}`: what changes. An absent field stays as it is; `siteId`
+/// or `modules` `null` mean every site or every module.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UserUpdate {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<crate::auth::Role>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub site_id: Option<Option<String>>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub modules: Option<Option<Vec<String>>>,
+    /// `true` refuses the user's sign-ins (and ends their sessions); `false` lets them in
+    /// again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<bool>,
+}
+
+/// A field that was in the body, `null` included (`Some(None)`); an absent one is `None`
+/// through `#[serde(default)]`.
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+/// A user as the admin routes show it (never with a secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserView {
+    pub user_id: String,
+    pub email: String,
+    pub role: crate::auth::Role,
+    pub site_id: Option<String>,
+    pub modules: Option<Vec<String>>,
+    pub disabled: bool,
+}
+
+/// `POST /api/admin/users/{id}/password`: a new password set by an owner or admin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PasswordReset {
+    pub password: String,
+}
+
+/// `POST /api/auth/password`: the signed-in user changes their own password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PasswordChange {
+    pub current_password: String,
+    pub new_password: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_user_update_tells_an_absent_field_from_null() {
+        let u: UserUpdate = serde_json::from_str(r#"{"siteId":null,"role":"cashier"}"#).unwrap();
+        assert_eq!(u.site_id, Some(None));
+        assert_eq!(u.modules, None);
+        assert_eq!(u.role, Some(crate::auth::Role::Cashier));
+        let back = serde_json::to_value(&u).unwrap();
+        assert_eq!(back, serde_json::json!({"siteId": null, "role": "cashier"}));
+        assert!(serde_json::from_str::<UserUpdate>(r#"{"password":"x"}"#).is_err());
+    }
 
     #[test]
     fn stock_command_answer_renders_the_seed_shape_and_reads_back() {

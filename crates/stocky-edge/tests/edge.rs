@@ -668,6 +668,25 @@ async fn the_sites_users_sign_in_at_the_edge_offline_and_follow_the_hub() -> Res
         .login("cashier@north.test", "a long password")
         .await?;
     assert_eq!(grant.user.role, Role::Cashier);
+    // Nor are they changed here: not by an admin, not their own password.
+    let (status, refused) = Client::new(&at_edge)?
+        .with_token(EDGE_ADMIN)
+        .call(
+            "PATCH",
+            &format!("/api/admin/users/{}", grant.user.user_id),
+            Some(&json!({"disabled": true})),
+            &[],
+        )
+        .await?;
+    assert_eq!(
+        (status, refused["error"]["code"].clone()),
+        (409, json!("managed_upstream"))
+    );
+    let refused = cashier
+        .change_password("a long password", "another long password")
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Some("managed_upstream"));
     cashier.subtract_stock(&[(1, 3)]).await?;
     assert_eq!(cashier.stock_of(1).await?.context("stock")?.stock, 7);
     let refused = cashier.update_stock(&[(1, 100)]).await.unwrap_err();

@@ -5,7 +5,7 @@ use stocky_test_support as support;
 
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde_json::{json, Value};
 use stocky_server::config::SessionPolicy;
 use support::{Client, Ended, TestHub};
@@ -911,6 +911,273 @@ async fn request_sync_draws_on_the_budget_and_over_it_waits_without_holding_the_
         (second["type"].as_str(), second["lastEventId"].as_u64()),
         (Some("sync_complete"), Some(head + 1))
     );
+    Ok(())
+}
+
+/// The id of the user with `email` in the caller's tenant.
+async fn user_id(hub: &TestHub, token: &str, email: &str) -> Result<String> {
+    let (status, list) = hub
+        .as_(Some(token), "GET", "/api/admin/users", None)
+        .await?;
+    anyhow::ensure!(status == 200, "{list}");
+    list["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|u| u["name"] == email)
+        .and_then(|u| u["id"].as_str())
+        .map(str::to_owned)
+        .with_context(|| format!("{email} in {list}"))
+}
+
+#[tokio::test]
+async fn owners_and_admins_change_users_and_the_change_ends_their_sessions() -> Result<()> {
+    // Heartbeats often, so that an open socket of the changed user closes soon.
+    let w = world_with(|c| c.server.ping_interval = Duration::from_millis(300)).await?;
+    let hub = &w.hub;
+    let owner = user(hub, "o@a.test", "owner", None, None).await?;
+    let manager_id = user_id(hub, &w.admin, "m@a.test").await?;
+    let admin_id = user_id(hub, &w.admin, "admin@a.test").await?;
+    let owner_id = user_id(hub, &w.admin, "o@a.test").await?;
+    let patch = |token: &str, id: &str, body: Value| {
+        let (token, path) = (token.to_owned(), format!("/api/admin/users/{id}"));
+        async move { hub.as_(Some(&token), "PATCH", &path, Some(body)).await }
+    };
+
+    let mut socket = Client::connect(&hub.ws_with(&w.manager, "")).await?;
+    // An admin demotes the manager to a cashier of s2, through the SDK.
+    let change = stocky_core::api::UserUpdate {
+        role: Some(stocky_core::auth::Role::Cashier),
+        site_id: Some(Some("s2".into())),
+        ..Default::default()
+    };
+    let view = hub
+        .sdk_with(&w.admin)
+        .update_user(&manager_id, &change)
+        .await?;
+    assert_eq!(
+        (
+            view.role,
+            view.site_id.as_deref(),
+            view.disabled,
+            view.email.as_str()
+        ),
+        (
+            stocky_core::auth::Role::Cashier,
+            Some("s2"),
+            false,
+            "m@a.test"
+        )
+    );
+    // The old token carried the old grant: it is gone, and a new sign-in has the new one.
+    let (status, _) = hub.as_(Some(&w.manager), "GET", "/api/stock", None).await?;
+    assert_eq!(status, 401, "the demoted manager's token");
+    match socket.until_end().await?.0 {
+        Ended::Closed(Some((code, reason))) => {
+            assert_eq!(u16::from(code), 1008, "{reason}");
+        }
+        other => panic!("expected close 1008, got {other:?}"),
+    }
+    let (_, grant) = hub.login("m@a.test", PW).await?;
+    assert_eq!(
+        (
+            grant["user"]["role"].as_str(),
+            grant["user"]["siteId"].as_str()
+        ),
+        (Some("cashier"), Some("s2"))
+    );
+
+    // What an admin may not do.
+    for (id, body, status, code) in [
+        (&admin_id, json!({"role": "manager"}), 403, "forbidden"), // itself
+        (&owner_id, json!({"disabled": true}), 403, "forbidden"),  // an owner
+        (&manager_id, json!({"role": "owner"}), 403, "forbidden"), // grant the role
+        (&manager_id, json!({"siteId": "nowhere"}), 404, "not_found"),
+        // A field this route does not take.
+        (
+            &manager_id,
+            json!({"password": "a new password!"}),
+            422,
+            "invalid_json",
+        ),
+        (
+            &"no-such-user".to_owned(),
+            json!({"disabled": true}),
+            404,
+            "not_found",
+        ),
+    ] {
+        let (got, answer) = patch(&w.admin, id, body.clone()).await?;
+        let got_code = answer["error"]["code"].as_str().unwrap_or_default();
+        assert_eq!((got, got_code), (status, code), "{body}: {answer}");
+    }
+    let (status, _) = patch(&w.cashier1, &manager_id, json!({"disabled": true})).await?;
+    assert_eq!(status, 403, "a cashier manages nobody");
+    let (status, _) = patch(&w.b_owner, &manager_id, json!({"disabled": true})).await?;
+    assert_eq!(status, 404, "another tenant's owner does not see the user");
+    let (_, grant) = hub.login("m@a.test", PW).await?;
+    assert_eq!(
+        grant["user"]["role"], "cashier",
+        "nothing above changed the user"
+    );
+
+    // The owner disables the admin: its token and sign-ins are refused, until re-enabled.
+    let (status, answer) = patch(&owner, &admin_id, json!({"disabled": true})).await?;
+    assert_eq!(
+        (status, answer["disabled"].as_bool()),
+        (200, Some(true)),
+        "{answer}"
+    );
+    let (status, _) = hub.as_(Some(&w.admin), "GET", "/api/stock", None).await?;
+    assert_eq!(status, 401);
+    let (status, _) = hub
+        .call(
+            "POST",
+            "/api/auth/login",
+            Some(json!({"email":"admin@a.test","password":PW})),
+            &[],
+        )
+        .await?;
+    assert_eq!(status, 401, "a disabled user cannot sign in");
+    let (_, list) = hub
+        .as_(Some(&owner), "GET", "/api/admin/users", None)
+        .await?;
+    assert!(
+        list["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|u| u["name"] == "admin@a.test" && u["revoked"] == true),
+        "{list}"
+    );
+    let (status, _) = patch(
+        &owner,
+        &admin_id,
+        json!({"disabled": false, "modules": null}),
+    )
+    .await?;
+    assert_eq!(status, 200);
+    hub.login("admin@a.test", PW).await?;
+
+    // Every change is audited, without secrets.
+    let (_, audit) = hub
+        .as_(Some(&owner), "GET", "/api/audit?entityType=user", None)
+        .await?;
+    let actions = audit.to_string();
+    assert!(actions.contains("user:update"), "{audit}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn passwords_change_with_the_current_one_or_by_an_admin_and_end_other_sessions() -> Result<()>
+{
+    let w = world_with(|c| c.server.login_failures = 3).await?;
+    let hub = &w.hub;
+    let (second, _) = hub.login("m@a.test", PW).await?;
+    let own = |token: &str, current: &str, new: &str| {
+        let (token, body) = (
+            token.to_owned(),
+            json!({"currentPassword": current, "newPassword": new}),
+        );
+        async move {
+            hub.as_(Some(&token), "POST", "/api/auth/password", Some(body))
+                .await
+        }
+    };
+    let (status, answer) = own(&w.manager, "not the password", "a brand new password").await?;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (403, Some("wrong_password"))
+    );
+    let (status, answer) = own(&w.manager, PW, "short").await?;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (400, Some("weak_password"))
+    );
+    // Through the SDK: this session stays, the other one ends.
+    hub.sdk_with(&w.manager)
+        .change_password(PW, "a brand new password")
+        .await?;
+    assert_eq!(
+        hub.as_(Some(&w.manager), "GET", "/api/stock", None)
+            .await?
+            .0,
+        200
+    );
+    assert_eq!(
+        hub.as_(Some(&second), "GET", "/api/stock", None).await?.0,
+        401
+    );
+    let (status, _) = hub
+        .call(
+            "POST",
+            "/api/auth/login",
+            Some(json!({"email":"m@a.test","password":PW})),
+            &[],
+        )
+        .await?;
+    assert_eq!(status, 401, "the old password");
+    hub.login("m@a.test", "a brand new password").await?;
+
+    // Not for credentials without a password.
+    let (status, answer) = hub
+        .post(
+            "/api/auth/password",
+            json!({"currentPassword": PW, "newPassword": "a brand new password"}),
+        )
+        .await?;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (400, Some("not_a_session")),
+        "the operator's token"
+    );
+
+    // An admin sets the cashier's password: the cashier's sessions end.
+    let cashier = user_id(hub, &w.admin, "c1@a.test").await?;
+    let view = hub
+        .sdk_with(&w.admin)
+        .reset_user_password(&cashier, "set by the admin")
+        .await?;
+    assert_eq!(view.email, "c1@a.test");
+    assert_eq!(
+        hub.as_(Some(&w.cashier1), "GET", "/api/stock", None)
+            .await?
+            .0,
+        401
+    );
+    hub.login("c1@a.test", "set by the admin").await?;
+    let path = format!("/api/admin/users/{cashier}/password");
+    let (status, _) = hub
+        .as_(
+            Some(&w.b_owner),
+            "POST",
+            &path,
+            Some(json!({"password": "another tenant's try"})),
+        )
+        .await?;
+    assert_eq!(status, 404, "another tenant");
+    let admin = user_id(hub, &w.admin, "admin@a.test").await?;
+    let (status, _) = hub
+        .as_(
+            Some(&w.admin),
+            "POST",
+            &format!("/api/admin/users/{admin}/password"),
+            Some(json!({"password": "without the current one"})),
+        )
+        .await?;
+    assert_eq!(status, 403, "one's own password needs the current one");
+
+    // Wrong current passwords count as failed logins: past the limit, 429.
+    let (fresh, _) = hub.login("m@a.test", "a brand new password").await?;
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(
+            own(&fresh, "still not it", "a brand new password 2")
+                .await?
+                .0,
+        );
+    }
+    assert_eq!(statuses, vec![403, 403, 403, 429]);
     Ok(())
 }
 

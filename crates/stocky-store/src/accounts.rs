@@ -49,6 +49,36 @@ pub struct Session {
     pub expires_at: i64,
 }
 
+/// A user as owners and admins manage it (no secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub account: Account,
+    pub email: String,
+    pub disabled: bool,
+}
+
+/// What an owner or admin changes on a user; `None`: unchanged (`Some(None)` site or
+/// modules: every site, every module).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserChange {
+    pub role: Option<Role>,
+    pub site: Option<Option<String>>,
+    pub modules: Option<Option<Vec<String>>>,
+    pub disabled: Option<bool>,
+}
+
+/// What became of a change to a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserChanged {
+    /// The user as it is now.
+    Done(User),
+    /// No such user in the tenant.
+    NotFound,
+    /// The user is an owner, or the change grants the owner role, and the caller is not an
+    /// owner: nothing changed.
+    OwnerOnly,
+}
+
 /// Listing rows for admins (no secrets).
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -97,6 +127,15 @@ fn account_at(r: &mut Row, at: usize) -> Result<Account, DbError> {
         role: role_of(&r.text(at + 2)?)?,
         site: r.opt_text(at + 3)?,
         modules: modules_from_text(r.opt_text(at + 4)?),
+    })
+}
+
+/// A sign-in row: `id, tenant_id, role, site_id, modules, email, password_hash`.
+fn login_at(r: &mut Row) -> Result<UserLogin, DbError> {
+    Ok(UserLogin {
+        account: account_at(r, 0)?,
+        email: r.text(5)?,
+        password_hash: r.text(6)?,
     })
 }
 
@@ -255,19 +294,14 @@ pub(crate) fn user_by_email(
     conn: &mut dyn Conn,
     email: &str,
 ) -> Result<Option<UserLogin>, StoreError> {
-    let Some(mut r) = conn.query_opt(
+    conn.query_opt(
         "SELECT id, tenant_id, role, site_id, modules, email, password_hash FROM users
          WHERE lower(email) = lower($1) AND disabled_at IS NULL",
         args![email],
     )?
-    else {
-        return Ok(None);
-    };
-    Ok(Some(UserLogin {
-        account: account_at(&mut r, 0)?,
-        email: r.text(5)?,
-        password_hash: r.text(6)?,
-    }))
+    .map(|mut r| login_at(&mut r))
+    .transpose()
+    .map_err(StoreError::from)
 }
 
 /// Replaces the password hash of the user with `email` (ignoring case) and logs out every
@@ -294,13 +328,148 @@ pub(crate) fn reset_password(
                 "UPDATE users SET password_hash = $2 WHERE id = $1",
                 args![&account.id, password_hash],
             )?;
-            tx.execute(
-                "UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
-                args![&account.id, now_millis()],
-            )?;
+            end_sessions(tx, &account.id, None, now_millis())?;
             Ok(Some(account))
         },
     )
+}
+
+/// The user `id` of `tenant`, enabled or not.
+pub(crate) fn user(
+    conn: &mut dyn Conn,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<User>, StoreError> {
+    let Some(mut r) = conn.query_opt(
+        "SELECT id, tenant_id, role, site_id, modules, email, disabled_at IS NOT NULL FROM users
+         WHERE tenant_id = $1 AND id = $2",
+        args![tenant, id],
+    )?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(User {
+        account: account_at(&mut r, 0)?,
+        email: r.text(5)?,
+        disabled: r.bool(6)?,
+    }))
+}
+
+/// Applies `change` to user `id` of `tenant` (`by_owner`: the caller is an owner, who alone
+/// may change an owner or grant the role). A change of role, site, modules or access ends
+/// the user's sessions — their tokens carry the old grant — so they sign in again with the
+/// new one. The caller runs it in a transaction.
+pub(crate) fn update_user(
+    conn: &mut dyn Conn,
+    tenant: &str,
+    id: &str,
+    change: &UserChange,
+    by_owner: bool,
+) -> Result<UserChanged, StoreError> {
+    let Some(user) = user(conn, tenant, id)? else {
+        return Ok(UserChanged::NotFound);
+    };
+    if !by_owner && (user.account.role == Role::Owner || change.role == Some(Role::Owner)) {
+        return Ok(UserChanged::OwnerOnly);
+    }
+    let account = Account {
+        role: change.role.unwrap_or(user.account.role),
+        site: change
+            .site
+            .clone()
+            .unwrap_or_else(|| user.account.site.clone()),
+        modules: change
+            .modules
+            .clone()
+            .unwrap_or_else(|| user.account.modules.clone()),
+        ..user.account.clone()
+    };
+    let updated = User {
+        account,
+        email: user.email.clone(),
+        disabled: change.disabled.unwrap_or(user.disabled),
+    };
+    if updated == user {
+        return Ok(UserChanged::Done(user));
+    }
+    ensure_site(conn, tenant, &updated.account.site)?;
+    let now = now_millis();
+    conn.execute(
+        "UPDATE users SET role = $3, site_id = $4, modules = $5 WHERE tenant_id = $1 AND id = $2",
+        args![
+            tenant,
+            id,
+            updated.account.role.as_str(),
+            &updated.account.site,
+            &modules_to_text(&updated.account.modules)
+        ],
+    )?;
+    if updated.disabled != user.disabled {
+        let disabled_at = updated.disabled.then_some(now);
+        conn.execute(
+            "UPDATE users SET disabled_at = $3 WHERE tenant_id = $1 AND id = $2",
+            args![tenant, id, disabled_at],
+        )?;
+    }
+    end_sessions(conn, id, None, now)?;
+    Ok(UserChanged::Done(updated))
+}
+
+/// Sets the password hash of user `id` of `tenant` and ends their sessions but `keep`
+/// (the session of a user changing their own). `by_owner` as for [`update_user`]. The
+/// caller runs it in a transaction.
+pub(crate) fn set_password(
+    conn: &mut dyn Conn,
+    tenant: &str,
+    id: &str,
+    password_hash: &str,
+    keep: Option<&str>,
+    by_owner: bool,
+) -> Result<UserChanged, StoreError> {
+    let Some(user) = user(conn, tenant, id)? else {
+        return Ok(UserChanged::NotFound);
+    };
+    if !by_owner && user.account.role == Role::Owner {
+        return Ok(UserChanged::OwnerOnly);
+    }
+    conn.execute(
+        "UPDATE users SET password_hash = $3 WHERE tenant_id = $1 AND id = $2",
+        args![tenant, id, password_hash],
+    )?;
+    end_sessions(conn, id, keep, now_millis())?;
+    Ok(UserChanged::Done(user))
+}
+
+/// Logs out every session of user `id` but `keep`, which also invalidates their access
+/// tokens.
+fn end_sessions(
+    conn: &mut dyn Conn,
+    id: &str,
+    keep: Option<&str>,
+    now: i64,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL
+         AND id <> $3",
+        args![id, now, keep.unwrap_or("")],
+    )?;
+    Ok(())
+}
+
+/// The enabled user `id` of `tenant` with their password hash.
+pub(crate) fn user_login(
+    conn: &mut dyn Conn,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<UserLogin>, StoreError> {
+    conn.query_opt(
+        "SELECT id, tenant_id, role, site_id, modules, email, password_hash FROM users
+         WHERE tenant_id = $1 AND id = $2 AND disabled_at IS NULL",
+        args![tenant, id],
+    )?
+    .map(|mut r| login_at(&mut r))
+    .transpose()
+    .map_err(StoreError::from)
 }
 
 pub(crate) fn count_users(conn: &mut dyn Conn) -> Result<i64, StoreError> {
@@ -416,13 +585,7 @@ pub(crate) fn site_users(
         args![tenant, site],
     )?;
     rows.into_iter()
-        .map(|mut r| {
-            Ok(UserLogin {
-                account: account_at(&mut r, 0)?,
-                email: r.text(5)?,
-                password_hash: r.text(6)?,
-            })
-        })
+        .map(|mut r| login_at(&mut r))
         .collect::<Result<_, DbError>>()
         .map_err(StoreError::from)
 }

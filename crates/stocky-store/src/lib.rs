@@ -45,7 +45,9 @@ use stocky_core::documents::DocWrite;
 use stocky_core::stock::{BusinessValidator, LedgerEntry, Rejection, StockCommand};
 use tokio::sync::{mpsc, oneshot};
 
-pub use accounts::{Account, KeyHolder, Listed, Mirrored, Session, UserLogin};
+pub use accounts::{
+    Account, KeyHolder, Listed, Mirrored, Session, User, UserChange, UserChanged, UserLogin,
+};
 pub use doc_changes::{DocChange, DocCursor};
 pub use documents::MERGED_BY;
 #[cfg(feature = "sqlite")]
@@ -856,6 +858,37 @@ impl Accounts<'_> {
         password_hash: &str,
     ) -> Result<Option<Account>, StoreError> {
         accounts::reset_password(self.0, email, password_hash)
+    }
+    /// User `id` of `tenant`, enabled or not.
+    pub fn user(&mut self, tenant: &str, id: &str) -> Result<Option<User>, StoreError> {
+        accounts::user(self.0, tenant, id)
+    }
+    /// The enabled user `id` of `tenant` with their password hash.
+    pub fn user_login(&mut self, tenant: &str, id: &str) -> Result<Option<UserLogin>, StoreError> {
+        accounts::user_login(self.0, tenant, id)
+    }
+    /// Changes a user's role, site, modules or access, ending their sessions; run it in
+    /// [`Accounts::audited`] (one transaction).
+    pub fn update_user(
+        &mut self,
+        tenant: &str,
+        id: &str,
+        change: &UserChange,
+        by_owner: bool,
+    ) -> Result<UserChanged, StoreError> {
+        accounts::update_user(self.0, tenant, id, change, by_owner)
+    }
+    /// Sets a user's password hash and ends their sessions but `keep`; run it in
+    /// [`Accounts::audited`] (one transaction).
+    pub fn set_password(
+        &mut self,
+        tenant: &str,
+        id: &str,
+        password_hash: &str,
+        keep: Option<&str>,
+        by_owner: bool,
+    ) -> Result<UserChanged, StoreError> {
+        accounts::set_password(self.0, tenant, id, password_hash, keep, by_owner)
     }
     pub fn count_users(&mut self) -> Result<i64, StoreError> {
         accounts::count_users(self.0)

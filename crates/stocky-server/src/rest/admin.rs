@@ -1,7 +1,9 @@
 //! Administration inside the caller's tenant: sites, users and API keys
-//! (`/api/admin/…`, role owner or admin). An admin cannot create an owner; API keys are
-//! shown once, at creation, and stored hashed. Every handler checks the caller before it
-//! reads the body.
+//! (`/api/admin/…`, role owner or admin). An admin cannot create, change or grant an
+//! owner, and nobody changes their own role, site, modules, access or (here) password;
+//! API keys are shown once, at creation, and stored hashed. Every handler checks the
+//! caller before it reads the body. At a store node users are the hub's (mirrored):
+//! changing them is refused there.
 
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
@@ -9,11 +11,12 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use stocky_core::accounts::{check_password, parse_email};
+use stocky_core::api::{PasswordReset, UserUpdate, UserView};
 use stocky_core::auth::{Action, Role};
 use stocky_core::documents::check_name;
 use stocky_core::time::iso8601;
 use stocky_store::audit::AccountAudit;
-use stocky_store::Account;
+use stocky_store::{Account, User, UserChange, UserChanged};
 
 use super::json_body;
 use crate::auth::{digest, hash_password_off_thread, random_token, Principal, API_KEY_PREFIX};
@@ -22,7 +25,7 @@ use crate::openapi::{doc, ApiRoutes};
 use crate::AppState;
 
 /// The audit entry of an account change made by `p` (never with a secret in `after`).
-fn audit_entry(
+pub(super) fn audit_entry(
     p: &Principal,
     action: &str,
     entity_type: &'static str,
@@ -65,6 +68,24 @@ pub fn routes() -> ApiRoutes {
                 .body::<GrantBody>()
                 .created_object()
                 .errors(&[409]),
+        )
+        .patch(
+            "/api/admin/users/{id}",
+            update_user,
+            doc("Change a user's role, home site, modules or access")
+                .about("Absent fields stay; `siteId`/`modules` `null` mean every site/module; `disabled: true` refuses their sign-ins. Any change ends the user's sessions (their tokens carry the old grant). Only an owner changes an owner or grants the role; nobody changes their own account here; `409 managed_upstream` at a store node.")
+                .body::<UserUpdate>()
+                .ok::<UserView>()
+                .errors(&[400, 403, 404, 409]),
+        )
+        .post(
+            "/api/admin/users/{id}/password",
+            reset_user_password,
+            doc("Set another user's password; their sessions end")
+                .about("Only an owner sets an owner's password. Your own is changed at `POST /api/auth/password`, with the current one.")
+                .body::<PasswordReset>()
+                .ok::<UserView>()
+                .errors(&[400, 403, 404, 409]),
         )
         .get("/api/admin/api-keys", list_keys, doc("The tenant's API keys (never their secrets)"))
         .post(
@@ -398,13 +419,7 @@ async fn create_user(
     request: Request,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     p.require(Action::ManageAccess)?;
-    if state.config.users_from_upstream {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "managed_upstream",
-            "users are managed at the hub: create them there, and this store node mirrors them",
-        ));
-    }
+    users_are_local(&state)?;
     let body: GrantBody = json_body(request, &state).await?;
     let account = account_for(&p, &body)?;
     let email = parse_email(&body.name).map_err(|e| ApiError::bad_request("invalid_email", e.0))?;
@@ -429,6 +444,131 @@ async fn create_user(
             json!({"userId": account.id, "email": email, "role": account.role, "siteId": account.site, "modules": account.modules}),
         ),
     ))
+}
+
+/// Refuses to change users at a store node, which mirrors the hub's.
+pub(super) fn users_are_local(state: &AppState) -> Result<(), ApiError> {
+    if state.config.users_from_upstream {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "managed_upstream",
+            "users are managed at the hub: change them there, and this store node mirrors them",
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a change of the caller's own account through the admin routes.
+fn someone_else(p: &Principal, id: &str, what: &str) -> Result<(), ApiError> {
+    if p.kind == crate::auth::Kind::User && *p.id == *id {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("you cannot change your own {what} here"),
+        ));
+    }
+    Ok(())
+}
+
+/// The answer for a change to user `id`.
+fn changed(outcome: UserChanged, id: &str) -> Result<Json<UserView>, ApiError> {
+    match outcome {
+        UserChanged::Done(user) => Ok(Json(view(user))),
+        UserChanged::NotFound => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("user {id:?} not found"),
+        )),
+        UserChanged::OwnerOnly => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "only an owner may change an owner or grant the owner role",
+        )),
+    }
+}
+
+fn view(user: User) -> UserView {
+    UserView {
+        user_id: user.account.id,
+        email: user.email,
+        role: user.account.role,
+        site_id: user.account.site,
+        modules: user.account.modules,
+        disabled: user.disabled,
+    }
+}
+
+/// `PATCH /api/admin/users/{id}`.
+async fn update_user(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Result<Json<UserView>, ApiError> {
+    p.require(Action::ManageAccess)?;
+    users_are_local(&state)?;
+    someone_else(&p, &id, "role, site, modules or access")?;
+    let body: UserUpdate = json_body(request, &state).await?;
+    if let Some(Some(site)) = &body.site_id {
+        check_name("site", site).map_err(|e| ApiError::bad_request("invalid_name", e.0))?;
+    }
+    let entry = audit_entry(
+        &p,
+        "user:update",
+        "user",
+        &id,
+        serde_json::to_value(&body).unwrap_or_default(),
+    );
+    let change = UserChange {
+        role: body.role,
+        site: body.site_id,
+        modules: body.modules,
+        disabled: body.disabled,
+    };
+    let (tenant, user, by_owner) = (p.tenant.to_string(), id.clone(), p.role == Role::Owner);
+    let outcome = state
+        .store
+        .accounts(move |a| {
+            a.audited_when(
+                &entry,
+                |a| a.update_user(&tenant, &user, &change, by_owner),
+                |done| matches!(done, UserChanged::Done(_)),
+            )
+        })
+        .await?;
+    changed(outcome, &id)
+}
+
+/// `POST /api/admin/users/{id}/password`.
+async fn reset_user_password(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Result<Json<UserView>, ApiError> {
+    p.require(Action::ManageAccess)?;
+    users_are_local(&state)?;
+    someone_else(
+        &p,
+        &id,
+        "password (use POST /api/auth/password, with the current one)",
+    )?;
+    let body: PasswordReset = json_body(request, &state).await?;
+    check_password(&body.password).map_err(|e| ApiError::bad_request("weak_password", e.0))?;
+    let hash = hash_password_off_thread(body.password).await?;
+    let entry = audit_entry(&p, "user:password", "user", &id, json!({"userId": id}));
+    let (tenant, user, by_owner) = (p.tenant.to_string(), id.clone(), p.role == Role::Owner);
+    let outcome = state
+        .store
+        .accounts(move |a| {
+            a.audited_when(
+                &entry,
+                |a| a.set_password(&tenant, &user, &hash, None, by_owner),
+                |done| matches!(done, UserChanged::Done(_)),
+            )
+        })
+        .await?;
+    changed(outcome, &id)
 }
 
 async fn list_keys(

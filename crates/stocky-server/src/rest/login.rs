@@ -1,4 +1,4 @@
-//! `POST /api/auth/login`, `/refresh`, `/logout` and `GET /api/auth/me`.
+//! `POST /api/auth/login`, `/refresh`, `/logout`, `/password` and `GET /api/auth/me`.
 //!
 //! Login checks an argon2 password hash (on a blocking thread) and opens a session: an
 //! access token (JWT carrying `{userId, tenantId, siteId, role, modules, sid, exp}`) and a
@@ -6,7 +6,7 @@
 //! also invalidates its access tokens. Failed logins are throttled per email and per IP
 //! (each attempt reserves its place before the password is checked; a success gives it
 //! back), password checks run at most one per core at a time, and every failure says the
-//! same thing.
+//! same thing. A wrong current password in a password change counts as a failed login.
 
 use std::net::SocketAddr;
 
@@ -14,14 +14,17 @@ use axum::extract::{ConnectInfo, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::{json, Value};
+use stocky_core::accounts::check_password;
 use stocky_core::accounts::email_key;
-use stocky_core::api::{LoginRequest, RefreshRequest, SessionUser, TokenGrant};
+use stocky_core::api::{LoginRequest, PasswordChange, RefreshRequest, SessionUser, TokenGrant};
 use stocky_core::auth::{sign, Claims};
 use stocky_core::time::{iso8601, now_millis};
-use stocky_store::Account;
+use stocky_store::{Account, UserChanged};
 
 use super::too_many;
-use crate::auth::{self, digest, password_matches, random_token, unauthorized, Principal};
+use crate::auth::{
+    self, digest, hash_password_off_thread, password_matches, random_token, unauthorized, Principal,
+};
 use crate::error::{ApiError, ApiJson};
 use crate::AppState;
 
@@ -169,6 +172,84 @@ pub async fn logout(
         .accounts(move |a| a.revoke_session(&sid))
         .await?;
     Ok(Json(super::Acknowledged { success: true }))
+}
+
+/// `POST /api/auth/password`: a signed-in user changes their own password, giving the
+/// current one. Their other sessions end; this one stays.
+pub async fn change_password(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Extension(p): Extension<Principal>,
+    ApiJson(body): ApiJson<PasswordChange>,
+) -> Result<Json<super::Acknowledged>, Response> {
+    let Some(sid) = p.session.clone().filter(|_| p.kind == auth::Kind::User) else {
+        return Err(ApiError::bad_request(
+            "not_a_session",
+            "only a signed-in user has a password to change",
+        )
+        .into_response());
+    };
+    super::admin::users_are_local(&state).map_err(IntoResponse::into_response)?;
+    check_password(&body.new_password)
+        .map_err(|e| ApiError::bad_request("weak_password", e.0).into_response())?;
+    let (tenant, id) = (p.tenant.to_string(), p.id.to_string());
+    let user = state
+        .store
+        .accounts(move |a| a.user_login(&tenant, &id))
+        .await
+        .map_err(|e| ApiError::from(e).into_response())?
+        .ok_or_else(|| unauthorized().into_response())?;
+    // Throttled as a login of this email from this address.
+    let (ip, email) = (addr.ip().to_string(), email_key(&user.email));
+    let limits = &state.limits;
+    if let Err(retry) = limits.login_per_ip.hit(&ip) {
+        state.metrics.rate_limited("login");
+        return Err(too_many(retry));
+    }
+    if let Err(retry) = limits.login_per_email.hit(&email) {
+        limits.login_per_ip.refund(&ip);
+        state.metrics.rate_limited("login");
+        return Err(too_many(retry));
+    }
+    let (current, hash) = (body.current_password, user.password_hash);
+    let matches = auth::password_work_off_thread(move || password_matches(&current, &hash))
+        .await
+        .map_err(IntoResponse::into_response)?;
+    if !matches {
+        tracing::info!("password change refused: wrong current password");
+        return Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "wrong_password",
+            "the current password is not right",
+        )
+        .into_response());
+    }
+    limits.login_per_ip.refund(&ip);
+    limits.login_per_email.reset(&email);
+    let hash = hash_password_off_thread(body.new_password)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    let entry = super::admin::audit_entry(
+        &p,
+        "user:password",
+        "user",
+        &p.id,
+        json!({"userId": &*p.id}),
+    );
+    let (tenant, id) = (p.tenant.to_string(), p.id.to_string());
+    let outcome = state
+        .store
+        .accounts(move |a| {
+            a.audited(&entry, |a| {
+                a.set_password(&tenant, &id, &hash, Some(&sid), true)
+            })
+        })
+        .await
+        .map_err(|e| ApiError::from(e).into_response())?;
+    match outcome {
+        UserChanged::Done(_) => Ok(Json(super::Acknowledged { success: true })),
+        UserChanged::NotFound | UserChanged::OwnerOnly => Err(unauthorized().into_response()),
+    }
 }
 
 pub async fn me(Extension(p): Extension<Principal>) -> Json<Value> {

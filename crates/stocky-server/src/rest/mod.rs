@@ -31,7 +31,7 @@ use axum::Json;
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use stocky_core::api::{LoginRequest, RefreshRequest, SessionUser, TokenGrant};
+use stocky_core::api::{LoginRequest, PasswordChange, RefreshRequest, SessionUser, TokenGrant};
 use stocky_core::protocol::MAX_OP_ID_LEN;
 use stocky_store::Origin;
 
@@ -65,6 +65,15 @@ pub fn routes(state: &AppState, protected: ApiRoutes, public: ApiRoutes) -> ApiR
                 .about("Only a login session can log out (`400 not_a_session` for API keys: revoke those instead).")
                 .ok::<Acknowledged>()
                 .errors(&[400]),
+        )
+        .post(
+            "/api/auth/password",
+            login::change_password,
+            doc("Change your own password, giving the current one; your other sessions end")
+                .about("Only a signed-in user (`400 not_a_session` for API keys and tokens). A wrong current password is `403 wrong_password` and counts as a failed login of the email and address (`429` past the limit); `409 managed_upstream` at a store node.")
+                .body::<PasswordChange>()
+                .ok::<Acknowledged>()
+                .errors(&[400, 403, 409, 429]),
         )
         .get(
             "/api/auth/me",
