@@ -275,6 +275,62 @@ test('sign-in and refused actions are explained in plain words; admin pages are 
   }
 });
 
+test('owners and admins edit users in the back office; everyone changes their own password', async () => {
+  const hub = await startHub();
+  const browser = await launchBrowser();
+  try {
+    const manager = await createUser(hub, { email: 'manager@hub.test', role: 'manager' });
+    await ensureSite(hub, 'north');
+    const page = await (await browser.newContext({ viewport: VIEWPORT })).newPage();
+    const errors = watchErrors(page, { ignore: EXPECTED_HTTP_ERRORS });
+    await page.goto(`${hub.url}/#/admin`);
+    await signInUI(page, hub.owner.email, hub.owner.password);
+    await page.getByRole('link', { name: 'Users & devices' }).click();
+    const dialog = page.getByRole('dialog');
+    const toasts = () => page.getByTestId('toasts').innerText();
+    const canLogIn = async (password) => (await api(hub.url, '/api/auth/login', { body: { email: manager.email, password } })).status === 200;
+
+    // Demote and disable the manager: the hub has it, and the manager cannot sign in.
+    await page.getByRole('button', { name: `Edit ${manager.email}` }).click();
+    await dialog.getByLabel('Role').selectOption('cashier');
+    await dialog.getByLabel('Home site').selectOption('north');
+    await dialog.getByLabel('Access').selectOption('disabled');
+    await dialog.getByRole('button', { name: 'Save' }).click();
+    await eventually(async () => (await toasts()).includes(`Saved ${manager.email}`), { what: 'the saved toast' });
+    const row = (await ok(hub.url, '/api/admin/users', { token: hub.ownerToken })).data.find((u) => u.name === manager.email);
+    assert.deepEqual([row.role, row.siteId, row.revoked], ['cashier', 'north', true]);
+    assert.equal(await canLogIn(manager.password), false);
+    await eventually(async () => /Disabled/.test(await page.getByTestId('users-table').innerText()), { what: 'the table redrawn' });
+
+    // Let them in again with a password set here.
+    await page.getByRole('button', { name: `Edit ${manager.email}` }).click();
+    await dialog.getByLabel('Access').selectOption('active');
+    await dialog.getByLabel('New password').fill('set from the back office');
+    await dialog.getByRole('button', { name: 'Save' }).click();
+    await eventually(() => canLogIn('set from the back office'), { what: 'the new password works' });
+    assert.equal(await canLogIn(manager.password), false, 'the old one does not');
+    assert.equal(await page.getByRole('button', { name: `Edit ${hub.owner.email}` }).count(), 0, 'not oneself');
+
+    // The owner's own password: the current one is checked.
+    await page.getByRole('button', { name: 'Change your password' }).click();
+    await dialog.getByLabel('Current password').fill('not the password');
+    await dialog.getByLabel('New password').fill('the owner has a new one');
+    await dialog.getByRole('button', { name: 'Change password' }).click();
+    await eventually(async () => /current password is not right/.test(await dialog.locator('.form-error').innerText()), { what: 'the refusal' });
+    await dialog.getByLabel('Current password').fill(hub.owner.password);
+    await dialog.getByRole('button', { name: 'Change password' }).click();
+    await eventually(async () => (await toasts()).includes('Password changed'), { what: 'the changed toast' });
+    await login(hub.url, hub.owner.email, 'the owner has a new one');
+    // This page's session stays.
+    await page.getByRole('link', { name: 'Audit log' }).click();
+    await eventually(async () => /user:password/.test(await page.locator('main').innerText()), { what: 'the audit entries' });
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+    await hub.dispose();
+  }
+});
+
 test('the register shows the day\'s orders with their daily numbers, live, and refunds a sale', async () => {
   const hub = await startHub();
   const browser = await launchBrowser();

@@ -108,9 +108,31 @@ function renderShell(liveSlot) {
       h('span', { class: 'spacer' }),
       liveSlot,
       who,
+      h('button', { class: 'btn small', type: 'button', text: 'Password…', attrs: { 'aria-label': 'Change your password' }, on: { click: () => changeOwnPassword() } }),
       h('button', { class: 'btn small', type: 'button', text: 'Sign out', on: { click: () => signOut() } })),
     app.nav,
     app.main));
+}
+
+/** The signed-in user changes their own password (their other sessions end). */
+function changeOwnPassword() {
+  openDialog('Change your password', (close) => {
+    const err = errorEl();
+    const current = h('input', { type: 'password', required: true, autocomplete: 'current-password' });
+    const next = h('input', { type: 'password', required: true, minLength: 8, autocomplete: 'new-password' });
+    const form = h('form', {}, err,
+      field('Current password', current),
+      field('New password', next, 'At least 8 characters. You stay signed in here; other devices sign in again.'),
+      h('div', { class: 'form-actions' },
+        h('button', { class: 'btn', type: 'button', text: 'Cancel', on: { click: close } }),
+        h('button', { class: 'btn primary', type: 'submit', text: 'Change password' })));
+    onSubmit(form, err, async () => {
+      await api('/api/auth/password', { body: { currentPassword: current.value, newPassword: next.value } });
+      toast('Password changed.', 'ok');
+      close();
+    });
+    return form;
+  });
 }
 
 function route({ name, params }) {
@@ -1070,10 +1092,11 @@ function adminView(main) {
   async function loadAll() {
     try {
       const [u, d, k] = await Promise.all([api('/api/admin/users'), api('/api/admin/devices'), api('/api/admin/api-keys')]);
-      mount(users, table(['Email', 'Role', 'Home site', 'Modules', 'Created', 'State'], (u.data || []).map((x) => [
+      mount(users, table(['Email', 'Role', 'Home site', 'Modules', 'Created', 'State', ''], (u.data || []).map((x) => [
         x.name, x.role, x.siteId ? siteName(x.siteId) : 'every site', x.modules ? x.modules.join(', ') : 'all',
         fmt.dateTime(typeof x.createdAt === 'number' ? new Date(x.createdAt).toISOString() : x.createdAt),
         x.revoked ? pill('Disabled', 'bad') : pill('Active', 'ok'),
+        canEdit(x) ? h('button', { class: 'btn small', type: 'button', text: 'Edit…', attrs: { 'aria-label': `Edit ${x.name}` }, on: { click: () => editUser(x) } }) : '',
       ]), 'users-table'));
       mount(devices, (d.data || []).length
         ? table(['Device', 'Name', 'Site'], d.data.map((x) => [h('span', { class: 'mono', text: x.id }), x.name, siteName(x.siteId)]), 'devices-table')
@@ -1089,6 +1112,43 @@ function adminView(main) {
     } catch (err) {
       mount(users, errorBox(err, loadAll));
     }
+  }
+
+  // Nobody edits their own account here, and only owners edit owners (the hub says so too).
+  function canEdit(user) {
+    return user.id !== app.user.userId && (user.role !== 'owner' || app.user.role === 'owner');
+  }
+
+  function editUser(user) {
+    openDialog(`Edit ${user.name}`, (close) => {
+      const err = errorEl();
+      const roles = [['cashier', 'Cashier'], ['manager', 'Manager'], ['admin', 'Admin'], ...(app.user.role === 'owner' ? [['owner', 'Owner']] : [])];
+      const role = select(roles, { value: user.role });
+      const site = select([['', 'Every site (not mirrored to stores)'], ...siteChoices(false)], { value: user.siteId || '' });
+      const access = select([['active', 'Active: can sign in'], ['disabled', 'Disabled: cannot sign in']], { value: user.revoked ? 'disabled' : 'active' });
+      const password = h('input', { type: 'password', minLength: 8, autocomplete: 'new-password' });
+      const form = h('form', {}, err,
+        h('div', { class: 'form-row' }, field('Role', role), field('Home site', site)),
+        field('Access', access),
+        field('New password', password, 'Leave empty to keep the current one.'),
+        h('p', { class: 'small muted', text: 'Saving signs this person out everywhere: they sign in again with what you set here.' }),
+        h('div', { class: 'form-actions' },
+          h('button', { class: 'btn', type: 'button', text: 'Cancel', on: { click: close } }),
+          h('button', { class: 'btn primary', type: 'submit', text: 'Save' })));
+      onSubmit(form, err, async () => {
+        const change = {};
+        if (role.value !== user.role) change.role = role.value;
+        if (site.value !== (user.siteId || '')) change.siteId = site.value || null;
+        if ((access.value === 'disabled') !== Boolean(user.revoked)) change.disabled = access.value === 'disabled';
+        const path = `/api/admin/users/${encodeURIComponent(user.id)}`;
+        if (Object.keys(change).length) await api(path, { method: 'PATCH', body: change });
+        if (password.value) await api(`${path}/password`, { body: { password: password.value } });
+        toast(`Saved ${user.name}.`, 'ok');
+        close();
+        loadAll();
+      });
+      return form;
+    });
   }
 
   function revokeKey(key) {

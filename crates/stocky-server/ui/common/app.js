@@ -239,6 +239,7 @@ const MESSAGES = {
   sale_cancelled: 'This sale was voided, so it cannot be changed any more.',
   site_offline: 'One of the two stores is offline. A transfer needs both stores online to be requested.',
   weak_password: 'The password needs at least 8 characters.',
+  wrong_password: 'The current password is not right.',
   invalid_email: "That email address doesn't look right.",
   product_exists: 'A product with this number already exists.',
   transfer_rejected: 'This transfer was rejected already.',
