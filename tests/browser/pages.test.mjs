@@ -11,7 +11,8 @@
 //     hub's back office shows the sales.
 //  3. A REST change shows in the back office's stock view, highlighted.
 // And: a sale whose answer is lost is sent again with the same UUID and recorded once;
-// errors are shown as sentences; the pages run without console errors (CSP included).
+// errors are shown as sentences; users are edited and passwords changed from the back
+// office; the pages run without console errors (CSP included).
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
