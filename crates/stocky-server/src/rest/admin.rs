@@ -16,7 +16,7 @@ use stocky_core::auth::{Action, Role};
 use stocky_core::documents::check_name;
 use stocky_core::time::iso8601;
 use stocky_store::audit::AccountAudit;
-use stocky_store::{Account, User, UserChange, UserChanged};
+use stocky_store::{Account, Accounts, StoreError, User, UserChange, UserChanged};
 
 use super::json_body;
 use crate::auth::{digest, hash_password_off_thread, random_token, Principal, API_KEY_PREFIX};
@@ -470,8 +470,43 @@ fn someone_else(p: &Principal, id: &str, what: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The answer for a change to user `id`.
-fn changed(outcome: UserChanged, id: &str) -> Result<Json<UserView>, ApiError> {
+/// The user a change is for, as the caller names it.
+struct Target<'a> {
+    tenant: &'a str,
+    id: &'a str,
+    /// The caller is an owner (who alone changes owners).
+    by_owner: bool,
+}
+
+/// Runs `change` on user `id` of the caller's tenant with its audit entry (`action`,
+/// `after`), written only when the change was made; answers with the user as it is now.
+async fn change_user(
+    state: &AppState,
+    p: &Principal,
+    id: &str,
+    action: &str,
+    after: Value,
+    change: impl FnOnce(&mut Accounts<'_>, &Target<'_>) -> Result<UserChanged, StoreError>
+        + Send
+        + 'static,
+) -> Result<Json<UserView>, ApiError> {
+    let entry = audit_entry(p, action, "user", id, after);
+    let (tenant, user, by_owner) = (p.tenant.to_string(), id.to_owned(), p.role == Role::Owner);
+    let outcome = state
+        .store
+        .accounts(move |a| {
+            let target = Target {
+                tenant: &tenant,
+                id: &user,
+                by_owner,
+            };
+            a.audited_when(
+                &entry,
+                |a| change(a, &target),
+                |done| matches!(done, UserChanged::Done(_)),
+            )
+        })
+        .await?;
     match outcome {
         UserChanged::Done(user) => Ok(Json(view(user))),
         UserChanged::NotFound => Err(ApiError::new(
@@ -512,31 +547,17 @@ async fn update_user(
     if let Some(Some(site)) = &body.site_id {
         check_name("site", site).map_err(|e| ApiError::bad_request("invalid_name", e.0))?;
     }
-    let entry = audit_entry(
-        &p,
-        "user:update",
-        "user",
-        &id,
-        serde_json::to_value(&body).unwrap_or_default(),
-    );
+    let after = serde_json::to_value(&body).unwrap_or_default();
     let change = UserChange {
         role: body.role,
         site: body.site_id,
         modules: body.modules,
         disabled: body.disabled,
     };
-    let (tenant, user, by_owner) = (p.tenant.to_string(), id.clone(), p.role == Role::Owner);
-    let outcome = state
-        .store
-        .accounts(move |a| {
-            a.audited_when(
-                &entry,
-                |a| a.update_user(&tenant, &user, &change, by_owner),
-                |done| matches!(done, UserChanged::Done(_)),
-            )
-        })
-        .await?;
-    changed(outcome, &id)
+    change_user(&state, &p, &id, "user:update", after, move |a, user| {
+        a.update_user(user.tenant, user.id, &change, user.by_owner)
+    })
+    .await
 }
 
 /// `POST /api/admin/users/{id}/password`.
@@ -556,19 +577,11 @@ async fn reset_user_password(
     let body: PasswordReset = json_body(request, &state).await?;
     check_password(&body.password).map_err(|e| ApiError::bad_request("weak_password", e.0))?;
     let hash = hash_password_off_thread(body.password).await?;
-    let entry = audit_entry(&p, "user:password", "user", &id, json!({"userId": id}));
-    let (tenant, user, by_owner) = (p.tenant.to_string(), id.clone(), p.role == Role::Owner);
-    let outcome = state
-        .store
-        .accounts(move |a| {
-            a.audited_when(
-                &entry,
-                |a| a.set_password(&tenant, &user, &hash, None, by_owner),
-                |done| matches!(done, UserChanged::Done(_)),
-            )
-        })
-        .await?;
-    changed(outcome, &id)
+    let after = json!({"userId": id});
+    change_user(&state, &p, &id, "user:password", after, move |a, user| {
+        a.set_password(user.tenant, user.id, &hash, None, user.by_owner)
+    })
+    .await
 }
 
 async fn list_keys(

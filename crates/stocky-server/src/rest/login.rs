@@ -9,6 +9,7 @@
 //! same thing. A wrong current password in a password change counts as a failed login.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::extract::{ConnectInfo, State};
 use axum::response::{IntoResponse, Response};
@@ -65,19 +66,7 @@ pub async fn login(
 ) -> Result<Json<TokenGrant>, Response> {
     let email = email_key(&body.email);
     let ip = addr.ip().to_string();
-    let limits = &state.limits;
-    // The attempt is counted before the password is checked, atomically with the limit
-    // check, so a burst of simultaneous attempts cannot run more checks than the limit
-    // allows; a success gives its place back.
-    if let Err(retry) = limits.login_per_ip.hit(&ip) {
-        state.metrics.rate_limited("login");
-        return Err(too_many(retry));
-    }
-    if let Err(retry) = limits.login_per_email.hit(&email) {
-        limits.login_per_ip.refund(&ip);
-        state.metrics.rate_limited("login");
-        return Err(too_many(retry));
-    }
+    reserve_password_check(&state, &ip, &email).map_err(too_many)?;
     let lookup = email.clone();
     let user = state
         .store
@@ -100,8 +89,7 @@ pub async fn login(
         tracing::info!("login failed");
         return Err(unauthorized().into_response());
     };
-    limits.login_per_ip.refund(&ip);
-    limits.login_per_email.reset(&email);
+    password_check_passed(&state, &ip, &email);
     let sid = crate::random_id();
     let refresh = random_token("rt_");
     let expires = now_millis() + state.config.refresh_ttl.as_millis() as i64;
@@ -119,6 +107,30 @@ pub async fn login(
         .await
         .map_err(|e| ApiError::from(e).into_response())?;
     Ok(Json(issue(&state, &user.account, &sid, &refresh)))
+}
+
+/// Counts a password check of `email` from `ip` against the login limits before it runs,
+/// atomically with the limit check, so a burst of simultaneous attempts cannot run more
+/// checks than the limits allow; `Err(retry_after)` past either.
+fn reserve_password_check(state: &AppState, ip: &str, email: &str) -> Result<(), Duration> {
+    let limits = &state.limits;
+    let reserved = limits.login_per_ip.hit(ip).and_then(|()| {
+        limits
+            .login_per_email
+            .hit(email)
+            .inspect_err(|_| limits.login_per_ip.refund(ip))
+    });
+    if reserved.is_err() {
+        state.metrics.rate_limited("login");
+    }
+    reserved
+}
+
+/// A reserved password check passed: the address gets its place back and the email's
+/// failures are forgotten.
+fn password_check_passed(state: &AppState, ip: &str, email: &str) {
+    state.limits.login_per_ip.refund(ip);
+    state.limits.login_per_email.reset(email);
 }
 
 /// An argon2 hash of a random string, checked against for unknown emails.
@@ -201,16 +213,7 @@ pub async fn change_password(
         .ok_or_else(|| unauthorized().into_response())?;
     // Throttled as a login of this email from this address.
     let (ip, email) = (addr.ip().to_string(), email_key(&user.email));
-    let limits = &state.limits;
-    if let Err(retry) = limits.login_per_ip.hit(&ip) {
-        state.metrics.rate_limited("login");
-        return Err(too_many(retry));
-    }
-    if let Err(retry) = limits.login_per_email.hit(&email) {
-        limits.login_per_ip.refund(&ip);
-        state.metrics.rate_limited("login");
-        return Err(too_many(retry));
-    }
+    reserve_password_check(&state, &ip, &email).map_err(too_many)?;
     let (current, hash) = (body.current_password, user.password_hash);
     let matches = auth::password_work_off_thread(move || password_matches(&current, &hash))
         .await
@@ -224,8 +227,7 @@ pub async fn change_password(
         )
         .into_response());
     }
-    limits.login_per_ip.refund(&ip);
-    limits.login_per_email.reset(&email);
+    password_check_passed(&state, &ip, &email);
     let hash = hash_password_off_thread(body.new_password)
         .await
         .map_err(IntoResponse::into_response)?;
