@@ -458,8 +458,12 @@ pub(super) fn users_are_local(state: &AppState) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Refuses a change of the caller's own account through the admin routes.
-fn someone_else(p: &Principal, id: &str, what: &str) -> Result<(), ApiError> {
+/// Whether `p` may change `what` of user `id` here: it manages access, users are this
+/// tier's own, and `id` is someone else (one's own account is not changed through the
+/// admin routes).
+fn may_change_user(state: &AppState, p: &Principal, id: &str, what: &str) -> Result<(), ApiError> {
+    p.require(Action::ManageAccess)?;
+    users_are_local(state)?;
     if p.kind == crate::auth::Kind::User && *p.id == *id {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -540,9 +544,7 @@ async fn update_user(
     Path(id): Path<String>,
     request: Request,
 ) -> Result<Json<UserView>, ApiError> {
-    p.require(Action::ManageAccess)?;
-    users_are_local(&state)?;
-    someone_else(&p, &id, "role, site, modules or access")?;
+    may_change_user(&state, &p, &id, "role, site, modules or access")?;
     let body: UserUpdate = json_body(request, &state).await?;
     if let Some(Some(site)) = &body.site_id {
         check_name("site", site).map_err(|e| ApiError::bad_request("invalid_name", e.0))?;
@@ -567,9 +569,8 @@ async fn reset_user_password(
     Path(id): Path<String>,
     request: Request,
 ) -> Result<Json<UserView>, ApiError> {
-    p.require(Action::ManageAccess)?;
-    users_are_local(&state)?;
-    someone_else(
+    may_change_user(
+        &state,
         &p,
         &id,
         "password (use POST /api/auth/password, with the current one)",
