@@ -195,9 +195,13 @@ pub fn verify(token: &str, secret: &[u8], now_secs: i64) -> Result<Claims, Token
     Ok(claims)
 }
 
+/// A site's users changed at the hub (`{"userId"}`, scoped to the site): its store node
+/// refreshes its copy of them at once, instead of at its next slow poll.
+pub const USER_CHANGED_EVENT: &str = "user:changed";
+
 /// Which module an event belongs to (seed 002's `events.config`), and which events only
 /// some roles receive: owners and admins for seed 001's `SALE_CREATED` (and the other sale
-/// events), managers and up for `stock:low`.
+/// events), managers and up for `stock:low` and `user:changed`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModuleMap {
     /// Exact event names.
@@ -244,6 +248,7 @@ impl Default for ModuleMap {
                 ("stock:negative", Role::Admin),
                 ("site:status", Role::Admin),
                 ("stock:low", Role::Manager),
+                (USER_CHANGED_EVENT, Role::Manager),
             ]
             .map(|(e, r)| (e.to_owned(), r))
             .to_vec(),

@@ -61,6 +61,7 @@ pub fn check_event_name(name: &str) -> Result<(), Invalid> {
         "customer:",
         "menu:",
         "config:",
+        "user:",
     ]
     .iter()
     .any(|p| name.starts_with(p))

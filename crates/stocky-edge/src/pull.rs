@@ -19,6 +19,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::json;
 use stocky_client::{Backoff, Client, Start, SubscribeOptions, Update};
+use stocky_core::auth::USER_CHANGED_EVENT;
 use stocky_core::stock::LedgerEntry;
 use stocky_core::sync_rules::SyncRules;
 use stocky_core::time::{now_millis, parse_iso8601};
@@ -155,8 +156,9 @@ pub async fn run(
     }
 }
 
-/// Wakes the puller whenever the hub's live stream shows a change (and on every
-/// (re)connect, to catch up, with the users' refresh), until `shutdown` or until the hub refuses the credential.
+/// Wakes the puller whenever the hub's live stream shows a change, the users' refresh
+/// when it shows `user:changed` (and both on every (re)connect, to catch up), until
+/// `shutdown` or until the hub refuses the credential.
 /// The live stream also tells whether the hub is reachable (`isConnected`).
 pub async fn watch(
     hub: Client,
@@ -180,6 +182,7 @@ pub async fn watch(
                 wake.notify_one();
                 wake_users.notify_one();
             }
+            Some(Ok(Update::Event(e))) if e.event == USER_CHANGED_EVENT => wake_users.notify_one(),
             Some(Ok(_)) => wake.notify_one(),
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "the hub's live stream ended; pulling by timer only");

@@ -722,6 +722,32 @@ async fn the_sites_users_sign_in_at_the_edge_offline_and_follow_the_hub() -> Res
         }
     })
     .await?;
+    // A user disabled at the hub is refused at the edge within moments (the hub announces
+    // `user:changed`; the edge's own refresh runs only every minute at the most).
+    let late = hub.sdk().users().await?;
+    let late_id = late["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|u| u["name"] == "late@north.test")
+        .and_then(|u| u["id"].as_str())
+        .context("late@north.test")?
+        .to_owned();
+    let disable = stocky_core::api::UserUpdate {
+        disabled: Some(true),
+        ..Default::default()
+    };
+    hub.sdk().update_user(&late_id, &disable).await?;
+    eventually("the disabled user refused at the edge", || {
+        let at_edge = at_edge.clone();
+        async move {
+            Ok(Client::new(&at_edge)?
+                .login("late@north.test", "a long password")
+                .await
+                .is_err_and(|e| e.status() == Some(401)))
+        }
+    })
+    .await?;
     eventually("the sale at the hub", || async {
         Ok(north_key.stock_of(1).await?.map(|r| r.stock) == Some(7))
     })

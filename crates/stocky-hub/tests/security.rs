@@ -236,13 +236,15 @@ async fn events_are_routed_by_site_and_module() -> Result<()> {
     let mut manager = Client::connect(&hub.ws_with(&w.manager, "")).await?;
     assert_eq!(c1.auth["siteId"], "default");
     assert_eq!(c1.auth["modules"], json!(["inventory"]));
+    // The head before the test's events (creating the site users announced them).
+    let b = c1.auth["lastEventId"].as_u64().context("the head")?;
 
     // Site s2 sells (cashier2's home site): cashier1 of site default must not hear it.
     hub.post(
         "/api/stock/update",
         json!({"updates":[{"productId":7,"stock":5}]}),
     )
-    .await?; // id 1, site default
+    .await?; // id b + 1, site default
     let mut c2_cmd = c2
         .command("stock:update", json!([{"productId":7,"stock":3}]))
         .await?; // forbidden for cashiers
@@ -261,38 +263,41 @@ async fn events_are_routed_by_site_and_module() -> Result<()> {
             "/api/events",
             Some(json!({"type":"order_created","data":{"orderId":"A-1"},"siteId":"s2"})),
         )
-        .await?; // id 2
+        .await?; // id b + 2
     assert_eq!(status, 201);
     hub.post(
         "/api/events",
         json!({"type":"order_created","data":{"orderId":"A-2"}}),
     )
-    .await?; // id 3, site default
+    .await?; // id b + 3, site default
     hub.post(
         "/api/events",
         json!({"type":"SALE_CREATED","data":{"total":10}}),
     )
-    .await?; // id 4, admin-only
+    .await?; // id b + 4, admin-only
     hub.post(
         "/api/stock/add",
         json!({"additions":[{"productId":7,"quantity":1}]}),
     )
-    .await?; // id 5
+    .await?; // id b + 5
 
-    // cashier1: site default, module inventory only → ids 1 and 5, with prev chained.
-    let e = c1.next_event().await?;
-    assert_eq!((e["id"].as_u64(), e["prev"].as_u64()), (Some(1), Some(0)));
+    // cashier1: site default, module inventory only → ids b + 1 and b + 5, with prev chained.
     let e = c1.next_event().await?;
     assert_eq!(
         (e["id"].as_u64(), e["prev"].as_u64()),
-        (Some(5), Some(1)),
+        (Some(b + 1), Some(b))
+    );
+    let e = c1.next_event().await?;
+    assert_eq!(
+        (e["id"].as_u64(), e["prev"].as_u64()),
+        (Some(b + 5), Some(b + 1)),
         "{e}"
     );
     // cashier2: site s2, all modules → the s2 order only.
     let e = c2.next_event().await?;
     assert_eq!(
         (e["id"].as_u64(), e["prev"].as_u64(), e["event"].as_str()),
-        (Some(2), Some(0), Some("order_created"))
+        (Some(b + 2), Some(b), Some("order_created"))
     );
     c2.expect_silence(Duration::from_millis(200)).await?;
     // admin: everything.
@@ -301,23 +306,26 @@ async fn events_are_routed_by_site_and_module() -> Result<()> {
     for _ in ids {
         got.push(admin.next_event().await?["id"].as_u64().unwrap());
     }
-    assert_eq!(got, vec![1, 2, 3, 4, 5]);
+    assert_eq!(got, vec![b + 1, b + 2, b + 3, b + 4, b + 5]);
     // manager: every site, but not the admin-only SALE_CREATED.
     let mut got = Vec::new();
     for _ in 0..4 {
         got.push(manager.next_event().await?);
     }
     let ids: Vec<u64> = got.iter().map(|e| e["id"].as_u64().unwrap()).collect();
-    assert_eq!(ids, vec![1, 2, 3, 5]);
-    assert_eq!(got[3]["prev"], 3);
+    assert_eq!(ids, vec![b + 1, b + 2, b + 3, b + 5]);
+    assert_eq!(got[3]["prev"], b + 3);
 
     // Replays filter the same way and keep the prev chain.
-    let mut again =
-        Client::connect(&hub.ws_with(&w.cashier1, "&lastEventId=0&deviceId=tablet")).await?;
+    let resume = format!("&lastEventId={b}&deviceId=tablet");
+    let mut again = Client::connect(&hub.ws_with(&w.cashier1, &resume)).await?;
     let e = again.next_event().await?;
-    assert_eq!(e["id"], 1);
+    assert_eq!(e["id"], b + 1);
     let e = again.next_event().await?;
-    assert_eq!((e["id"].as_u64(), e["prev"].as_u64()), (Some(5), Some(1)));
+    assert_eq!(
+        (e["id"].as_u64(), e["prev"].as_u64()),
+        (Some(b + 5), Some(b + 1))
+    );
     let done = again.recv().await?;
     assert_eq!(
         (
@@ -325,7 +333,7 @@ async fn events_are_routed_by_site_and_module() -> Result<()> {
             done["replayed"].as_u64(),
             done["lastEventId"].as_u64()
         ),
-        (Some("sync_complete"), Some(2), Some(5))
+        (Some("sync_complete"), Some(2), Some(b + 5))
     );
     Ok(())
 }
@@ -1065,6 +1073,54 @@ async fn owners_and_admins_change_users_and_the_change_ends_their_sessions() -> 
         .await?;
     let actions = audit.to_string();
     assert!(actions.contains("user:update"), "{audit}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn user_changes_are_announced_to_the_sites_managers_and_nobody_else() -> Result<()> {
+    let w = world().await?;
+    let hub = &w.hub;
+    let mut manager = Client::connect(&hub.ws_with(&w.manager, "")).await?;
+    let mut cashier = Client::connect(&hub.ws_with(&w.cashier2, "")).await?; // site s2
+    let mut other_tenant = Client::connect(&hub.ws_with(&w.b_owner, "")).await?;
+    let (status, created) = hub
+        .as_(
+            Some(&w.admin),
+            "POST",
+            "/api/admin/users",
+            Some(json!({"email": "new@a.test", "password": PW, "role": "cashier", "siteId": "s2"})),
+        )
+        .await?;
+    assert_eq!(status, 201, "{created}");
+    let event = manager.next_event().await?;
+    assert_eq!(
+        (event["event"].as_str(), &event["data"]),
+        (Some("user:changed"), &json!({"userId": created["userId"]})),
+        "{event}"
+    );
+    // A cashier of the site and another tenant hear their next event, not this one.
+    let add = json!({"additions": [{"productId": 7, "quantity": 1}]});
+    hub.as_(
+        Some(&w.admin),
+        "POST",
+        "/api/stock/add?siteId=s2",
+        Some(add.clone()),
+    )
+    .await?;
+    assert_eq!(cashier.next_event().await?["event"], "stock:add");
+    hub.as_(Some(&w.b_owner), "POST", "/api/stock/add", Some(add))
+        .await?;
+    assert_eq!(other_tenant.next_event().await?["event"], "stock:add");
+    // Nobody else may publish it.
+    let (status, _) = hub
+        .as_(
+            Some(&w.admin),
+            "POST",
+            "/api/events",
+            Some(json!({"type": "user:changed", "data": {}})),
+        )
+        .await?;
+    assert_eq!(status, 400);
     Ok(())
 }
 

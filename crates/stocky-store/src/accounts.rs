@@ -70,8 +70,8 @@ pub struct UserChange {
 /// What became of a change to a user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UserChanged {
-    /// The user as it is now.
-    Done(User),
+    /// Made (or there was nothing to change): the user before and after.
+    Done { before: Box<User>, after: Box<User> },
     /// No such user in the tenant.
     NotFound,
     /// The user is an owner, or the change grants the owner role, and the caller is not an
@@ -390,7 +390,10 @@ pub(crate) fn update_user(
         disabled: change.disabled.unwrap_or(user.disabled),
     };
     if updated == user {
-        return Ok(UserChanged::Done(user));
+        return Ok(UserChanged::Done {
+            before: Box::new(user.clone()),
+            after: Box::new(user),
+        });
     }
     ensure_site(conn, tenant, &updated.account.site)?;
     let now = now_millis();
@@ -412,7 +415,10 @@ pub(crate) fn update_user(
         )?;
     }
     end_sessions(conn, id, None, now)?;
-    Ok(UserChanged::Done(updated))
+    Ok(UserChanged::Done {
+        before: Box::new(user),
+        after: Box::new(updated),
+    })
 }
 
 /// Sets the password hash of user `id` of `tenant` and ends their sessions but `keep`
@@ -437,7 +443,10 @@ pub(crate) fn set_password(
         args![tenant, id, password_hash],
     )?;
     end_sessions(conn, id, keep, now_millis())?;
-    Ok(UserChanged::Done(user))
+    Ok(UserChanged::Done {
+        before: Box::new(user.clone()),
+        after: Box::new(user),
+    })
 }
 
 /// Logs out every session of user `id` but `keep`, which also invalidates their access

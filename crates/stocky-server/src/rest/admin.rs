@@ -12,11 +12,11 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use stocky_core::accounts::{check_password, parse_email};
 use stocky_core::api::{PasswordReset, UserUpdate, UserView};
-use stocky_core::auth::{Action, Role};
+use stocky_core::auth::{Action, Role, USER_CHANGED_EVENT};
 use stocky_core::documents::check_name;
 use stocky_core::time::iso8601;
 use stocky_store::audit::AccountAudit;
-use stocky_store::{Account, Accounts, StoreError, User, UserChange, UserChanged};
+use stocky_store::{Account, Accounts, Command, Origin, StoreError, User, UserChange, UserChanged};
 
 use super::json_body;
 use crate::auth::{digest, hash_password_off_thread, random_token, Principal, API_KEY_PREFIX};
@@ -438,6 +438,7 @@ async fn create_user(
         .store
         .accounts(move |a| a.audited(&entry, |a| a.create_user(&created, &login, &hash)))
         .await?;
+    announce_user_change(&state, &p, &account.id, [account.site.as_deref(), None]).await;
     Ok((
         StatusCode::CREATED,
         Json(
@@ -474,6 +475,32 @@ fn may_change_user(state: &AppState, p: &Principal, id: &str, what: &str) -> Res
     Ok(())
 }
 
+/// Tells the store nodes of the sites a user belongs or belonged to that their users
+/// changed ([`USER_CHANGED_EVENT`]), so that they refresh their copy now. Best effort: a
+/// node that misses it catches up at its next refresh. Users of every site are not
+/// mirrored, so they need no announcement.
+pub(super) async fn announce_user_change(
+    state: &AppState,
+    p: &Principal,
+    user: &str,
+    sites: [Option<&str>; 2],
+) {
+    let [first, second] = sites;
+    let second = second.filter(|s| Some(*s) != first);
+    for site in [first, second].into_iter().flatten() {
+        let mut origin = Origin::system(p.tenant.clone(), site.into(), "accounts");
+        origin.user = Some(p.actor());
+        origin.device = p.device.clone();
+        let command = Command::Publish {
+            event: USER_CHANGED_EVENT.into(),
+            data: json!({"userId": user}),
+        };
+        if let Err(e) = state.store.submit(command, origin).await {
+            tracing::warn!(error = %e, site, "could not announce a change of the site's users");
+        }
+    }
+}
+
 /// The user a change is for, as the caller names it.
 struct Target<'a> {
     tenant: &'a str,
@@ -507,12 +534,19 @@ async fn change_user(
             a.audited_when(
                 &entry,
                 |a| change(a, &target),
-                |done| matches!(done, UserChanged::Done(_)),
+                |done| matches!(done, UserChanged::Done { .. }),
             )
         })
         .await?;
     match outcome {
-        UserChanged::Done(user) => Ok(Json(view(user))),
+        UserChanged::Done { before, after } => {
+            let sites = [
+                before.account.site.as_deref(),
+                after.account.site.as_deref(),
+            ];
+            announce_user_change(state, p, id, sites).await;
+            Ok(Json(view(*after)))
+        }
         UserChanged::NotFound => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",

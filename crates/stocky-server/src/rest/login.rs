@@ -249,7 +249,11 @@ pub async fn change_password(
         .await
         .map_err(|e| ApiError::from(e).into_response())?;
     match outcome {
-        UserChanged::Done(_) => Ok(Json(super::Acknowledged { success: true })),
+        UserChanged::Done { after, .. } => {
+            let site = after.account.site.as_deref();
+            super::admin::announce_user_change(&state, &p, &p.id, [site, None]).await;
+            Ok(Json(super::Acknowledged { success: true }))
+        }
         UserChanged::NotFound | UserChanged::OwnerOnly => Err(unauthorized().into_response()),
     }
 }
