@@ -490,10 +490,18 @@ async fn reusing_a_refresh_token_ends_the_session() -> Result<()> {
     let hub = TestHub::start().await?;
     let (_, login) = signed_in(&hub, "m@a.test", "manager", None).await?;
     let first = login["refreshToken"].clone();
-    let (status, renewed) = hub
+    let (status, second) = hub
         .post("/api/auth/refresh", json!({"refreshToken": first}))
         .await?;
     assert_eq!(status, 200);
+    let (status, renewed) = hub
+        .post(
+            "/api/auth/refresh",
+            json!({"refreshToken": second["refreshToken"]}),
+        )
+        .await?;
+    assert_eq!(status, 200);
+    // The first token, two rotations old, comes back: a copy of it was stolen.
     let (status, _) = hub
         .post("/api/auth/refresh", json!({"refreshToken": first}))
         .await?;

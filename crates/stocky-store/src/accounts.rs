@@ -762,13 +762,19 @@ pub(crate) fn rotate_session(
                          WHERE id = $1",
                         args![&session.id, new_hash],
                     )?;
+                    tx.execute(
+                        "INSERT INTO spent_refresh_tokens (refresh_hash, session_id) VALUES ($1, $2)",
+                        args![refresh_hash, &session.id],
+                    )?;
                 }
-                // The token a session was rotated away from, presented again: someone else
-                // holds a copy of it (or of its successor). The session ends for both.
+                // A token the session was rotated away from (any of them; sessions from
+                // before the spent list know only their last), presented again: someone
+                // else holds a copy of it or of a successor. The session ends for both.
                 None => {
                     tx.execute(
                         "UPDATE sessions SET revoked_at = $2
-                         WHERE previous_refresh_hash = $1 AND revoked_at IS NULL",
+                         WHERE revoked_at IS NULL AND (previous_refresh_hash = $1 OR id IN
+                             (SELECT session_id FROM spent_refresh_tokens WHERE refresh_hash = $1))",
                         args![refresh_hash, now],
                     )?;
                 }
@@ -799,10 +805,19 @@ pub(crate) fn revoke_session(conn: &mut dyn Conn, id: &str) -> Result<bool, Stor
 /// Deletes the sessions that expired or were logged out before `before` (epoch ms);
 /// returns how many. A purged session's refresh token is refused like any unknown one.
 pub(crate) fn purge_sessions(conn: &mut dyn Conn, before: i64) -> Result<u64, StoreError> {
-    Ok(conn.execute(
-        "DELETE FROM sessions WHERE expires_at < $1 OR revoked_at < $1",
-        args![before],
-    )?)
+    in_tx(conn, TxMode::Plain, |tx| -> Result<u64, StoreError> {
+        let purged = tx.execute(
+            "DELETE FROM sessions WHERE expires_at < $1 OR revoked_at < $1",
+            args![before],
+        )?;
+        // Their spent refresh tokens go with them (and those of sessions a store node's
+        // users mirror removed).
+        tx.execute(
+            "DELETE FROM spent_refresh_tokens WHERE session_id NOT IN (SELECT id FROM sessions)",
+            args![],
+        )?;
+        Ok(purged)
+    })
 }
 
 /// Registers a device (register, edge, kiosk) at a site of the tenant.

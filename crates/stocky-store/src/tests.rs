@@ -1657,7 +1657,8 @@ async fn sessions_that_ended_before_the_cut_are_purged_and_no_other() {
 }
 
 /// Four sessions: expired long ago, logged out long ago, expired recently, live. Purging
-/// before the cut removes the first two only, and the remaining ones still work as before.
+/// before the cut removes the first two only (and the spent refresh tokens of the first),
+/// and the remaining ones still work as before.
 async fn purge_sessions(at: Location) {
     let (store, writer, _) = open(&at, Arc::default()).await;
     let owner = Account {
@@ -1685,6 +1686,12 @@ async fn purge_sessions(at: Location) {
         .accounts(move |a| a.create_session("live", &holder, None, "r-live", i64::MAX))
         .await
         .unwrap();
+    // The old session was refreshed once while it lived: its spent token goes with it.
+    store
+        .accounts(move |a| a.rotate_session("r-old", "r-old-2", cut - 10))
+        .await
+        .unwrap()
+        .expect("the old session refreshes before it expires");
     store
         .sync(move |s| {
             Ok(s.0.execute(
@@ -1716,6 +1723,22 @@ async fn purge_sessions(at: Location) {
         .await
         .unwrap();
     assert!(rotated.is_some(), "the live session still refreshes");
+    let spent: Vec<String> = store
+        .read(|r| {
+            let rows =
+                r.0.query("SELECT session_id FROM spent_refresh_tokens", args![])?;
+            rows.into_iter()
+                .map(|mut row| row.text(0))
+                .collect::<Result<_, _>>()
+                .map_err(Into::into)
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        spent,
+        ["live"],
+        "spent tokens of purged sessions are purged"
+    );
     drop(store);
     writer.join();
 }

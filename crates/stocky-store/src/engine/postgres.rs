@@ -707,6 +707,16 @@ CREATE INDEX audit_by_event ON audit_log (tenant_id, event_id, entity_type, enti
 DROP INDEX movements_by_event;
 CREATE INDEX movements_by_event ON movements (tenant_id, event_id, id, site_id, product_id);
 "#,
+    r#"
+-- Every refresh token a session was rotated away from, so that presenting any of them
+-- again (not only the last) is recognised as reuse and ends the session. Purged with
+-- the session.
+CREATE TABLE spent_refresh_tokens (
+    refresh_hash TEXT PRIMARY KEY,
+    session_id   TEXT NOT NULL
+);
+CREATE INDEX spent_refresh_tokens_by_session ON spent_refresh_tokens (session_id);
+"#,
 ];
 
 #[cfg(test)]
