@@ -192,7 +192,7 @@ pub async fn change_password(
     State(state): State<AppState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     Extension(p): Extension<Principal>,
-    ApiJson(body): ApiJson<PasswordChange>,
+    request: axum::extract::Request,
 ) -> Result<Json<super::Acknowledged>, Response> {
     let Some(sid) = p.session.clone().filter(|_| p.kind == auth::Kind::User) else {
         return Err(ApiError::bad_request(
@@ -202,6 +202,10 @@ pub async fn change_password(
         .into_response());
     };
     super::admin::users_are_local(&state).map_err(IntoResponse::into_response)?;
+    // Read once the caller is known to have a password here.
+    let body: PasswordChange = super::json_body(request, &state)
+        .await
+        .map_err(IntoResponse::into_response)?;
     check_password(&body.new_password)
         .map_err(|e| ApiError::bad_request("weak_password", e.0).into_response())?;
     let (tenant, id) = (p.tenant.to_string(), p.id.to_string());
