@@ -8,13 +8,14 @@
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use stocky_core::accounts::{check_password, email_key, parse_email};
+use stocky_core::api::UserUpdate;
 use stocky_core::auth::Role;
 use stocky_core::documents::check_name;
 use stocky_core::DEFAULT_TENANT;
 use stocky_server::auth::{
     digest, generate_password, hash_password_off_thread, random_token, API_KEY_PREFIX,
 };
-use stocky_store::{Account, Listed, Location};
+use stocky_store::{Account, Listed, Location, UserChange, UserChanged};
 
 use crate::backup::open_offline;
 
@@ -74,6 +75,15 @@ pub enum AdminCommand {
         #[arg(long, env = "STOCKY_NEW_PASSWORD", hide_env_values = true)]
         password: Option<String>,
     },
+    /// Change a user's role, home site or access by id (`user-list` shows ids); their
+    /// sessions end, so they sign in again with the new grant.
+    UserUpdate {
+        id: String,
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        #[command(flatten)]
+        change: UserUpdateArgs,
+    },
     /// List a tenant's users.
     UserList {
         #[arg(long, default_value = "default")]
@@ -132,6 +142,54 @@ impl Grant {
     }
 }
 
+/// What `user-update` changes (nothing it is not given).
+#[derive(clap::Args)]
+pub struct UserUpdateArgs {
+    /// owner, admin, manager or cashier.
+    #[arg(long)]
+    role: Option<String>,
+    /// New home site.
+    #[arg(long, conflicts_with = "every_site")]
+    site: Option<String>,
+    /// Every site (no home site).
+    #[arg(long)]
+    every_site: bool,
+    /// Refuse the user's sign-ins.
+    #[arg(long, conflicts_with = "enable")]
+    disable: bool,
+    /// Let a disabled user sign in again.
+    #[arg(long)]
+    enable: bool,
+}
+
+impl UserUpdateArgs {
+    fn change(&self) -> Result<UserUpdate> {
+        let role = match &self.role {
+            Some(role) => {
+                Some(Role::parse(role).context("--role must be owner, admin, manager or cashier")?)
+            }
+            None => None,
+        };
+        if let Some(site) = &self.site {
+            check_name("site", site).map_err(|e| anyhow::anyhow!(e.0))?;
+        }
+        let change = UserUpdate {
+            role,
+            site_id: match (&self.site, self.every_site) {
+                (Some(site), _) => Some(Some(site.clone())),
+                (None, true) => Some(None),
+                (None, false) => None,
+            },
+            modules: None,
+            disabled: (self.disable || self.enable).then_some(self.disable),
+        };
+        if change == UserUpdate::default() {
+            bail!("nothing to change: give --role, --site, --every-site, --disable or --enable");
+        }
+        Ok(change)
+    }
+}
+
 /// The password given (checked), or a generated one; and whether it was generated (then
 /// it must be printed).
 fn new_password(given: Option<String>) -> Result<(String, bool)> {
@@ -142,6 +200,15 @@ fn new_password(given: Option<String>) -> Result<(String, bool)> {
         }
         None => Ok((generate_password(), true)),
     }
+}
+
+fn print_updated(email: &str, role: Role, site: Option<&str>, disabled: bool) {
+    println!(
+        "updated user {email} ({}, site {}){}; their sessions are logged out",
+        role.as_str(),
+        site.unwrap_or("*"),
+        if disabled { ", disabled" } else { "" }
+    );
 }
 
 fn print_listed(rows: &[Listed]) {
@@ -262,6 +329,31 @@ async fn execute(store: &stocky_store::Store, command: AdminCommand) -> Result<(
                 println!("password: {password}");
             }
         }
+        AdminCommand::UserUpdate { id, tenant, change } => {
+            let wanted = change.change()?;
+            let change = UserChange {
+                role: wanted.role,
+                site: wanted.site_id,
+                modules: wanted.modules,
+                disabled: wanted.disabled,
+            };
+            let user = id.clone();
+            // Offline is the operator: an owner's powers.
+            match store
+                .accounts(move |a| a.update_user(&tenant, &user, &change, true))
+                .await?
+            {
+                UserChanged::Done { after, .. } => print_updated(
+                    &after.email,
+                    after.account.role,
+                    after.account.site.as_deref(),
+                    after.disabled,
+                ),
+                UserChanged::NotFound | UserChanged::OwnerOnly => {
+                    bail!("no user {id} in that tenant")
+                }
+            }
+        }
         AdminCommand::UserList { tenant } => {
             print_listed(&store.accounts(move |a| a.list_users(&tenant)).await?)
         }
@@ -377,6 +469,16 @@ pub async fn run_remote(client: &stocky_client::Client, command: AdminCommand) -
             if generated {
                 println!("password: {password}");
             }
+        }
+        AdminCommand::UserUpdate { id, tenant, change } => {
+            own_tenant(&tenant)?;
+            let after = client.update_user(&id, &change.change()?).await?;
+            print_updated(
+                &after.email,
+                after.role,
+                after.site_id.as_deref(),
+                after.disabled,
+            );
         }
         AdminCommand::UserList { tenant } => {
             own_tenant(&tenant)?;

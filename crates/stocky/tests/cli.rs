@@ -238,6 +238,49 @@ async fn admin_needs_a_database_and_resets_a_lost_password() {
     assert_eq!(till.me().await.unwrap()["siteId"], "north");
     let tenants = remote(&["tenant-list"]);
     assert!(!tenants.status.success(), "tenants are offline-only");
+
+    // A user changed through the hub, then disabled offline.
+    let created = remote(&[
+        "user-create",
+        "--email",
+        "till@north.test",
+        "--role",
+        "cashier",
+        "--site",
+        "north",
+        "--password",
+        "a long password",
+    ]);
+    let out = String::from_utf8_lossy(&created.stdout);
+    let id = out
+        .split_whitespace()
+        .last()
+        .expect("the new user's id is printed")
+        .to_owned();
+    let promoted = remote(&["user-update", &id, "--role", "manager", "--every-site"]);
+    let out = String::from_utf8_lossy(&promoted.stdout);
+    assert!(out.contains("(manager, site *)"), "{out}");
+    let user = stocky_client::Client::new(&hub.http).unwrap();
+    let grant = user
+        .login("till@north.test", "a long password")
+        .await
+        .unwrap();
+    assert_eq!(grant.user.role, stocky_core::auth::Role::Manager);
+    let disabled = admin(&["user-update", &id, "--disable"]);
+    assert!(
+        disabled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&disabled.stderr)
+    );
+    let refused = user.login("till@north.test", "a long password").await;
+    assert_eq!(refused.unwrap_err().status(), Some(401));
+    assert!(
+        !admin(&["user-update", &id]).status.success(),
+        "nothing to change"
+    );
+    assert!(!remote(&["user-update", "nobody", "--enable"])
+        .status
+        .success());
     hub.stop().unwrap();
 }
 
