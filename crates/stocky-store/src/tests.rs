@@ -1656,6 +1656,20 @@ async fn sessions_that_ended_before_the_cut_are_purged_and_no_other() {
     on_every_engine(purge_sessions).await;
 }
 
+/// The first (text) column of every row `sql` reads.
+async fn first_column(store: &Store, sql: &'static str) -> Vec<String> {
+    store
+        .read(move |r| {
+            let rows = r.0.query(sql, args![])?;
+            rows.into_iter()
+                .map(|mut row| row.text(0))
+                .collect::<Result<_, _>>()
+                .map_err(Into::into)
+        })
+        .await
+        .unwrap()
+}
+
 /// Four sessions: expired long ago, logged out long ago, expired recently, live. Purging
 /// before the cut removes the first two only (and the spent refresh tokens of the first),
 /// and the remaining ones still work as before.
@@ -1706,16 +1720,7 @@ async fn purge_sessions(at: Location) {
         .await
         .unwrap();
     assert_eq!(purged, 2);
-    let left: Vec<String> = store
-        .read(|r| {
-            let rows = r.0.query("SELECT id FROM sessions ORDER BY id", args![])?;
-            rows.into_iter()
-                .map(|mut row| row.text(0))
-                .collect::<Result<_, _>>()
-                .map_err(Into::into)
-        })
-        .await
-        .unwrap();
+    let left = first_column(&store, "SELECT id FROM sessions ORDER BY id").await;
     assert_eq!(left, ["live", "recent"]);
     assert!(store.accounts(|a| a.session_active("live")).await.unwrap());
     let rotated = store
@@ -1723,17 +1728,7 @@ async fn purge_sessions(at: Location) {
         .await
         .unwrap();
     assert!(rotated.is_some(), "the live session still refreshes");
-    let spent: Vec<String> = store
-        .read(|r| {
-            let rows =
-                r.0.query("SELECT session_id FROM spent_refresh_tokens", args![])?;
-            rows.into_iter()
-                .map(|mut row| row.text(0))
-                .collect::<Result<_, _>>()
-                .map_err(Into::into)
-        })
-        .await
-        .unwrap();
+    let spent = first_column(&store, "SELECT session_id FROM spent_refresh_tokens").await;
     assert_eq!(
         spent,
         ["live"],
